@@ -1,0 +1,94 @@
+"""The Flask application factory (in the style of Flask's tutorial)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, g, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from bot.config import Config, load_config
+from bot.logs import openid_hash, request_id, setup_logging
+from bot.services import Services, build_services
+
+
+def create_app(cfg: Config | None = None, services: Services | None = None) -> Flask:
+    cfg = cfg or load_config()
+    setup_logging()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=cfg.server.secret_key,
+        MAX_CONTENT_LENGTH=max(cfg.server.max_body_bytes, 256 * 1024),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=cfg.server.secure_cookies,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="cardbot_session",
+        JSON_AS_ASCII=False,
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    svc = services or build_services(cfg)
+    app.extensions["cardbot"] = svc
+
+    import handlers  # noqa: F401  (registers every handler with the router)
+    from bot import ops, webhook
+
+    app.register_blueprint(webhook.bp)
+    app.register_blueprint(ops.bp)
+    for name in ("bot.pages", "bot.pay_notify", "bot.integration"):
+        _register_optional(app, name)
+    if cfg.emulator.enabled:
+        _register_optional(app, "bot.emulator")
+
+    _instrument(app, svc)
+    return app
+
+
+def _register_optional(app: Flask, module: str) -> None:
+    """Feature blueprints register themselves through ``init_app`` when their module exists."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return
+        raise
+    mod.init_app(app)
+
+
+def _instrument(app: Flask, svc: Services) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.t0 = time.perf_counter()
+        request_id.set(request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16])
+        openid_hash.set("-")
+
+    @app.after_request
+    def _finish(resp: Any) -> Any:
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        svc.metrics.requests.labels(endpoint=endpoint, method=request.method, status=resp.status_code).inc()
+        svc.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - g.get("t0", time.perf_counter()))
+        resp.headers["X-Request-Id"] = request_id.get()
+        return resp
+
+    @app.errorhandler(SQLAlchemyError)
+    def _db_down(exc: Exception) -> Any:
+        app.logger.warning("database error: %s", type(exc).__name__)
+        return jsonify(error="unavailable", message="服务暂时繁忙，请稍后再试 / Service busy, please retry shortly."), 503
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        if isinstance(exc, HTTPException):
+            return exc
+        import redis
+
+        if isinstance(exc, redis.RedisError):
+            return jsonify(error="unavailable", message="服务暂时繁忙，请稍后再试 / Service busy, please retry shortly."), 503
+        app.logger.exception("unhandled error")
+        return jsonify(error="internal", message="服务出错了，请稍后再试 / Something went wrong."), 500
+
+
+__all__ = ["create_app", "load_config"]

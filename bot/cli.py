@@ -1,0 +1,157 @@
+"""The ``cardbot`` command line. Every command takes ``--config PATH``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from bot.config import Config, ConfigError, load_config
+
+
+class Obj:
+    """Lazily loaded config and services for a command."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._cfg: Config | None = None
+        self._svc: Any = None
+
+    @property
+    def cfg(self) -> Config:
+        if self._cfg is None:
+            try:
+                self._cfg = load_config(self.path)
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._cfg
+
+    @property
+    def services(self) -> Any:
+        if self._svc is None:
+            from bot.services import build_services
+
+            self._svc = build_services(self.cfg)
+        return self._svc
+
+
+pass_obj = click.make_pass_decorator(Obj)
+
+
+@click.group()
+@click.option("--config", "config_path", envvar="CARDBOT_CONFIG", default=None, help="config.toml to use")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """campus-card-bot: WeChat official account bot for the campus card."""
+    from bot.logs import setup_logging
+
+    setup_logging()
+    ctx.obj = Obj(config_path)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@pass_obj
+def serve(obj: Obj, host: str, port: int, workers: int) -> None:
+    """Production server (gunicorn) for the Flask app."""
+    from gunicorn.app.base import BaseApplication
+
+    cfg = obj.cfg
+
+    class App(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 8)
+            self.cfg.set("timeout", 30)
+            self.cfg.set("accesslog", None)
+
+        def load(self) -> Any:
+            from bot import create_app
+
+            return create_app(cfg)
+
+    App().run()
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@pass_obj
+def db_upgrade(obj: Obj, revision: str) -> None:
+    """Alembic migrations to head."""
+    from bot.migrate import upgrade
+
+    upgrade(obj.cfg.database.url, revision)
+    click.echo(f"database at {revision}")
+
+
+@cli.group()
+def menu() -> None:
+    """The custom menu (menus/menu.toml)."""
+
+
+def _menu(obj: Obj) -> dict[str, Any]:
+    import menus
+
+    data = menus.load(obj.cfg.menu_path)
+    try:
+        menus.validate(data)
+    except menus.MenuError as exc:
+        for p in exc.problems:
+            click.echo(f"error: {p}", err=True)
+        sys.exit(1)
+    return data
+
+
+@menu.command("validate")
+@pass_obj
+def menu_validate(obj: Obj) -> None:
+    """Check the menu against WeChat's limits."""
+    _menu(obj)
+    click.echo(f"{obj.cfg.menu_path}: ok")
+
+
+@menu.command("show")
+@pass_obj
+def menu_show(obj: Obj) -> None:
+    """Print the JSON sent to WeChat."""
+    import menus
+
+    click.echo(menus.to_json(_menu(obj)))
+
+
+@menu.command("publish")
+@pass_obj
+def menu_publish(obj: Obj) -> None:
+    """Create the menu through the WeChat API (limited to 1000 calls a day)."""
+    from bot.wechat_api import WeChatAPIError
+
+    data = _menu(obj)
+    try:
+        obj.services.wechat.create_menu(data)
+    except WeChatAPIError as exc:
+        raise click.ClickException(f"WeChat refused the menu: {exc}") from None
+    click.echo("menu published")
+
+
+def main() -> None:
+    cli()
+
+
+for _module in ("bot.cli_cardholders", "bot.cli_topup", "bot.cli_autodebit", "bot.worker", "bot.emulator.demo"):
+    try:
+        __import__(_module)
+    except ModuleNotFoundError as _exc:
+        if _exc.name != _module:
+            raise
+    else:
+        cli.add_command(sys.modules[_module].command)

@@ -1,0 +1,325 @@
+"""Typed configuration: loaded once from TOML plus ``CARDBOT_<SECTION>__<KEY>`` overrides.
+
+Every key has a default that runs the demo, so ``cardbot demo`` works with no file at all.
+A bad value stops start-up with a message that names the key (``topup.single_limit: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class ConfigError(Exception):
+    """Raised with a readable message naming the offending key."""
+
+
+class TimeWindow(BaseModel):
+    """A daily window such as ``06:00-20:40``; it may wrap midnight (``23:00-07:00``)."""
+
+    start: time
+    end: time
+
+    @classmethod
+    def parse(cls, text: str) -> TimeWindow:
+        m = _WINDOW.match(text.strip())
+        if not m:
+            raise ValueError(f"expected HH:MM-HH:MM, got {text!r}")
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        return cls(start=time(h1, m1), end=time(h2, m2))
+
+    def contains(self, t: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+def _window(v: Any) -> TimeWindow:
+    return v if isinstance(v, TimeWindow) else TimeWindow.parse(str(v))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class WeChatConfig(_Section):
+    appid: str = "wxcardbotdemo0001"
+    secret: str = "demo-app-secret-change-me"
+    token: str = "cardbotdemotoken"
+    encoding_aes_key: str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+    api_base_url: str = "https://api.weixin.qq.com"
+    oauth_base_url: str = "https://open.weixin.qq.com"
+    max_clock_skew_seconds: int = Field(300, ge=30, le=3600)
+    request_timeout_seconds: float = Field(3.0, gt=0, le=30)
+    reply_budget_seconds: float = Field(4.0, gt=0, lt=5)
+
+    @field_validator("encoding_aes_key")
+    @classmethod
+    def _aes_key(cls, v: str) -> str:
+        if v and len(v) != 43:
+            raise ValueError("must be the 43-character EncodingAESKey from the official account settings")
+        return v
+
+    @field_validator("api_base_url", "oauth_base_url")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.rstrip("/")
+
+
+class PayConfig(_Section):
+    mchid: str = "1900000109"
+    apiv3_key: str = "cardbotdemoapiv3key0123456789abc"
+    private_key_path: str = "var/keys/merchant_private.pem"
+    cert_serial_no: str = "4A1B2C3D4E5F60718293A4B5C6D7E8F901234567"
+    public_key_path: str = "var/keys/platform_public.pem"
+    public_key_id: str = "PUB_KEY_ID_0119000001092026112500000000000000"
+    notify_url: str = "http://127.0.0.1:8000/pay/notify"
+    api_base_url: str = "https://api.mch.weixin.qq.com"
+    order_expire_minutes: int = Field(15, ge=5, le=120)
+
+    @field_validator("apiv3_key")
+    @classmethod
+    def _v3key(cls, v: str) -> str:
+        if len(v.encode()) != 32:
+            raise ValueError("must be exactly 32 bytes (the APIv3 key set in the merchant platform)")
+        return v
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.rstrip("/")
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///var/cardbot.db"
+    echo: bool = False
+
+
+class RedisConfig(_Section):
+    url: str = ""
+    key_prefix: str = "cardbot:"
+    embedded_path: str = "var/redis.db"
+
+
+class ServerConfig(_Section):
+    public_base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = "demo-secret-key-change-me-in-production"
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    secure_cookies: bool = False
+    integration_secret: str = "demo-integration-secret"
+    admin_token: str = ""
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.rstrip("/")
+
+
+class SchoolConfig(_Section):
+    name: str = "示例大学 Demo University"
+    service_center: str = "学生活动中心一楼校园卡服务中心（周一至周五 8:30-17:00）/ Card Service Center, Student Center 1F (Mon-Fri 8:30-17:00)"
+    service_phone: str = "010-12345678"
+
+
+class TopupConfig(_Section):
+    quick_amounts: list[int] = [50, 100, 200]
+    quick_fee_rate: float = Field(0.003, ge=0, lt=0.1)
+    custom_min: int = Field(10, gt=0)
+    custom_max: int = Field(500, gt=0)
+    custom_step: int = Field(10, gt=0)
+    single_limit: int = Field(500, gt=0)
+    daily_limit: int = Field(2000, gt=0)
+    peak_hours: list[TimeWindow] = ["07:30-08:30", "11:30-12:30"]  # type: ignore[assignment]
+    stuck_after_minutes: int = Field(3, ge=1)
+
+    _peak = field_validator("peak_hours", mode="before")(lambda v: [_window(x) for x in v])
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TopupConfig:
+        if self.custom_min > self.custom_max:
+            raise ValueError("custom_min must not exceed custom_max")
+        if any(a <= 0 or a > self.single_limit for a in self.quick_amounts):
+            raise ValueError("quick_amounts must be positive and within single_limit")
+        if self.single_limit > self.daily_limit:
+            raise ValueError("single_limit must not exceed daily_limit")
+        return self
+
+
+class AutodebitConfig(_Section):
+    threshold: int = Field(20, gt=0)
+    amount: int = Field(50, gt=0)
+    bank_hours: TimeWindow = "06:00-20:40"  # type: ignore[assignment]
+    renew_month: int = Field(9, ge=1, le=12)
+    refund_request_day: int = Field(5, ge=1, le=28)
+    reminder_days_before: int = Field(14, ge=1, le=60)
+
+    _bank = field_validator("bank_hours", mode="before")(lambda v: _window(v))
+
+
+class BindingConfig(_Section):
+    max_failures: int = Field(5, ge=1)
+    lockout_minutes: int = Field(30, ge=1)
+    dialog_ttl_seconds: int = Field(600, ge=30)
+    max_bindings_per_card: int = Field(3, ge=1)
+
+
+class NoticeTemplate(_Section):
+    template_id: str
+    fields: dict[str, str]
+    urgent: bool = True
+
+
+def _default_notices() -> dict[str, NoticeTemplate]:
+    return {
+        "topup_receipt": NoticeTemplate(
+            template_id="TPL_TOPUP_RECEIPT",
+            fields={"amount": "amount1", "fee": "amount2", "balance": "amount3", "time": "time4"},
+        ),
+        "autodebit_success": NoticeTemplate(
+            template_id="TPL_AUTODEBIT_OK",
+            fields={"amount": "amount1", "balance": "amount2", "time": "time3"},
+        ),
+        "autodebit_failure": NoticeTemplate(
+            template_id="TPL_AUTODEBIT_FAIL",
+            fields={"amount": "amount1", "reason": "thing2", "advice": "thing3", "time": "time4"},
+        ),
+        "agreement_expiring": NoticeTemplate(
+            template_id="TPL_AGREEMENT",
+            fields={"status": "thing1", "date": "time2", "advice": "thing3"},
+            urgent=False,
+        ),
+        "agreement_expired": NoticeTemplate(
+            template_id="TPL_AGREEMENT",
+            fields={"status": "thing1", "date": "time2", "advice": "thing3"},
+            urgent=False,
+        ),
+        "refund_result": NoticeTemplate(
+            template_id="TPL_REFUND",
+            fields={"amount": "amount1", "result": "thing2", "time": "time3"},
+        ),
+    }
+
+
+class NoticesConfig(BaseModel):
+    model_config = ConfigDict(extra="allow", validate_default=True)
+    quiet_hours: TimeWindow = "23:00-07:00"  # type: ignore[assignment]
+    max_attempts: int = Field(8, ge=1)
+    batch_size: int = Field(100, ge=1)
+
+    _quiet = field_validator("quiet_hours", mode="before")(lambda v: _window(v))
+
+    @model_validator(mode="after")
+    def _templates(self) -> NoticesConfig:
+        extra = dict(self.__pydantic_extra__ or {})
+        merged = _default_notices()
+        for kind, raw in extra.items():
+            merged[kind] = NoticeTemplate.model_validate(raw)
+        self.__pydantic_extra__ = {}
+        object.__setattr__(self, "templates", merged)
+        return self
+
+    def template(self, kind: str) -> NoticeTemplate:
+        return self.templates[kind]  # type: ignore[attr-defined]
+
+
+class GraduatesConfig(_Section):
+    freeze_after_months: int = Field(3, ge=0)
+
+
+class MenuConfig(_Section):
+    path: str = ""
+
+
+class EmulatorConfig(_Section):
+    enabled: bool = True
+    notify_retry_scale: float = Field(1.0, gt=0, le=1.0)
+    notify_duplicate_rate: float = Field(0.0, ge=0, le=1)
+    template_daily_quota: int = Field(100000, ge=0)
+    token_ttl_seconds: int = Field(7200, ge=1)
+    token_grace_seconds: int = Field(300, ge=0)
+    auto_deliver_pushes: bool = True
+    merchant_public_key_path: str = "var/keys/merchant_public.pem"
+    platform_private_key_path: str = "var/keys/platform_private.pem"
+    keys_dir: str = "var/keys"
+
+
+class Config(BaseSettings):
+    """The whole configuration. Sections mirror ``config.example.toml``."""
+
+    model_config = SettingsConfigDict(env_prefix="CARDBOT_", env_nested_delimiter="__", extra="forbid")
+
+    wechat: WeChatConfig = WeChatConfig()
+    pay: PayConfig = PayConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    redis: RedisConfig = RedisConfig()
+    server: ServerConfig = ServerConfig()
+    school: SchoolConfig = SchoolConfig()
+    topup: TopupConfig = TopupConfig()
+    autodebit: AutodebitConfig = AutodebitConfig()
+    binding: BindingConfig = BindingConfig()
+    notices: NoticesConfig = NoticesConfig()
+    graduates: GraduatesConfig = GraduatesConfig()
+    menu: MenuConfig = MenuConfig()
+    emulator: EmulatorConfig = EmulatorConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file (passed as init kwargs).
+        return (env_settings, init_settings)
+
+    @property
+    def menu_path(self) -> Path:
+        if self.menu.path:
+            return Path(self.menu.path)
+        return Path(__file__).resolve().parent.parent / "menus" / "menu.toml"
+
+    @property
+    def is_production(self) -> bool:
+        return not self.emulator.enabled
+
+
+def _format_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        lines.append(f"{key}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Config:
+    """Load config from ``path`` (or $CARDBOT_CONFIG, or ./config.toml, or demo defaults)."""
+    data: dict[str, Any] = {}
+    chosen = path or os.environ.get("CARDBOT_CONFIG") or ("config.toml" if Path("config.toml").exists() else None)
+    if chosen:
+        p = Path(chosen)
+        if not p.exists():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    try:
+        return Config(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None

@@ -1,0 +1,65 @@
+"""What a handler gets besides the message: who is asking, in which language, and the services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.dialogs import Dialog
+from bot.texts import t as _t
+from bot.texts import yuan
+from models import Binding, Cardholder, WechatUser
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+
+@dataclass
+class Context:
+    openid: str
+    db: Session
+    services: Services
+    user: WechatUser
+    dialog: Dialog | None = None
+    expired_dialog: str | None = None
+    handler_name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cfg(self):  # type: ignore[no-untyped-def]
+        return self.services.cfg
+
+    @property
+    def lang(self) -> str:
+        return self.user.lang or "zh"
+
+    def now(self) -> datetime:
+        return self.services.clock.now()
+
+    def t(self, key: str, /, **values: object) -> str:
+        return _t(self.lang, key, **values)
+
+    @staticmethod
+    def yuan(fen: int) -> str:
+        return yuan(fen)
+
+    # --- dialog helpers -------------------------------------------------
+    def start_dialog(self, state: str, data: dict[str, Any] | None = None) -> Dialog:
+        self.dialog = self.services.dialogs.set(self.openid, state, data)
+        return self.dialog
+
+    def end_dialog(self) -> bool:
+        self.dialog = None
+        return self.services.dialogs.clear(self.openid)
+
+    # --- the bound card -------------------------------------------------
+    def binding(self) -> Binding | None:
+        return self.db.execute(select(Binding).where(Binding.openid == self.openid)).scalar_one_or_none()
+
+    def card(self) -> Cardholder | None:
+        b = self.binding()
+        return b.cardholder if b else None

@@ -1,0 +1,61 @@
+"""Runs one parsed push through the router inside its own DB session: the unit the webhook times."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.context import Context
+from bot.logs import hash_openid, openid_hash, request_id
+from bot.replies import Reply, Text
+from bot.router import on
+from bot.services import Services
+from bot.texts import t
+from models import WechatUser
+
+log = logging.getLogger(__name__)
+
+
+def load_user(ctx_db: Any, openid: str, now: Any) -> WechatUser:
+    user = ctx_db.execute(select(WechatUser).where(WechatUser.openid == openid)).scalar_one_or_none()
+    if user is None:
+        user = WechatUser(openid=openid, lang="zh", following=True, created_at=now)
+        ctx_db.add(user)
+    user.last_message_at = now
+    return user
+
+
+def run_message(services: Services, msg: Any, info: dict[str, Any], rid: str = "-") -> Reply | None:
+    """Dispatch ``msg``; never raises. ``info['lang']`` is filled early so a late answer speaks the user's language."""
+    request_id.set(rid)
+    openid_hash.set(hash_openid(msg.source))
+    handler = "-"
+    try:
+        with services.session() as db:
+            user = load_user(db, msg.source, services.clock.utcnow())
+            info["lang"] = user.lang or "zh"
+            dialog = services.dialogs.get(msg.source)
+            expired = services.dialogs.take_expired(msg.source) if dialog is None and msg.type == "text" else None
+            ctx = Context(openid=msg.source, db=db, services=services, user=user, dialog=dialog, expired_dialog=expired)
+            try:
+                reply = on.dispatch(msg, ctx)
+                handler = ctx.handler_name
+                db.commit()
+            except Exception:
+                db.rollback()
+                handler = ctx.handler_name or "-"
+                raise
+            info["lang"] = user.lang or "zh"
+            return reply
+    except (redis.RedisError, SQLAlchemyError) as exc:
+        log.warning("backend unavailable while handling push: %s", type(exc).__name__, extra={"handler": handler})
+        services.metrics.handler_errors.labels(handler=handler).inc()
+        return Text(t(info.get("lang", "zh"), "service_unavailable"))
+    except Exception:
+        log.exception("handler failed", extra={"handler": handler, "event": getattr(msg, "type", "?")})
+        services.metrics.handler_errors.labels(handler=handler).inc()
+        return Text(t(info.get("lang", "zh"), "error_apology", phone=services.cfg.school.service_phone))

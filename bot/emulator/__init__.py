@@ -1,0 +1,20 @@
+"""Loopback emulator of the WeChat and WeChat Pay APIs the bot calls, plus the browser chat simulator.
+
+Mounted only when ``[emulator] enabled``; production code reaches it only through the base URLs.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from bot.emulator.state import EmulatorState
+
+
+def init_app(app: Flask) -> None:
+    cfg = app.extensions["cardbot"].cfg
+    app.extensions["emulator"] = EmulatorState(
+        token_ttl=cfg.emulator.token_ttl_seconds, token_grace=cfg.emulator.token_grace_seconds
+    )
+    from bot.emulator import wechat_api
+
+    app.register_blueprint(wechat_api.bp)

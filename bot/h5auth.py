@@ -1,0 +1,87 @@
+"""Identity for H5 pages: WeChat OAuth (snsapi_base) into a signed session cookie, never an openid in a URL.
+
+``state`` is bound to the browser session (CSRF for the OAuth round trip) and every state-changing
+API call must echo the session's CSRF token in ``X-CSRF-Token``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import abort, current_app, jsonify, redirect, request, session
+
+from bot.wechat_api import WeChatAPIError
+
+
+def _svc() -> Any:
+    return current_app.extensions["cardbot"]
+
+
+def authorize_url(redirect_uri: str, state: str) -> str:
+    cfg = _svc().cfg.wechat
+    query = urlencode(
+        {"appid": cfg.appid, "redirect_uri": redirect_uri, "response_type": "code", "scope": "snsapi_base", "state": state}
+    )
+    return f"{cfg.oauth_base_url}/connect/oauth2/authorize?{query}#wechat_redirect"
+
+
+def page_url(path: str) -> str:
+    return f"{_svc().cfg.server.public_base_url}{path}"
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    return session["csrf"]
+
+
+def current_openid() -> str | None:
+    return session.get("openid")
+
+
+def login_page(view: Callable[..., Any]) -> Callable[..., Any]:
+    """For GET pages: run the OAuth round trip when the session has no openid yet."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        code, state = request.args.get("code"), request.args.get("state")
+        if code and state:
+            expected = session.pop("oauth_state", None)
+            if not expected or not hmac.compare_digest(expected, state):
+                abort(403)
+            try:
+                openid = _svc().wechat.oauth_openid(code)
+            except WeChatAPIError:
+                abort(403)
+            session.clear()
+            session["openid"] = openid
+            session.permanent = False
+            return redirect(request.path)
+        if not current_openid():
+            state = secrets.token_urlsafe(16)
+            session["oauth_state"] = state
+            return redirect(authorize_url(page_url(request.path), state))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def login_api(view: Callable[..., Any]) -> Callable[..., Any]:
+    """For JSON APIs: a session openid and, on writes, the CSRF header are required."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_openid():
+            return jsonify(error="not_signed_in", message="请从公众号菜单重新打开页面 / Please reopen this page from the menu."), 401
+        if request.method not in ("GET", "HEAD"):
+            sent = request.headers.get("X-CSRF-Token", "")
+            if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
+                return jsonify(error="csrf", message="页面已过期，请刷新 / Page expired, please refresh."), 403
+        return view(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,73 @@
+"""Everything a request, a job or a command needs, built once per process from the config."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock
+from bot.config import Config
+from bot.dialogs import Dialogs
+from bot.metrics import Metrics
+from bot.store import Store, connect
+from models.db import make_engine, make_sessionmaker
+
+
+@dataclass
+class Services:
+    cfg: Config
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: Store
+    clock: Clock = field(default_factory=Clock)
+    metrics: Metrics = field(default_factory=Metrics)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def dialogs(self) -> Dialogs:
+        return Dialogs(self.store, self.cfg.binding.dialog_ttl_seconds)
+
+    @cached_property
+    def executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=32, thread_name_prefix="handler")
+
+    @cached_property
+    def wechat(self):  # type: ignore[no-untyped-def]
+        from bot.wechat_api import WeChatAPI
+
+        return self.overrides.get("wechat") or WeChatAPI(self.cfg.wechat, self.store)
+
+    @cached_property
+    def pay(self):  # type: ignore[no-untyped-def]
+        from bot.pay import PayClient
+
+        return self.overrides.get("pay") or PayClient(self.cfg.pay, self.cfg.wechat.appid)
+
+    @cached_property
+    def bank(self):  # type: ignore[no-untyped-def]
+        from bot.bank import make_bank_gateway
+
+        return self.overrides.get("bank") or make_bank_gateway(self.cfg)
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def close(self) -> None:
+        if "executor" in self.__dict__:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+        self.engine.dispose()
+
+
+def build_services(cfg: Config, *, allow_embedded_redis: bool = True) -> Services:
+    engine = make_engine(cfg.database.url, cfg.database.echo)
+    return Services(
+        cfg=cfg,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        store=connect(cfg.redis, allow_embedded=allow_embedded_redis),
+    )

@@ -1,0 +1,131 @@
+"""``/wechat``: the endpoint WeChat calls. Verify, decode, claim the dedup key, dispatch within 5 s, answer.
+
+A handler that misses the budget is answered with "processing"; its real reply follows as a
+customer-service message when it finishes. A retry of the same push gets the first answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, current_app, g, request
+
+from bot.conversation import run_message
+from bot.dedup import Dedup
+from bot.logs import request_id
+from bot.replies import Article, Reply, Text
+from bot.services import Services
+from bot.texts import t
+from bot.wechat_xml import (
+    BadMessage,
+    BadSignature,
+    check_freshness,
+    check_signature,
+    decode_push,
+    dedup_key,
+    encrypt_reply,
+    render_reply,
+)
+
+log = logging.getLogger(__name__)
+bp = Blueprint("wechat", __name__)
+
+
+def services() -> Services:
+    return current_app.extensions["cardbot"]
+
+
+def _text(body: str, status: int = 200) -> Response:
+    return Response(body, status=status, mimetype="text/plain")
+
+
+def _signed(svc: Services) -> bool:
+    a = request.args
+    return check_signature(svc.cfg.wechat.token, a.get("signature", ""), a.get("timestamp", ""), a.get("nonce", ""))
+
+
+@bp.get("/wechat")
+def verify_url() -> Response:
+    svc = services()
+    if not _signed(svc):
+        return _text("forbidden", 403)
+    return _text(request.args.get("echostr", ""))
+
+
+@bp.post("/wechat")
+def push() -> Response:
+    svc = services()
+    cfg = svc.cfg.wechat
+    if not _signed(svc) or not check_freshness(request.args.get("timestamp", ""), cfg.max_clock_skew_seconds):
+        return _text("forbidden", 403)
+    length = request.content_length
+    if length is not None and length > svc.cfg.server.max_body_bytes:
+        return _text("body too large", 400)
+    body = request.get_data(cache=False)
+    if len(body) > svc.cfg.server.max_body_bytes:
+        return _text("body too large", 400)
+    try:
+        msg, encrypted = decode_push(body, request.args.to_dict(), cfg)
+    except BadSignature:
+        return _text("forbidden", 403)
+    except BadMessage as exc:
+        log.info("rejected push: %s", exc)
+        return _text("bad request", 400)
+
+    g.push_kind = msg.type if msg.type != "event" else f"event:{(getattr(msg, 'event', '') or '').lower()}"
+    svc.metrics.messages.labels(kind=g.push_kind).inc()
+    plain = _answer(svc, msg)
+    if encrypted:
+        return Response(encrypt_reply(plain, cfg, request.args.get("nonce", "")), mimetype="application/xml")
+    return Response(plain, mimetype="application/xml" if plain != "success" else "text/plain")
+
+
+def _answer(svc: Services, msg: Any) -> str:
+    dedup = Dedup(svc.store)
+    key = dedup_key(msg)
+    budget = svc.cfg.wechat.reply_budget_seconds
+    try:
+        claimed = dedup.claim(key)
+    except redis.RedisError:
+        log.warning("redis unavailable: push handled without dedup")
+        claimed, dedup = True, None
+    if not claimed:
+        svc.metrics.dedup_hits.inc()
+        earlier = dedup.wait(key, budget)
+        return earlier if earlier is not None else "success"
+
+    info: dict[str, Any] = {"lang": "zh"}
+    future: Future[Reply | None] = svc.executor.submit(run_message, svc, msg, info, request_id.get())
+    try:
+        reply = future.result(timeout=budget)
+    except FutureTimeout:
+        reply = Text(t(info["lang"], "processing"))
+        future.add_done_callback(lambda f: _deliver_late(svc, msg.source, f))
+    plain = render_reply(reply, msg)
+    if dedup is not None:
+        try:
+            dedup.finish(key, plain)
+        except redis.RedisError:
+            log.warning("redis unavailable: could not store reply for retries")
+    return plain
+
+
+def _deliver_late(svc: Services, openid: str, future: Future[Reply | None]) -> None:
+    """The handler finished after we answered: send its reply as a customer-service message."""
+    try:
+        reply = future.result()
+        if reply is None:
+            return
+        content = reply.content if isinstance(reply, Text) else _article_text(reply)
+        svc.wechat.send_text(openid, content)
+        svc.metrics.late_replies.inc()
+    except Exception:
+        log.exception("late reply could not be delivered")
+
+
+def _article_text(a: Article) -> str:
+    return f"{a.title}\n{a.description}\n{a.url}"

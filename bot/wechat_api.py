@@ -1,0 +1,145 @@
+"""WeChat API client: wechatpy's WeChatClient with one shared access_token in Redis, refreshed from one
+place under a lock, timeouts on every call, and a bounded retry (wechatpy's own auto_retry recurses
+without limit, so it is off).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+import requests
+from wechatpy import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+from wechatpy.session.redisstorage import RedisStorage
+
+from bot.config import WeChatConfig
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+TOKEN_ERRORS = {40001, 40014, 42001}
+RETRYABLE_ERRORS = {-1, 45009}  # -1 system busy
+
+
+class WeChatAPIError(Exception):
+    def __init__(self, errcode: int | None, errmsg: str = "") -> None:
+        super().__init__(f"{errcode}: {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+
+class _Client(WeChatClient):
+    """wechatpy client pointed at ``api_base_url``; the token comes from ``/cgi-bin/stable_token``."""
+
+    def __init__(self, cfg: WeChatConfig, store: Store) -> None:
+        storage = RedisStorage(store.r, prefix=store.key("wechatpy"))
+        super().__init__(
+            cfg.appid,
+            cfg.secret,
+            session=storage,
+            timeout=(min(2.0, cfg.request_timeout_seconds), cfg.request_timeout_seconds),
+            auto_retry=False,
+        )
+        self.API_BASE_URL = f"{cfg.api_base_url}/cgi-bin/"
+        self._cfg = cfg
+        self._store = store
+
+    def fetch_access_token(self, force: bool = False) -> dict[str, Any]:
+        lock = self._store.r.lock(self._store.key("lock", "token", self.appid), timeout=15, blocking_timeout=8)
+        stale = self.session.get(self.access_token_key)
+        with lock:
+            current = self.session.get(self.access_token_key)
+            if current and (not force or current != stale):
+                return {"access_token": current}
+            res = self._http.post(
+                f"{self._cfg.api_base_url}/cgi-bin/stable_token",
+                json={
+                    "grant_type": "client_credential",
+                    "appid": self.appid,
+                    "secret": self._cfg.secret,
+                    "force_refresh": force,
+                },
+                timeout=self.timeout,
+            )
+            res.raise_for_status()
+            data = res.json()
+            if data.get("errcode"):
+                raise WeChatClientException(data["errcode"], data.get("errmsg", ""), client=self)
+            ttl = max(60, int(data.get("expires_in", 7200)) - 300)
+            self.session.set(self.access_token_key, data["access_token"], ttl)
+            self.expires_at = int(time.time()) + ttl
+            return data
+
+    @property
+    def access_token(self) -> str:
+        token = self.session.get(self.access_token_key)
+        if token:
+            return token
+        return self.fetch_access_token()["access_token"]
+
+
+class WeChatAPI:
+    """The calls the bot makes. Each raises ``WeChatAPIError`` with WeChat's errcode on failure."""
+
+    def __init__(self, cfg: WeChatConfig, store: Store) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.client = _Client(cfg, store)
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Refresh the token once and retry once on token errors; one retry on network errors."""
+        token_retried = net_retried = False
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except WeChatClientException as exc:
+                code = exc.errcode
+                if code in TOKEN_ERRORS and not token_retried:
+                    token_retried = True
+                    log.info("wechat token rejected (%s); refreshing once", code)
+                    self.client.session.delete(self.client.access_token_key)
+                    self.client.fetch_access_token(force=True)
+                    continue
+                if code is None and not net_retried:
+                    net_retried = True
+                    time.sleep(0.2)
+                    continue
+                raise WeChatAPIError(code, str(exc.errmsg or "")) from None
+            except (requests.RequestException, redis.lock.LockError) as exc:
+                if not net_retried:
+                    net_retried = True
+                    time.sleep(0.2)
+                    continue
+                raise WeChatAPIError(None, type(exc).__name__) from None
+
+    def token(self) -> str:
+        return self._call(lambda: self.client.access_token)
+
+    def send_text(self, openid: str, content: str) -> dict[str, Any]:
+        """Customer-service text message (only inside WeChat's 48 h window)."""
+        return self._call(self.client.message.send_text, openid, content)
+
+    def send_template(self, openid: str, template_id: str, data: dict[str, Any], url: str | None = None) -> str:
+        res = self._call(self.client.message.send_template, openid, template_id, data, url)
+        return str(res.get("msgid", ""))
+
+    def create_menu(self, menu: dict[str, Any]) -> dict[str, Any]:
+        return self._call(self.client.menu.create, menu)
+
+    def get_menu(self) -> dict[str, Any]:
+        return self._call(self.client.menu.get)
+
+    def oauth_openid(self, code: str) -> str:
+        """Exchange a single-use OAuth code for the user's openid (snsapi_base)."""
+        res = requests.get(
+            f"{self.cfg.api_base_url}/sns/oauth2/access_token",
+            params={"appid": self.cfg.appid, "secret": self.cfg.secret, "code": code, "grant_type": "authorization_code"},
+            timeout=(2, self.cfg.request_timeout_seconds),
+        )
+        data = res.json()
+        if data.get("errcode") or "openid" not in data:
+            raise WeChatAPIError(data.get("errcode"), data.get("errmsg", "no openid"))
+        return str(data["openid"])

@@ -1,0 +1,31 @@
+"""Persistence: SQLAlchemy 2 models and the ledger. Knows nothing of Flask, Redis or WeChat."""
+
+from models.autodebit import AutodebitAgreement, AutodebitAttempt, RefundRequest
+from models.base import Base, utcnow
+from models.binding import Binding
+from models.cardholder import CARD_STATUSES, Cardholder
+from models.ledger import InsufficientBalance, LedgerEntry, Notice, Posted, ledger_sum, lock_card, post_entry
+from models.outbox import OutboxNotice
+from models.topup import TopupOrder
+from models.wechat_user import WechatUser
+
+__all__ = [
+    "AutodebitAgreement",
+    "AutodebitAttempt",
+    "Base",
+    "Binding",
+    "CARD_STATUSES",
+    "Cardholder",
+    "InsufficientBalance",
+    "LedgerEntry",
+    "Notice",
+    "OutboxNotice",
+    "Posted",
+    "RefundRequest",
+    "TopupOrder",
+    "WechatUser",
+    "ledger_sum",
+    "lock_card",
+    "post_entry",
+    "utcnow",
+]

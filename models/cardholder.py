@@ -1,0 +1,45 @@
+"""The campus card and its holder, as the school's roster describes them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import CheckConstraint, Date, DateTime, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+
+CARD_STATUSES = ("active", "graduated", "frozen", "lost")
+
+
+class Cardholder(Base):
+    __tablename__ = "cardholders"
+    __table_args__ = (
+        CheckConstraint("status IN ('active','graduated','frozen','lost')", name="status"),
+        CheckConstraint("pending_fen >= 0", name="pending_nonneg"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    student_no: Mapped[str] = mapped_column(String(12), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    id_number: Mapped[str | None] = mapped_column(String(18))
+    passport_no: Mapped[str | None] = mapped_column(String(20), index=True)
+    campus: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(12), default="active")
+    left_on: Mapped[date | None] = mapped_column(Date)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    balance_fen: Mapped[int] = mapped_column(Integer, default=0)
+    pending_fen: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def masked_name(self) -> str:
+        """张三 → *三, 欧阳娜娜 → **娜娜 style: enough to recognise, not to identify."""
+        n = self.name
+        if len(n) <= 1:
+            return "*"
+        if " " in n:
+            parts = n.split()
+            return " ".join([parts[0][0] + "*" * (len(parts[0]) - 1)] + ["*" * len(p) for p in parts[1:]])
+        return "*" * (len(n) - 1 if len(n) <= 2 else len(n) - 2) + n[-1 if len(n) <= 2 else -2 :]

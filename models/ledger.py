@@ -1,0 +1,148 @@
+"""The ledger: the only place a card's balance changes.
+
+``post_entry`` locks the card row, refuses a second entry with the same idempotency key, writes the
+entry, moves the balance and queues the notices — all inside the caller's transaction, so either
+everything lands or nothing does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from models.base import Base, utcnow
+from models.cardholder import Cardholder
+from models.outbox import OutboxNotice
+
+ENTRY_KINDS = ("opening", "topup", "spend", "autodebit", "refund", "adjust", "withdraw")
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        Index("ix_ledger_card_time", "cardholder_id", "created_at"),
+        CheckConstraint("amount_fen <> 0", name="nonzero"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cardholder_id: Mapped[int] = mapped_column(ForeignKey("cardholders.id"))
+    amount_fen: Mapped[int] = mapped_column(Integer)
+    balance_after_fen: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str] = mapped_column(String(128), default="")
+    ref: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class InsufficientBalance(Exception):
+    """A debit would take the card below zero."""
+
+
+@dataclass
+class Notice:
+    """A notice to queue with a ledger entry; ``dedup_key`` defaults to the entry's key plus kind and openid."""
+
+    openid: str
+    kind: str
+    data: dict[str, Any]
+    url: str | None = None
+    urgent: bool = True
+    dedup_key: str | None = None
+
+
+@dataclass
+class Posted:
+    entry: LedgerEntry
+    created: bool
+    notices: list[OutboxNotice] = field(default_factory=list)
+
+
+def lock_card(session: Session, cardholder_id: int) -> Cardholder:
+    """SELECT … FOR UPDATE on PostgreSQL; SQLite serialises writers by itself."""
+    return session.execute(
+        select(Cardholder).where(Cardholder.id == cardholder_id).with_for_update()
+    ).scalar_one()
+
+
+def queue_notice(session: Session, notice: Notice, default_key: str) -> OutboxNotice | None:
+    """Add an outbox row unless one with the same dedup key exists."""
+    key = notice.dedup_key or f"{default_key}:{notice.kind}:{notice.openid}"
+    if session.execute(select(OutboxNotice.id).where(OutboxNotice.dedup_key == key)).first():
+        return None
+    row = OutboxNotice(
+        dedup_key=key[:128],
+        openid=notice.openid,
+        kind=notice.kind,
+        data=notice.data,
+        url=notice.url,
+        urgent=notice.urgent,
+        status="pending",
+        next_attempt_at=utcnow(),
+    )
+    session.add(row)
+    return row
+
+
+def post_entry(
+    session: Session,
+    cardholder_id: int,
+    amount_fen: int,
+    kind: str,
+    idempotency_key: str,
+    *,
+    description: str = "",
+    ref: str | None = None,
+    allow_negative: bool = False,
+    notices: list[Notice] | None = None,
+    build_notices: Any = None,
+) -> Posted:
+    """Apply one balance change exactly once.
+
+    ``build_notices(card, entry)`` may compute notices from the new balance. Returns ``created=False``
+    (and changes nothing) when the key was already used. The caller commits.
+    """
+    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen == 0:
+        raise ValueError("amount_fen must be a non-zero integer")
+    if kind not in ENTRY_KINDS:
+        raise ValueError(f"unknown entry kind {kind!r}")
+    card = lock_card(session, cardholder_id)
+    existing = session.execute(
+        select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key)
+    ).scalar_one_or_none()
+    if existing is not None:
+        return Posted(existing, created=False)
+    new_balance = card.balance_fen + amount_fen
+    if new_balance < 0 and not allow_negative:
+        raise InsufficientBalance(f"balance {card.balance_fen} < {-amount_fen}")
+    card.balance_fen = new_balance
+    entry = LedgerEntry(
+        cardholder_id=card.id,
+        amount_fen=amount_fen,
+        balance_after_fen=new_balance,
+        kind=kind,
+        idempotency_key=idempotency_key,
+        description=description[:128],
+        ref=ref,
+        created_at=utcnow(),
+    )
+    session.add(entry)
+    all_notices = list(notices or [])
+    if build_notices is not None:
+        all_notices.extend(build_notices(card, entry))
+    queued = [r for n in all_notices if (r := queue_notice(session, n, idempotency_key)) is not None]
+    session.flush()
+    return Posted(entry, created=True, notices=queued)
+
+
+def ledger_sum(session: Session, cardholder_id: int) -> int:
+    """Sum of all entries: must always equal the card's balance."""
+    return int(
+        session.execute(
+            select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(LedgerEntry.cardholder_id == cardholder_id)
+        ).scalar_one()
+    )

@@ -1,0 +1,41 @@
+"""WeChat Pay top-up orders: one row per JSAPI order, credited at most once."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+
+ORDER_STATUSES = ("created", "paid", "closed", "failed")
+
+
+class TopupOrder(Base):
+    __tablename__ = "topup_orders"
+    __table_args__ = (
+        CheckConstraint("amount_fen > 0 AND fee_fen >= 0", name="amounts"),
+        CheckConstraint("status IN ('created','paid','closed','failed')", name="status"),
+        Index("ix_topup_card_day", "cardholder_id", "business_day"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_no: Mapped[str] = mapped_column(String(32), unique=True)
+    cardholder_id: Mapped[int] = mapped_column(ForeignKey("cardholders.id"))
+    openid: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(8))
+    amount_fen: Mapped[int] = mapped_column(Integer)
+    fee_fen: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(8), default="created", index=True)
+    business_day: Mapped[date] = mapped_column(Date)
+    prepay_id: Mapped[str | None] = mapped_column(String(64))
+    transaction_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    @property
+    def total_fen(self) -> int:
+        return self.amount_fen + self.fee_fen

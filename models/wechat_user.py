@@ -1,0 +1,22 @@
+"""A WeChat follower of the official account, known by openid."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+
+
+class WechatUser(Base):
+    __tablename__ = "wechat_users"
+
+    openid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lang: Mapped[str] = mapped_column(String(2), default="zh")
+    following: Mapped[bool] = mapped_column(Boolean, default=True)
+    subscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_message_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
