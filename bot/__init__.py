@@ -37,7 +37,7 @@ def create_app(cfg: Config | None = None, services: Services | None = None) -> F
 
     app.register_blueprint(webhook.bp)
     app.register_blueprint(ops.bp)
-    for name in ("bot.pages", "bot.pay_notify", "bot.integration"):
+    for name in ("bot.pages.bills", "bot.pages.topup", "bot.pages.autodebit", "bot.pay_notify", "bot.integration"):
         _register_optional(app, name)
     if cfg.emulator.enabled:
         _register_optional(app, "bot.emulator")

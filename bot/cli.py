@@ -84,7 +84,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="heads", show_default=True)
 @pass_obj
 def db_upgrade(obj: Obj, revision: str) -> None:
     """Alembic migrations to head."""

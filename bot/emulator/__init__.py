@@ -18,3 +18,14 @@ def init_app(app: Flask) -> None:
     from bot.emulator import wechat_api
 
     app.register_blueprint(wechat_api.bp)
+    # Feature parts of the emulator register themselves when present.
+    import importlib
+
+    for name in ("bot.emulator.pay", "bot.emulator.bank", "bot.emulator.simulator"):
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        mod.init_app(app)

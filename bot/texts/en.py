@@ -48,4 +48,7 @@ TEXTS: dict[str, str] = {
     "dialog_expired": "Your previous step timed out ({minutes} minutes without reply) and was cancelled. Please start again, e.g. reply \"bind\".",
     "service_unavailable": "The service is busy right now; please try again shortly. Nothing you sent was lost.",
     "not_bound": "You have not bound a campus card yet. Reply \"bind\" to start: you need your student number, name and card password.",
+    # --- binding, balance, bills (handlers/binding.py, balance.py, bills.py) ---
+    # --- top-up (handlers/topup.py, bot/pages/topup.py) ---
+    # --- auto-debit and notices (handlers/autodebit.py, handlers/notices.py) ---
 }

@@ -47,4 +47,7 @@ TEXTS: dict[str, str] = {
     "dialog_expired": "上一步操作已超时（{minutes}分钟未回复），已自动取消。请重新开始，例如回复「绑定」。",
     "service_unavailable": "服务暂时繁忙，请稍后再试。您的信息不会丢失。",
     "not_bound": "您还没有绑定校园卡。回复「绑定」开始绑定，需要学号、姓名和校园卡密码。",
+    # --- binding, balance, bills (handlers/binding.py, balance.py, bills.py) ---
+    # --- top-up (handlers/topup.py, bot/pages/topup.py) ---
+    # --- auto-debit and notices (handlers/autodebit.py, handlers/notices.py) ---
 }
