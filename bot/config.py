@@ -23,19 +23,25 @@ class ConfigError(Exception):
     """Raised with a readable message naming the offending key."""
 
 
-class TimeWindow(BaseModel):
-    """A daily window such as ``06:00-20:40``; it may wrap midnight (``23:00-07:00``)."""
+class TimeWindow:
+    """A daily window such as ``06:00-20:40``; it may wrap midnight (``23:00-07:00``).
 
-    start: time
-    end: time
+    A plain class (not a model) so an environment override is read as text, not JSON.
+    """
+
+    __slots__ = ("start", "end")
+
+    def __init__(self, start: time, end: time) -> None:
+        self.start = start
+        self.end = end
 
     @classmethod
     def parse(cls, text: str) -> TimeWindow:
-        m = _WINDOW.match(text.strip())
+        m = _WINDOW.match(str(text).strip())
         if not m:
             raise ValueError(f"expected HH:MM-HH:MM, got {text!r}")
         h1, m1, h2, m2 = (int(g) for g in m.groups())
-        return cls(start=time(h1, m1), end=time(h2, m2))
+        return cls(time(h1, m1), time(h2, m2))
 
     def contains(self, t: time) -> bool:
         if self.start <= self.end:
@@ -44,6 +50,23 @@ class TimeWindow(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+    def __repr__(self) -> str:
+        return f"TimeWindow({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TimeWindow) and (self.start, self.end) == (other.start, other.end)
+
+    def __hash__(self) -> int:
+        return hash((self.start, self.end))
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, _source: Any, _handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(
+            _window, serialization=core_schema.plain_serializer_function_ser_schema(str)
+        )
 
 
 def _window(v: Any) -> TimeWindow:
@@ -144,7 +167,6 @@ class TopupConfig(_Section):
     peak_hours: list[TimeWindow] = ["07:30-08:30", "11:30-12:30"]  # type: ignore[assignment]
     stuck_after_minutes: int = Field(3, ge=1)
 
-    _peak = field_validator("peak_hours", mode="before")(lambda v: [_window(x) for x in v])
 
     @model_validator(mode="after")
     def _consistent(self) -> TopupConfig:
@@ -164,8 +186,6 @@ class AutodebitConfig(_Section):
     renew_month: int = Field(9, ge=1, le=12)
     refund_request_day: int = Field(5, ge=1, le=28)
     reminder_days_before: int = Field(14, ge=1, le=60)
-
-    _bank = field_validator("bank_hours", mode="before")(lambda v: _window(v))
 
 
 class BindingConfig(_Section):
@@ -217,8 +237,6 @@ class NoticesConfig(BaseModel):
     quiet_hours: TimeWindow = "23:00-07:00"  # type: ignore[assignment]
     max_attempts: int = Field(8, ge=1)
     batch_size: int = Field(100, ge=1)
-
-    _quiet = field_validator("quiet_hours", mode="before")(lambda v: _window(v))
 
     @model_validator(mode="after")
     def _templates(self) -> NoticesConfig:

@@ -36,8 +36,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "msg": scrub(record.getMessage()),
-            "request_id": request_id.get(),
-            "user": openid_hash.get(),
+            "request_id": getattr(record, "request_id", "-"),
+            "user": getattr(record, "user", "-"),
         }
         for key in ("handler", "event", "order_no", "status", "duration_ms"):
             if hasattr(record, key):
@@ -47,7 +47,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False)
 
 
+_base_factory = logging.getLogRecordFactory()
+
+
+def _record_factory(*args: object, **kwargs: object) -> logging.LogRecord:
+    """Stamp the request id and hashed openid when the record is made, in the thread that logs."""
+    record = _base_factory(*args, **kwargs)
+    record.request_id = request_id.get()
+    record.user = openid_hash.get()
+    return record
+
+
 def setup_logging(level: str = "INFO") -> None:
+    if logging.getLogRecordFactory() is not _record_factory:
+        logging.setLogRecordFactory(_record_factory)
     root = logging.getLogger()
     if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         return

