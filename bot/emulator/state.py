@@ -1,12 +1,22 @@
-"""In-memory state of the emulated WeChat platform (one per app; guarded by a lock)."""
+"""In-memory state of the emulated WeChat platform (one per app; guarded by a lock).
+
+Time comes from ``now()`` so tests can move it (``clock_offset``) to expire tokens, codes and windows.
+``faults`` lets tests make an endpoint fail: ``faults["template"] = 45009`` (an errcode), ``"5xx"`` or
+``"timeout"``; a list (``[45009, 0]``) is consumed one entry per call (0 = behave normally).
+"""
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+CODE_TTL_SECONDS = 300
+_BEIJING = timedelta(hours=8)  # WeChat's daily quotas reset at midnight Beijing time
 
 
 @dataclass
@@ -14,6 +24,15 @@ class Token:
     value: str
     expires_at: float
     invalid_after: float | None = None  # set when a newer token replaces it (grace period)
+
+
+@dataclass
+class OAuthCode:
+    openid: str
+    appid: str
+    scope: str
+    issued_at: float
+    used: bool = False
 
 
 @dataclass
@@ -27,12 +46,49 @@ class EmulatorState:
     inbox: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     followers: set[str] = field(default_factory=set)
     last_user_message: dict[str, float] = field(default_factory=dict)
+    last_click: dict[str, float] = field(default_factory=dict)
     cs_sent: dict[str, list[float]] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)
     clock_offset: float = 0.0
+    daily: dict[tuple[str, str], int] = field(default_factory=dict)
+    menu: dict[str, Any] | None = None
+    oauth_codes: dict[str, OAuthCode] = field(default_factory=dict)
+    template_msgs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pushes: list[dict[str, Any]] = field(default_factory=list)  # events the platform pushed back to /wechat
+    push_mode: str = "plain"  # the account's message encryption mode, as chosen in the simulator
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _msgids: Any = field(default_factory=lambda: itertools.count(int(time.time()) % 10**6 * 1000 + 2_000_000_000))
 
     def now(self) -> float:
         return time.time() + self.clock_offset
+
+    def day(self) -> str:
+        return (datetime.fromtimestamp(self.now(), UTC) + _BEIJING).strftime("%Y-%m-%d")
+
+    def count_call(self, api: str, limit: int) -> bool:
+        """Count one call against ``api``'s daily quota; False (and not counted) when the quota is used up."""
+        with self.lock:
+            key = (api, self.day())
+            used = self.daily.get(key, 0)
+            if used >= limit:
+                return False
+            self.daily[key] = used + 1
+            return True
+
+    def calls_today(self, api: str) -> int:
+        with self.lock:
+            return self.daily.get((api, self.day()), 0)
+
+    def take_fault(self, name: str) -> Any:
+        """The fault to inject for this call of ``name`` (None or 0 = none)."""
+        with self.lock:
+            fault = self.faults.get(name)
+            if isinstance(fault, list):
+                value = fault.pop(0) if fault else None
+                if not fault:
+                    self.faults.pop(name, None)
+                return value
+            return fault
 
     # --- access tokens --------------------------------------------------
     def issue_token(self, force: bool = False) -> Token:
@@ -56,7 +112,7 @@ class EmulatorState:
         return None
 
     def check_token(self, value: str | None) -> int:
-        """0 if valid; 40001 unknown/invalidated; 42001 expired."""
+        """0 if valid; 40001 unknown/invalidated; 42001 expired; 41001 missing."""
         if not value:
             return 41001
         now = self.now()
@@ -70,7 +126,53 @@ class EmulatorState:
                     return 0
         return 40001
 
-    def deliver(self, openid: str, item: dict[str, Any]) -> None:
+    # --- the user's side -------------------------------------------------
+    def user_pushed(self, openid: str, kind: str = "message") -> None:
+        """Record what the user just did: a message opens the 48 h window, a menu click the 1-minute one;
+        subscribe/unsubscribe change the follower set."""
         with self.lock:
-            item = {"at": self.now(), **item}
+            now = self.now()
+            if kind == "unsubscribe":
+                self.followers.discard(openid)
+                self.last_user_message.pop(openid, None)
+                self.last_click.pop(openid, None)
+                return
+            self.followers.add(openid)
+            if kind == "click":
+                self.last_click[openid] = now
+            elif kind == "message":
+                self.last_user_message[openid] = now
+
+    def deliver(self, openid: str, item: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            item = {"id": next(self._ids), "at": self.now(), **item}
             self.inbox.setdefault(openid, []).append(item)
+            return item
+
+    def inbox_since(self, openid: str, since: int) -> list[dict[str, Any]]:
+        with self.lock:
+            return [m for m in self.inbox.get(openid, []) if m["id"] > since]
+
+    def next_msgid(self) -> int:
+        with self.lock:
+            return next(self._msgids)
+
+    # --- OAuth -----------------------------------------------------------
+    def issue_code(self, openid: str, appid: str, scope: str) -> str:
+        code = secrets.token_hex(16)
+        with self.lock:
+            self.oauth_codes[code] = OAuthCode(openid, appid, scope, self.now())
+        return code
+
+    def redeem_code(self, code: str, appid: str) -> tuple[int, OAuthCode | None]:
+        """(0, code) once; 40163 when used again; 42003 after 5 minutes; 40029 unknown or another app's."""
+        with self.lock:
+            entry = self.oauth_codes.get(code)
+            if entry is None or entry.appid != appid:
+                return 40029, None
+            if entry.used:
+                return 40163, None
+            if self.now() - entry.issued_at > CODE_TTL_SECONDS:
+                return 42003, None
+            entry.used = True
+            return 0, entry

@@ -1,79 +1,442 @@
-"""Emulated WeChat API endpoints (``/cgi-bin/...``, ``/sns/...``), as the bot reaches them via ``api_base_url``."""
+"""Emulated WeChat API endpoints (``/cgi-bin/...``, ``/sns/...``, ``/connect/oauth2/authorize``), as the bot reaches
+them via ``api_base_url`` / ``oauth_base_url``. Error codes and messages follow WeChat's, so the bot's error
+handling is exercised exactly as in production (see WECHAT-FACTS.md for the limits).
+"""
 
 from __future__ import annotations
 
+import html
 import json
+import logging
+import re
+import threading
+import time
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import Blueprint, Response, current_app, request
+import requests
+from flask import Blueprint, Response, current_app, redirect, request
 
+import menus
+from bot.config import Config
+from bot.emulator.push import Pusher, cdata
 from bot.emulator.state import EmulatorState
 
+log = logging.getLogger(__name__)
 bp = Blueprint("emulator_wechat", __name__)
 
-CS_WINDOW_SECONDS = 48 * 3600
-CS_MAX_IN_WINDOW = 5
+OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ESCAPED_UNICODE = re.compile(rb"\\u[0-9a-fA-F]{4}")
+TEMPLATE_VALUE_MAX = 20
+
+ERRMSG = {
+    -1: "system error",
+    40001: "invalid credential, access_token is invalid or not latest",
+    40002: "invalid grant_type",
+    40003: "invalid openid",
+    40008: "invalid message type",
+    40013: "invalid appid",
+    40016: "invalid button size",
+    40017: "invalid button type",
+    40018: "invalid button name size",
+    40019: "invalid button key size",
+    40020: "invalid button url size",
+    40023: "invalid sub button size",
+    40024: "invalid sub button type",
+    40025: "invalid sub button name size",
+    40026: "invalid sub button key size",
+    40027: "invalid sub button url size",
+    40029: "invalid code",
+    40033: "invalid charset. please check your request, if include \\uxxxx will create fail!",
+    40037: "invalid template_id",
+    40054: "invalid sub button url domain",
+    40055: "invalid button url domain",
+    40125: "invalid appsecret",
+    40163: "code been used",
+    41001: "access_token missing",
+    42001: "access_token expired",
+    42003: "code expired",
+    43004: "require subscribe",
+    44002: "empty post data",
+    45009: "reach max api daily quota limit",
+    45015: "response out of time limit or subscription is canceled",
+    45047: "out of response count limit",
+    46003: "menu no exist",
+    47001: "data format error",
+    47003: "argument invalid!",
+}
 
 
 def state() -> EmulatorState:
     return current_app.extensions["emulator"]
 
 
+def config() -> Config:
+    return current_app.extensions["cardbot"].cfg
+
+
 def _json(obj: dict[str, Any], status: int = 200) -> Response:
     return Response(json.dumps(obj, ensure_ascii=False), status=status, mimetype="application/json")
 
 
-def _err(code: int, msg: str) -> Response:
-    return _json({"errcode": code, "errmsg": msg})
+def _err(code: int, msg: str | None = None) -> Response:
+    return _json({"errcode": code, "errmsg": msg or ERRMSG.get(code, "error")})
 
 
 def _app_ok(appid: str | None, secret: str | None) -> bool:
-    cfg = current_app.extensions["cardbot"].cfg.wechat
+    cfg = config().wechat
     return appid == cfg.appid and secret == cfg.secret
 
 
 def _token_check() -> Response | None:
     code = state().check_token(request.args.get("access_token"))
-    if code:
-        return _err(code, {40001: "invalid credential", 42001: "access_token expired", 41001: "access_token missing"}[code])
-    return None
+    return _err(code) if code else None
 
 
+def _fault(name: str) -> Response | None:
+    """An injected failure for this call, if a test asked for one (see ``EmulatorState.faults``)."""
+    fault = state().take_fault(name)
+    if not fault:
+        return None
+    if fault == "5xx":
+        return Response("<html><body>502 Bad Gateway</body></html>", status=502, mimetype="text/html")
+    if fault == "timeout":
+        time.sleep(config().wechat.request_timeout_seconds + 0.5)
+        return _err(-1)
+    return _err(int(fault))
+
+
+def _body_json() -> tuple[dict[str, Any] | None, Response | None]:
+    raw = request.get_data()
+    if not raw:
+        return None, _err(44002)
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None, _err(47001)
+    if not isinstance(body, dict):
+        return None, _err(47001)
+    return body, None
+
+
+# --- access_token ------------------------------------------------------------
 @bp.get("/cgi-bin/token")
 def token() -> Response:
     a = request.args
-    if a.get("grant_type") != "client_credential" or not _app_ok(a.get("appid"), a.get("secret")):
-        return _err(40013 if not _app_ok(a.get("appid"), a.get("secret")) else 40002, "invalid appid or secret")
+    if (bad := _fault("token")) is not None:
+        return bad
+    if a.get("appid") != config().wechat.appid:
+        return _err(40013)
+    if a.get("secret") != config().wechat.secret:
+        return _err(40125)
+    if a.get("grant_type") != "client_credential":
+        return _err(40002)
+    if not state().count_call("token", config().emulator.token_daily_limit):
+        return _err(45009)
     tok = state().issue_token(force=True)
     return _json({"access_token": tok.value, "expires_in": state().token_ttl})
 
 
 @bp.post("/cgi-bin/stable_token")
 def stable_token() -> Response:
+    if (bad := _fault("stable_token")) is not None:
+        return bad
     body = request.get_json(silent=True) or {}
-    if not _app_ok(body.get("appid"), body.get("secret")):
-        return _err(40013, "invalid appid or secret")
+    if body.get("appid") != config().wechat.appid:
+        return _err(40013)
+    if body.get("secret") != config().wechat.secret:
+        return _err(40125)
+    if body.get("grant_type") != "client_credential":
+        return _err(40002)
+    if not state().count_call("stable_token", config().emulator.stable_token_daily_limit):
+        return _err(45009)
     tok = state().issue_token(force=bool(body.get("force_refresh")))
     return _json({"access_token": tok.value, "expires_in": int(tok.expires_at - state().now())})
 
 
-@bp.post("/cgi-bin/message/custom/send")
-def custom_send() -> Response:
+# --- custom menu -------------------------------------------------------------
+def _nbytes(s: str) -> int:
+    return len(s.encode("utf-8"))
+
+
+def _leaf_error(b: dict[str, Any], sub: bool) -> int:
+    """WeChat's code for the first problem of a button that sends an event or opens a page (0 = fine)."""
+    kind = b.get("type")
+    if kind in menus.TYPES_WITH_KEY:
+        key = b.get("key")
+        if not isinstance(key, str) or not key or _nbytes(key) > menus.KEY_BYTES:
+            return 40026 if sub else 40019
+    elif kind == "view":
+        url = b.get("url")
+        if not isinstance(url, str) or not url or _nbytes(url) > menus.URL_BYTES:
+            return 40027 if sub else 40020
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            return 40054 if sub else 40055
+    elif kind == "miniprogram":
+        if not b.get("appid") or not b.get("pagepath"):
+            return 40024 if sub else 40017
+    else:
+        return 40024 if sub else 40017
+    return 0
+
+
+def menu_errcode(menu: dict[str, Any]) -> int:
+    """Check a menu as WeChat's menu/create does, with the limits of ``menus`` (counted in UTF-8 bytes)."""
+    buttons = menu.get("button")
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= menus.TOP_MAX:
+        return 40016
+    for b in buttons:
+        if not isinstance(b, dict):
+            return 47001
+        name = b.get("name")
+        if not isinstance(name, str) or not name or _nbytes(name) > menus.NAME_TOP_BYTES:
+            return 40018
+        subs = b.get("sub_button")
+        if not subs:
+            if code := _leaf_error(b, sub=False):
+                return code
+            continue
+        if not isinstance(subs, list) or len(subs) > menus.SUB_MAX:
+            return 40023
+        for s in subs:
+            if not isinstance(s, dict):
+                return 47001
+            sname = s.get("name")
+            if not isinstance(sname, str) or not sname or _nbytes(sname) > menus.NAME_SUB_BYTES:
+                return 40025
+            if code := _leaf_error(s, sub=True):
+                return code
+    return 0
+
+
+@bp.post("/cgi-bin/menu/create")
+def menu_create() -> Response:
+    if (bad := _token_check() or _fault("menu")) is not None:
+        return bad
+    if not state().count_call("menu_create", config().emulator.menu_daily_limit):
+        return _err(45009)
+    if ESCAPED_UNICODE.search(request.get_data()):
+        return _err(40033)
+    body, bad = _body_json()
+    if bad is not None:
+        return bad
+    if code := menu_errcode(body):
+        return _err(code)
+    with state().lock:
+        state().menu = {"button": body["button"]}
+    return _err(0, "ok")
+
+
+@bp.get("/cgi-bin/menu/get")
+def menu_get() -> Response:
     if (bad := _token_check()) is not None:
         return bad
-    body = json.loads(request.get_data() or b"{}")
+    menu = state().menu
+    if menu is None:
+        return _err(46003)
+    return _json({"menu": menu})
+
+
+@bp.get("/cgi-bin/menu/delete")
+def menu_delete() -> Response:
+    if (bad := _token_check()) is not None:
+        return bad
+    with state().lock:
+        state().menu = None
+    return _err(0, "ok")
+
+
+# --- customer-service messages ------------------------------------------------
+@bp.post("/cgi-bin/message/custom/send")
+def custom_send() -> Response:
+    """Allowed after a user's message (``cs_max_in_window`` within ``cs_window_hours``) or a menu click
+    (``cs_click_max`` within ``cs_click_window_seconds``): 45015 when no window is open, 45047 when spent."""
+    if (bad := _token_check() or _fault("custom")) is not None:
+        return bad
+    body, bad = _body_json()
+    if bad is not None:
+        return bad
     openid = body.get("touser", "")
-    st = state()
-    now = st.now()
-    with st.lock:
-        last = st.last_user_message.get(openid)
-        if last is None or now - last > CS_WINDOW_SECONDS:
-            return _err(45015, "response out of time limit or subscription is canceled")
-        sent = [t for t in st.cs_sent.get(openid, []) if t >= last]
-        if len(sent) >= CS_MAX_IN_WINDOW:
-            return _err(45047, "out of response count limit")
-        st.cs_sent[openid] = [*sent, now]
+    if not isinstance(openid, str) or not OPENID.match(openid):
+        return _err(40003)
     msgtype = body.get("msgtype")
-    content = body.get(msgtype, {}) if msgtype else {}
+    if msgtype not in ("text", "news", "link", "image", "miniprogrampage", "mpnews", "msgmenu"):
+        return _err(40008)
+    emu = config().emulator
+    st = state()
+    with st.lock:
+        now = st.now()
+        windows: list[tuple[float, int]] = []
+        last = st.last_user_message.get(openid)
+        if last is not None and now - last <= emu.cs_window_hours * 3600:
+            windows.append((last, emu.cs_max_in_window))
+        click = st.last_click.get(openid)
+        if click is not None and now - click <= emu.cs_click_window_seconds:
+            windows.append((click, emu.cs_click_max))
+        if not windows:
+            return _err(45015)
+        sent = st.cs_sent.get(openid, [])
+        if not any(sum(1 for t in sent if t >= start) < limit for start, limit in windows):
+            return _err(45047)
+        earliest = min(start for start, _ in windows)
+        st.cs_sent[openid] = [*(t for t in sent if t >= earliest), now]
+    content = body.get(msgtype, {})
     st.deliver(openid, {"kind": "customer_service", "msgtype": msgtype, "content": content})
     return _err(0, "ok")
+
+
+# --- template messages ---------------------------------------------------------
+def template_fields(cfg: Config) -> dict[str, set[str]]:
+    """template_id -> the field keys the account's template has (from ``[notices]``)."""
+    known: dict[str, set[str]] = {}
+    for tpl in cfg.notices.templates.values():  # type: ignore[attr-defined]
+        known.setdefault(tpl.template_id, set()).update(tpl.fields.values())
+    return known
+
+
+def _template_data_error(data: Any, fields: set[str]) -> str | None:
+    if not isinstance(data, dict) or not data:
+        return "data format error"
+    for key, entry in data.items():
+        value = entry.get("value") if isinstance(entry, dict) else None
+        if key not in fields or not isinstance(value, str):
+            return f"argument invalid! data.{key} invalid"
+        if len(value) > TEMPLATE_VALUE_MAX or "\n" in value or "\r" in value:
+            return f"argument invalid! data.{key}.value invalid"
+    return None
+
+
+@bp.post("/cgi-bin/message/template/send")
+def template_send() -> Response:
+    if (bad := _token_check() or _fault("template")) is not None:
+        return bad
+    body, bad = _body_json()
+    if bad is not None:
+        return bad
+    cfg = config()
+    openid = body.get("touser", "")
+    if not isinstance(openid, str) or not OPENID.match(openid):
+        return _err(40003)
+    template_id = body.get("template_id")
+    fields = template_fields(cfg).get(template_id) if isinstance(template_id, str) else None
+    if fields is None:
+        return _err(40037)
+    st = state()
+    if openid not in st.followers:
+        return _err(43004)
+    if problem := _template_data_error(body.get("data"), fields):
+        return _err(47001 if problem == "data format error" else 47003, problem)
+    url = body.get("url")
+    if url is not None and (not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https", "")):
+        return _err(47003, "argument invalid! url invalid")
+    if not st.count_call("template", cfg.emulator.template_daily_quota):
+        return _err(45009)
+    msgid = st.next_msgid()
+    data = {k: v["value"] for k, v in body["data"].items()}
+    item = {"kind": "template", "template_id": template_id, "data": data, "url": url or "", "msgid": msgid}
+    with st.lock:
+        st.template_msgs[msgid] = item
+    st.deliver(openid, item)
+    if cfg.emulator.auto_deliver_pushes:
+        status = st.take_fault("template_status") or "success"
+        xml = job_finish_xml(openid, msgid, status)
+        threading.Thread(target=push_event, args=(cfg, st, openid, xml, cfg.emulator.push_delay_seconds), daemon=True).start()
+    return _json({"errcode": 0, "errmsg": "ok", "msgid": msgid})
+
+
+def job_finish_xml(openid: str, msgid: int, status: str) -> str:
+    return (
+        f"<xml><ToUserName>{cdata('gh_cardbot_demo')}</ToUserName><FromUserName>{cdata(openid)}</FromUserName>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType>{cdata('event')}</MsgType>"
+        f"<Event>{cdata('TEMPLATESENDJOBFINISH')}</Event><MsgID>{msgid}</MsgID><Status>{cdata(status)}</Status></xml>"
+    )
+
+
+def make_pusher(cfg: Config, mode: str = "plain", on_push: Any = None, timeout: float = 5.0) -> Pusher:
+    """A Pusher that posts to the bot's ``/wechat`` over real HTTP, as WeChat's servers do (5 s timeout)."""
+    base = cfg.server.public_base_url
+
+    def post(path: str, headers: dict[str, str], body: bytes) -> tuple[int, str]:
+        r = requests.post(base + path, data=body, headers=headers, timeout=timeout)
+        return r.status_code, r.text
+
+    return Pusher(cfg.wechat, post, mode=mode, on_push=on_push)
+
+
+def push_event(cfg: Config, st: EmulatorState, openid: str, xml: str, delay: float = 0.0) -> None:
+    """Push a platform event to the bot (in a background thread); the outcome is kept in ``st.pushes``."""
+    if delay:
+        time.sleep(delay)
+    record: dict[str, Any] = {"openid": openid, "xml": xml}
+    try:
+        reply = make_pusher(cfg, st.push_mode).send(openid, xml)
+        record.update(status=reply.status, reply=reply.raw)
+    except (requests.RequestException, AssertionError, ValueError) as exc:
+        record.update(status=0, reply=type(exc).__name__)
+        log.warning("emulator push to /wechat failed: %s", type(exc).__name__)
+    with st.lock:
+        st.pushes.append(record)
+
+
+# --- OAuth for H5 pages -----------------------------------------------------------
+def _error_page(code: int, text: str, status: int = 400) -> Response:
+    body = (
+        '<!doctype html><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
+        f'<title>微信</title><div style="font:16px sans-serif;text-align:center;padding:60px 20px;color:#333">'
+        f"<p>{html.escape(text)}</p><p style=\"color:#999\">{code}</p></div>"
+    )
+    return Response(body, status=status, mimetype="text/html")
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+
+@bp.get("/connect/oauth2/authorize")
+def oauth_authorize() -> Response:
+    """The "phone" is the simulator's current user (cookie ``sim_openid``; tests may pass it as a query)."""
+    a = request.args
+    cfg = config()
+    if a.get("appid") != cfg.wechat.appid:
+        return _error_page(10003, "appid 参数错误 / invalid appid")
+    redirect_uri = a.get("redirect_uri", "")
+    target = urlsplit(redirect_uri)
+    if target.scheme not in ("http", "https") or target.netloc != urlsplit(cfg.server.public_base_url).netloc:
+        return _error_page(10003, "redirect_uri 域名与后台配置不一致 / redirect_uri domain not registered")
+    if a.get("response_type") != "code":
+        return _error_page(10004, "response_type 参数错误 / invalid response_type")
+    scope = a.get("scope", "")
+    if scope not in ("snsapi_base", "snsapi_userinfo"):
+        return _error_page(10005, "scope 参数错误或没有 scope 权限 / invalid scope")
+    openid = request.cookies.get("sim_openid") or a.get("sim_openid") or ""
+    if not OPENID.match(openid):
+        return _error_page(10001, "请在微信客户端打开链接 / Please open this link in WeChat", status=403)
+    code = state().issue_code(openid, cfg.wechat.appid, scope)
+    return redirect(_with_query(redirect_uri, code=code, state=a.get("state", "")), code=302)
+
+
+@bp.get("/sns/oauth2/access_token")
+def oauth_access_token() -> Response:
+    a = request.args
+    if (bad := _fault("oauth")) is not None:
+        return bad
+    if a.get("appid") != config().wechat.appid:
+        return _err(40013)
+    if a.get("secret") != config().wechat.secret:
+        return _err(40125)
+    if a.get("grant_type") != "authorization_code":
+        return _err(40002)
+    code, entry = state().redeem_code(a.get("code", ""), a.get("appid", ""))
+    if entry is None:
+        return _err(code)
+    return _json(
+        {
+            "access_token": "OAT" + a.get("code", "")[:24],
+            "expires_in": 7200,
+            "refresh_token": "ORT" + a.get("code", "")[:24],
+            "openid": entry.openid,
+            "scope": entry.scope,
+        }
+    )
