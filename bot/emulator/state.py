@@ -56,6 +56,7 @@ class EmulatorState:
     template_msgs: dict[int, dict[str, Any]] = field(default_factory=dict)
     pushes: list[dict[str, Any]] = field(default_factory=list)  # events the platform pushed back to /wechat
     push_mode: str = "plain"  # the account's message encryption mode, as chosen in the simulator
+    chat: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # the simulator's transcript per openid
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _msgids: Any = field(default_factory=lambda: itertools.count(int(time.time()) % 10**6 * 1000 + 2_000_000_000))
 
@@ -128,8 +129,8 @@ class EmulatorState:
 
     # --- the user's side -------------------------------------------------
     def user_pushed(self, openid: str, kind: str = "message") -> None:
-        """Record what the user just did: a message opens the 48 h window, a menu click the 1-minute one;
-        subscribe/unsubscribe change the follower set."""
+        """Record what the user just did: a message opens the 48 h window, a menu click or a follow the
+        1-minute one; subscribe/unsubscribe change the follower set."""
         with self.lock:
             now = self.now()
             if kind == "unsubscribe":
@@ -138,7 +139,7 @@ class EmulatorState:
                 self.last_click.pop(openid, None)
                 return
             self.followers.add(openid)
-            if kind == "click":
+            if kind in ("click", "subscribe"):
                 self.last_click[openid] = now
             elif kind == "message":
                 self.last_user_message[openid] = now
@@ -152,6 +153,19 @@ class EmulatorState:
     def inbox_since(self, openid: str, since: int) -> list[dict[str, Any]]:
         with self.lock:
             return [m for m in self.inbox.get(openid, []) if m["id"] > since]
+
+    def record_chat(self, openid: str, item: dict[str, Any]) -> dict[str, Any]:
+        """A line of the simulator's transcript (the user's messages, passive replies); ids shared with the inbox."""
+        with self.lock:
+            item = {"id": next(self._ids), "at": self.now(), **item}
+            self.chat.setdefault(openid, []).append(item)
+            return item
+
+    def transcript_since(self, openid: str, since: int) -> list[dict[str, Any]]:
+        """Everything the phone shows for ``openid`` after ``since``: transcript and inbox, in order."""
+        with self.lock:
+            items = [m for m in self.chat.get(openid, []) + self.inbox.get(openid, []) if m["id"] > since]
+        return sorted(items, key=lambda m: m["id"])
 
     def next_msgid(self) -> int:
         with self.lock:

@@ -1,0 +1,151 @@
+"""``cardbot demo`` (what ``make run`` starts): the WeChat emulator, the bot and the simulator on one port, with demo data.
+
+Everything lives under ``var/`` (SQLite, keys, embedded Redis when ``CARDBOT_REDIS__URL`` is unset), so a fresh
+clone needs nothing else. The bot reaches the emulator only through its base URLs, as it would reach WeChat.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bot.config import Config, ConfigError, load_config
+
+log = logging.getLogger(__name__)
+
+ROSTER = Path(__file__).with_name("demo_roster.csv")
+DRAIN_EVERY_SECONDS = 1.0
+JOBS_EVERY_SECONDS = 30.0
+
+
+def demo_config(path: str | None, host: str, port: int) -> Config:
+    """The configuration with every WeChat and WeChat Pay address pointed at the built-in emulator."""
+    base = f"http://{host}:{port}"
+    return load_config(
+        path,
+        wechat={"api_base_url": base, "oauth_base_url": base},
+        pay={"api_base_url": base, "notify_url": f"{base}/pay/notify"},
+        server={"public_base_url": base},
+        emulator={"enabled": True},
+    )
+
+
+def _optional(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return None
+
+
+def prepare(cfg: Config, services: Any) -> None:
+    """Keys, schema and the demo roster; safe to repeat (the roster import is an upsert)."""
+    from bot.emulator.keys import ensure_keys
+    from bot.migrate import upgrade
+
+    ensure_keys(cfg.emulator.keys_dir)
+    if cfg.database.url.startswith("sqlite:///"):
+        Path(cfg.database.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    upgrade(cfg.database.url)
+    roster = _optional("bot.roster")
+    if roster is None:
+        click.echo("roster import not available yet: no demo cards loaded")
+        return
+    with services.session() as db:
+        result = roster.import_roster(db, ROSTER)
+        db.commit()
+    click.echo(f"demo roster: {result}")
+
+
+def _call_with(fn: Any, **available: Any) -> Any:
+    """Call a hook of another part with whichever of (app, services, cfg) it asks for by name."""
+    names = list(inspect.signature(fn).parameters)
+    return fn(*(available[n] for n in names if n in available))
+
+
+def seed_bank(app: Any) -> None:
+    bank = _optional("bot.emulator.bank")
+    fn = getattr(bank, "seed_demo", None) or getattr(bank, "seed", None) if bank else None
+    if fn is not None:
+        svc = app.extensions["cardbot"]
+        _call_with(fn, app=app, services=svc, svc=svc, cfg=svc.cfg, state=app.extensions.get("emulator"))
+
+
+def background(services: Any, stop: threading.Event) -> None:
+    """What ``cardbot worker`` does, in-process: drain the notice outbox, run the scheduled jobs."""
+    outbox = _optional("bot.outbox")
+    worker = _optional("bot.worker")
+    jobs = next((getattr(worker, n) for n in ("run_due_jobs", "run_jobs_once", "run_once") if worker and hasattr(worker, n)), None)
+    next_jobs = 0.0
+    while not stop.wait(DRAIN_EVERY_SECONDS):
+        try:
+            if outbox is not None:
+                outbox.drain_once(services, "demo")
+            if jobs is not None and time.monotonic() >= next_jobs:
+                next_jobs = time.monotonic() + JOBS_EVERY_SECONDS
+                _call_with(jobs, services=services, svc=services, worker_id="demo")
+        except Exception:
+            log.exception("demo background work failed; retrying")
+
+
+def publish_menu(services: Any) -> None:
+    """Create the menu through the (emulated) API, as ``cardbot menu publish`` would."""
+    import menus
+    from bot.wechat_api import WeChatAPIError
+
+    try:
+        services.wechat.create_menu(menus.load(services.cfg.menu_path))
+    except WeChatAPIError as exc:
+        log.warning("menu not published: %s", exc)
+
+
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.pass_context
+def command(ctx: click.Context, host: str, port: int) -> None:
+    """Emulator + bot + simulator on one port, with demo data (what `make run` starts)."""
+    from werkzeug.serving import make_server
+
+    from bot import create_app
+    from bot.services import build_services
+
+    path = getattr(ctx.obj, "path", None)
+    try:
+        cfg = demo_config(path, host, port)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    services = build_services(cfg)
+    prepare(cfg, services)
+    app = create_app(cfg, services=services)
+    seed_bank(app)
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None
+    stop = threading.Event()
+    threading.Thread(target=background, args=(services, stop), daemon=True, name="demo-worker").start()
+    threading.Thread(target=publish_menu, args=(services,), daemon=True, name="demo-menu").start()
+    base = cfg.server.public_base_url
+    click.echo("")
+    click.echo(f"  campus-card-bot demo · {cfg.school.name}")
+    click.echo(f"  模拟器 Simulator:  {base}/simulator")
+    click.echo(f"  WeChat push URL:   {base}/wechat   (emulated WeChat API at {base}/cgi-bin/...)")
+    click.echo("  Ctrl+C to stop")
+    click.echo("")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        server.server_close()
+        services.close()

@@ -1,0 +1,318 @@
+"""The browser chat simulator at ``/simulator``: a WeChat chat on a phone, driven through the real ``/wechat``.
+
+The page never talks to the bot directly: its JSON API (``/simulator/api/...``) plays WeChat's part, building
+signed (or AES) pushes with the ``Pusher`` and posting them over real HTTP, exactly as WeChat's servers would.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import json
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import requests
+from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+from sqlalchemy import select
+
+import menus
+from bot.config import Config
+from bot.emulator.state import EmulatorState
+from bot.emulator.wechat_api import OPENID, make_pusher
+from models import Binding, TopupOrder
+from models.passwords import initial_password
+
+bp = Blueprint("simulator", __name__, url_prefix="/simulator", template_folder="templates", static_folder="static")
+
+ROSTER = Path(__file__).with_name("demo_roster.csv")
+UNAVAILABLE = "该公众号暂时无法提供服务，请稍后再试"
+MODES = ("plain", "compat", "aes")
+PUSH_ATTEMPTS = 3  # WeChat tries a push three times when the server does not answer within 5 s
+
+USERS = [
+    {"openid": "oDemoStudentZhangSan01", "name": "张三", "role": "学生 Student"},
+    {"openid": "oDemoStudentLiSi000002", "name": "李四", "role": "学生 Student"},
+    {"openid": "oDemoIntlAnna000000003", "name": "Anna", "role": "国际学生 International"},
+    {"openid": "oDemoParentZhang000004", "name": "张三家长", "role": "家长 Parent"},
+]
+
+TEMPLATE_TITLES = {
+    "topup_receipt": "充值成功通知",
+    "autodebit_success": "自动充值成功通知",
+    "autodebit_failure": "自动充值失败提醒",
+    "agreement_expiring": "代扣协议到期提醒",
+    "agreement_expired": "代扣协议到期提醒",
+    "refund_result": "退款结果通知",
+}
+FIELD_LABELS = {
+    "amount": "金额",
+    "fee": "手续费",
+    "balance": "余额",
+    "time": "时间",
+    "reason": "原因",
+    "advice": "建议",
+    "status": "状态",
+    "date": "日期",
+    "result": "结果",
+}
+MERCHANTS = ["第一食堂 Canteen 1", "第二食堂 Canteen 2", "校园超市 Campus Store", "图书馆打印 Library Print"]
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+def _cfg() -> Config:
+    return current_app.extensions["cardbot"].cfg
+
+
+def _state() -> EmulatorState:
+    return current_app.extensions["emulator"]
+
+
+def _bad(message: str, status: int = 400) -> tuple[Response, int]:
+    return jsonify(error="bad_request", message=message), status
+
+
+def _openid(value: Any) -> str | None:
+    return value if isinstance(value, str) and OPENID.match(value) else None
+
+
+def current_menu() -> dict[str, Any]:
+    """What the phone shows: the menu published through the API, else ``menus/menu.toml``."""
+    return _state().menu or menus.load(_cfg().menu_path)
+
+
+def demo_cards() -> list[dict[str, str]]:
+    """The demo roster with each card's initial password, so a newcomer can bind without reading code."""
+    if not ROSTER.exists():
+        return []
+    with ROSTER.open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [
+        {
+            "student_no": r["student_no"],
+            "name": r["name"],
+            "password": initial_password(r["id_number"] or None, r["passport_no"] or None),
+            "status": r["status"],
+            "balance": r["balance"],
+        }
+        for r in rows
+    ]
+
+
+@bp.get("")
+@bp.get("/")
+def page() -> str:
+    cfg = _cfg()
+    boot = {
+        "account": f"{cfg.school.name} 校园卡",
+        "users": USERS,
+        "menu": current_menu(),
+        "modes": MODES,
+        "mode": _state().push_mode,
+        "merchants": MERCHANTS,
+        "topupUrl": f"{cfg.server.public_base_url}/topup",
+    }
+    return render_template("simulator.html", boot=boot, cards=demo_cards(), account=boot["account"])
+
+
+@bp.get("/api/menu")
+def api_menu() -> Response:
+    return jsonify(current_menu())
+
+
+@bp.post("/api/user")
+def api_user() -> Response | tuple[Response, int]:
+    """Switch the "phone" to another WeChat user: OAuth answers for them; the bot's page session is dropped."""
+    openid = _openid((request.get_json(silent=True) or {}).get("openid"))
+    if not openid:
+        return _bad("openid must match ^[A-Za-z0-9_-]{1,64}$")
+    resp = jsonify(openid=openid, following=openid in _state().followers)
+    resp.set_cookie("sim_openid", openid, httponly=True, samesite="Lax")
+    resp.delete_cookie(current_app.config.get("SESSION_COOKIE_NAME", "session"))
+    return resp
+
+
+@bp.post("/api/mode")
+def api_mode() -> Response | tuple[Response, int]:
+    mode = (request.get_json(silent=True) or {}).get("mode")
+    if mode not in MODES:
+        return _bad(f"mode must be one of {', '.join(MODES)}")
+    _state().push_mode = mode
+    return jsonify(mode=mode)
+
+
+def _push(openid: str, kind: str, xml: str, mode: str) -> dict[str, Any]:
+    """Post one push as WeChat does: up to three attempts of 5 s each; the reply as the phone shows it."""
+    st = _state()
+    st.user_pushed(openid, kind)
+    pusher = make_pusher(_cfg(), mode)
+    last_error = ""
+    for _ in range(PUSH_ATTEMPTS):
+        try:
+            reply = pusher.send(openid, xml)
+        except requests.Timeout:
+            last_error = "timeout"
+            continue
+        except (requests.RequestException, AssertionError, ValueError) as exc:
+            last_error = type(exc).__name__
+            break
+        if reply.status != 200:
+            last_error = f"HTTP {reply.status}"
+            break
+        if reply.empty:
+            return {"status": reply.status, "type": ""}
+        if reply.type == "text":
+            st.record_chat(openid, {"kind": "reply", "msgtype": "text", "content": reply.content})
+        elif reply.type == "news":
+            st.record_chat(openid, {"kind": "reply", "msgtype": "news", "articles": reply.articles})
+        else:
+            last_error = f"unsupported reply {reply.type!r}"
+            break
+        return {"status": reply.status, "type": reply.type, "content": reply.content, "articles": reply.articles}
+    st.record_chat(openid, {"kind": "system", "content": UNAVAILABLE, "detail": last_error})
+    return {"status": 0, "type": "", "error": last_error}
+
+
+@bp.post("/api/send")
+def api_send() -> Response | tuple[Response, int]:
+    """``{openid, type: text|click|view|event, content|key|url|event, mode}`` → the bot's reply."""
+    body = request.get_json(silent=True) or {}
+    openid = _openid(body.get("openid"))
+    if not openid:
+        return _bad("openid must match ^[A-Za-z0-9_-]{1,64}$")
+    mode = body.get("mode") or _state().push_mode
+    if mode not in MODES:
+        return _bad(f"mode must be one of {', '.join(MODES)}")
+    pusher = make_pusher(_cfg(), mode)
+    kind = body.get("type")
+    if kind == "text":
+        content = body.get("content")
+        if not isinstance(content, str) or not content.strip() or len(content) > 2000:
+            return _bad("content must be 1-2000 characters")
+        _state().record_chat(openid, {"kind": "user", "msgtype": "text", "content": content})
+        xml = pusher.xml(openid, "text", {"Content": content, "MsgId": str(_state().next_msgid())})
+        push_kind = "message"
+    elif kind in ("click", "view"):
+        key = body.get("url" if kind == "view" else "key")
+        if not isinstance(key, str) or not key or len(key.encode()) > 1024:
+            return _bad("key (or url) required")
+        xml = pusher.xml(openid, "event", {"Event": kind.upper(), "EventKey": key})
+        push_kind = "click" if kind == "click" else "view"
+    elif kind == "event":
+        event = body.get("event")
+        if event not in ("subscribe", "unsubscribe"):
+            return _bad("event must be subscribe or unsubscribe")
+        fields = {"Event": event, "EventKey": ""} if event == "subscribe" else {"Event": event}
+        xml = pusher.xml(openid, "event", fields)
+        push_kind = event
+    else:
+        return _bad("type must be text, click, view or event")
+    result = _push(openid, push_kind, xml, mode)
+    return jsonify(result)
+
+
+def _template_view(item: dict[str, Any], cfg: Config) -> dict[str, Any]:
+    """Title and labelled rows for a template message, from the ``[notices]`` table that names its fields."""
+    for kind, tpl in cfg.notices.templates.items():  # type: ignore[attr-defined]
+        if tpl.template_id == item["template_id"]:
+            labels = {v: FIELD_LABELS.get(k, k) for k, v in tpl.fields.items()}
+            rows = [{"label": labels.get(k, k), "value": v} for k, v in item["data"].items()]
+            return {**item, "title": TEMPLATE_TITLES.get(kind, kind), "rows": rows}
+    return {**item, "title": item["template_id"], "rows": [{"label": k, "value": v} for k, v in item["data"].items()]}
+
+
+@bp.get("/api/messages")
+def api_messages() -> Response | tuple[Response, int]:
+    """Poll: everything the phone shows for ``openid`` after message id ``since``."""
+    openid = _openid(request.args.get("openid"))
+    if not openid:
+        return _bad("openid must match ^[A-Za-z0-9_-]{1,64}$")
+    try:
+        since = int(request.args.get("since", "0"))
+    except ValueError:
+        return _bad("since must be an integer")
+    cfg = _cfg()
+    items = [_template_view(m, cfg) if m.get("kind") == "template" else m for m in _state().transcript_since(openid, since)]
+    return jsonify(messages=items, following=openid in _state().followers)
+
+
+def _yuan_to_fen(text: Any) -> int | None:
+    try:
+        value = Decimal(str(text))
+    except InvalidOperation:
+        return None
+    if not value.is_finite() or value <= 0 or value > 1000 or value != value.quantize(Decimal("0.01")):
+        return None
+    return int(value * 100)
+
+
+def sign_entry(secret: str, timestamp: str, body: bytes) -> str:
+    """The card system's signature (CONTRACT): hex HMAC-SHA256 over ``"{timestamp}\\n{raw_body}"``."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"\n" + body, hashlib.sha256).hexdigest()
+
+
+@bp.post("/api/swipe")
+def api_swipe() -> Response | tuple[Response, int]:
+    """Spend at a canteen terminal: the card system reports the entry to ``/integration/card-entries``."""
+    body = request.get_json(silent=True) or {}
+    openid = _openid(body.get("openid"))
+    if not openid:
+        return _bad("openid must match ^[A-Za-z0-9_-]{1,64}$")
+    fen = _yuan_to_fen(body.get("amount"))
+    if fen is None:
+        return _bad("amount must be 0.01-1000 yuan with at most 2 decimals")
+    merchant = body.get("merchant") if isinstance(body.get("merchant"), str) else MERCHANTS[0]
+    svc = current_app.extensions["cardbot"]
+    with svc.session() as db:
+        binding = db.scalars(select(Binding).where(Binding.openid == openid)).first()
+        student_no = binding.cardholder.student_no if binding else None
+    if not student_no:
+        return jsonify(error="not_bound", message="请先绑定校园卡 / Bind a card first."), 409
+    entry = {
+        "entry_id": f"SIM{uuid.uuid4().hex[:20]}",
+        "student_no": student_no,
+        "amount_fen": -fen,
+        "merchant": merchant[:64],
+        "occurred_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    raw = json.dumps(entry, ensure_ascii=False).encode()
+    ts = str(int(time.time()))
+    cfg = _cfg()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Cardbot-Timestamp": ts,
+        "X-Cardbot-Signature": sign_entry(cfg.server.integration_secret, ts, raw),
+    }
+    try:
+        r = requests.post(f"{cfg.server.public_base_url}/integration/card-entries", data=raw, headers=headers, timeout=10)
+    except requests.RequestException as exc:
+        return jsonify(error="unreachable", message=type(exc).__name__), 502
+    try:
+        answer: Any = r.json()
+    except ValueError:
+        answer = r.text[:200]
+    return jsonify(status=r.status_code, entry=entry, response=answer)
+
+
+@bp.get("/api/prepay")
+def api_prepay() -> Response | tuple[Response, int]:
+    """What the pay sheet shows for ``package=prepay_id=...``: the amount and who is paid."""
+    match = re.fullmatch(r"prepay_id=([\w-]{1,64})", request.args.get("package", ""))
+    if not match:
+        return _bad("package must be prepay_id=...")
+    svc = current_app.extensions["cardbot"]
+    with svc.session() as db:
+        order = db.scalars(select(TopupOrder).where(TopupOrder.prepay_id == match.group(1))).first()
+        if order is None:
+            return jsonify(error="not_found", message="unknown prepay_id"), 404
+        total = order.total_fen
+    return jsonify(total_fen=total, payee=_cfg().school.name, description="校园卡充值 Campus card top-up")
