@@ -6,8 +6,7 @@ import logging
 from typing import Any
 
 import redis
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bot.context import Context
 from bot.logs import hash_openid, openid_hash, request_id
@@ -20,11 +19,16 @@ from models import WechatUser
 log = logging.getLogger(__name__)
 
 
-def load_user(ctx_db: Any, openid: str, now: Any) -> WechatUser:
-    user = ctx_db.execute(select(WechatUser).where(WechatUser.openid == openid)).scalar_one_or_none()
+def load_user(db: Any, openid: str, now: Any) -> WechatUser:
+    """The user's row, created on first contact; two first messages at once must not collide."""
+    user = db.get(WechatUser, openid)
     if user is None:
-        user = WechatUser(openid=openid, lang="zh", following=True, created_at=now)
-        ctx_db.add(user)
+        try:
+            with db.begin_nested():
+                user = WechatUser(openid=openid, lang="zh", following=True, created_at=now)
+                db.add(user)
+        except IntegrityError:
+            user = db.get(WechatUser, openid)
     user.last_message_at = now
     return user
 
