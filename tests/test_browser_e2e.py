@@ -1,0 +1,225 @@
+"""End to end in real headless Chromium (Debian's /usr/bin/chromium driven by Playwright): the simulator page,
+the menu, a help round trip, and a newcomer's whole path: bind a demo card, query the balance, top up 50 yuan,
+see the receipt notice and the new balance.
+
+Set ``CARDBOT_SCREENSHOT=docs/simulator.png`` to refresh the README's screenshot from the run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+ROSTER = Path(__file__).resolve().parent.parent / "bot" / "emulator" / "demo_roster.csv"
+TIMEOUT_MS = 15_000
+
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (make browser)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, live):
+    context = browser.new_context(viewport={"width": 900, "height": 860}, locale="zh-CN")
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(live.url + "/simulator")
+    yield pg
+    context.close()
+    assert errors == [], errors
+
+
+def _bot_bubbles(page):
+    return page.locator("#messages .msg.bot .bubble")
+
+
+def _menu(page, top: str, sub: str | None = None) -> None:
+    if page.locator("#menu-bar").is_hidden():
+        page.locator("#to-menu").click()
+    page.locator(".menu-btn", has_text=top).click()
+    if sub:
+        page.get_by_role("menuitem", name=sub).click()
+
+
+def _say(page, text: str) -> None:
+    if page.locator("#input-bar").is_hidden():
+        page.locator("#to-keyboard").click()
+    page.locator("#text").fill(text)
+    page.locator("#send").click()
+
+
+def _screenshot(page) -> None:
+    target = os.environ.get("CARDBOT_SCREENSHOT")
+    if target:
+        page.screenshot(path=target)
+
+
+def test_simulator_loads_menu_and_help_round_trip(page, live):
+    expect(page.locator(".menu-btn")).to_have_text([re.compile("缴费大厅"), re.compile("我的"), re.compile("帮助")])
+    first_user = page.locator("#user").input_value()
+    expect(_bot_bubbles(page).first).to_be_visible()  # following the account greets the user
+    assert first_user in live.emulator.followers
+    _menu(page, "帮助", "使用帮助")
+    expect(_bot_bubbles(page).last).to_contain_text("余额")
+    _say(page, "帮助")
+    expect(page.locator("#messages .msg.user .bubble").last).to_have_text("帮助")
+    expect(_bot_bubbles(page)).to_have_count(3)
+    page.locator("#mode").select_option("aes")
+    _menu(page, "帮助", "常见问题")
+    expect(_bot_bubbles(page)).to_have_count(4)
+    assert live.emulator.push_mode == "aes"
+    _menu(page, "缴费大厅")
+    expect(page.get_by_role("menuitem")).to_have_count(4)
+    page.locator("#messages").click()
+    expect(page.get_by_role("menuitem")).to_have_count(0)
+    _screenshot(page)
+
+
+def test_switching_users_keeps_separate_chats(page, live):
+    expect(_bot_bubbles(page).first).to_be_visible()
+    page.locator("#user").select_option(index=3)
+    parent = page.locator("#user").input_value()
+    expect(page.locator("#messages .msg")).to_have_count(1)  # only the parent's own welcome
+    _say(page, "help")
+    expect(_bot_bubbles(page)).to_have_count(2)
+    assert len([m for m in live.emulator.chat[parent] if m["kind"] == "user"]) == 1
+
+
+def test_template_notice_arrives_in_the_chat(page, live):
+    expect(_bot_bubbles(page).first).to_be_visible()
+    openid = page.locator("#user").input_value()
+    data = {"amount1": "50.00", "amount2": "0.15", "amount3": "150.00", "time4": "2026-11-25 12:00"}
+    live.services.wechat.send_template(openid, "TPL_TOPUP_RECEIPT", {k: {"value": v} for k, v in data.items()}, live.url + "/bills")
+    notice = page.locator(".notice")
+    expect(notice).to_contain_text("充值成功通知")
+    expect(notice).to_contain_text("150.00")
+
+
+PAY_TEST_PAGE = """<!doctype html><meta charset="utf-8"><title>付款测试 Pay test</title>
+<p id="who">{openid}</p><button id="pay" type="button">支付 Pay</button><p id="out"></p>
+<script>
+document.getElementById("pay").onclick = () => {{
+  const go = () => WeixinJSBridge.invoke("getBrandWCPayRequest",
+    {{appId: "wx", timeStamp: "1", nonceStr: "n", package: "prepay_id=none", signType: "RSA", paySign: "bogus"}},
+    (r) => {{ document.getElementById("out").textContent = r.err_msg; }});
+  if (typeof WeixinJSBridge === "undefined") document.addEventListener("WeixinJSBridgeReady", go); else go();
+}};
+</script>"""
+
+
+@pytest.fixture
+def pay_test_route(live):
+    """A page behind the bot's own OAuth login that asks WeixinJSBridge to pay (registered before the first request)."""
+    from flask import session
+
+    from bot.h5auth import login_page
+
+    @login_page
+    def view():
+        return PAY_TEST_PAGE.format(openid=session["openid"])
+
+    live.app.add_url_rule("/_e2e/pay", "e2e_pay", view)
+    return live.url + "/_e2e/pay"
+
+
+def test_link_opens_web_view_with_oauth_identity_and_pay_bridge(pay_test_route, page, live):
+    expect(_bot_bubbles(page).first).to_be_visible()
+    openid = page.locator("#user").input_value()
+    live.services.wechat.send_text(openid, f'点此付款 <a href="{pay_test_route}">付款测试</a>')
+    page.locator("#messages a", has_text="付款测试").click()
+    frame = page.frame_locator("#webview-frame")
+    expect(frame.locator("#who")).to_have_text(openid)  # the bot learned who it is through the emulator's OAuth
+    expect(page.locator("#webview-title")).to_have_text("付款测试 Pay test")
+    frame.locator("#pay").click()
+    expect(page.locator("#paysheet")).to_be_visible()
+    page.locator("#pay-cancel-2").click()
+    # cancelled; or refused, when the pay emulator checks the (bogus) paySign first, as the WeChat client does
+    expect(frame.locator("#out")).to_have_text(re.compile(r"^get_brand_wcpay_request:(cancel|fail)$"))
+    expect(page.locator("#paysheet")).to_be_hidden()
+    page.locator("#webview-close").click()
+    expect(page.locator("#webview")).to_be_hidden()
+
+
+_NEEDS = ("bot.roster", "bot.pages.topup", "bot.emulator.pay", "bot.outbox")
+
+
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in _NEEDS), reason="needs binding, top-up, pay emulator and outbox: " + ", ".join(_NEEDS)
+)
+def test_bind_balance_topup_and_receipt(page, live):
+    from bot.outbox import drain_once
+
+    from bot.roster import import_roster
+
+    with live.session() as db:
+        import_roster(db, ROSTER)
+        db.commit()
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.wait(0.3):
+            drain_once(live.services, "e2e")
+
+    worker = threading.Thread(target=drain, daemon=True)
+    worker.start()
+    try:
+        expect(_bot_bubbles(page).first).to_be_visible()
+        # bind: answer whatever the dialog asks (student number, name, password), as a newcomer would
+        _menu(page, "我的", "绑定校园卡")
+        answers = {"学号": "20230001", "姓名": "张三", "密码": "151020"}
+        for _ in range(6):
+            count = _bot_bubbles(page).count()
+            prompt = _bot_bubbles(page).last.inner_text()
+            if "100.00" in prompt:
+                break
+            asked = [w for w in answers if w in prompt]
+            _say(page, " ".join(answers[w] for w in asked) if len(asked) > 1 and "空格" in prompt else answers[asked[-1] if asked else "学号"])
+            expect(_bot_bubbles(page)).to_have_count(count + 1)
+        expect(_bot_bubbles(page).last).to_contain_text("100.00")
+
+        _menu(page, "缴费大厅", "余额查询")
+        expect(_bot_bubbles(page).last).to_contain_text("100.00")
+
+        # top up 50 yuan in the in-phone web view (OAuth through the emulator), pay in the WeChat Pay sheet
+        _menu(page, "缴费大厅", "充值")
+        page.locator("#messages .article").last.click()
+        frame = page.frame_locator("#webview-frame")
+        frame.locator("button, [role=button], label", has_text=re.compile(r"^\s*¥?\s*50(\.00)?\s*(元)?\s*$")).first.click()
+        frame.get_by_role("button", name=re.compile("支付|充值|Pay", re.I)).last.click()
+        expect(page.locator("#paysheet")).to_be_visible()
+        expect(page.locator("#pay-amount")).to_contain_text("50.")
+        page.locator("#pay-confirm").click()
+        expect(frame.locator("body")).to_contain_text(re.compile("成功|success", re.I))
+        page.locator("#webview-close").click()
+
+        notice = page.locator(".notice").last
+        expect(notice).to_contain_text("充值成功通知", timeout=30_000)
+        expect(notice).to_contain_text("50.00")
+        expect(notice).to_contain_text("150.00")
+
+        _menu(page, "缴费大厅", "余额查询")
+        expect(_bot_bubbles(page).last).to_contain_text("150.00")
+        _screenshot(page)
+    finally:
+        stop.set()
+        worker.join(timeout=5)
