@@ -1,1 +1,29 @@
-"""(being written)"""
+"""TOPUP / 充值: one article linking to the /topup page (identity comes from OAuth there, never from the URL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.context import Context
+from bot.replies import Article
+from bot.router import on
+from bot.topup_service import card_refusal
+
+
+@on.click("TOPUP")
+@on.text("充值", "top up", "topup", "top-up", "recharge")
+def topup(msg: Any, ctx: Context) -> Article | str:
+    card = ctx.card()
+    if card is None:
+        return ctx.t("not_bound")
+    refusal = card_refusal(card)
+    if refusal is not None:
+        return refusal.message(ctx.lang)
+    c = ctx.cfg.topup
+    return Article(
+        title=ctx.t("topup_article_title"),
+        description=ctx.t(
+            "topup_article_desc", name=card.masked_name, balance=ctx.yuan(card.balance_fen), single=c.single_limit, daily=c.daily_limit
+        ),
+        url=f"{ctx.cfg.server.public_base_url}/topup",
+    )

@@ -1,0 +1,137 @@
+"""The /topup H5 page and its JSON API. Identity is the OAuth session's openid only (bot.h5auth).
+
+``POST /api/topup/orders`` creates an order (CONTRACT); ``GET /api/topup/orders/<order_no>`` lets the page poll
+its own order until it is paid or closed (another user's order number answers 404, like an unknown one).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, render_template, request
+from markupsafe import Markup, escape  # Markup only wraps our own constant tag; values are escaped
+from sqlalchemy import select
+
+from bot.h5auth import csrf_token, current_openid, login_api, login_page
+from bot.services import Services
+from bot.texts import t, yuan
+from bot.topup_service import (
+    ORDER_NO,
+    Refusal,
+    card_for,
+    card_refusal,
+    create_order,
+    fen,
+    in_peak,
+    quick_options,
+    remaining_today,
+)
+from models import TopupOrder, WechatUser
+
+bp = Blueprint("topup", __name__)
+
+
+def _svc() -> Services:
+    return current_app.extensions["cardbot"]
+
+
+def _lang(svc: Services, openid: str) -> str:
+    with svc.session() as db:
+        user = db.get(WechatUser, openid)
+        return (user.lang if user else None) or "zh"
+
+
+def _refused(refusal: Refusal, lang: str) -> Any:
+    return jsonify(error=refusal.code, message=refusal.message(lang)), refusal.status
+
+
+@bp.get("/topup")
+@login_page
+def page() -> Any:
+    svc, openid = _svc(), current_openid() or ""
+    cfg, lang = svc.cfg, _lang(svc, openid)
+
+    def tr(key: str, **values: Any) -> str:
+        return t(lang, key, **values)
+
+    with svc.session() as db:
+        card = card_for(db, openid)
+        refusal = card_refusal(card)
+        if refusal is not None or card is None:
+            msg = refusal.message(lang) if refusal else ""
+            return render_template("topup/blocked.html", t=tr, lang=lang, message=msg)
+        now = svc.clock.now()
+        remaining = remaining_today(cfg, db, card.id, now.date())
+        c = cfg.topup
+        quick = quick_options(cfg)
+        example = quick[0] if quick else None
+        data = {
+            "csrf": csrf_token(),
+            "quick": quick,
+            "custom": {"min_fen": fen(c.custom_min), "max_fen": min(fen(c.custom_max), fen(c.single_limit)), "step_fen": fen(c.custom_step)},
+            "remaining_fen": remaining,
+            "texts": {k: tr(f"topup_js_{k}") for k in ("processing", "cancel", "closed", "not_in_wechat", "choose")}
+            | {"success": tr("topup_js_success"), "fail": tr("topup_js_fail"), "remaining": tr("topup_remaining")},
+            "daily": c.daily_limit,
+            "single": c.single_limit,
+        }
+        return render_template(
+            "topup/page.html",
+            t=tr,
+            lang=lang,
+            data=data,
+            card_line=escape(tr("topup_card_line")).format(
+                name=card.masked_name, balance=Markup('<b id="balance">{}</b>').format(yuan(card.balance_fen))
+            ),
+            quick=quick,
+            rate=format(Decimal(str(c.quick_fee_rate)) * 100, "f").rstrip("0").rstrip("."),
+            example=example,
+            custom=c,
+            custom_max=min(c.custom_max, c.single_limit),
+            remaining=yuan(remaining),
+            peak=", ".join(str(w) for w in c.peak_hours) if in_peak(cfg, now) else "",
+            center=cfg.school.service_center,
+        )
+
+
+@bp.post("/api/topup/orders")
+@login_api
+def create() -> Any:
+    svc, openid = _svc(), current_openid() or ""
+    lang = _lang(svc, openid)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return _refused(Refusal("invalid_amount"), lang)
+    try:
+        made = create_order(svc, openid, body.get("amount_fen"), body.get("mode"))
+    except Refusal as refusal:
+        return _refused(refusal, lang)
+    o = made.order
+    return jsonify(order_no=o.order_no, amount_fen=o.amount_fen, fee_fen=o.fee_fen, pay_params=made.pay_params), 201
+
+
+@bp.get("/api/topup/orders/<order_no>")
+@login_api
+def status(order_no: str) -> Any:
+    svc, openid = _svc(), current_openid() or ""
+    with svc.session() as db:
+        order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one_or_none() if ORDER_NO.match(order_no) else None
+        if order is None or order.openid != openid:
+            return _refused(Refusal("not_found", 404), _lang(svc, openid))
+        out: dict[str, Any] = {
+            "order_no": order.order_no,
+            "status": order.status,
+            "amount_fen": order.amount_fen,
+            "fee_fen": order.fee_fen,
+            "amount": yuan(order.amount_fen),
+        }
+        if order.status == "paid":
+            card = card_for(db, openid)
+            out["balance"] = yuan(card.balance_fen) if card else None
+            out["remaining"] = yuan(remaining_today(svc.cfg, db, order.cardholder_id, svc.clock.now().date()))
+    return jsonify(out)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

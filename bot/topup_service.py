@@ -1,0 +1,414 @@
+"""Top-up rules and the life of a WeChat Pay order: create, credit exactly once, settle when no notify came, reconcile.
+
+Rules (CONTRACT ``[topup]``): quick amounts carry ``quick_fee_rate`` on top of what is paid, rounded half-up to the
+fen (``fee_fen``); custom amounts are ``custom_min..custom_max`` yuan in steps of ``custom_step``, no fee; every order
+is at most ``single_limit``; the business day's paid and still-open orders together stay within ``daily_limit``.
+The limits count the credited amount, not the fee.
+
+Exactly once: the order row is locked, moved ``created → paid`` and the ledger entry (idempotency key
+``topup:{order_no}``) and receipt notice are written in the same transaction, whether the payment is learnt from
+a notify or from a query. A verified payment for an order we had closed is still credited: WeChat took the money,
+so the card must get it (logged as a warning; reconciliation shows nothing left over).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import secrets
+import string
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot.clock import SCHOOL_TZ, to_local
+from bot.pay import BillRow, PayError
+from bot.texts import t, yuan
+from models import Binding, Cardholder, Notice, TopupOrder, lock_card, post_entry
+
+if TYPE_CHECKING:
+    from bot.config import Config
+    from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+ORDER_NO = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
+_ALPHABET = string.ascii_letters + string.digits
+MAX_AMOUNT_FEN = 10**9  # anything larger is nonsense, refused before any arithmetic
+
+
+# --- rules -------------------------------------------------------------------
+class Refusal(Exception):
+    """A top-up the rules do not allow: ``code`` for the API, ``key``/``values`` for the student's text."""
+
+    def __init__(self, code: str, status: int = 400, key: str | None = None, **values: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.status = status
+        self.key = key or f"topup_err_{code}"
+        self.values = values
+
+    def message(self, lang: str) -> str:
+        return t(lang, self.key, **self.values)
+
+
+def fen(yuan_amount: int | float) -> int:
+    """Config yuan (int or a float like 0.5) to fen, exactly."""
+    return int(Decimal(str(yuan_amount)) * 100)
+
+
+def fee_for(amount_fen: int, rate: float) -> int:
+    """The quick top-up fee: ``amount × rate`` rounded half-up to the fen (50.00 × 0.3% = 0.15; 0.5 fen → 1 fen)."""
+    return int((Decimal(amount_fen) * Decimal(str(rate))).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def check_amount(cfg: Config, amount_fen: Any, mode: Any) -> tuple[int, int]:
+    """Validate a request strictly; returns ``(amount_fen, fee_fen)`` or raises Refusal (400)."""
+    c = cfg.topup
+    if mode not in ("quick", "custom"):
+        raise Refusal("invalid_mode")
+    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen <= 0 or amount_fen > MAX_AMOUNT_FEN:
+        raise Refusal("invalid_amount")
+    single = fen(c.single_limit)
+    if mode == "quick":
+        if amount_fen not in {fen(a) for a in c.quick_amounts}:
+            raise Refusal("not_quick_amount", amounts=" / ".join(str(a) for a in c.quick_amounts))
+        return amount_fen, fee_for(amount_fen, c.quick_fee_rate)
+    lo, hi, step = fen(c.custom_min), min(fen(c.custom_max), single), fen(c.custom_step)
+    if amount_fen > single:
+        raise Refusal("over_single_limit", limit=c.single_limit)
+    if amount_fen < lo or amount_fen > hi:
+        raise Refusal("custom_range", min=c.custom_min, max=min(c.custom_max, c.single_limit))
+    if amount_fen % step:
+        raise Refusal("custom_step", step=c.custom_step)
+    return amount_fen, 0
+
+
+def card_refusal(card: Cardholder | None) -> Refusal | None:
+    """Why this card cannot be topped up (None when it can)."""
+    if card is None:
+        return Refusal("not_bound", 403)
+    if card.status != "active":
+        return Refusal(f"card_{card.status}", 403)
+    return None
+
+
+def quick_options(cfg: Config) -> list[dict[str, Any]]:
+    """What the page shows for each quick amount: credited, fee and what WeChat will charge."""
+    out = []
+    for a in cfg.topup.quick_amounts:
+        amount = fen(a)
+        fee = fee_for(amount, cfg.topup.quick_fee_rate)
+        out.append(
+            {"amount_fen": amount, "fee_fen": fee, "pay_fen": amount + fee, "amount": yuan(amount), "fee": yuan(fee), "pay": yuan(amount + fee)}
+        )
+    return out
+
+
+def in_peak(cfg: Config, now: datetime) -> bool:
+    local = now.astimezone(SCHOOL_TZ).time()
+    return any(w.contains(local) for w in cfg.topup.peak_hours)
+
+
+def used_today(db: Session, cardholder_id: int, day: date) -> int:
+    """Fen already paid or still payable today: every order of the day that is not closed.
+
+    An expired order still counts until WeChat confirms it unpaid and it is closed (``settle_expired``): until
+    then it might yet be paid, and counting it is what keeps the daily limit from ever being exceeded.
+    """
+    return int(
+        db.execute(
+            select(func.coalesce(func.sum(TopupOrder.amount_fen), 0)).where(
+                TopupOrder.cardholder_id == cardholder_id,
+                TopupOrder.business_day == day,
+                TopupOrder.status.in_(("created", "paid")),
+            )
+        ).scalar_one()
+    )
+
+
+def remaining_today(cfg: Config, db: Session, cardholder_id: int, day: date) -> int:
+    return max(0, fen(cfg.topup.daily_limit) - used_today(db, cardholder_id, day))
+
+
+def card_for(db: Session, openid: str) -> Cardholder | None:
+    b = db.execute(select(Binding).where(Binding.openid == openid)).scalar_one_or_none()
+    return b.cardholder if b else None
+
+
+# --- creating an order ---------------------------------------------------------
+def new_order_no(now: datetime) -> str:
+    """``T`` + local yyyymmddHHMMSS + 10 random letters/digits: 25 characters within WeChat's 6–32 [0-9A-Za-z_-|*]."""
+    return "T" + now.astimezone(SCHOOL_TZ).strftime("%Y%m%d%H%M%S") + "".join(secrets.choice(_ALPHABET) for _ in range(10))
+
+
+@dataclass
+class CreatedOrder:
+    order: TopupOrder
+    pay_params: dict[str, str] = field(default_factory=dict)
+
+
+def create_order(services: Services, openid: str, amount_fen: Any, mode: Any) -> CreatedOrder:
+    """Check the rules, reserve the amount against the daily limit under the card's row lock, then order at WeChat.
+
+    The order row is committed before WeChat is called, so a concurrent request already counts it; if WeChat
+    refuses, the row is closed again and the student is told to retry.
+    """
+    cfg = services.cfg
+    amount, fee = check_amount(cfg, amount_fen, mode)
+    with services.session() as db:
+        card = card_for(db, openid)
+        if (refusal := card_refusal(card)) is not None:
+            raise refusal
+        assert card is not None
+        card_id = card.id
+    settle_expired(services, card_id)
+    now = services.clock.now()
+    with services.session() as db, db.begin():
+        card = lock_card(db, card_id)
+        if (refusal := card_refusal(card)) is not None:
+            raise refusal
+        left = remaining_today(cfg, db, card_id, now.date())
+        if amount > left:
+            raise Refusal("daily_limit", 409, limit=cfg.topup.daily_limit, remaining=yuan(left))
+        expires = now + timedelta(minutes=cfg.pay.order_expire_minutes)
+        order = TopupOrder(
+            order_no=new_order_no(now),
+            cardholder_id=card_id,
+            openid=openid,
+            mode=mode,
+            amount_fen=amount,
+            fee_fen=fee,
+            status="created",
+            business_day=now.date(),
+            created_at=services.clock.utcnow(),
+            expires_at=expires.astimezone(UTC).replace(tzinfo=None),
+        )
+        db.add(order)
+    description = f"{cfg.school.name[:40]} 校园卡充值 {yuan(amount)}"
+    try:
+        prepay_id = services.pay.jsapi_order(order.order_no, amount + fee, openid, description, expires)
+    except PayError as exc:
+        log.warning("jsapi order %s refused: %s %s", order.order_no, exc.status, exc.code)
+        _close_locally(services, order.order_no)
+        with contextlib.suppress(PayError):  # the order may never have reached WeChat; it expires there anyway
+            services.pay.close(order.order_no)
+        raise Refusal("pay_unavailable", 503) from None
+    with services.session() as db, db.begin():
+        row = db.execute(select(TopupOrder).where(TopupOrder.order_no == order.order_no)).scalar_one()
+        row.prepay_id = prepay_id
+        order = row
+    return CreatedOrder(order, services.pay.pay_params(prepay_id))
+
+
+def _close_locally(services: Services, order_no: str) -> bool:
+    with services.session() as db, db.begin():
+        order = _lock_order(db, order_no)
+        if order is None or order.status != "created":
+            return False
+        order.status = "closed"
+        order.closed_at = services.clock.utcnow()
+        return True
+
+
+def _lock_order(db: Session, order_no: str) -> TopupOrder | None:
+    return db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no).with_for_update()).scalar_one_or_none()
+
+
+# --- crediting -------------------------------------------------------------------
+class Mismatch(Exception):
+    """A verified message that does not match our order (wrong merchant, app, amount, payer, unknown order)."""
+
+
+def _paid_at(transaction: dict[str, Any], fallback: datetime) -> datetime:
+    try:
+        return datetime.fromisoformat(str(transaction["success_time"])).astimezone(UTC).replace(tzinfo=None)
+    except (KeyError, ValueError, TypeError):
+        return fallback
+
+
+def check_transaction(cfg: Config, order: TopupOrder | None, tx: dict[str, Any]) -> None:
+    """Everything in a WeChat transaction must agree with our order before money moves."""
+    if tx.get("mchid") != cfg.pay.mchid:
+        raise Mismatch("mchid")
+    if tx.get("appid") != cfg.wechat.appid:
+        raise Mismatch("appid")
+    if order is None:
+        raise Mismatch("unknown out_trade_no")
+    amount = tx.get("amount") or {}
+    if not isinstance(amount, dict) or amount.get("total") != order.total_fen or amount.get("currency", "CNY") != "CNY":
+        raise Mismatch("amount")
+    payer = tx.get("payer") or {}
+    if isinstance(payer, dict) and payer.get("openid") not in (None, order.openid):
+        raise Mismatch("payer")
+    if tx.get("trade_state") != "SUCCESS":
+        raise Mismatch(f"trade_state {tx.get('trade_state')}")
+
+
+def apply_payment(services: Services, tx: dict[str, Any]) -> bool:
+    """Credit the order a verified SUCCESS transaction names; True when this call credited, False if already done.
+
+    One transaction: lock the order, check it against ``tx``, mark it paid, post the ledger entry and queue the receipt.
+    """
+    cfg = services.cfg
+    order_no = str(tx.get("out_trade_no") or "")
+    with services.session() as db, db.begin():
+        order = _lock_order(db, order_no) if ORDER_NO.match(order_no) else None
+        check_transaction(cfg, order, tx)
+        assert order is not None
+        if order.status == "paid":
+            return False
+        if order.status != "created":
+            log.warning("order %s was %s locally but WeChat reports it paid: crediting", order_no, order.status)
+        order.status = "paid"
+        order.transaction_id = str(tx.get("transaction_id") or "")[:32] or None
+        order.paid_at = _paid_at(tx, services.clock.utcnow())
+        order.closed_at = None
+        when = to_local(order.paid_at).strftime("%Y-%m-%d %H:%M:%S")
+
+        def receipt(card: Cardholder, _entry: Any) -> list[Notice]:
+            data = {
+                "amount": f"{yuan(order.amount_fen)}元",
+                "fee": f"{yuan(order.fee_fen)}元",
+                "balance": f"{yuan(card.balance_fen)}元",
+                "time": when,
+            }
+            return [Notice(openid=order.openid, kind="topup_receipt", data=data, url=f"{cfg.server.public_base_url}/topup")]
+
+        posted = post_entry(
+            db,
+            order.cardholder_id,
+            order.amount_fen,
+            "topup",
+            f"topup:{order_no}",
+            description=f"微信充值 WeChat Pay top-up {yuan(order.amount_fen)}",
+            ref=order_no,
+            build_notices=receipt,
+        )
+        return posted.created
+
+
+# --- settling orders nobody told us about --------------------------------------------
+def settle_order(services: Services, order_no: str, _again: bool = True) -> str:
+    """Ask WeChat about one open order and act: ``credited``, ``closed``, ``open`` (still payable) or ``paid`` (already)."""
+    now = services.clock.utcnow()
+    with services.session() as db:
+        order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one_or_none()
+        if order is None or order.status != "created":
+            return "paid" if order is not None and order.status == "paid" else "closed"
+        expired = order.expires_at <= now
+    try:
+        tx = services.pay.query(order_no)
+    except PayError as exc:
+        if exc.code == "ORDER_NOT_EXIST" and expired:
+            return "closed" if _close_locally(services, order_no) else "open"
+        log.warning("query %s failed: %s", order_no, exc.code)
+        return "open"
+    state = tx.get("trade_state")
+    if state in ("SUCCESS", "REFUND"):
+        tx = {**tx, "trade_state": "SUCCESS"} if state == "REFUND" else tx  # refunded later: it was paid first
+        try:
+            return "credited" if apply_payment(services, tx) else "paid"
+        except Mismatch as exc:
+            log.error("query of %s does not match the order (%s): left open for a person to check", order_no, exc)
+            return "open"
+    if state in ("CLOSED", "REVOKED", "PAYERROR"):
+        return "closed" if _close_locally(services, order_no) else "open"
+    if not expired:
+        return "open"
+    try:
+        services.pay.close(order_no)
+    except PayError as exc:
+        if exc.code in ("ORDERPAID", "ORDER_PAID"):
+            return settle_order(services, order_no, _again=False) if _again else "open"  # paid in the meantime: the query now says SUCCESS
+        if exc.code not in ("ORDER_CLOSED", "ORDERCLOSED"):
+            log.warning("close %s failed: %s", order_no, exc.code)
+            return "open"
+    return "closed" if _close_locally(services, order_no) else "open"
+
+
+def settle_stuck_orders(services: Services, limit: int = 200) -> int:
+    """The worker's job: orders still 'created' after ``stuck_after_minutes`` are queried and credited or closed.
+
+    Safe to run in several workers at once: crediting and closing re-check the locked order row.
+    Returns how many orders were settled (credited or closed).
+    """
+    cutoff = services.clock.utcnow() - timedelta(minutes=services.cfg.topup.stuck_after_minutes)
+    with services.session() as db:
+        numbers = list(
+            db.execute(
+                select(TopupOrder.order_no)
+                .where(TopupOrder.status == "created", TopupOrder.created_at <= cutoff)
+                .order_by(TopupOrder.created_at)
+                .limit(limit)
+            ).scalars()
+        )
+    return sum(1 for no in numbers if settle_order(services, no) in ("credited", "closed"))
+
+
+def settle_expired(services: Services, cardholder_id: int) -> None:
+    """Before counting today's limit, settle this card's expired open orders so an abandoned one stops counting."""
+    now = services.clock.utcnow()
+    with services.session() as db:
+        numbers = list(
+            db.execute(
+                select(TopupOrder.order_no).where(
+                    TopupOrder.cardholder_id == cardholder_id, TopupOrder.status == "created", TopupOrder.expires_at <= now
+                )
+            ).scalars()
+        )
+    for no in numbers:
+        settle_order(services, no)
+
+
+# --- reconciliation -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Difference:
+    kind: str  # missing_locally | missing_at_wechat | amount_mismatch | refunded_at_wechat
+    order_no: str
+    local_fen: int | None
+    wechat_fen: int | None
+    note: str = ""
+
+    def __str__(self) -> str:
+        local = "-" if self.local_fen is None else yuan(self.local_fen)
+        remote = "-" if self.wechat_fen is None else yuan(self.wechat_fen)
+        return f"{self.kind:<19} {self.order_no:<32} local={local:>10} wechat={remote:>10} {self.note}".rstrip()
+
+
+def reconcile(services: Services, day: date, bill: list[BillRow] | None = None) -> list[Difference]:
+    """Compare the day's paid orders (by WeChat's success time, school time) with WeChat Pay's trade bill."""
+    rows = services.pay.trade_bill(day.isoformat()) if bill is None else bill
+    start = datetime(day.year, day.month, day.day, tzinfo=SCHOOL_TZ).astimezone(UTC).replace(tzinfo=None)
+    end = start + timedelta(days=1)
+    diffs: list[Difference] = []
+    with services.session() as db:
+        local = {
+            o.order_no: o
+            for o in db.execute(
+                select(TopupOrder).where(TopupOrder.status == "paid", TopupOrder.paid_at >= start, TopupOrder.paid_at < end)
+            ).scalars()
+        }
+        paid_rows = [r for r in rows if r.trade_state == "SUCCESS"]
+        for r in paid_rows:
+            order = local.get(r.out_trade_no) or db.execute(
+                select(TopupOrder).where(TopupOrder.order_no == r.out_trade_no)
+            ).scalar_one_or_none()
+            if order is None or order.status != "paid":
+                note = "no such order" if order is None else f"local status {order.status}"
+                diffs.append(Difference("missing_locally", r.out_trade_no, None, r.total_fen, note))
+            elif order.total_fen != r.total_fen:
+                diffs.append(Difference("amount_mismatch", r.out_trade_no, order.total_fen, r.total_fen))
+        in_bill = {r.out_trade_no for r in paid_rows}
+        for no, o in sorted(local.items()):
+            if no not in in_bill:
+                diffs.append(Difference("missing_at_wechat", no, o.total_fen, None))
+        for r in rows:
+            if r.trade_state == "REFUND":
+                diffs.append(Difference("refunded_at_wechat", r.out_trade_no, None, r.refund_fen, "top-ups are refunded only in person"))
+    return diffs
