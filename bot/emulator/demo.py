@@ -52,6 +52,7 @@ def prepare(cfg: Config, services: Any) -> None:
     from bot.migrate import upgrade
 
     ensure_keys(cfg.emulator.keys_dir)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # a newcomer needs the address, not migration chatter
     if cfg.database.url.startswith("sqlite:///"):
         Path(cfg.database.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     upgrade(cfg.database.url)

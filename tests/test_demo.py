@@ -1,0 +1,55 @@
+"""``cardbot demo`` (what ``make run`` starts), run for real in a fresh folder: no Redis URL, no config file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from bot.emulator.demo import demo_config
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_demo_config_points_every_wechat_address_at_the_emulator(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = demo_config(None, "127.0.0.1", 8123)
+    base = "http://127.0.0.1:8123"
+    assert cfg.emulator.enabled
+    assert (cfg.wechat.api_base_url, cfg.wechat.oauth_base_url, cfg.pay.api_base_url, cfg.server.public_base_url) == (base,) * 4
+    assert cfg.pay.notify_url == base + "/pay/notify"
+
+
+def test_cardbot_demo_serves_the_simulator_from_a_fresh_folder(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARDBOT_")}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from bot.cli import main; main()", "demo", "--port", str(port)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if requests.get(base + "/simulator", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("demo did not start")
+        r = requests.post(base + "/simulator/api/send", json={"openid": "oDemoTest00000000001", "type": "click", "key": "HELP"}, timeout=10)
+        assert r.json()["type"] == "text" and "余额" in r.json()["content"]
+        assert (tmp_path / "var" / "cardbot.db").exists() and (tmp_path / "var" / "keys" / "merchant_private.pem").exists()
+        assert list((tmp_path / "var").glob("redis.db*"))  # embedded Redis, as on a fresh clone
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=15)
+    assert f"{base}/simulator" in out
