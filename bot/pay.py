@@ -160,6 +160,9 @@ class PayClient:
     # --- notifies ----------------------------------------------------------
     def parse_notify(self, headers: Any, body: bytes) -> dict[str, Any]:
         """Verify the signature and decrypt the resource; returns the envelope with ``resource`` decrypted."""
+        if headers.get("Wechatpay-Serial") != self.cfg.public_key_id:
+            # Public-key mode: anything else would make the SDK fetch platform certificates for every forged notify.
+            raise NotifyError("unknown Wechatpay-Serial")
         try:
             data = self.client.callback(headers, body)
         except Exception as exc:  # unsupported algorithm / malformed JSON surface as bare Exception or ValueError

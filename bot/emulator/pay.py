@@ -119,6 +119,7 @@ class Order:
     transaction_id: str = ""
     success_time: float | None = None
     refunded: int = 0
+    time_expire_text: str = ""
 
     def transaction(self) -> dict[str, Any]:
         desc = {"NOTPAY": "订单未支付", "SUCCESS": "支付成功", "CLOSED": "订单已关闭", "REFUND": "转入退款"}[self.trade_state]
@@ -349,6 +350,7 @@ def jsapi() -> Response:
             openid=payer["openid"],
             notify_url=b["notify_url"],
             time_expire=expire,
+            time_expire_text=str(b.get("time_expire", "")),
             prepay_id="wx" + datetime.now(BEIJING).strftime("%d%H%M%S") + secrets.token_hex(12),
         )
         e.orders[order.out_trade_no] = order

@@ -115,10 +115,11 @@ def create() -> Any:
 @login_api
 def status(order_no: str) -> Any:
     svc, openid = _svc(), current_openid() or ""
+    lang = _lang(svc, openid)
     with svc.session() as db:
         order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one_or_none() if ORDER_NO.match(order_no) else None
         if order is None or order.openid != openid:
-            return _refused(Refusal("not_found", 404), _lang(svc, openid))
+            return _refused(Refusal("not_found", 404), lang)
         out: dict[str, Any] = {
             "order_no": order.order_no,
             "status": order.status,
