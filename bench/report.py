@@ -1,0 +1,196 @@
+"""The results table (Markdown, printed and written to bench/RESULTS.md), with each target checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TARGETS = {
+    "a_vs_d": 0.5,
+    "a_vs_e": 1.5,
+    "a_rate_p99_ms": 50.0,
+    "paynotify_per_s": 300.0,
+    "outbox_per_s": 500.0,
+    "sweep_s": 10.0,
+    "growth_p99_ratio": 2.0,
+}
+
+
+def _f(x: Any, fmt: str = ".1f") -> str:
+    try:
+        return format(float(x), fmt)
+    except (TypeError, ValueError):
+        return "–"
+
+
+def _ok(good: bool | None) -> str:
+    return "–" if good is None else ("met" if good else "**missed**")
+
+
+def _load_row(label: str, r: dict[str, Any] | None) -> str:
+    if not r:
+        return f"| {label} | not run | | | | | | | |"
+    if "error" in r:
+        return f"| {label} | error: {r['error']} | | | | | | | |"
+    bad = sum(v for k, v in r["statuses"].items() if not k.startswith("2")) + sum(r["errors"].values())
+    return (
+        f"| {label} | {_f(r['throughput'], '.0f')} | {_f(r['p50_ms'])} | {_f(r['p99_ms'])} | {bad} | "
+        f"{_f(r['loadgen_cpu_pct'], '.0f')}% | {_f(r['server_cpu_pct'], '.0f')}% | {_f(r.get('backend_cpu_pct'), '.0f')}% | "
+        f"{_f(r['server_cpu_ms_per_req'], '.2f')} |"
+    )
+
+
+def _profile(title: str, prof: dict[str, Any] | None) -> list[str]:
+    if not prof:
+        return []
+    if "error" in prof or not prof.get("busy_samples"):
+        return [f"*{title}*: {prof.get('error', 'no samples')}", ""]
+    out = [f"*{title}* — py-spy, {prof['busy_samples']} samples of the server's workers holding the GIL (Python CPU time):", ""]
+    out.append("| our function (inclusive) | % CPU | hottest leaf function (self) | % CPU |")
+    out.append("|---|---:|---|---:|")
+    ours, leaf = prof.get("ours_inclusive", []), prof.get("leaf_self", [])
+    for i in range(max(len(ours), len(leaf))):
+        o = ours[i] if i < len(ours) else ("", "")
+        lf = leaf[i] if i < len(leaf) else ("", "")
+        out.append(f"| `{o[0]}` | {o[1]} | `{lf[0]}` | {lf[1]} |" if o[0] else f"| | | `{lf[0]}` | {lf[1]} |")
+    out.append("")
+    return out
+
+
+def render(res: dict[str, Any]) -> str:
+    m, s = res["machine"], res["settings"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- date: {m['date']} · commit: {m['commit']} · mode: {'quick (smoke)' if s.quick else 'full'}",
+        f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM, Python {m['python']}, load average before the run {m['load_before']}",
+        f"- servers: {s.server_desc}, each on its own loopback port; PostgreSQL `{res.get('db_url', '')}` and Redis on this machine",
+        f"- load generator: a separate Python process, {s.concurrency} threads with keep-alive connections, pre-built requests each with "
+        f"a fresh signature (and unique CreateTime/MsgId); {s.duration:g} s per row after a warm-up; its own CPU is in the table "
+        "(100% = one core of this machine, shared with the server)",
+        "",
+    ]
+    checks: list[tuple[str, str, str]] = []
+    wh = res.get("webhook")
+    if wh is not None:
+        lines += ["## 1. Webhook", ""]
+        if "error" in wh:
+            lines += [f"error: {wh['error']}", ""]
+        else:
+            lines += [
+                "| row | req/s | p50 ms | p99 ms | failed | load-gen CPU | server CPU | PostgreSQL+Redis CPU | server CPU ms/req |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+                _load_row("(a) BALANCE click, bound user, plain", wh.get("a")),
+                _load_row("(b) same, safe mode (AES)", wh.get("b")),
+                _load_row("(c) one binding-dialog step (student number)", wh.get("c")),
+                _load_row("(d) baseline: bare Flask route, fixed reply", wh.get("d")),
+                _load_row("(e) peer: WeRoBot, same query, same DB and Redis", wh.get("e")),
+                _load_row(f"(a) at a fixed {s.fixed_rate} req/s", wh.get("a_rate")),
+                "",
+            ]
+            a, d, e, ar = wh.get("a") or {}, wh.get("d") or {}, wh.get("e") or {}, wh.get("a_rate") or {}
+            ad = a.get("throughput", 0) / d["throughput"] if d.get("throughput") else None
+            ae = a.get("throughput", 0) / e["throughput"] if e.get("throughput") else None
+            lines += [
+                f"Ratios: (a)/(d) = **{_f(ad, '.2f')}** (target ≥ {TARGETS['a_vs_d']}), "
+                f"(a)/(e) = **{_f(ae, '.2f')}** (target ≥ {TARGETS['a_vs_e']}).",
+                "",
+            ]
+            checks.append(("(a) ≥ 50% of (d)", _f(ad, ".2f"), _ok(None if ad is None else ad >= TARGETS["a_vs_d"])))
+            checks.append(("(a) ≥ 1.5× (e)", _f(ae, ".2f"), _ok(None if ae is None else ae >= TARGETS["a_vs_e"])))
+            p99 = ar.get("p99_ms")
+            checks.append((f"(a) p99 < 50 ms at {s.fixed_rate}/s", f"{_f(p99)} ms", _ok(None if p99 is None else p99 < TARGETS["a_rate_p99_ms"])))
+            probes = wh.get("probes", {})
+            if probes:
+                lines += ["Replies checked before each row:", ""]
+                lines += [f"- ({k}) `{v}`" for k, v in probes.items()]
+                lines.append("")
+            lines += _profile("Profile of row (a)", wh.get("a_profile"))
+    pn = res.get("paynotify")
+    if pn is not None:
+        lines += ["## 2. Pay notify", ""]
+        if "error" in pn:
+            lines += [f"error: {pn['error']}", ""]
+        else:
+            lines += [
+                f"{pn['orders']} paid orders, each notified twice at once (two separately signed copies sent back to back by "
+                f"{pn['concurrency']} connections): {pn['requests']} notifies, signature verified (RSA-SHA256) and resource "
+                "decrypted (AES-256-GCM) by the bot each time.",
+                "",
+                "| notifies/s | payments credited/s | p50 ms | p99 ms | failed | credited once | load-gen CPU | server CPU |",
+                "|---:|---:|---:|---:|---:|---|---:|---:|",
+                f"| {_f(pn['notifies_per_s'], '.0f')} | {_f(pn['payments_per_s'], '.0f')} | {_f(pn['p50_ms'])} | {_f(pn['p99_ms'])} | "
+                f"{pn['failed']} | {pn['exactly_once']} | {_f(pn['loadgen_cpu_pct'], '.0f')}% | {_f(pn['server_cpu_pct'], '.0f')}% |",
+                "",
+            ]
+            checks.append(("pay notify ≥ 300/s", f"{_f(pn['notifies_per_s'], '.0f')}/s", _ok(pn["notifies_per_s"] >= TARGETS["paynotify_per_s"])))
+            lines += _profile("Profile of pay notify", pn.get("profile"))
+    ob = res.get("outbox")
+    if ob is not None:
+        lines += ["## 3a. Notice outbox", ""]
+        if "error" in ob:
+            lines += [f"error: {ob['error']}", ""]
+        else:
+            lines += [
+                "| workers | notices | seconds | notices/s | sent | failed/other |",
+                "|---:|---:|---:|---:|---:|---:|",
+            ]
+            for run in ob["runs"]:
+                lines.append(
+                    f"| {run['workers']} | {run['notices']} | {_f(run['seconds'], '.2f')} | {_f(run['per_s'], '.0f')} | "
+                    f"{run['sent']} | {run['other']} |"
+                )
+            lines += ["", ob.get("note", ""), ""]
+            best = ob["runs"][0]["per_s"]
+            checks.append(("outbox ≥ 500 notices/s (one worker)", f"{_f(best, '.0f')}/s", _ok(best >= TARGETS["outbox_per_s"])))
+            lines += _profile("Profile of the drain", ob.get("profile"))
+    sw = res.get("sweep")
+    if sw is not None:
+        lines += ["## 3b. Auto top-up sweep", ""]
+        if "error" in sw:
+            lines += [f"error: {sw['error']}", ""]
+        else:
+            lines += [
+                "| cards with an agreement | below threshold | sweep seconds | attempts made | data load seconds |",
+                "|---:|---:|---:|---:|---:|",
+                f"| {sw['cards']} | {sw['low']} | {_f(sw['seconds'], '.2f')} | {sw['attempts']} | {_f(sw['load_s'], '.1f')} |",
+                "",
+                sw.get("note", ""),
+                "",
+            ]
+            measured = f"{_f(sw['seconds'], '.2f')} s ({sw['cards']} cards)"
+            checks.append(("sweep of 100k cards < 10 s", measured, _ok(sw["seconds"] < TARGETS["sweep_s"])))
+            lines += _profile("Profile of the sweep", sw.get("profile"))
+    gr = res.get("growth")
+    if gr is not None:
+        lines += ["## 4. Growth", ""]
+        if "error" in gr:
+            lines += [f"error: {gr['error']}", ""]
+        else:
+            lines += [
+                f"Balance: BALANCE clicks by random bound users at {gr['balance_rate']} req/s; bills: BILLS clicks by the busiest card's user "
+                f"({gr['busy_entries']} entries over the last year) at {gr['bills_rate']} req/s; {gr['seconds']:g} s each. "
+                "RSS: gunicorn master + workers after the rows.",
+                "",
+                "| cardholders | ledger rows | load s | balance p50 ms | balance p99 ms | bills p50 ms | bills p99 ms | server RSS MiB |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            ]
+            for st in gr["stages"]:
+                b, bl = st.get("balance", {}), st.get("bills", {})
+                lines.append(
+                    f"| {st['cardholders']:,} | {st['ledger_rows']:,} | {_f(st['load_s'])} | {_f(b.get('p50_ms'))} | {_f(b.get('p99_ms'))} | "
+                    f"{_f(bl.get('p50_ms'))} | {_f(bl.get('p99_ms'))} | {_f(st.get('rss_mib'), '.0f')} |"
+                )
+            lines.append("")
+            p99s = [st.get("balance", {}).get("p99_ms") for st in gr["stages"]]
+            if all(isinstance(x, int | float) for x in p99s) and len(p99s) > 1:
+                ratio = max(p99s) / min(p99s)
+                checks.append((f"balance p99 flat (≤ 2×) {gr['stages'][0]['cardholders']:,} → {gr['stages'][-1]['cardholders']:,}",
+                               f"{ratio:.2f}×", _ok(ratio <= TARGETS["growth_p99_ratio"])))
+            lines += [x for x in gr.get("notes", [])] + ([""] if gr.get("notes") else [])
+    if checks:
+        lines += ["## Targets", "", "| target | measured | |", "|---|---:|---|"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in checks]
+        lines.append("")
+    if res.get("notes"):
+        lines += ["## Notes", ""] + list(res["notes"]) + [""]
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""Running the load generator process and the profiler (py-spy) against a server, and reading their output."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.env import ROOT, Server, Settings
+
+
+def run_load(settings: Settings, name: str, server: Server, reqs: list[tuple], *, rate: float = 0, concurrency: int | None = None,
+             duration: float | None = None, warmup: float | None = None, once: bool = False) -> dict[str, Any]:
+    """Replay ``reqs`` against ``server`` from a separate process; adds the server's CPU use to the result."""
+    path = settings.workdir / f"requests-{name}.pkl"
+    with path.open("wb") as f:
+        pickle.dump(reqs, f, protocol=pickle.HIGHEST_PROTOCOL)
+    dur = duration if duration is not None else settings.duration
+    cmd = [
+        sys.executable, "-m", "bench.loadgen", str(path), server.url,
+        "--duration", str(dur),
+        "--concurrency", str(concurrency or (32 if rate else settings.concurrency)),
+        "--rate", str(rate),
+        "--warmup", str(warmup if warmup is not None else (0.5 if settings.quick else 2.0)),
+    ]
+    if once:
+        cmd.append("--once")
+    cpu0, back0 = server.cpu_seconds(), backend_cpu_seconds()
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=dur + 600)
+    wall = time.perf_counter() - t0
+    cpu1, back1 = server.cpu_seconds(), backend_cpu_seconds()
+    path.unlink(missing_ok=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed for {name}: {out.stderr[-2000:]}")
+    result = json.loads(out.stdout)
+    result["server_cpu_pct"] = 100 * (cpu1 - cpu0) / wall if wall else 0.0
+    result["backend_cpu_pct"] = 100 * (back1 - back0) / wall if wall else 0.0
+    result["server_cpu_ms_per_req"] = 1000 * (cpu1 - cpu0) / max(1, result["requests"])
+    result["server_rss_mib"] = server.rss_mib()
+    return result
+
+
+def backend_cpu_seconds() -> float:
+    """CPU used so far by PostgreSQL and Redis on this machine (they share the 2 cores with the server)."""
+    total = 0.0
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] and (p.info["name"].startswith("postgres") or p.info["name"].startswith("redis-server")):
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+    return total
+
+
+def profile_server(settings: Settings, name: str, server: Server, reqs: list[tuple], seconds: float, *, rate: float = 0,
+                   once: bool = False) -> dict[str, Any]:
+    """Sample the server's workers with py-spy while load runs; returns the hottest frames (ours and overall)."""
+    if shutil.which("py-spy") is None and not (Path(sys.executable).parent / "py-spy").exists():
+        return {"error": "py-spy not installed (pip install py-spy)"}
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    raw = settings.workdir / f"profile-{name}.txt"
+    spy = subprocess.Popen(
+        [exe, "record", "--pid", str(server.proc.pid), "--subprocesses", "--duration", str(int(seconds)), "--rate", "200", "--gil",
+         "--format", "raw", "--output", str(raw), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(1.0)
+    try:
+        run_load(settings, f"{name}-profile", server, reqs, rate=rate, duration=seconds, warmup=0, once=once)
+    finally:
+        _, err = spy.communicate(timeout=seconds + 60)
+    if not raw.exists():
+        return {"error": f"py-spy produced nothing: {err[-500:]}"}
+    return summarize_raw(raw)
+
+
+_OURS = ("bot/", "handlers/", "models/", "bench/")
+
+
+def summarize_raw(path: Path, top: int = 12) -> dict[str, Any]:
+    """Inclusive share of each of our functions and the leaf (self) share of every function, from py-spy's raw stacks.
+    Recorded with ``--gil``: only the thread holding the GIL is sampled, so shares are of Python CPU time."""
+    inclusive: Counter[str] = Counter()
+    leaf: Counter[str] = Counter()
+    busy = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not count_s.isdigit():
+            continue
+        count = int(count_s)
+        frames = [f for f in stack.split(";") if not f.startswith("process ")]
+        if not frames:
+            continue
+        last = frames[-1]
+        busy += count
+        leaf[_short(last)] += count
+        seen: set[str] = set()
+        for fr in frames:
+            if fr.partition(" (")[2].startswith(_OURS):
+                s = _short(fr)
+                if s not in seen:
+                    seen.add(s)
+                    inclusive[s] += count
+    if not busy:
+        return {"busy_samples": 0}
+    return {
+        "busy_samples": busy,
+        "ours_inclusive": [(k, round(100 * v / busy, 1)) for k, v in inclusive.most_common(top)],
+        "leaf_self": [(k, round(100 * v / busy, 1)) for k, v in leaf.most_common(top)],
+        "raw_file": str(path),
+    }
+
+
+def _short(frame: str) -> str:
+    """'func (/abs/path/to/site-packages/pkg/mod.py:12)' → 'func (pkg/mod.py)': per function, not per line."""
+    name, _, loc = frame.partition(" (")
+    loc = loc.rstrip(")").rpartition(":")[0] or loc.rstrip(")")
+    for marker in ("site-packages/", str(ROOT) + "/", "lib/python3.11/"):
+        if marker in loc:
+            loc = loc.split(marker, 1)[1]
+            break
+    return f"{name} ({loc})"
