@@ -37,6 +37,9 @@ def test_page_carries_menu_users_and_demo_cards(live):
     assert [u["openid"] for u in boot["users"]] == [u["openid"] for u in USERS]
     assert "20230001" in r.text and "151020" in r.text  # the ID ending in X: its initial password writes X as 0
     assert live.http.get(live.url + "/simulator/static/simulator.js").status_code == 200
+    other = live.url.replace("127.0.0.1", "localhost")
+    r = live.http.get(other + "/simulator", allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"] == live.url + "/simulator"  # OAuth needs the public origin
 
 
 def test_text_round_trip_in_every_encryption_mode(live):

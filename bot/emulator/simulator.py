@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
-from flask import Blueprint, Flask, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, render_template, request
 from sqlalchemy import select
 
 import menus
@@ -110,8 +111,12 @@ def demo_cards() -> list[dict[str, str]]:
 
 @bp.get("")
 @bp.get("/")
-def page() -> str:
+def page() -> Any:
     cfg = _cfg()
+    public = urlsplit(cfg.server.public_base_url)
+    if request.host != public.netloc:
+        # OAuth and the web view live on the public address; the phone must be on the same origin to reach them.
+        return redirect(f"{cfg.server.public_base_url}/simulator")
     boot = {
         "account": f"{cfg.school.name} 校园卡",
         "users": USERS,
