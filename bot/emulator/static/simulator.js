@@ -117,20 +117,25 @@
       list.scrollTop = list.scrollHeight;
     }
   }
+  // Fetch and show what is new for the current user; returns whether they follow the account (null if stale).
+  async function fetchNew() {
+    const user = state.user;
+    const { status, data } = await api(`messages?openid=${encodeURIComponent(user)}&since=${state.lastId}`);
+    if (status !== 200 || user !== state.user) return null;
+    state.following = data.following;
+    for (const m of data.messages) {
+      if (state.seen.has(m.id)) continue;
+      state.seen.add(m.id);
+      state.lastId = Math.max(state.lastId, m.id);
+      render(m);
+    }
+    return data.following;
+  }
   async function poll() {
     if (state.polling || !state.user) return;
     state.polling = true;
-    const user = state.user;
     try {
-      const { status, data } = await api(`messages?openid=${encodeURIComponent(user)}&since=${state.lastId}`);
-      if (status !== 200 || user !== state.user) return;
-      state.following = data.following;
-      for (const m of data.messages) {
-        if (state.seen.has(m.id)) continue;
-        state.seen.add(m.id);
-        state.lastId = Math.max(state.lastId, m.id);
-        render(m);
-      }
+      await fetchNew();
     } catch (e) {
       /* the server restarts in the demo; the next poll catches up */
     } finally {
@@ -145,7 +150,7 @@
       await api("send", { ...body, openid: state.user, mode: $("mode").value });
     } finally {
       clearTimeout(early);
-      await poll();
+      await fetchNew().catch(() => null);
     }
   }
   $("input-bar").addEventListener("submit", async (ev) => {
@@ -287,8 +292,7 @@
     list.textContent = "";
     localStorage.setItem("sim_user", openid);
     await api("user", { openid });
-    await poll();
-    if (!state.following) await push({ type: "event", event: "subscribe" });
+    if ((await fetchNew()) === false) await push({ type: "event", event: "subscribe" });
   }
   const users = $("user");
   for (const u of boot.users) {
