@@ -314,7 +314,7 @@ def test_dialog_continues_across_a_server_restart(make_live):
 
 
 def test_duplicated_push_does_not_advance_the_dialog_twice(live, wx):
-    ids = _cards(live)
+    _cards(live)
     _click(wx, STUDENT, "BIND")
     xml = wx.xml(STUDENT, "text", {"Content": "20230001", "MsgId": "7000000000001"})
     first, retry = wx.send(STUDENT, xml), wx.send(STUDENT, xml)
