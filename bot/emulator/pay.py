@@ -71,14 +71,21 @@ def rsa_verify(key: Any, message: str, signature: str) -> bool:
 
 
 def signed_notify(
-    resource: dict[str, Any], *, private_key: Any, serial: str, apiv3_key: str, event_type: str = "TRANSACTION.SUCCESS"
+    resource: dict[str, Any],
+    *,
+    private_key: Any,
+    serial: str,
+    apiv3_key: str,
+    event_type: str = "TRANSACTION.SUCCESS",
+    notify_id: str | None = None,
 ) -> tuple[dict[str, str], bytes]:
-    """A notify exactly as WeChat Pay builds it: AES-256-GCM resource, envelope signed with the platform key."""
+    """A notify exactly as WeChat Pay builds it: AES-256-GCM resource, envelope signed with the platform key.
+    Retries and duplicates of one notification share its ``id``; each copy is encrypted and signed afresh."""
     nonce = secrets.token_hex(6)  # 12 ASCII characters, as WeChat uses
     associated = "transaction"
     ciphertext = AESGCM(apiv3_key.encode()).encrypt(nonce.encode(), json.dumps(resource, ensure_ascii=False).encode(), associated.encode())
     envelope = {
-        "id": str(uuid.uuid4()),
+        "id": notify_id or str(uuid.uuid4()),
         "create_time": rfc3339(time.time()),
         "resource_type": "encrypt-resource",
         "event_type": event_type,
@@ -120,6 +127,7 @@ class Order:
     success_time: float | None = None
     refunded: int = 0
     time_expire_text: str = ""
+    notify_id: str = ""
 
     def transaction(self) -> dict[str, Any]:
         desc = {"NOTPAY": "订单未支付", "SUCCESS": "支付成功", "CLOSED": "订单已关闭", "REFUND": "转入退款"}[self.trade_state]
@@ -217,16 +225,20 @@ class PayEmulator:
             time.sleep(delay * scale)
             with self.lock:
                 order = self.orders[out_trade_no]
-                tx, url = order.transaction(), order.notify_url
+                tx, url, nid = order.transaction(), order.notify_url, order.notify_id
             copies = 2 if random.random() < self.cfg.emulator.notify_duplicate_rate else 1
             with ThreadPoolExecutor(max_workers=copies) as pool:
-                results = list(pool.map(lambda _n, u=url, t=tx, a=attempt: self._post_notify(u, t, a), range(copies)))
+                results = list(pool.map(lambda _n, u=url, t=tx, a=attempt, i=nid: self._post_notify(u, t, a, i), range(copies)))
             if any(s in (200, 204) for s in results) or -1 in results:
                 return
 
-    def _post_notify(self, url: str, tx: dict[str, Any], attempt: int) -> int:
+    def _post_notify(self, url: str, tx: dict[str, Any], attempt: int, notify_id: str) -> int:
         headers, body = signed_notify(
-            tx, private_key=self.key("platform_private"), serial=self.cfg.pay.public_key_id, apiv3_key=self.cfg.pay.apiv3_key
+            tx,
+            private_key=self.key("platform_private"),
+            serial=self.cfg.pay.public_key_id,
+            apiv3_key=self.cfg.pay.apiv3_key,
+            notify_id=notify_id,
         )
         try:
             status = requests.post(url, data=body, headers=headers, timeout=5).status_code
@@ -430,6 +442,7 @@ def confirm() -> Response:
         digits = "".join(secrets.choice("0123456789") for _ in range(16))
         order.transaction_id = "4200" + datetime.fromtimestamp(e.now(), BEIJING).strftime("%Y%m%d") + digits
         order.success_time = e.now()
+        order.notify_id = str(uuid.uuid4())
     e.schedule_notify(order)
     return Response(json.dumps({"err_msg": "get_brand_wcpay_request:ok"}), mimetype="application/json")
 
