@@ -207,6 +207,7 @@ def test_template_send_errors(live, wx):
     assert send(_receipt(amount1="50.00\n")) == 47003
     assert send(_receipt(first="您好")) == 47003  # no first/remark since 2023
     assert send({"touser": OPENID, "template_id": "TPL_TOPUP_RECEIPT"}) == 47001
+    assert send({**_receipt(), "url": "javascript:alert(1)"}) == 47003
     assert live.emulator.inbox.get(OPENID, []) == []
     assert send(_receipt(amount1="1" * 20)) == 0
 

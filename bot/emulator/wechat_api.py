@@ -327,7 +327,7 @@ def template_send() -> Response:
     if problem := _template_data_error(body.get("data"), fields):
         return _err(47001 if problem == "data format error" else 47003, problem)
     url = body.get("url")
-    if url is not None and (not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https", "")):
+    if url not in (None, "") and (not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https")):
         return _err(47003, "argument invalid! url invalid")
     if not st.count_call("template", cfg.emulator.template_daily_quota):
         return _err(45009)
