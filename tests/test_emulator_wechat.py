@@ -212,11 +212,15 @@ def test_template_send_errors(live, wx):
     assert send(_receipt(amount1="1" * 20)) == 0
 
 
-def test_unsubscribe_makes_template_43004(live, wx):
+def test_unsubscribe_push_makes_template_43004(live, wx, wx_aes):
     tok = _token(live)
     wx.event(OPENID, "subscribe")
     assert _post(live, "/cgi-bin/message/template/send", tok, _receipt())["errcode"] == 0
-    live.emulator.user_pushed(OPENID, "unsubscribe")
+    wx.event(OPENID, "unsubscribe")
+    assert _post(live, "/cgi-bin/message/template/send", tok, _receipt())["errcode"] == 43004
+    wx_aes.event(OPENID, "subscribe")
+    assert OPENID in live.emulator.followers
+    wx_aes.event(OPENID, "unsubscribe")  # seen through the encryption too
     assert _post(live, "/cgi-bin/message/template/send", tok, _receipt())["errcode"] == 43004
 
 

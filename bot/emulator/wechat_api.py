@@ -21,6 +21,7 @@ import menus
 from bot.config import Config
 from bot.emulator.push import Pusher, cdata
 from bot.emulator.state import EmulatorState
+from bot.wechat_xml import BadMessage, BadSignature, check_signature, decode_push
 
 log = logging.getLogger(__name__)
 bp = Blueprint("emulator_wechat", __name__)
@@ -117,6 +118,31 @@ def _body_json() -> tuple[dict[str, Any] | None, Response | None]:
     if not isinstance(body, dict):
         return None, _err(47001)
     return body, None
+
+
+# --- what WeChat knows of its users ------------------------------------------------
+@bp.before_app_request
+def observe_follows() -> None:
+    """WeChat knows who follows the account: a (un)subscribe push to ``/wechat`` from any Pusher — the simulator's,
+    the tests' ``wx`` — updates the follower set that template sends check (43004)."""
+    if request.method != "POST" or request.path != "/wechat":
+        return
+    cfg = config()
+    if (request.content_length or 0) > cfg.server.max_body_bytes:
+        return
+    args = request.args.to_dict()
+    raw = request.get_data(cache=True)  # cached: the webhook reads the same body
+    if args.get("encrypt_type") != "aes" and b"subscribe" not in raw:
+        return
+    if not check_signature(cfg.wechat.token, args.get("signature", ""), args.get("timestamp", ""), args.get("nonce", "")):
+        return
+    try:
+        msg, _ = decode_push(raw, args, cfg.wechat)
+    except (BadMessage, BadSignature):
+        return
+    event = getattr(msg, "event", "") if msg.type == "event" else ""
+    if event in ("subscribe", "unsubscribe"):
+        state().user_pushed(msg.source, event)
 
 
 # --- access_token ------------------------------------------------------------
