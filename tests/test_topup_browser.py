@@ -1,0 +1,98 @@
+"""The /topup page's own script in headless Chromium, as a phone's WeChat web view runs it: a WeixinJSBridge
+that pays through the emulator (like the simulator's shim), then "processing" until the notify credits the card."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.topup_service import settle_stuck_orders
+from tests.test_topup_support import assert_ledger_consistent, card, emu_pay, student
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+OPENID = "oTopupBrowserUser0000001"
+
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (make browser)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+BRIDGE = """
+document.addEventListener("DOMContentLoaded", () => {
+  setTimeout(() => {
+    window.WeixinJSBridge = {
+      invoke(name, params, cb) {
+        fetch("/emulator/pay/confirm", {method: "POST", headers: {"Content-Type": "application/json"},
+          body: JSON.stringify({...params, openid: "__OPENID__", outcome: window.__outcome || "success"})})
+          .then(r => r.json()).then(cb);
+      }
+    };
+    document.dispatchEvent(new Event("WeixinJSBridgeReady"));
+  }, 100);
+});
+""".replace("__OPENID__", OPENID)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def phone(browser, live):
+    context = browser.new_context(viewport={"width": 375, "height": 740}, locale="zh-CN")
+    context.set_default_timeout(15_000)
+    context.add_cookies([{"name": "sim_openid", "value": OPENID, "url": live.url}])
+    context.add_init_script(BRIDGE)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    context.close()
+    assert errors == [], errors
+
+
+def test_quick_top_up_in_the_page(phone, live):
+    card_id = student(live, OPENID, balance_fen=10000)
+    phone.goto(live.url + "/topup")
+    expect(phone.locator("#balance")).to_have_text("100.00")
+    phone.locator("#pay").click()
+    expect(phone.locator("#result")).to_have_text("请先选择或输入金额。")
+    phone.locator("button[data-fen='5000']").click()
+    phone.locator("#pay").click()
+    expect(phone.locator("#result")).to_contain_text("充值成功")
+    expect(phone.locator("#result")).to_contain_text("150.00")
+    expect(phone.locator("#balance")).to_have_text("150.00")
+    expect(phone.locator("#remaining")).to_contain_text("1950.00")
+    assert card(live, card_id).balance_fen == 15000
+    assert_ledger_consistent(live)
+
+
+def test_custom_amount_refusal_cancel_and_processing(phone, live):
+    student(live, OPENID, balance_fen=0)
+    phone.goto(live.url + "/topup")
+    phone.locator("#custom").fill("15")
+    phone.locator("#pay").click()
+    expect(phone.locator("#result")).to_contain_text("10元的整数倍")
+    phone.evaluate("window.__outcome = 'cancel'")
+    phone.locator("#custom").fill("20")
+    phone.locator("#pay").click()
+    expect(phone.locator("#result")).to_have_text("您已取消支付，没有扣款。")
+    emu_pay(live).notify_enabled = False  # no notify: the page keeps saying "processing"
+    phone.evaluate("window.__outcome = 'success'")
+    phone.locator("#pay").click()
+    expect(phone.locator("#result")).to_contain_text("支付处理中")
+    phone.wait_for_timeout(1800)
+    expect(phone.locator("#result")).to_contain_text("支付处理中")
+    live.services.clock.shift(timedelta(minutes=live.cfg.topup.stuck_after_minutes + 1))
+    assert settle_stuck_orders(live.services) == 1  # the worker's query finds it paid
+    expect(phone.locator("#result")).to_contain_text("充值成功")
+    expect(phone.locator("#balance")).to_have_text("20.00")
