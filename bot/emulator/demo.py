@@ -79,7 +79,10 @@ def seed_bank(app: Any) -> None:
     fn = getattr(bank, "seed_demo", None) or getattr(bank, "seed", None) if bank else None
     if fn is not None:
         svc = app.extensions["cardbot"]
-        _call_with(fn, app=app, services=svc, svc=svc, cfg=svc.cfg, state=app.extensions.get("emulator"))
+        try:
+            _call_with(fn, app=app, services=svc, svc=svc, cfg=svc.cfg, state=app.extensions.get("emulator"))
+        except TypeError as exc:
+            log.warning("sandbox bank not seeded: %s", exc)
 
 
 def background(services: Any, stop: threading.Event) -> None:
