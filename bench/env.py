@@ -173,7 +173,7 @@ class Server:
             "--log-level", "warning",
             app_spec,
         ]
-        full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        full_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}
         settings.workdir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)

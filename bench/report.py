@@ -53,6 +53,8 @@ def _profile(title: str, prof: dict[str, Any] | None) -> list[str]:
         lf = leaf[i] if i < len(leaf) else ("", "")
         out.append(f"| `{o[0]}` | {o[1]} | `{lf[0]}` | {lf[1]} |" if o[0] else f"| | | `{lf[0]}` | {lf[1]} |")
     out.append("")
+    if prof.get("by_package"):
+        out += ["Self time by package: " + ", ".join(f"{k} {v}%" for k, v in prof["by_package"]), ""]
     return out
 
 
@@ -104,6 +106,16 @@ def render(res: dict[str, Any]) -> str:
                 lines += ["Replies checked before each row:", ""]
                 lines += [f"- ({k}) `{v}`" for k, v in probes.items()]
                 lines.append("")
+            tr = wh.get("trace")
+            if tr:
+                lines += [
+                    f"What one BALANCE click costs the bot (traced in-process): {len([x for x in tr['sql'] if x != 'COMMIT'])} SQL statements "
+                    f"+ COMMIT over {tr['checkouts']} pool checkout(s) (each pinged: `pool_pre_ping`), {len(tr['redis'])} Redis commands "
+                    f"({', '.join(tr['redis'])}).",
+                    "",
+                    *[f"    {x}" for x in tr["sql"]],
+                    "",
+                ]
             lines += _profile("Profile of row (a)", wh.get("a_profile"))
     pn = res.get("paynotify")
     if pn is not None:
@@ -142,7 +154,9 @@ def render(res: dict[str, Any]) -> str:
             lines += ["", ob.get("note", ""), ""]
             best = ob["runs"][0]["per_s"]
             checks.append(("outbox ≥ 500 notices/s (one worker)", f"{_f(best, '.0f')}/s", _ok(best >= TARGETS["outbox_per_s"])))
-            lines += _profile("Profile of the drain", ob.get("profile"))
+            if ob.get("profile_text"):
+                body = [ln for ln in ob["profile_text"].splitlines() if ln.strip()][:45]
+                lines += ["*Profile of the drain* (pyinstrument, one worker, wall time):", "", "```", *body, "```", ""]
     sw = res.get("sweep")
     if sw is not None:
         lines += ["## 3b. Auto top-up sweep", ""]

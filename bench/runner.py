@@ -92,6 +92,7 @@ def summarize_raw(path: Path, top: int = 12) -> dict[str, Any]:
     Recorded with ``--gil``: only the thread holding the GIL is sampled, so shares are of Python CPU time."""
     inclusive: Counter[str] = Counter()
     leaf: Counter[str] = Counter()
+    package: Counter[str] = Counter()
     busy = 0
     for line in path.read_text().splitlines():
         stack, _, count_s = line.rpartition(" ")
@@ -104,6 +105,7 @@ def summarize_raw(path: Path, top: int = 12) -> dict[str, Any]:
         last = frames[-1]
         busy += count
         leaf[_short(last)] += count
+        package[_package(last)] += count
         seen: set[str] = set()
         for fr in frames:
             if fr.partition(" (")[2].startswith(_OURS):
@@ -117,8 +119,18 @@ def summarize_raw(path: Path, top: int = 12) -> dict[str, Any]:
         "busy_samples": busy,
         "ours_inclusive": [(k, round(100 * v / busy, 1)) for k, v in inclusive.most_common(top)],
         "leaf_self": [(k, round(100 * v / busy, 1)) for k, v in leaf.most_common(top)],
+        "by_package": [(k, round(100 * v / busy, 1)) for k, v in package.most_common(10)],
         "raw_file": str(path),
     }
+
+
+def _package(frame: str) -> str:
+    """Where a leaf frame's own time goes: 'sqlalchemy', 'psycopg', 'our code', 'stdlib' …"""
+    loc = _short(frame).partition(" (")[2]
+    if loc.startswith(_OURS):
+        return "our code (bot/, handlers/, models/)"
+    head = loc.split("/", 1)[0]
+    return head if "/" in loc else "stdlib/other"
 
 
 def _short(frame: str) -> str:

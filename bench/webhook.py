@@ -133,6 +133,7 @@ def run(settings: Settings, cfg: Config, services: Any, bot: Server, start_serve
     results["a_rate"] = run_load(settings, "a_rate", bot, reqs, rate=settings.fixed_rate, duration=rate_dur)
     report(f"(a) at {settings.fixed_rate}/s: {_line(results['a_rate'])}")
 
+    results["trace"] = trace_one(cfg, bound[10])
     if settings.profile:
         reqs = click_requests(cfg, "plain", "BALANCE", bound, int(10 * 3000))
         results["a_profile"] = profile_server(settings, "a", bot, reqs, 6 if settings.quick else 10)
@@ -159,3 +160,47 @@ def _line(r: dict[str, Any]) -> str:
         f"loadgen CPU {r['loadgen_cpu_pct']:.0f}%, server CPU {r['server_cpu_pct']:.0f}%, PG+Redis CPU {r['backend_cpu_pct']:.0f}%"
         + (" (request list wrapped: some repeats)" if r.get("wrapped") else "")
     )
+
+
+def trace_one(cfg: Config, openid: str, key: str = "BALANCE") -> dict[str, Any]:
+    """What one push costs the bot: the SQL statements, Redis commands and pool checkouts, traced in-process
+    (Flask's test client) on an app built from the same config as the server's."""
+    from sqlalchemy import event
+
+    from bot import create_app
+
+    app = create_app(cfg)
+    svc = app.extensions["cardbot"]
+    sql: list[str] = []
+    redis_cmds: list[str] = []
+    checkouts = [0]
+
+    def on_sql(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sql.append(" ".join(statement.split())[:90])
+
+    event.listen(svc.engine, "before_cursor_execute", on_sql)
+    event.listen(svc.engine, "commit", lambda conn: sql.append("COMMIT"))
+    event.listen(svc.engine, "rollback", lambda conn: sql.append("ROLLBACK"))
+    event.listen(svc.engine.pool, "checkout", lambda *a: checkouts.__setitem__(0, checkouts[0] + 1))
+    client = app.test_client()
+    p = pusher(cfg, "plain")
+    original = svc.store.r.execute_command
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        redis_cmds.append(str(args[0]))
+        return original(*args, **kw)
+
+    def send(create_time: int) -> Any:
+        query, body = p.envelope(p.xml(openid, "event", {"Event": "CLICK", "EventKey": key}, create_time=create_time), "plain")
+        return client.post("/wechat?" + urlencode(query), data=body, headers={"Content-Type": "text/xml"})
+
+    send(int(time.time()) - 5000)  # warm: first use compiles statements and opens connections
+    sql.clear()
+    checkouts[0] = 0
+    svc.store.r.execute_command = counting  # type: ignore[method-assign]
+    try:
+        resp = send(int(time.time()) - 4999)
+    finally:
+        svc.store.r.execute_command = original  # type: ignore[method-assign]
+        svc.close()
+    return {"status": resp.status_code, "sql": sql, "redis": redis_cmds, "checkouts": checkouts[0]}
