@@ -230,7 +230,7 @@ def test_template_daily_quota_45009(make_live):
     tok = _token(live)
     codes = [_post(live, "/cgi-bin/message/template/send", tok, _receipt())["errcode"] for _ in range(3)]
     assert codes == [0, 0, 45009]
-    assert live.emulator.pushes == []
+    assert not live.emulator.pushes
 
 
 def test_template_fault_injection(make_live):

@@ -11,11 +11,13 @@ import itertools
 import secrets
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 CODE_TTL_SECONDS = 300
+KEEP_PER_USER = 500  # inbox and transcript lines kept per openid
 _BEIJING = timedelta(hours=8)  # WeChat's daily quotas reset at midnight Beijing time
 
 
@@ -53,8 +55,7 @@ class EmulatorState:
     daily: dict[tuple[str, str], int] = field(default_factory=dict)
     menu: dict[str, Any] | None = None
     oauth_codes: dict[str, OAuthCode] = field(default_factory=dict)
-    template_msgs: dict[int, dict[str, Any]] = field(default_factory=dict)
-    pushes: list[dict[str, Any]] = field(default_factory=list)  # events the platform pushed back to /wechat
+    pushes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))  # events pushed back to /wechat
     push_mode: str = "plain"  # the account's message encryption mode, as chosen in the simulator
     chat: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # the simulator's transcript per openid
     _ids: Any = field(default_factory=lambda: itertools.count(1))
@@ -147,7 +148,9 @@ class EmulatorState:
     def deliver(self, openid: str, item: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             item = {"id": next(self._ids), "at": self.now(), **item}
-            self.inbox.setdefault(openid, []).append(item)
+            box = self.inbox.setdefault(openid, [])
+            box.append(item)
+            del box[:-KEEP_PER_USER]  # a phone shows recent messages; a long benchmark must not grow without bound
             return item
 
     def inbox_since(self, openid: str, since: int) -> list[dict[str, Any]]:
@@ -158,7 +161,9 @@ class EmulatorState:
         """A line of the simulator's transcript (the user's messages, passive replies); ids shared with the inbox."""
         with self.lock:
             item = {"id": next(self._ids), "at": self.now(), **item}
-            self.chat.setdefault(openid, []).append(item)
+            chat = self.chat.setdefault(openid, [])
+            chat.append(item)
+            del chat[:-KEEP_PER_USER]
             return item
 
     def transcript_since(self, openid: str, since: int) -> list[dict[str, Any]]:

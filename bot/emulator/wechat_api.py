@@ -360,8 +360,6 @@ def template_send() -> Response:
     msgid = st.next_msgid()
     data = {k: v["value"] for k, v in body["data"].items()}
     item = {"kind": "template", "template_id": template_id, "data": data, "url": url or "", "msgid": msgid}
-    with st.lock:
-        st.template_msgs[msgid] = item
     st.deliver(openid, item)
     if cfg.emulator.auto_deliver_pushes:
         status = st.take_fault("template_status") or "success"
