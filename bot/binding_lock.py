@@ -40,6 +40,7 @@ class BindingLock:
         self.store = services.store
         self.max = services.cfg.binding.max_failures
         self.window = services.cfg.binding.lockout_minutes * 60
+        self._reserve = self.store.r.register_script(_RESERVE)
 
     def _k(self, subject: str) -> str:
         return self.store.key("bindfail", subject)
@@ -70,10 +71,9 @@ class BindingLock:
     def reserve(self, *subjects: str) -> Attempt:
         """Take one try on every subject; refused when any of them has none left."""
         until_ts = str(int((self.svc.clock.now() + timedelta(seconds=self.window)).timestamp()))
-        script = self.store.r.register_script(_RESERVE)
         worst_n, ends = 0, []
         for subject in subjects:
-            n, until = script(keys=[self._k(subject)], args=[self.max, until_ts, self.window])
+            n, until = self._reserve(keys=[self._k(subject)], args=[self.max, until_ts, self.window])
             n = int(n)
             worst_n = max(worst_n, n)
             if n >= self.max:
