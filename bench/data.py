@@ -41,7 +41,7 @@ def add_cardholders(engine: Any, first: int, last: int, *, bind_every: int = 1, 
     """Cards ``first..last`` (inclusive ids) with opening entries; every ``bind_every``-th card bound to ``openid(id)``.
     Returns the seconds it took."""
     t0 = time.perf_counter()
-    balance = balance_sql or "10000 + (g * 7919) % 90000"
+    balance = balance_sql or "10000 + (g::bigint * 7919) % 90000"
     params = {"first": first, "last": last, "hash": password_hash(), "idn": ID_NUMBER, "bind": bind_every, "pfx": OPENID_PREFIX}
     with engine.begin() as conn:
         conn.execute(

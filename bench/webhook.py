@@ -142,6 +142,7 @@ def run(settings: Settings, cfg: Config, services: Any, bot: Server, start_serve
     with start_server("bare", "bench.apps:bare_app()") as bare:
         reqs = click_requests(cfg, "plain", "BALANCE", bound, plain_cap)
         results["d"] = run_load(settings, "d", bare, reqs)
+        results["d"]["wrapped"] = False  # a bare route has no dedup: a replayed request costs it the same
         report(f"(d) bare Flask: {_line(results['d'])}")
     with start_server("werobot", "bench.apps:werobot_app()", health="/wechat") as peer:
         results["probes"]["e"] = probe("(e) werobot", pusher(cfg, "plain", peer).click(bound[8], "BALANCE"), expected_balance(9))
