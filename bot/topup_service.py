@@ -357,9 +357,9 @@ def settle_expired(services: Services, cardholder_id: int) -> None:
     with services.session() as db:
         numbers = list(
             db.execute(
-                select(TopupOrder.order_no).where(
-                    TopupOrder.cardholder_id == cardholder_id, TopupOrder.status == "created", TopupOrder.expires_at <= now
-                )
+                select(TopupOrder.order_no)
+                .where(TopupOrder.cardholder_id == cardholder_id, TopupOrder.status == "created", TopupOrder.expires_at <= now)
+                .limit(10)  # a day's limit allows only a handful; keeps a slow WeChat from stalling the request
             ).scalars()
         )
     for no in numbers:
