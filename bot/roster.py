@@ -117,9 +117,9 @@ def _clean_row(line_no: int, raw: dict[str | None, object]) -> Row:
     left_on = None
     if values["left_on"]:
         try:
-            left_on = date.fromisoformat(values["left_on"])
             if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", values["left_on"]):
                 raise ValueError
+            left_on = date.fromisoformat(values["left_on"])
         except ValueError:
             problems.append(f"left_on {values['left_on']!r} must be a date YYYY-MM-DD")
     elif status == "graduated":

@@ -117,14 +117,12 @@ def bind_password(msg: Any, ctx: Context) -> str:
     if not attempt.allowed:
         ctx.end_dialog()
         return _locked_text(ctx, attempt.until)
-    matches = (
-        card is not None
-        and verify_password(card.password_hash, compact(msg.content))
-        and clean_name(card.name) == str(data.get("name", ""))
-    )
     if card is None:
-        verify_password(_decoy_hash(), compact(msg.content))
-    if not matches:
+        verify_password(_decoy_hash(), compact(msg.content))  # same cost as a real check
+        matches = False
+    else:
+        matches = verify_password(card.password_hash, compact(msg.content)) and clean_name(card.name) == str(data.get("name", ""))
+    if card is None or not matches:
         if attempt.left <= 0:
             ctx.end_dialog()
             return ctx.t("bind_mismatch", center=_center(ctx)) + "\n" + _locked_text(ctx, attempt.until)
@@ -132,7 +130,6 @@ def bind_password(msg: Any, ctx: Context) -> str:
         return ctx.t("bind_mismatch", center=_center(ctx)) + "\n" + ctx.t("bind_retry", left=attempt.left)
     lock.clear(*subjects)
     ctx.end_dialog()
-    assert card is not None
     return _attach(ctx, card)
 
 
