@@ -123,7 +123,7 @@ TEXTS: dict[str, str] = {
     "topup_page_title": "Campus card top-up",
     "topup_card_line": "{name} · balance {balance} yuan",
     "topup_quick_title": "Quick top-up (credited at once)",
-    "topup_quick_item": "{amount} yuan · pay {pay}",
+    "topup_quick_item": "you pay {pay}",
     "topup_fee_rule": "Quick top-ups carry a {rate}% fee, rounded half up to the fen: for {example} yuan you pay {example_pay} and {example} is credited.",
     "topup_custom_title": "Custom amount (arrives in 1–3 minutes)",
     "topup_custom_hint": "{min}–{max} yuan in multiples of {step}, no fee.",

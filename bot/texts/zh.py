@@ -122,7 +122,7 @@ TEXTS: dict[str, str] = {
     "topup_page_title": "校园卡充值",
     "topup_card_line": "{name} · 当前余额 {balance} 元",
     "topup_quick_title": "快捷充值（立即到账）",
-    "topup_quick_item": "充 {amount} 元 · 实付 {pay} 元",
+    "topup_quick_item": "实付 {pay} 元",
     "topup_fee_rule": "快捷充值另收 {rate}% 手续费，按分四舍五入；例如充 {example} 元，实付 {example_pay} 元，到账 {example} 元。",
     "topup_custom_title": "自定义金额（1–3分钟到账）",
     "topup_custom_hint": "{min}–{max} 元，须为 {step} 元的整数倍，无手续费。",
