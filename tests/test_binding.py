@@ -349,3 +349,10 @@ def test_existing_binding_from_factory_is_respected(live, wx):
         bind(db, PARENT, card)
         db.commit()
     assert "*五" in _click(wx, PARENT, "BIND").content
+
+
+def test_binding_in_safe_mode(live, wx_aes):
+    ids = _cards(live)
+    assert "X记作0" in _walk(wx_aes, STUDENT)
+    assert "绑定成功" in wx_aes.text(STUDENT, PASSWORD).content
+    assert _bindings(live, ids["a"], STUDENT) == 1
