@@ -17,6 +17,8 @@ from bench import env, report
 from bench.env import Server, Settings
 
 SECTIONS = ("webhook", "paynotify", "outbox", "sweep", "growth")
+# The servers under test run as in production: without the emulator, whose request hook would decode every push twice.
+PRODUCTION = {"CARDBOT_EMULATOR__ENABLED": "false"}
 
 
 def parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
@@ -115,7 +117,7 @@ def _run_section(section: str, settings: Settings, args: argparse.Namespace, cfg
         from bench import webhook
 
         webhook.setup_data(services.engine)
-        bot = start("bot", "bench.apps:bot_app()", port=bot_port)
+        bot = start("bot", "bench.apps:bot_app()", port=bot_port, extra_env=PRODUCTION)
         try:
             return webhook.run(settings, cfg, services, bot, start, say)
         finally:
@@ -123,7 +125,7 @@ def _run_section(section: str, settings: Settings, args: argparse.Namespace, cfg
     if section == "paynotify":
         from bench import paynotify
 
-        bot = start("bot-pay", "bench.apps:bot_app()", port=bot_port)
+        bot = start("bot-pay", "bench.apps:bot_app()", port=bot_port, extra_env=PRODUCTION)
         try:
             return paynotify.run(settings, cfg, services, bot, say)
         finally:
@@ -143,7 +145,7 @@ def _run_section(section: str, settings: Settings, args: argparse.Namespace, cfg
         sizes = [int(x) for x in args.growth_sizes.split(",")] if args.growth_sizes else default
 
         def bot_server() -> Server:
-            return start("bot-growth", "bench.apps:bot_app()", port=bot_port)
+            return start("bot-growth", "bench.apps:bot_app()", port=bot_port, extra_env=PRODUCTION)
 
         return growth.run(settings, cfg, services, bot_server, sizes, say)
     raise ValueError(section)

@@ -170,7 +170,7 @@ def trace_one(cfg: Config, openid: str, key: str = "BALANCE") -> dict[str, Any]:
 
     from bot import create_app
 
-    app = create_app(cfg)
+    app = create_app(cfg.model_copy(update={"emulator": cfg.emulator.model_copy(update={"enabled": False})}))
     svc = app.extensions["cardbot"]
     sql: list[str] = []
     redis_cmds: list[str] = []
