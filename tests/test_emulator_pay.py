@@ -21,7 +21,13 @@ from bot.clock import SCHOOL_TZ
 from bot.config import PayConfig
 from bot.pay import PayClient, PayError, parse_trade_bill
 from tests.conftest import free_port
-from tests.test_topup_support import emu_pay, logged_in, student, verify_pay_sign
+from tests.test_topup_support import (
+    emu_pay,
+    ledger_checked,  # noqa: F401  (autouse: balance == ledger after each test)
+    logged_in,
+    student,
+    verify_pay_sign,
+)
 
 OPENID = "oEmuPayUser0000000000001"
 

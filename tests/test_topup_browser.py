@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from bot.topup_service import settle_stuck_orders
-from tests.test_topup_support import assert_ledger_consistent, card, emu_pay, student
+from tests.test_topup_support import (
+    assert_ledger_consistent,
+    card,
+    emu_pay,
+    ledger_checked,  # noqa: F401  (autouse: balance == ledger after each test)
+    student,
+)
 
 pytestmark = pytest.mark.browser
 

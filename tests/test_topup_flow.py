@@ -9,11 +9,12 @@ from datetime import datetime
 import pytest
 
 from bot.clock import SCHOOL_TZ
-from tests.test_topup_support import (
+from tests.test_topup_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
     Phone,
     assert_ledger_consistent,
     card,
     emu_pay,
+    ledger_checked,
     logged_in,
     notify,
     order_row,

@@ -8,10 +8,11 @@ import logging
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.test_topup_support import (
+from tests.test_topup_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
     assert_ledger_consistent,
     card,
     emu_pay,
+    ledger_checked,
     logged_in,
     merchant_private_key,
     notify,

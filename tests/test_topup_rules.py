@@ -12,7 +12,13 @@ from sqlalchemy import delete, func, select
 
 from bot.topup_service import ORDER_NO, fee_for, new_order_no
 from models import Binding, Cardholder, TopupOrder
-from tests.test_topup_support import assert_ledger_consistent, emu_pay, logged_in, student
+from tests.test_topup_support import (
+    assert_ledger_consistent,
+    emu_pay,
+    ledger_checked,  # noqa: F401  (autouse: balance == ledger after each test)
+    logged_in,
+    student,
+)
 
 OPENID = "oTopupRulesUser000000001"
 

@@ -11,10 +11,11 @@ from sqlalchemy import select
 from bot.cli_topup import command as reconcile_command
 from bot.topup_service import reconcile, settle_stuck_orders
 from models import TopupOrder
-from tests.test_topup_support import (
+from tests.test_topup_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
     assert_ledger_consistent,
     card,
     emu_pay,
+    ledger_checked,
     logged_in,
     order_row,
     receipts,
