@@ -290,7 +290,9 @@ def apply_payment(services: Services, tx: dict[str, Any]) -> bool:
             ref=order_no,
             build_notices=receipt,
         )
-        return posted.created
+    if posted.created:
+        services.metrics.credits.labels(kind="topup").inc()
+    return posted.created
 
 
 # --- settling orders nobody told us about --------------------------------------------
