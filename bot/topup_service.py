@@ -8,7 +8,13 @@ The limits count the credited amount, not the fee.
 Exactly once: the order row is locked, moved ``created → paid`` and the ledger entry (idempotency key
 ``topup:{order_no}``) and receipt notice are written in the same transaction, whether the payment is learnt from
 a notify or from a query. A verified payment for an order we had closed is still credited: WeChat took the money,
-so the card must get it (logged as a warning; reconciliation shows nothing left over).
+so the card must get it, even if that day's limit is then passed (logged as a warning; the alternative, a refund,
+is by school rule only done in person). We close locally only after WeChat confirmed the close (or the order never
+reached it), so this is the rare path of a lost WeChat answer, not a normal one.
+
+Open orders count against the daily limit until they are closed, expired or not: an expired order might still
+have been paid just before its ``time_expire``. ``create_order`` therefore first settles the card's expired orders
+at WeChat (query, then close), so an abandoned order stops counting as soon as WeChat confirms it unpaid.
 """
 
 from __future__ import annotations
