@@ -9,8 +9,8 @@ Exactly once: the order row is locked, moved ``created → paid`` and the ledger
 ``topup:{order_no}``) and receipt notice are written in the same transaction, whether the payment is learnt from
 a notify or from a query. A verified payment for an order we had closed is still credited: WeChat took the money,
 so the card must get it, even if that day's limit is then passed (logged as a warning; the alternative, a refund,
-is by school rule only done in person). We close locally only after WeChat confirmed the close (or the order never
-reached it), so this is the rare path of a lost WeChat answer, not a normal one.
+is by school rule only done in person). We close locally only after WeChat confirmed the close (or when the student
+never got pay params for it), so this is the rare path of a lost WeChat answer, not a normal one.
 
 Open orders count against the daily limit until they are closed, expired or not: an expired order might still
 have been paid just before its ``time_expire``. ``create_order`` therefore first settles the card's expired orders
