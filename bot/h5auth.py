@@ -34,6 +34,12 @@ def page_url(path: str) -> str:
     return f"{_svc().cfg.server.public_base_url}{path}"
 
 
+def _here_without_oauth() -> str:
+    """This page's path and query (e.g. ``?month=2026-10``) without OAuth's ``code`` and ``state``."""
+    rest = [(k, v) for k, v in request.args.items(multi=True) if k not in ("code", "state")]
+    return request.path + (f"?{urlencode(rest)}" if rest else "")
+
+
 def csrf_token() -> str:
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(24)
@@ -61,11 +67,11 @@ def login_page(view: Callable[..., Any]) -> Callable[..., Any]:
             session.clear()
             session["openid"] = openid
             session.permanent = False
-            return redirect(request.path)
+            return redirect(_here_without_oauth())
         if not current_openid():
             state = secrets.token_urlsafe(16)
             session["oauth_state"] = state
-            return redirect(authorize_url(page_url(request.path), state))
+            return redirect(authorize_url(page_url(_here_without_oauth()), state))
         return view(*args, **kwargs)
 
     return wrapper

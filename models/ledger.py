@@ -100,10 +100,12 @@ def post_entry(
     allow_negative: bool = False,
     notices: list[Notice] | None = None,
     build_notices: Any = None,
+    at: datetime | None = None,
 ) -> Posted:
     """Apply one balance change exactly once.
 
-    ``build_notices(card, entry)`` may compute notices from the new balance. Returns ``created=False``
+    ``build_notices(card, entry)`` may compute notices from the new balance. ``at`` (naive UTC) stamps the
+    entry with the caller's clock (the card system's time, or a frozen test clock); default now. Returns ``created=False``
     (and changes nothing) when the key was already used. The caller commits.
     """
     if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen == 0:
@@ -128,7 +130,7 @@ def post_entry(
         idempotency_key=idempotency_key,
         description=description[:128],
         ref=ref,
-        created_at=utcnow(),
+        created_at=at or utcnow(),
     )
     session.add(entry)
     all_notices = list(notices or [])
