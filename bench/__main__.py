@@ -30,6 +30,7 @@ def parse(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--growth-sizes", default=None, help="cardholder counts for the growth rows (default 1000,100000,1000000)")
     p.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
+    p.add_argument("--keep-db", action="store_true", help="keep the cardbot_bench database afterwards (default: drop it)")
     p.add_argument("--write", action="store_true", help="write bench/RESULTS.md even for --quick")
     p.add_argument("--output", default=str(Path(__file__).resolve().parent / "RESULTS.md"))
     a = p.parse_args(argv)
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             srv.stop()
         services.close()
         env.clear_prefix(prefix)
+        if not args.keep_db:
+            env.drop_database(settings)
 
     text = report.render(results)
     print()

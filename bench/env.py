@@ -90,6 +90,13 @@ def recreate_database(settings: Settings) -> str:
     return url
 
 
+def drop_database(settings: Settings) -> None:
+    admin = create_engine(os.environ.get("CARDBOT_BENCH_DATABASE_URL", DEFAULT_DB), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{settings.db_name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def truncate_all(engine: Any) -> None:
     from models import Base
 
