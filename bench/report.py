@@ -176,7 +176,9 @@ def render(res: dict[str, Any]) -> str:
             ]
             measured = f"{_f(sw['seconds'], '.2f')} s ({sw['cards']} cards)"
             checks.append(("sweep of 100k cards < 10 s", measured, _ok(sw["seconds"] < TARGETS["sweep_s"])))
-            lines += _profile("Profile of the sweep", sw.get("profile"))
+            if sw.get("profile_text"):
+                body = [ln for ln in sw["profile_text"].splitlines() if ln.strip()][:45]
+                lines += ["*Profile of the sweep* (pyinstrument, wall time):", "", "```", *body, "```", ""]
     gr = res.get("growth")
     if gr is not None:
         lines += ["## 4. Growth", ""]
