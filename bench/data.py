@@ -124,6 +124,16 @@ def add_busy_year(engine: Any, card_id: int, per_day: int = 10) -> int:
     return 365 * per_day
 
 
+def bind_more(engine: Any, card_id: int, openids: list[str]) -> None:
+    """Extra WeChat users bound to one card (family members; the binding rules allow a few per card)."""
+    with engine.begin() as conn:
+        for oid in openids:
+            conn.execute(text("INSERT INTO wechat_users (openid, lang, following, created_at) VALUES (:o, 'zh', true, now() AT TIME ZONE 'utc')"),
+                         {"o": oid})
+            conn.execute(text("INSERT INTO bindings (openid, cardholder_id, created_at) VALUES (:o, :c, now() AT TIME ZONE 'utc')"),
+                         {"o": oid, "c": card_id})
+
+
 def add_agreements(engine: Any, first: int, last: int, *, low_every: int, threshold_fen: int, amount_fen: int) -> int:
     """Active auto top-up agreements for cards ``first..last``; every ``low_every``-th card is put below the threshold.
     Returns how many cards are low (what a sweep should pick up)."""

@@ -2,8 +2,8 @@
 
 Each stage adds cards (all bound, each with an opening entry) with one set-based INSERT per table, so 1M loads in
 well under two minutes; card 1 is the busiest, with a year of entries (10 a day). A fresh server per stage, then
-BALANCE clicks by random users across the whole roster and BILLS clicks by the busiest card's user, both at a
-fixed rate (open loop, so latency includes any queueing).
+BALANCE clicks by random users across the whole roster and BILLS clicks by the busiest card's three bound users, both at
+a fixed rate (open loop, so latency includes any queueing).
 """
 
 from __future__ import annotations
@@ -18,20 +18,20 @@ from sqlalchemy import text
 from bench import data
 from bench.env import Settings
 from bench.runner import run_load
-from bench.webhook import pusher
+from bench.webhook import create_time, pusher
 from bot.config import Config
 
 BALANCE_RATE = 100
-BILLS_RATE = 50
+BILLS_RATE = 20
+BUSY_FAMILY = [data.openid(1), f"{data.OPENID_PREFIX}busy_a", f"{data.OPENID_PREFIX}busy_b"]  # the card's three bound users
 
 
 def clicks(cfg: Config, key: str, openids: list[str]) -> list[tuple[str, bytes]]:
-    """One request per openid given; CreateTime counts down so every dedup key is new even for the same user."""
+    """One request per openid given, each with a CreateTime unused so far, so every dedup key is new."""
     p = pusher(cfg, "plain")
-    now = int(time.time())
     out = []
-    for i, oid in enumerate(openids):
-        xml = p.xml(oid, "event", {"Event": "CLICK", "EventKey": key}, create_time=now - i)
+    for oid in openids:
+        xml = p.xml(oid, "event", {"Event": "CLICK", "EventKey": key}, create_time=create_time(oid))
         query, body = p.envelope(xml, "plain")
         out.append(("/wechat?" + urlencode(query), body))
     return out
@@ -50,6 +50,7 @@ def run(settings: Settings, cfg: Config, services: Any, bot_server: Any, sizes: 
         data.add_cardholders(engine, loaded + 1, size)
         if loaded == 0:
             busy = data.add_busy_year(engine, 1)
+            data.bind_more(engine, 1, BUSY_FAMILY[1:])
         data.analyze(engine)
         load_s = time.perf_counter() - t0
         total_load += load_s
@@ -64,7 +65,8 @@ def run(settings: Settings, cfg: Config, services: Any, bot_server: Any, sizes: 
             stage["balance"] = run_load(settings, f"growth-balance-{size}", bot, clicks(cfg, "BALANCE", users), rate=BALANCE_RATE,
                                         duration=seconds, warmup=1.0)
             n = int((seconds + 2) * BILLS_RATE) + 50
-            stage["bills"] = run_load(settings, f"growth-bills-{size}", bot, clicks(cfg, "BILLS", [data.openid(1)] * n), rate=BILLS_RATE,
+            family = [BUSY_FAMILY[i % 3] for i in range(n)]
+            stage["bills"] = run_load(settings, f"growth-bills-{size}", bot, clicks(cfg, "BILLS", family), rate=BILLS_RATE,
                                       duration=seconds, warmup=1.0)
             stage["rss_mib"] = bot.rss_mib()
         b, bl = stage["balance"], stage["bills"]

@@ -186,7 +186,8 @@ def render(res: dict[str, Any]) -> str:
             lines += [f"error: {gr['error']}", ""]
         else:
             lines += [
-                f"Balance: BALANCE clicks by random bound users at {gr['balance_rate']} req/s; bills: BILLS clicks by the busiest card's user "
+                f"Balance: BALANCE clicks by random bound users at {gr['balance_rate']} req/s; "
+                "bills: BILLS clicks by the busiest card's three bound users "
                 f"({gr['busy_entries']} entries over the last year) at {gr['bills_rate']} req/s; {gr['seconds']:g} s each. "
                 "RSS: gunicorn master + workers after the rows.",
                 "",

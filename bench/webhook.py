@@ -24,6 +24,16 @@ from bot.emulator.push import Pusher, ReplyMessage
 BOUND_USERS = 2000  # cards 1..2000, bound to o_bench_1..o_bench_2000
 UNBOUND_FIRST, UNBOUND_LAST = 2001, 12000  # cards people are binding in row (c)
 _msgids = itertools.count(7_000_000_000)
+_BASE_TIME = int(time.time())
+_sent_by_user: dict[str, int] = {}
+
+
+def create_time(openid: str) -> int:
+    """A CreateTime never used before for this openid in this run: the dedup key of a click (openid, CreateTime,
+    event, key) must never repeat across rows either, or a row would be partly answered from the dedup cache."""
+    n = _sent_by_user.get(openid, 0)
+    _sent_by_user[openid] = n + 1
+    return _BASE_TIME - n
 
 
 def pusher(cfg: Config, mode: str, server: Server | None = None) -> Pusher:
@@ -42,11 +52,10 @@ def expected_balance(card_id: int) -> str:
 
 def click_requests(cfg: Config, mode: str, key: str, openids: list[str], count: int) -> list[tuple[str, bytes]]:
     p = pusher(cfg, mode)
-    now = int(time.time())
     out = []
     for i in range(count):
         oid = openids[i % len(openids)]
-        xml = p.xml(oid, "event", {"Event": "CLICK", "EventKey": key}, create_time=now - i // len(openids))
+        xml = p.xml(oid, "event", {"Event": "CLICK", "EventKey": key}, create_time=create_time(oid))
         query, body = p.envelope(xml, mode)
         out.append(("/wechat?" + urlencode(query), body))
     return out
@@ -97,8 +106,8 @@ def run(settings: Settings, cfg: Config, services: Any, bot: Server, start_serve
 
     # (a) balance, plain
     p_plain, p_aes = pusher(cfg, "plain", bot), pusher(cfg, "aes", bot)
-    results["probes"]["a"] = probe("(a) balance", p_plain.click(bound[6], "BALANCE"), expected_balance(7))
-    results["probes"]["b"] = probe("(b) balance aes", p_aes.click(bound[7], "BALANCE"), expected_balance(8))
+    results["probes"]["a"] = probe("(a) balance", p_plain.click(bound[6], "BALANCE", create_time=create_time(bound[6])), expected_balance(7))
+    results["probes"]["b"] = probe("(b) balance aes", p_aes.click(bound[7], "BALANCE", create_time=create_time(bound[7])), expected_balance(8))
     reqs = click_requests(cfg, "plain", "BALANCE", bound, plain_cap)
     results["a"] = run_load(settings, "a", bot, reqs)
     report(f"(a) balance plain: {_line(results['a'])}")
@@ -145,7 +154,8 @@ def run(settings: Settings, cfg: Config, services: Any, bot: Server, start_serve
         results["d"]["wrapped"] = False  # a bare route has no dedup: a replayed request costs it the same
         report(f"(d) bare Flask: {_line(results['d'])}")
     with start_server("werobot", "bench.apps:werobot_app()", health="/wechat") as peer:
-        results["probes"]["e"] = probe("(e) werobot", pusher(cfg, "plain", peer).click(bound[8], "BALANCE"), expected_balance(9))
+        reply = pusher(cfg, "plain", peer).click(bound[8], "BALANCE", create_time=create_time(bound[8]))
+        results["probes"]["e"] = probe("(e) werobot", reply, expected_balance(9))
         reqs = click_requests(cfg, "plain", "BALANCE", bound, plain_cap)
         results["e"] = run_load(settings, "e", peer, reqs)
         report(f"(e) WeRoBot: {_line(results['e'])}")
@@ -195,12 +205,12 @@ def trace_one(cfg: Config, openid: str, key: str = "BALANCE") -> dict[str, Any]:
         query, body = p.envelope(p.xml(openid, "event", {"Event": "CLICK", "EventKey": key}, create_time=create_time), "plain")
         return client.post("/wechat?" + urlencode(query), data=body, headers={"Content-Type": "text/xml"})
 
-    send(int(time.time()) - 5000)  # warm: first use compiles statements and opens connections
+    send(create_time(openid))  # warm: first use compiles statements and opens connections
     sql.clear()
     checkouts[0] = 0
     svc.store.r.execute_command = counting  # type: ignore[method-assign]
     try:
-        resp = send(int(time.time()) - 4999)
+        resp = send(create_time(openid))
     finally:
         svc.store.r.execute_command = original  # type: ignore[method-assign]
         svc.close()
