@@ -188,6 +188,19 @@ class AutodebitConfig(_Section):
     reminder_days_before: int = Field(14, ge=1, le=60)
 
 
+class BankConfig(_Section):
+    """The auto top-up bank: ``sandbox`` is the emulator's bank; empty ``api_base_url`` means the WeChat API base."""
+
+    adapter: str = "sandbox"
+    api_base_url: str = ""
+    timeout_seconds: float = Field(5.0, gt=0, le=30)
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.rstrip("/")
+
+
 class BindingConfig(_Section):
     max_failures: int = Field(5, ge=1)
     lockout_minutes: int = Field(30, ge=1)
@@ -294,6 +307,7 @@ class Config(BaseSettings):
     school: SchoolConfig = SchoolConfig()
     topup: TopupConfig = TopupConfig()
     autodebit: AutodebitConfig = AutodebitConfig()
+    bank: BankConfig = BankConfig()
     binding: BindingConfig = BindingConfig()
     notices: NoticesConfig = NoticesConfig()
     graduates: GraduatesConfig = GraduatesConfig()

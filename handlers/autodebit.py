@@ -1,1 +1,33 @@
-"""(being written)"""
+"""AUTODEBIT / 自动代扣: one article linking to the /autodebit page (sign, view, cancel, refunds), or why not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.autodebit_service import active_agreement
+from bot.context import Context
+from bot.replies import Article
+from bot.router import on
+
+
+@on.click("AUTODEBIT")
+@on.text("自动代扣", "auto debit", "autodebit", "auto-debit", "自动充值", "自动圈存", "auto top-up", "auto topup")
+def autodebit(msg: Any, ctx: Context) -> Article | str:
+    card = ctx.card()
+    if card is None:
+        return ctx.t("autodebit_not_bound")
+    if card.status != "active":
+        return ctx.t("autodebit_card_blocked", center=ctx.cfg.school.service_center)
+    c = ctx.cfg.autodebit
+    agreement = active_agreement(ctx.db, card.id, ctx.services.clock.today())
+    if agreement is None:
+        desc = ctx.t("autodebit_article_unsigned", threshold=c.threshold, amount=c.amount, hours=str(c.bank_hours))
+    else:
+        desc = ctx.t(
+            "autodebit_article_signed",
+            last4=agreement.bank_last4,
+            threshold=ctx.yuan(agreement.threshold_fen),
+            amount=ctx.yuan(agreement.amount_fen),
+            ends=f"{agreement.expires_on:%Y-%m-%d}",
+        )
+    return Article(title=ctx.t("autodebit_article_title"), description=desc, url=f"{ctx.cfg.server.public_base_url}/autodebit")

@@ -1,1 +1,17 @@
-"""(being written)"""
+"""TEMPLATESENDJOBFINISH: WeChat's report on a template message; its status is kept on the outbox row (by msgid)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.context import Context
+from bot.outbox import record_job_finish
+from bot.router import on
+
+
+@on.event("TEMPLATESENDJOBFINISH")
+def job_finished(msg: Any, ctx: Context) -> None:
+    msgid = str(getattr(msg, "id", "") or "")
+    if msgid:
+        record_job_finish(ctx.services, ctx.db, ctx.openid, msgid, str(getattr(msg, "status", "") or ""))
+    return None

@@ -1,0 +1,554 @@
+"""Automatic top-up (自动圈存): agreements, attempts through the bank, the sweep, reminders and refunds.
+
+An attempt's life: ``waiting`` (created by a trigger; outside ``bank_hours`` it stays so until the next window)
+→ ``processing`` (claimed with the card row locked, committed before the bank is called) → ``succeeded`` /
+``failed``, or ``cancelled`` when it is no longer needed (balance back above the threshold, agreement ended,
+another attempt of the same card already under way). The bank call carries the reference ``AD{attempt id}`` and the
+bank answers a repeated reference with its first outcome, so an attempt left in ``processing`` (bank unreachable,
+worker killed) is simply processed again by the sweep: the card is credited once (ledger key
+``autodebit:{attempt id}``), in the same transaction as the attempt's status and the student's notice.
+
+Triggers, at most one attempt per card and trigger (unique ``trigger_key``): a spend that leaves the card below its
+threshold (``entry:{entry_id}``), signing while already below it, and the sweep (``sweep:{day}:{card}``). A card with
+an open attempt, or with any attempt already today (a failed one was notified; trying again on every swipe would
+only repeat the bad news), gets no new one until the next day's sweep.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import String, and_, cast, exists, insert, literal, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.bank import INSUFFICIENT_FUNDS, NO_ACCOUNT, BankUnavailable
+from bot.clock import SCHOOL_TZ, to_local
+from bot.texts import t, yuan
+from models import (
+    AutodebitAgreement,
+    AutodebitAttempt,
+    Binding,
+    Cardholder,
+    InsufficientBalance,
+    Notice,
+    RefundRequest,
+    WechatUser,
+    lock_card,
+    post_entry,
+)
+from models.ledger import queue_notice
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+OPEN = ("waiting", "processing")
+ACCOUNT = re.compile(r"^\d{12,20}$")
+STALE_PROCESSING = timedelta(minutes=2)  # a 'processing' attempt older than this is no longer in anyone's hands
+SWEEP_THREADS = 8
+
+
+class AutodebitError(Exception):
+    """Something the student or operator asked for that cannot be done; ``code`` for APIs, text key ``autodebit_err_{code}``."""
+
+    def __init__(self, code: str, status: int = 400, **values: Any) -> None:
+        super().__init__(code)
+        self.code = code
+        self.status = status
+        self.values = values
+
+    def message(self, lang: str) -> str:
+        return t(lang, f"autodebit_err_{self.code}", **self.values)
+
+
+# --- small helpers -----------------------------------------------------------------
+def fen(yuan_amount: int | float) -> int:
+    return int(Decimal(str(yuan_amount)) * 100)
+
+
+def expires_on(services: Services, today: date | None = None) -> date:
+    """Agreements end on the 1st of ``renew_month`` (the first such day after ``today``) and must be signed again."""
+    today = today or services.clock.today()
+    month = services.cfg.autodebit.renew_month
+    end = date(today.year, month, 1)
+    return end if end > today else date(today.year + 1, month, 1)
+
+
+def in_bank_hours(services: Services, now: datetime | None = None) -> bool:
+    return services.cfg.autodebit.bank_hours.contains((now or services.clock.now()).time().replace(tzinfo=None))
+
+
+def next_window(services: Services) -> datetime:
+    """When the bank next opens (school time)."""
+    now = services.clock.now()
+    start = services.cfg.autodebit.bank_hours.start
+    at = datetime.combine(now.date(), start, tzinfo=SCHOOL_TZ)
+    return at if at > now else at + timedelta(days=1)
+
+
+def day_start_utc(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=SCHOOL_TZ).astimezone(UTC).replace(tzinfo=None)
+
+
+def month_start(day: date, back: int = 0) -> date:
+    total = day.year * 12 + day.month - 1 - back
+    return date(total // 12, total % 12 + 1, 1)
+
+
+def refund_deadline(services: Services, done_at_utc: datetime) -> date:
+    """The last day a refund of this top-up may be asked for: ``refund_request_day`` of the following month."""
+    done = to_local(done_at_utc).date()
+    nxt = month_start(date(done.year, done.month, calendar.monthrange(done.year, done.month)[1]) + timedelta(days=1))
+    return nxt.replace(day=services.cfg.autodebit.refund_request_day)
+
+
+def lang_of(db: Session, openid: str) -> str:
+    user = db.get(WechatUser, openid)
+    return (user.lang if user else None) or "zh"
+
+
+def stamp(services: Services) -> str:
+    return f"{services.clock.now():%Y-%m-%d %H:%M}"
+
+
+def notice(services: Services, db: Session, openid: str, kind: str, dedup_key: str, **keys: str) -> Notice:
+    """A template notice in the recipient's language; ``keys`` name texts (``notice_*``) or carry ready values."""
+    return Notice(
+        openid=openid,
+        kind=kind,
+        data=dict(keys),
+        url=f"{services.cfg.server.public_base_url}/autodebit",
+        urgent=services.cfg.notices.template(kind).urgent,
+        dedup_key=dedup_key,
+    )
+
+
+def card_of(db: Session, openid: str) -> Cardholder | None:
+    b = db.execute(select(Binding).where(Binding.openid == openid)).scalar_one_or_none()
+    return b.cardholder if b else None
+
+
+def active_agreement(db: Session, cardholder_id: int, today: date) -> AutodebitAgreement | None:
+    return db.execute(
+        select(AutodebitAgreement)
+        .where(
+            AutodebitAgreement.cardholder_id == cardholder_id,
+            AutodebitAgreement.status == "active",
+            AutodebitAgreement.expires_on > today,
+        )
+        .order_by(AutodebitAgreement.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+# --- agreements --------------------------------------------------------------------
+def sign(services: Services, db: Session, openid: str, bank_account: Any) -> AutodebitAgreement:
+    """Sign for the openid's bound card after the bank confirms the account. The caller commits."""
+    card = card_of(db, openid)
+    if card is None:
+        raise AutodebitError("not_bound", 409)
+    if card.status != "active":
+        raise AutodebitError("card_blocked", 409)
+    account = re.sub(r"[\s-]", "", bank_account) if isinstance(bank_account, str) else ""
+    if not ACCOUNT.match(account):
+        raise AutodebitError("invalid_account")
+    today = services.clock.today()
+    if active_agreement(db, card.id, today) is not None:
+        raise AutodebitError("already_signed", 409)
+    try:
+        checked = services.bank.check_account(account)
+    except BankUnavailable:
+        raise AutodebitError("bank_unavailable", 503) from None
+    if not checked.ok:
+        raise AutodebitError("no_account" if checked.reason == NO_ACCOUNT else "bank_refused_sign", 409)
+    c = services.cfg.autodebit
+    ends = expires_on(services, today)
+    agreement = AutodebitAgreement(
+        cardholder_id=card.id,
+        openid=openid,
+        bank_account=account,
+        bank_last4=account[-4:],
+        threshold_fen=fen(c.threshold),
+        amount_fen=fen(c.amount),
+        status="active",
+        signed_at=services.clock.utcnow(),
+        expires_on=ends,
+        # signed inside the reminder window: the page already says when it ends, no reminder needed
+        reminder_sent_on=today if ends - timedelta(days=c.reminder_days_before) <= today else None,
+    )
+    db.add(agreement)
+    db.flush()
+    return agreement
+
+
+def cancel(services: Services, db: Session, openid: str) -> AutodebitAgreement:
+    card = card_of(db, openid)
+    if card is None:
+        raise AutodebitError("not_bound", 409)
+    agreement = active_agreement(db, card.id, services.clock.today())
+    if agreement is None:
+        raise AutodebitError("no_agreement", 404)
+    agreement.status = "cancelled"
+    agreement.cancelled_at = services.clock.utcnow()
+    for attempt in db.execute(
+        select(AutodebitAttempt).where(AutodebitAttempt.agreement_id == agreement.id, AutodebitAttempt.status == "waiting")
+    ).scalars():
+        attempt.status, attempt.reason, attempt.done_at = "cancelled", "agreement_cancelled", services.clock.utcnow()
+    return agreement
+
+
+# --- triggers ------------------------------------------------------------------------
+def open_attempt(services: Services, db: Session, card: Cardholder, trigger_key: str) -> AutodebitAttempt | None:
+    """Create a waiting attempt if this card needs one now (call with the card row locked, e.g. after post_entry)."""
+    today = services.clock.today()
+    if card.status != "active":
+        return None
+    agreement = active_agreement(db, card.id, today)
+    if agreement is None or card.balance_fen >= agreement.threshold_fen:
+        return None
+    busy = db.execute(
+        select(AutodebitAttempt.id).where(
+            AutodebitAttempt.cardholder_id == card.id,
+            or_(
+                AutodebitAttempt.status.in_(OPEN),
+                AutodebitAttempt.trigger_key == trigger_key,
+                and_(AutodebitAttempt.status == "failed", AutodebitAttempt.created_at >= day_start_utc(today)),
+            ),
+        ).limit(1)
+    ).first()
+    if busy:
+        return None
+    attempt = AutodebitAttempt(
+        trigger_key=trigger_key[:128],
+        agreement_id=agreement.id,
+        cardholder_id=card.id,
+        amount_fen=agreement.amount_fen,
+        status="waiting",
+        created_at=services.clock.utcnow(),
+    )
+    db.add(attempt)
+    db.flush()
+    return attempt
+
+
+def process_attempt(services: Services, attempt_id: int) -> str:
+    """Take one attempt as far as it can go now; returns its status (``waiting`` outside bank hours)."""
+    if not in_bank_hours(services):
+        return "waiting"
+    with services.session() as db, db.begin():
+        attempt = db.execute(select(AutodebitAttempt).where(AutodebitAttempt.id == attempt_id).with_for_update()).scalar_one()
+        if attempt.status not in OPEN:
+            return attempt.status
+        card = lock_card(db, attempt.cardholder_id)
+        agreement = db.get(AutodebitAgreement, attempt.agreement_id)
+        assert agreement is not None
+        why = _no_longer_needed(services, db, attempt, agreement, card)
+        if why:
+            attempt.status, attempt.reason, attempt.done_at = "cancelled", why, services.clock.utcnow()
+            return attempt.status
+        attempt.status = "processing"
+        account, amount = agreement.bank_account, attempt.amount_fen
+    try:
+        result = services.bank.debit(account, amount, f"AD{attempt_id}")
+    except BankUnavailable as exc:
+        log.warning("auto top-up %s: bank unavailable (%s); the sweep will repeat it", attempt_id, exc)
+        return "processing"
+    with services.session() as db, db.begin():
+        attempt = db.execute(select(AutodebitAttempt).where(AutodebitAttempt.id == attempt_id).with_for_update()).scalar_one()
+        if attempt.status != "processing":
+            return attempt.status
+        agreement = db.get(AutodebitAgreement, attempt.agreement_id)
+        assert agreement is not None
+        lang = lang_of(db, agreement.openid)
+        now = services.clock.utcnow()
+        if result.ok:
+            attempt.status, attempt.bank_ref, attempt.done_at = "succeeded", result.bank_ref[:64], now
+
+            def success(card: Cardholder, entry: Any) -> list[Notice]:
+                return [
+                    notice(services, db, agreement.openid, "autodebit_success", f"autodebit:{attempt_id}:ok",
+                           amount=t(lang, "notice_yuan", amount=yuan(amount)), balance=t(lang, "notice_yuan", amount=yuan(card.balance_fen)),
+                           time=stamp(services))
+                ]
+
+            post_entry(db, attempt.cardholder_id, amount, "autodebit", f"autodebit:{attempt_id}", description=t(lang, "kind_autodebit"),
+                       ref=result.bank_ref[:64] or None, build_notices=success, at=now)
+            services.metrics.credits.labels(kind="autodebit").inc()
+        else:
+            reason = result.reason if result.reason in (INSUFFICIENT_FUNDS, NO_ACCOUNT) else "refused"
+            attempt.status, attempt.reason, attempt.done_at = "failed", reason, now
+            queue_notice(
+                db,
+                notice(services, db, agreement.openid, "autodebit_failure", f"autodebit:{attempt_id}:fail",
+                       amount=t(lang, "notice_yuan", amount=yuan(amount)), reason=t(lang, f"notice_reason_{reason}"),
+                       advice=t(lang, f"notice_advice_{reason}"), time=stamp(services)),
+                f"autodebit:{attempt_id}",
+            )
+        log.info("auto top-up %s: %s", attempt_id, attempt.status)
+        return attempt.status
+
+
+def _no_longer_needed(services: Services, db: Session, attempt: AutodebitAttempt, agreement: AutodebitAgreement, card: Cardholder) -> str:
+    if agreement.status != "active" or agreement.expires_on <= services.clock.today():
+        return "agreement_ended"
+    if card.status != "active":
+        return "card_blocked"
+    if card.balance_fen >= agreement.threshold_fen:
+        return "not_needed"
+    other = db.execute(
+        select(AutodebitAttempt.id).where(
+            AutodebitAttempt.cardholder_id == attempt.cardholder_id,
+            AutodebitAttempt.id != attempt.id,
+            AutodebitAttempt.status == "processing",
+        ).limit(1)
+    ).first()
+    return "superseded" if other else ""
+
+
+def on_card_entry(services: Services, db: Session, card: Cardholder, entry_id: str) -> AutodebitAttempt | None:
+    """Called in the card entry's transaction: open an attempt if the entry left the card below its threshold."""
+    return open_attempt(services, db, card, f"entry:{entry_id}")
+
+
+# --- the sweep -----------------------------------------------------------------------
+def sweep(services: Services) -> dict[str, int]:
+    """Catch what triggers missed (set-based, one INSERT … SELECT), then process open attempts inside bank hours."""
+    created = create_missed_attempts(services)
+    outcomes: dict[str, int] = {"created": created}
+    if not in_bank_hours(services):
+        return outcomes
+    stale = services.clock.utcnow() - STALE_PROCESSING
+    with services.session() as db:
+        ids = list(
+            db.execute(
+                select(AutodebitAttempt.id)
+                .where(or_(AutodebitAttempt.status == "waiting", and_(AutodebitAttempt.status == "processing", AutodebitAttempt.created_at < stale)))
+                .order_by(AutodebitAttempt.id)
+            ).scalars()
+        )
+    if ids:
+        with ThreadPoolExecutor(max_workers=min(SWEEP_THREADS, len(ids)), thread_name_prefix="sweep") as pool:
+            for status in pool.map(lambda i: _safe_process(services, i), ids):
+                outcomes[status] = outcomes.get(status, 0) + 1
+    return outcomes
+
+
+def _safe_process(services: Services, attempt_id: int) -> str:
+    try:
+        return process_attempt(services, attempt_id)
+    except Exception:
+        log.exception("auto top-up %s failed unexpectedly; left for the next sweep", attempt_id)
+        return "error"
+
+
+def create_missed_attempts(services: Services) -> int:
+    """Cards below their threshold with an active agreement and no attempt open or made today get a waiting attempt."""
+    today = services.clock.today()
+    a, c, t_ = AutodebitAgreement, Cardholder, AutodebitAttempt
+    key = literal(f"sweep:{today.isoformat()}:", String) + cast(a.cardholder_id, String)
+    rows = (
+        select(key, a.id, a.cardholder_id, a.amount_fen, literal("waiting", String), literal(services.clock.utcnow()))
+        .join(c, c.id == a.cardholder_id)
+        .where(
+            a.status == "active",
+            a.expires_on > today,
+            c.status == "active",
+            c.balance_fen < a.threshold_fen,
+            ~exists().where(t_.cardholder_id == a.cardholder_id, or_(t_.status.in_(OPEN), t_.created_at >= day_start_utc(today))),
+        )
+    )
+    stmt = insert(t_).from_select(["trigger_key", "agreement_id", "cardholder_id", "amount_fen", "status", "created_at"], rows)
+    try:
+        with services.session() as db, db.begin():
+            return int(db.execute(stmt).rowcount or 0)
+    except IntegrityError:
+        log.info("another sweep created today's attempts first")
+        return 0
+
+
+# --- agreements ending ------------------------------------------------------------
+def run_agreement_reminders(services: Services, batch: int = 500) -> dict[str, int]:
+    """Remind ``reminder_days_before`` the end, and end agreements whose day has come (with a notice)."""
+    today = services.clock.today()
+    before = services.cfg.autodebit.reminder_days_before
+    done = {"reminded": 0, "expired": 0}
+    while True:
+        with services.session() as db, db.begin():
+            rows = list(
+                db.execute(
+                    select(AutodebitAgreement)
+                    .where(AutodebitAgreement.status == "active", AutodebitAgreement.expires_on <= today)
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                ).scalars()
+            )
+            for ag in rows:
+                ag.status = "expired"
+                lang = lang_of(db, ag.openid)
+                queue_notice(db, notice(services, db, ag.openid, "agreement_expired", f"agreement:{ag.id}:expired",
+                                        status=t(lang, "notice_agreement_ended"), date=f"{ag.expires_on:%Y-%m-%d}",
+                                        advice=t(lang, "notice_agreement_advice")), f"agreement:{ag.id}")
+            done["expired"] += len(rows)
+        if len(rows) < batch:
+            break
+    while True:
+        with services.session() as db, db.begin():
+            rows = list(
+                db.execute(
+                    select(AutodebitAgreement)
+                    .where(
+                        AutodebitAgreement.status == "active",
+                        AutodebitAgreement.reminder_sent_on.is_(None),
+                        AutodebitAgreement.expires_on > today,
+                        AutodebitAgreement.expires_on <= today + timedelta(days=before),
+                    )
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                ).scalars()
+            )
+            for ag in rows:
+                ag.reminder_sent_on = today
+                lang = lang_of(db, ag.openid)
+                queue_notice(db, notice(services, db, ag.openid, "agreement_expiring", f"agreement:{ag.id}:expiring",
+                                        status=t(lang, "notice_agreement_ending"), date=f"{ag.expires_on:%Y-%m-%d}",
+                                        advice=t(lang, "notice_agreement_advice")), f"agreement:{ag.id}")
+            done["reminded"] += len(rows)
+        if len(rows) < batch:
+            break
+    return done
+
+
+# --- refunds -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RecentTopup:
+    attempt: AutodebitAttempt
+    request: RefundRequest | None
+    deadline: date
+    refundable: bool
+
+
+def recent_topups(services: Services, db: Session, cardholder_id: int) -> list[RecentTopup]:
+    """This and last month's auto top-ups, newest first, with any refund request and its deadline."""
+    today = services.clock.today()
+    since = day_start_utc(month_start(today, back=1))
+    attempts = db.execute(
+        select(AutodebitAttempt)
+        .where(AutodebitAttempt.cardholder_id == cardholder_id, AutodebitAttempt.status == "succeeded", AutodebitAttempt.done_at >= since)
+        .order_by(AutodebitAttempt.done_at.desc())
+    ).scalars().all()
+    requests = {
+        r.attempt_id: r
+        for r in db.execute(select(RefundRequest).where(RefundRequest.attempt_id.in_([a.id for a in attempts]))).scalars()
+    } if attempts else {}
+    out = []
+    for a in attempts:
+        assert a.done_at is not None
+        deadline = refund_deadline(services, a.done_at)
+        out.append(RecentTopup(a, requests.get(a.id), deadline, a.id not in requests and today <= deadline))
+    return out
+
+
+def request_refund(services: Services, db: Session, openid: str, attempt_id: Any) -> RefundRequest:
+    card = card_of(db, openid)
+    if card is None:
+        raise AutodebitError("not_bound", 409)
+    if not isinstance(attempt_id, int) or isinstance(attempt_id, bool):
+        raise AutodebitError("not_found", 404)
+    attempt = db.get(AutodebitAttempt, attempt_id)
+    if attempt is None or attempt.cardholder_id != card.id or attempt.status != "succeeded" or attempt.done_at is None:
+        raise AutodebitError("not_found", 404)
+    deadline = refund_deadline(services, attempt.done_at)
+    if services.clock.today() > deadline:
+        raise AutodebitError("too_late", 409, deadline=f"{deadline:%Y-%m-%d}")
+    if db.execute(select(RefundRequest.id).where(RefundRequest.attempt_id == attempt.id)).first():
+        raise AutodebitError("already_requested", 409)
+    req = RefundRequest(attempt_id=attempt.id, openid=openid, status="pending", requested_at=services.clock.utcnow())
+    db.add(req)
+    db.flush()
+    return req
+
+
+def approve_refund(services: Services, request_id: int, operator: str) -> RefundRequest:
+    """Take the money off the card (ledger, idempotent), return it to the bank (idempotent by reference), tell the
+    student. Safe to run again after an interruption: each step is keyed on the attempt."""
+    with services.session() as db, db.begin():
+        req = db.execute(select(RefundRequest).where(RefundRequest.id == request_id).with_for_update()).scalar_one_or_none()
+        if req is None:
+            raise AutodebitError("not_found", 404)
+        if req.status == "approved":
+            return req
+        if req.status not in ("pending", "approving"):
+            raise AutodebitError("already_decided", 409, status=req.status)
+        attempt = db.get(AutodebitAttempt, req.attempt_id)
+        assert attempt is not None and attempt.bank_ref
+        agreement = db.get(AutodebitAgreement, attempt.agreement_id)
+        assert agreement is not None
+        lang = lang_of(db, req.openid)
+        try:
+            post_entry(db, attempt.cardholder_id, -attempt.amount_fen, "refund", f"autodebit-refund:{attempt.id}",
+                       description=t(lang, "kind_refund"), ref=attempt.bank_ref, at=services.clock.utcnow())
+        except InsufficientBalance:
+            raise AutodebitError("balance_too_low", 409) from None
+        req.status = "approving"
+        account, amount, original = agreement.bank_account, attempt.amount_fen, attempt.bank_ref
+        attempt_id = attempt.id
+    try:
+        result = services.bank.refund(account, amount, f"RF{attempt_id}", original)
+    except BankUnavailable:
+        raise AutodebitError("bank_unavailable", 503) from None
+    with services.session() as db, db.begin():
+        req = db.execute(select(RefundRequest).where(RefundRequest.id == request_id).with_for_update()).scalar_one()
+        if req.status != "approving":
+            return req
+        lang = lang_of(db, req.openid)
+        now = services.clock.utcnow()
+        req.decided_at, req.decided_by = now, operator[:64]
+        if not result.ok:
+            # The bank will not take it back: give the card its money again and leave the case to the service center.
+            post_entry(db, attempt_card(db, req), amount, "adjust", f"autodebit-refund-undo:{attempt_id}",
+                       description=t(lang, "kind_adjust"), at=now)
+            req.status, req.note = "failed", f"bank: {result.reason} {result.message}"[:256]
+            raise_after = AutodebitError("bank_refused_refund", 409, reason=result.reason)
+        else:
+            req.status = "approved"
+            raise_after = None
+            queue_notice(db, notice(services, db, req.openid, "refund_result", f"refund:{req.id}:approved",
+                                    amount=t(lang, "notice_yuan", amount=yuan(amount)), result=t(lang, "notice_refund_approved"),
+                                    time=stamp(services)), f"refund:{req.id}")
+    if raise_after is not None:
+        raise raise_after
+    return req
+
+
+def attempt_card(db: Session, req: RefundRequest) -> int:
+    attempt = db.get(AutodebitAttempt, req.attempt_id)
+    assert attempt is not None
+    return attempt.cardholder_id
+
+
+def reject_refund(services: Services, request_id: int, operator: str, note: str = "") -> RefundRequest:
+    with services.session() as db, db.begin():
+        req = db.execute(select(RefundRequest).where(RefundRequest.id == request_id).with_for_update()).scalar_one_or_none()
+        if req is None:
+            raise AutodebitError("not_found", 404)
+        if req.status == "rejected":
+            return req
+        if req.status != "pending":
+            raise AutodebitError("already_decided", 409, status=req.status)
+        attempt = db.get(AutodebitAttempt, req.attempt_id)
+        assert attempt is not None
+        lang = lang_of(db, req.openid)
+        req.status, req.decided_at, req.decided_by, req.note = "rejected", services.clock.utcnow(), operator[:64], note[:256] or None
+        queue_notice(db, notice(services, db, req.openid, "refund_result", f"refund:{req.id}:rejected",
+                                amount=t(lang, "notice_yuan", amount=yuan(attempt.amount_fen)), result=t(lang, "notice_refund_rejected"),
+                                time=stamp(services)), f"refund:{req.id}")
+        return req

@@ -1,0 +1,230 @@
+"""Sending the notice outbox as WeChat template messages: never lost, never sent twice.
+
+Rows are written by ``post_entry``/``queue_notice`` in the transaction of the change they report, so a notice
+exists exactly when its change does. ``drain_once`` then:
+
+1. **claims** a batch (``pending``, due, not leased; non-urgent ones wait out ``quiet_hours``) by stamping a lease
+   (``claimed_by``/``claimed_until``) in one UPDATE — ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, SQLite's write
+   lock elsewhere — so several workers never take the same row;
+2. per row, marks it ``sending`` and **commits before calling WeChat**, sends, and marks the outcome: ``sent``
+   (msgid kept for TEMPLATESENDJOBFINISH), ``pending`` again with exponential backoff (network errors, 5xx, -1,
+   45009, token errors left after WeChatAPI's one refresh), ``undeliverable`` (43004 not following, 40003) or
+   ``failed`` (template or data refused, attempts used up).
+
+WeChat has no idempotency key for template sends, so we choose **at most once**: a row still ``sending`` after its
+lease ran out (the worker died between sending and marking) is never sent again automatically. If WeChat's
+TEMPLATESENDJOBFINISH for that user arrived after the send began and matched no row (``handlers/notices.py`` keeps
+such events for a day), the notice was delivered and the row becomes ``sent``; otherwise it becomes ``uncertain``
+for an operator to check. Only the single row in flight can end up so: the rest of a dead worker's batch is
+still ``pending`` and is claimed again when its lease ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import secrets
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, or_, select, update
+
+from bot.wechat_api import WeChatAPIError
+from models import OutboxNotice
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+SEND_THREADS = 8
+BACKOFF_BASE_SECONDS = 30
+BACKOFF_MAX_SECONDS = 3600
+VALUE_MAX = 20
+UNDELIVERABLE = {43004, 40003}  # not following / not an openid of this account
+PERMANENT = {40037, 47001, 47003, 40008}  # the template or its data is wrong: retrying cannot help
+JOB_FINISH_TTL = 86400
+_INVISIBLE = {"\u200d", "\ufe0e", "\ufe0f", "\u20e3"}
+
+
+def clean_value(value: Any) -> str:
+    """WeChat's 2023 rules: one line, no emoji, at most 20 characters (a longer value ends in '…')."""
+    text = "".join(ch for ch in str(value) if not _emoji(ch))
+    text = " ".join(text.split())
+    return text if len(text) <= VALUE_MAX else text[: VALUE_MAX - 1] + "…"
+
+
+def _emoji(ch: str) -> bool:
+    return ord(ch) > 0xFFFF or ch in _INVISIBLE or unicodedata.category(ch) in ("So", "Cs", "Co", "Cc")
+
+
+def template_payload(services: Services, kind: str, data: dict[str, Any]) -> tuple[str, dict[str, dict[str, str]]]:
+    """(template_id, data) for a notice kind: logical keys mapped to the account's template keys; no first/remark."""
+    tpl = services.cfg.notices.template(kind)
+    out = {tkey: {"value": clean_value(data[key])} for key, tkey in tpl.fields.items() if data.get(key) not in (None, "")}
+    return tpl.template_id, out
+
+
+def job_finish_key(services: Services, openid: str) -> str:
+    return services.store.key("outbox", "jobfinish", openid)
+
+
+def remember_job_finish(services: Services, openid: str, msgid: str, status: str) -> None:
+    """A TEMPLATESENDJOBFINISH that matched no row (its sender died before marking it sent)."""
+    key = job_finish_key(services, openid)
+    entry = json.dumps({"msgid": msgid, "status": status[:64], "at": services.clock.utcnow().isoformat()})
+    pipe = services.store.r.pipeline()
+    pipe.rpush(key, entry)
+    pipe.ltrim(key, -50, -1)
+    pipe.expire(key, JOB_FINISH_TTL)
+    pipe.execute()
+
+
+def drain_once(services: Services, worker_id: str) -> int:
+    """Send one batch of due notices; returns how many rows were handled (0 = nothing due)."""
+    recover_expired(services)
+    token = f"{worker_id[:48]}:{secrets.token_hex(4)}"
+    rows = claim(services, token)
+    if not rows:
+        return 0
+    if len(rows) == 1:
+        _send_one(services, token, rows[0])
+    else:
+        with ThreadPoolExecutor(max_workers=min(SEND_THREADS, len(rows)), thread_name_prefix="outbox") as pool:
+            list(pool.map(lambda r: _send_one(services, token, r), rows))
+    return len(rows)
+
+
+def claim(services: Services, token: str) -> list[Any]:
+    cfg = services.cfg.notices
+    now = services.clock.utcnow()
+    quiet = cfg.quiet_hours.contains(services.clock.now().time().replace(tzinfo=None))
+    o = OutboxNotice
+    due = (
+        select(o.id)
+        .where(
+            o.status == "pending",
+            o.next_attempt_at <= now,
+            or_(o.claimed_until.is_(None), o.claimed_until < now),
+            *([o.urgent.is_(True)] if quiet else []),
+        )
+        .order_by(o.next_attempt_at, o.id)
+        .limit(cfg.batch_size)
+        .with_for_update(skip_locked=True)
+    )
+    stmt = (
+        update(o)
+        .where(o.id.in_(due.scalar_subquery()), o.status == "pending")
+        .values(claimed_by=token, claimed_until=now + LEASE)
+        .returning(o.id, o.openid, o.kind, o.data, o.url, o.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    with services.session() as db, db.begin():
+        return list(db.execute(stmt).all())
+
+
+def _set(services: Services, row_id: int, token: str, expect: str, **values: Any) -> bool:
+    """Move a row we hold from ``expect`` to new values in its own transaction; False if we no longer hold it."""
+    o = OutboxNotice
+    with services.session() as db, db.begin():
+        res = db.execute(
+            update(o).where(o.id == row_id, o.status == expect, o.claimed_by == token).values(**values).execution_options(synchronize_session=False)
+        )
+        return bool(res.rowcount)
+
+
+def mark_sent(services: Services, row_id: int, token: str, msgid: str) -> bool:
+    return _set(services, row_id, token, "sending", status="sent", msgid=msgid[:32] or None, sent_at=services.clock.utcnow(),
+                claimed_until=None, last_error=None)
+
+
+def _send_one(services: Services, token: str, row: Any) -> None:
+    now = services.clock.utcnow()
+    if not _set(services, row.id, token, "pending", status="sending", attempts=row.attempts + 1, claimed_until=now + LEASE):
+        return
+    try:
+        template_id, data = template_payload(services, row.kind, row.data or {})
+    except KeyError:
+        _finish(services, row, token, "failed", f"no template configured for kind {row.kind!r}")
+        return
+    try:
+        msgid = services.wechat.send_template(row.openid, template_id, data, row.url or None)
+    except WeChatAPIError as exc:
+        _failed_send(services, row, token, exc)
+        return
+    mark_sent(services, row.id, token, msgid)
+    services.metrics.notices.labels(kind=row.kind, outcome="sent").inc()
+
+
+def _failed_send(services: Services, row: Any, token: str, exc: WeChatAPIError) -> None:
+    code = exc.errcode
+    error = f"{code}: {exc.errmsg}"[:500]
+    if code in UNDELIVERABLE:
+        _finish(services, row, token, "undeliverable", error)
+        return
+    attempts = row.attempts + 1
+    if code in PERMANENT or attempts >= services.cfg.notices.max_attempts:
+        _finish(services, row, token, "failed", error)
+        return
+    delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempts - 1)) * random.uniform(1.0, 1.2)
+    _set(services, row.id, token, "sending", status="pending", last_error=error, claimed_by=None, claimed_until=None,
+         next_attempt_at=services.clock.utcnow() + timedelta(seconds=delay))
+    services.metrics.notices.labels(kind=row.kind, outcome="retry").inc()
+    log.info("notice %s: %s, retry in %.0f s", row.id, error, delay)
+
+
+def _finish(services: Services, row: Any, token: str, status: str, error: str) -> None:
+    _set(services, row.id, token, "sending", status=status, last_error=error, claimed_until=None)
+    services.metrics.notices.labels(kind=row.kind, outcome=status).inc()
+    log.warning("notice %s (%s) %s: %s", row.id, row.kind, status, error)
+
+
+def recover_expired(services: Services, limit: int = 100) -> int:
+    """Rows left ``sending`` by a worker that died: ``sent`` if WeChat reported delivering them, else ``uncertain``."""
+    now = services.clock.utcnow()
+    o = OutboxNotice
+    with services.session() as db, db.begin():
+        rows = list(
+            db.execute(
+                select(o).where(o.status == "sending", o.claimed_until < now).order_by(o.id).limit(limit).with_for_update(skip_locked=True)
+            ).scalars()
+        )
+        for row in rows:
+            started = (row.claimed_until or now) - LEASE
+            finish = _unmatched_finish(services, row.openid, started)
+            if finish is not None:
+                row.status, row.msgid, row.delivery_status, row.sent_at = "sent", finish["msgid"][:32], finish["status"], started
+                row.last_error = "worker stopped before marking; WeChat reported the delivery"
+            else:
+                row.status = "uncertain"
+                row.last_error = "worker stopped while sending; not resent (no idempotency at WeChat): check by hand"
+                log.error("notice %s to %s is uncertain: its worker stopped while sending", row.id, row.kind)
+            row.claimed_until = None
+    return len(rows)
+
+
+def _unmatched_finish(services: Services, openid: str, since: datetime) -> dict[str, str] | None:
+    """Take the first job-finish event for ``openid`` at or after ``since`` that matched no row."""
+    key = job_finish_key(services, openid)
+    for raw in services.store.r.lrange(key, 0, -1):
+        item = json.loads(raw)
+        if datetime.fromisoformat(item["at"]) >= since - timedelta(seconds=5):
+            services.store.r.lrem(key, 1, raw)
+            return item
+    return None
+
+
+def record_job_finish(services: Services, db: Any, openid: str, msgid: str, status: str) -> bool:
+    """TEMPLATESENDJOBFINISH: store WeChat's delivery status on the row with this msgid (False: no such row yet)."""
+    o = OutboxNotice
+    res = db.execute(
+        update(o).where(and_(o.msgid == msgid, o.openid == openid)).values(delivery_status=status[:64]).execution_options(synchronize_session=False)
+    )
+    if res.rowcount:
+        return True
+    remember_job_finish(services, openid, msgid, status)
+    return False
