@@ -13,6 +13,7 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
+import requests
 from flask import abort, current_app, jsonify, redirect, request, session
 
 from bot.wechat_api import WeChatAPIError
@@ -64,6 +65,8 @@ def login_page(view: Callable[..., Any]) -> Callable[..., Any]:
                 openid = _svc().wechat.oauth_openid(code)
             except WeChatAPIError:
                 abort(403)
+            except (requests.RequestException, ValueError):  # WeChat unreachable, timing out or answering non-JSON (502)
+                abort(503)
             session.clear()
             session["openid"] = openid
             session.permanent = False
