@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, or_, select, update
 
 from bot.wechat_api import WeChatAPIError
-from models import OutboxNotice
+from models import OutboxNotice, utcnow
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -76,12 +76,18 @@ def job_finish_key(services: Services, openid: str) -> str:
 def remember_job_finish(services: Services, openid: str, msgid: str, status: str) -> None:
     """A TEMPLATESENDJOBFINISH that matched no row (its sender died before marking it sent)."""
     key = job_finish_key(services, openid)
-    entry = json.dumps({"msgid": msgid, "status": status[:64], "at": services.clock.utcnow().isoformat()})
+    entry = json.dumps({"msgid": msgid, "status": status[:64], "at": _now(services).isoformat()})
     pipe = services.store.r.pipeline()
     pipe.rpush(key, entry)
     pipe.ltrim(key, -50, -1)
     pipe.expire(key, JOB_FINISH_TTL)
     pipe.execute()
+
+
+def _now(services: Services) -> datetime:
+    """The business clock, but never behind real time: ``queue_notice`` stamps rows with real time, and a clock
+    frozen in the past (tests, the simulator) must not hide them."""
+    return max(services.clock.utcnow(), utcnow())
 
 
 def drain_once(services: Services, worker_id: str) -> int:
@@ -101,7 +107,7 @@ def drain_once(services: Services, worker_id: str) -> int:
 
 def claim(services: Services, token: str) -> list[Any]:
     cfg = services.cfg.notices
-    now = services.clock.utcnow()
+    now = _now(services)
     quiet = cfg.quiet_hours.contains(services.clock.now().time().replace(tzinfo=None))
     o = OutboxNotice
     due = (
@@ -138,12 +144,12 @@ def _set(services: Services, row_id: int, token: str, expect: str, **values: Any
 
 
 def mark_sent(services: Services, row_id: int, token: str, msgid: str) -> bool:
-    return _set(services, row_id, token, "sending", status="sent", msgid=msgid[:32] or None, sent_at=services.clock.utcnow(),
+    return _set(services, row_id, token, "sending", status="sent", msgid=msgid[:32] or None, sent_at=_now(services),
                 claimed_until=None, last_error=None)
 
 
 def _send_one(services: Services, token: str, row: Any) -> None:
-    now = services.clock.utcnow()
+    now = _now(services)
     if not _set(services, row.id, token, "pending", status="sending", attempts=row.attempts + 1, claimed_until=now + LEASE):
         return
     try:
@@ -172,7 +178,7 @@ def _failed_send(services: Services, row: Any, token: str, exc: WeChatAPIError) 
         return
     delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempts - 1)) * random.uniform(1.0, 1.2)
     _set(services, row.id, token, "sending", status="pending", last_error=error, claimed_by=None, claimed_until=None,
-         next_attempt_at=services.clock.utcnow() + timedelta(seconds=delay))
+         next_attempt_at=_now(services) + timedelta(seconds=delay))
     services.metrics.notices.labels(kind=row.kind, outcome="retry").inc()
     log.info("notice %s: %s, retry in %.0f s", row.id, error, delay)
 
@@ -185,7 +191,7 @@ def _finish(services: Services, row: Any, token: str, status: str, error: str) -
 
 def recover_expired(services: Services, limit: int = 100) -> int:
     """Rows left ``sending`` by a worker that died: ``sent`` if WeChat reported delivering them, else ``uncertain``."""
-    now = services.clock.utcnow()
+    now = _now(services)
     o = OutboxNotice
     with services.session() as db, db.begin():
         rows = list(

@@ -145,8 +145,14 @@ TEXTS: dict[str, str] = {
     "autodebit_not_bound": "Auto top-up needs a bound campus card. Reply \"bind\" to start.",
     "autodebit_card_blocked": "This card cannot use auto top-up now (frozen, lost or graduated). Please visit {center}.",
     "autodebit_article_title": "Auto top-up from your bank card",
-    "autodebit_article_unsigned": "When your balance falls below {threshold} yuan, {amount} yuan is moved from your bank card (bank hours {hours}). Tap to sign up.",
-    "autodebit_article_signed": "Signed: bank card ending {last4}; below {threshold} yuan, {amount} yuan is added; ends {ends}. Tap to view, ask for a refund or cancel.",
+    "autodebit_article_unsigned": (
+        "When your balance falls below {threshold} yuan, {amount} yuan is moved from your bank card (bank"
+        " hours {hours}). Tap to sign up."
+    ),
+    "autodebit_article_signed": (
+        "Signed: bank card ending {last4}; below {threshold} yuan, {amount} yuan is added; ends {ends}. Tap"
+        " to view, ask for a refund or cancel."
+    ),
     "autodebit_err_not_bound": "Please bind your campus card first (reply \"bind\" in the chat).",
     "autodebit_err_card_blocked": "This card cannot use auto top-up now (frozen, lost or graduated).",
     "autodebit_err_invalid_account": "Please enter a valid bank card number (12-20 digits).",
@@ -176,12 +182,18 @@ TEXTS: dict[str, str] = {
     "autodebit_page_title": "Auto top-up",
     "autodebit_page_not_bound": "Please bind your campus card first (reply \"bind\" in the chat), then sign up here.",
     "autodebit_page_blocked": "This card cannot use auto top-up now (frozen, lost or graduated). Please visit {center}.",
-    "autodebit_rule": "When your card balance falls below {threshold} yuan, {amount} yuan is moved from your bank card, only during bank hours {hours}; otherwise it waits for the next bank hours.",
+    "autodebit_rule": (
+        "When your card balance falls below {threshold} yuan, {amount} yuan is moved from your bank card,"
+        " only during bank hours {hours}; otherwise it waits for the next bank hours."
+    ),
     "autodebit_sign_title": "Sign up for auto top-up",
     "autodebit_account_label": "Bank card number",
     "autodebit_account_placeholder": "Your own bank card number",
     "autodebit_sign_button": "Agree and sign",
-    "autodebit_sign_note": "Agreements end every year in month {month} and must be signed again. The bank card must allow online payment and hold enough money. Refunds can be requested until day {day} of the next month.",
+    "autodebit_sign_note": (
+        "Agreements end every year in month {month} and must be signed again. The bank card must allow"
+        " online payment and hold enough money. Refunds can be requested until day {day} of the next month."
+    ),
     "autodebit_signed_title": "Auto top-up is on",
     "autodebit_signed_card": "Bank card ending {last4}",
     "autodebit_signed_rule": "Below {threshold} yuan, {amount} yuan is added",
@@ -201,7 +213,10 @@ TEXTS: dict[str, str] = {
     "autodebit_refund_failed": "Refund failed; please ask the service center",
     "autodebit_refund_confirm": "Request a refund of this auto top-up?",
     "autodebit_last_failed": "The last auto top-up did not go through: {reason}.",
-    "autodebit_bank_advice": "If the bank refused: make sure the card allows online payment and the amount is within the bank's single-payment limit, and call your bank.",
+    "autodebit_bank_advice": (
+        "If the bank refused: make sure the card allows online payment and the amount is within the bank's"
+        " single-payment limit, and call your bank."
+    ),
     "autodebit_waiting": "An auto top-up is waiting for bank hours; expected at {time}.",
     "autodebit_js_signed": "Signed up!",
     "autodebit_js_cancelled": "Auto top-up cancelled.",
