@@ -87,6 +87,8 @@ def decode_push(body: bytes, args: dict[str, str], cfg: WeChatConfig) -> tuple[A
         raise BadMessage(f"missing {', '.join(missing)}")
     if not OPENID_RE.match(fields["FromUserName"]):
         raise BadMessage("FromUserName is not an openid")
+    if not OPENID_RE.match(fields["ToUserName"]):  # echoed into the reply's FromUserName: must be a plain account id
+        raise BadMessage("ToUserName is not an account id")
     if not fields["CreateTime"].isdigit():
         raise BadMessage("CreateTime is not a number")
     if len(fields.get("Content", "")) > MAX_TEXT_CHARS:
@@ -97,6 +99,11 @@ def decode_push(body: bytes, args: dict[str, str], cfg: WeChatConfig) -> tuple[A
         raise BadMessage("wechatpy could not parse the message") from None
     if msg is None:
         raise BadMessage("empty message")
+    try:  # wechatpy converts fields lazily: a non-numeric MsgId would otherwise fail later, in dedup or a handler
+        for name in getattr(type(msg), "_fields", {}):
+            getattr(msg, name)
+    except (ValueError, TypeError, OverflowError, OSError):
+        raise BadMessage("a field has the wrong type") from None
     return msg, encrypted
 
 
