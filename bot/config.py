@@ -143,6 +143,8 @@ class ServerConfig(_Section):
     secure_cookies: bool = False
     integration_secret: str = "demo-integration-secret"
     admin_token: str = ""
+    h5_writes_per_minute: int = Field(30, ge=1)  # per openid, H5 JSON APIs that change something
+    h5_reads_per_minute: int = Field(120, ge=1)  # per openid, H5 JSON APIs that only read (the page polls an order)
 
     @field_validator("public_base_url")
     @classmethod

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import requests
 from flask import abort, current_app, jsonify, redirect, request, session
 
+from bot.ratelimit import RateLimiter
 from bot.wechat_api import WeChatAPIError
 
 
@@ -81,13 +82,22 @@ def login_page(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def login_api(view: Callable[..., Any]) -> Callable[..., Any]:
-    """For JSON APIs: a session openid and, on writes, the CSRF header are required."""
+    """For JSON APIs: a session openid, a per-openid rate limit and, on writes, the CSRF header are required."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not current_openid():
             return jsonify(error="not_signed_in", message="请从公众号菜单重新打开页面 / Please reopen this page from the menu."), 401
-        if request.method not in ("GET", "HEAD"):
+        cfg = _svc().cfg.server
+        write = request.method not in ("GET", "HEAD")
+        wait = RateLimiter(_svc().store).hit(
+            "h5w" if write else "h5r", current_openid(), cfg.h5_writes_per_minute if write else cfg.h5_reads_per_minute
+        )
+        if wait:
+            resp = jsonify(error="rate_limited", message="操作太频繁，请稍后再试 / Too many requests, please wait a moment.")
+            resp.headers["Retry-After"] = str(wait)
+            return resp, 429
+        if write:
             sent = request.headers.get("X-CSRF-Token", "")
             if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
                 return jsonify(error="csrf", message="页面已过期，请刷新 / Page expired, please refresh."), 403
