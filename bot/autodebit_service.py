@@ -369,7 +369,7 @@ def create_missed_attempts(services: Services) -> int:
     stmt = insert(t_).from_select(["trigger_key", "agreement_id", "cardholder_id", "amount_fen", "status", "created_at"], rows)
     try:
         with services.session() as db, db.begin():
-            return int(db.execute(stmt).rowcount or 0)
+            return len(db.connection().execute(stmt.returning(t_.id)).all())
     except IntegrityError:
         log.info("another sweep created today's attempts first")
         return 0
@@ -487,7 +487,7 @@ def approve_refund(services: Services, request_id: int, operator: str) -> Refund
         if req.status == "approved":
             return req
         if req.status not in ("pending", "approving"):
-            raise AutodebitError("already_decided", 409, status=req.status)
+            raise AutodebitError("already_decided", 409, state=req.status)
         attempt = db.get(AutodebitAttempt, req.attempt_id)
         assert attempt is not None and attempt.bank_ref
         agreement = db.get(AutodebitAgreement, attempt.agreement_id)
@@ -543,7 +543,7 @@ def reject_refund(services: Services, request_id: int, operator: str, note: str 
         if req.status == "rejected":
             return req
         if req.status != "pending":
-            raise AutodebitError("already_decided", 409, status=req.status)
+            raise AutodebitError("already_decided", 409, state=req.status)
         attempt = db.get(AutodebitAttempt, req.attempt_id)
         assert attempt is not None
         lang = lang_of(db, req.openid)

@@ -1,0 +1,129 @@
+"""``POST /integration/card-entries``: only the card system's signed, fresh requests count; a replayed entry
+changes nothing; bad input is a 4xx, never a 500."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.test_autodebit_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
+    at,
+    attempts,
+    balance,
+    entries,
+    entry,
+    ledger_checked,
+    signed,
+    student,
+)
+
+OPENID = "oAutodebitIntegration0001"
+NO = "20231004"
+
+
+def test_signed_entry_is_recorded_as_a_spend(live):
+    card_id = student(live, OPENID, student_no=NO, balance_fen=10000)
+    r = entry(live, NO, -1250, entry_id="POS-1:2026", merchant="第二食堂 Canteen 2")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"entry_id": "POS-1:2026", "duplicate": False, "balance_after_entry_fen": 8750, "balance_fen": 8750, "autodebit": None}
+    [spend] = entries(live, card_id, "spend")
+    assert (spend.amount_fen, spend.description, spend.ref) == (-1250, "第二食堂 Canteen 2", "POS-1:2026")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["bad_secret", "stale", "future", "no_signature", "no_timestamp", "body_changed"],
+)
+def test_unauthentic_requests_are_refused(live, tamper):
+    card_id = student(live, OPENID, student_no=NO, balance_fen=10000)
+    body = {"entry_id": "E1", "student_no": NO, "amount_fen": -100, "merchant": "x", "occurred_at": "2026-11-25T12:00:00+08:00"}
+    if tamper == "bad_secret":
+        r = entry(live, NO, -100, body=body, secret="not-the-secret")
+    elif tamper in ("stale", "future"):
+        r = entry(live, NO, -100, body=body, ts=int(time.time()) + (-301 if tamper == "stale" else 301))
+    else:
+        from bot.integration import signature
+
+        raw = json.dumps(body).encode()
+        ts = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "X-Cardbot-Timestamp": ts, "X-Cardbot-Signature": signature(live.cfg.server.integration_secret, ts, raw)}
+        if tamper == "no_signature":
+            headers.pop("X-Cardbot-Signature")
+        elif tamper == "no_timestamp":
+            headers.pop("X-Cardbot-Timestamp")
+        else:
+            raw = raw.replace(b"-100", b"-999")
+        r = requests.post(live.url + "/integration/card-entries", data=raw, headers=headers, timeout=5)
+    assert r.status_code == 401, r.text
+    assert balance(live, card_id) == 10000
+
+
+def test_replayed_entry_changes_nothing(live):
+    card_id = student(live, OPENID, student_no=NO, balance_fen=10000)
+    first = entry(live, NO, -1000, entry_id="REPLAY1")
+    again = entry(live, NO, -1000, entry_id="REPLAY1")
+    assert first.status_code == again.status_code == 200
+    assert again.json()["duplicate"] is True and again.json()["balance_after_entry_fen"] == 9000
+    with ThreadPoolExecutor(8) as pool:  # the card system retrying from several threads at once
+        results = list(pool.map(lambda _: entry(live, NO, -1000, entry_id="REPLAY2").status_code, range(8)))
+    assert results == [200] * 8
+    assert balance(live, card_id) == 8000
+    assert len(entries(live, card_id, "spend")) == 2
+
+
+def test_replay_inside_bank_hours_makes_one_auto_top_up(live):
+    live.services.clock.freeze(at(2026, 11, 25, 10, 0))
+    card_id = student(live, OPENID, student_no=NO, balance_fen=2100)
+    signed(live, OPENID)
+    with ThreadPoolExecutor(6) as pool:
+        bodies = [r.json() for r in pool.map(lambda _: entry(live, NO, -200, entry_id="LOW1"), range(6))]
+    assert sum(1 for b in bodies if not b["duplicate"]) == 1
+    assert len(attempts(live, card_id)) == 1
+    assert [e.amount_fen for e in entries(live, card_id, "autodebit")] == [5000]
+    assert balance(live, card_id) == 6900
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ("not json", 400),
+        ([], 400),
+        ({"entry_id": "", "student_no": NO, "amount_fen": -1, "occurred_at": "2026-11-25T12:00:00"}, 400),
+        ({"entry_id": "E<script>", "student_no": NO, "amount_fen": -1, "occurred_at": "2026-11-25T12:00:00"}, 400),
+        ({"entry_id": "E2", "student_no": "abc", "amount_fen": -1, "occurred_at": "2026-11-25T12:00:00"}, 400),
+        ({"entry_id": "E2", "student_no": NO, "amount_fen": 0, "occurred_at": "2026-11-25T12:00:00"}, 400),
+        ({"entry_id": "E2", "student_no": NO, "amount_fen": -1.5, "occurred_at": "2026-11-25T12:00:00"}, 400),
+        ({"entry_id": "E2", "student_no": NO, "amount_fen": True, "occurred_at": "2026-11-25T12:00:00"}, 400),
+        ({"entry_id": "E2", "student_no": NO, "amount_fen": -1, "occurred_at": "yesterday"}, 400),
+        ({"entry_id": "E2", "student_no": NO, "amount_fen": -1, "merchant": 5, "occurred_at": "2026-11-25T12:00:00"}, 400),
+        ({"entry_id": "E2", "student_no": "20999999", "amount_fen": -1, "occurred_at": "2026-11-25T12:00:00"}, 404),
+        ({"entry_id": "E2", "student_no": NO, "amount_fen": -20000, "occurred_at": "2026-11-25T12:00:00"}, 409),
+    ],
+)
+def test_bad_entries_are_4xx(live, body, status):
+    card_id = student(live, OPENID, student_no=NO, balance_fen=10000)
+    if isinstance(body, str):
+        from bot.integration import signature
+
+        ts = str(int(time.time()))
+        raw = body.encode()
+        r = requests.post(live.url + "/integration/card-entries", data=raw, timeout=5, headers={
+            "Content-Type": "application/json", "X-Cardbot-Timestamp": ts, "X-Cardbot-Signature": signature(live.cfg.server.integration_secret, ts, raw)})
+    else:
+        r = entry(live, NO, 0, body=body)
+    assert r.status_code == status, r.text
+    assert "error" in r.json()
+    assert balance(live, card_id) == 10000
+
+
+def test_blocked_card_spend_refused_and_entry_id_bound_to_its_card(live):
+    student(live, OPENID, student_no=NO, balance_fen=10000, status="lost")
+    assert entry(live, NO, -100).status_code == 409
+    other = student(live, "oAutodebitIntegration0002", student_no="20231005", balance_fen=10000)
+    assert entry(live, "20231005", -100, entry_id="SHARED").status_code == 200
+    assert entry(live, NO, 100, entry_id="SHARED").status_code == 409
+    assert balance(live, other) == 9900

@@ -1,0 +1,218 @@
+"""The notice outbox against the emulator's template-message API: mapped template keys and clean values, retries
+with backoff (45009, 5xx, stale tokens), 43004 undeliverable, quiet hours, TEMPLATESENDJOBFINISH recorded, and never
+a second send — not after a worker died between sending and marking, not with two workers draining at once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from bot import outbox
+from bot.outbox import clean_value, drain_once
+from models import Notice
+from models.ledger import queue_notice
+from tests.test_autodebit_support import at, drain, notices, templates, wait_for
+
+OPENID = "oOutboxUser0000000000001"
+RECEIPT = {"amount": "50.00元", "fee": "0.15元", "balance": "123.45元", "time": "2026-11-25 12:00"}
+
+
+def follow(live, *openids):
+    with live.emulator.lock:
+        live.emulator.followers.update(openids)
+
+
+def queue(live, openid=OPENID, kind="topup_receipt", data=None, urgent=True, key=None):
+    with live.session() as db, db.begin():
+        row = queue_notice(db, Notice(openid, kind, dict(data or RECEIPT), url=live.url + "/bills", urgent=urgent), key or f"t:{openid}:{kind}")
+        db.flush()
+        return row.id
+
+
+def row(live, row_id):
+    return next(n for n in notices(live) if n.id == row_id)
+
+
+def test_sent_with_the_accounts_template_keys_and_job_finish_recorded(live):
+    follow(live, OPENID)
+    rid = queue(live)
+    assert drain(live) == 1
+    [msg] = templates(live, OPENID)
+    assert msg["template_id"] == "TPL_TOPUP_RECEIPT"
+    assert msg["data"] == {"amount1": "50.00元", "amount2": "0.15元", "amount3": "123.45元", "time4": "2026-11-25 12:00"}
+    assert "first" not in msg["data"] and "remark" not in msg["data"]
+    sent = row(live, rid)
+    assert sent.status == "sent" and sent.msgid == str(msg["msgid"]) and sent.attempts == 1
+    assert wait_for(lambda: row(live, rid).delivery_status) == "success"  # the emulator's push back to /wechat
+
+
+def test_values_are_one_line_without_emoji_and_at_most_20_characters(live):
+    assert clean_value("余额\n充足 😀 ok") == "余额 充足 ok"
+    assert clean_value("x" * 25) == "x" * 19 + "…"
+    assert clean_value("☕️ coffee") == "coffee"
+    follow(live, OPENID)
+    queue(live, data={**RECEIPT, "balance": "一二三四五六七八九十一二三四五六七八九十一二", "time": "😀\r\n2026"})
+    drain(live)
+    [msg] = templates(live, OPENID)  # the emulator refuses (47003) anything longer than 20 or with line breaks
+    assert len(msg["data"]["amount3"]) == 20 and msg["data"]["time4"] == "2026"
+
+
+def test_43004_not_following_is_undeliverable_and_not_retried(live):
+    rid = queue(live)
+    assert drain(live) == 1
+    r = row(live, rid)
+    assert r.status == "undeliverable" and r.last_error.startswith("43004")
+    live.services.clock.shift(timedelta(hours=3))
+    assert drain(live) == 0 and templates(live, OPENID) == []
+
+
+def test_45009_quota_retries_later_with_backoff(live):
+    follow(live, OPENID)
+    live.emulator.faults["template"] = [45009, 45009]
+    rid = queue(live)
+    assert drain(live) == 1
+    r = row(live, rid)
+    assert r.status == "pending" and r.last_error.startswith("45009") and r.attempts == 1
+    first_wait = r.next_attempt_at - live.services.clock.utcnow()
+    assert timedelta(seconds=29) < first_wait < timedelta(seconds=40)
+    assert drain(live) == 0  # not due yet
+    live.services.clock.shift(timedelta(seconds=40))
+    assert drain(live) == 1
+    r = row(live, rid)
+    assert r.status == "pending" and r.attempts == 2
+    assert r.next_attempt_at - live.services.clock.utcnow() > timedelta(seconds=59)  # doubled
+    live.services.clock.shift(timedelta(seconds=75))
+    assert drain(live) == 1
+    assert row(live, rid).status == "sent" and len(templates(live, OPENID)) == 1
+
+
+def test_5xx_and_network_errors_retry(live):
+    follow(live, OPENID)
+    live.emulator.faults["template"] = ["5xx", "5xx"]  # WeChatAPI retries a network error once itself
+    rid = queue(live)
+    drain(live)
+    assert row(live, rid).status == "pending"
+    live.services.clock.shift(timedelta(minutes=1))
+    drain(live)
+    assert row(live, rid).status == "sent"
+
+
+def test_gives_up_after_max_attempts(make_live):
+    live = make_live(notices={"max_attempts": 2})
+    follow(live, OPENID)
+    live.emulator.faults["template"] = 45009
+    rid = queue(live)
+    drain(live)
+    live.services.clock.shift(timedelta(minutes=5))
+    drain(live)
+    assert row(live, rid).status == "failed"
+
+
+def test_40001_stale_token_is_refreshed_once_and_sent(live):
+    follow(live, OPENID)
+    api = live.services.wechat
+    api.client.session.set(api.client.access_token_key, "EMUstaletokenfromanotherprocess", 7200)
+    fetched = live.emulator.token_fetches
+    rid = queue(live)
+    drain(live)
+    assert row(live, rid).status == "sent"
+    assert live.emulator.token_fetches == fetched + 1
+    # a token WeChat keeps rejecting after the one refresh is retried later, not in a loop
+    live.emulator.faults["template"] = [40001, 40001]
+    rid2 = queue(live, key="second")
+    drain(live)
+    assert row(live, rid2).status == "pending" and row(live, rid2).last_error.startswith("40001")
+    assert live.emulator.token_fetches == fetched + 2
+
+
+def test_quiet_hours_hold_non_urgent_notices_only(live):
+    follow(live, OPENID, "oOutboxUser0000000000002")
+    live.services.clock.freeze(at(2027, 3, 1, 23, 30))
+    urgent = queue(live)
+    held = queue(live, "oOutboxUser0000000000002", "agreement_expiring", {"status": "即将到期", "date": "2027-09-01", "advice": "请重新签约"}, urgent=False)
+    assert drain(live) == 1
+    assert row(live, urgent).status == "sent" and row(live, held).status == "pending"
+    live.services.clock.freeze(at(2027, 3, 2, 6, 59))
+    assert drain(live) == 0
+    live.services.clock.freeze(at(2027, 3, 2, 7, 0))
+    assert drain(live) == 1 and row(live, held).status == "sent"
+
+
+def test_unknown_kind_fails_for_an_operator(live):
+    follow(live, OPENID)
+    rid = queue(live, kind="no_such_kind")
+    drain(live)
+    assert row(live, rid).status == "failed" and "no template" in row(live, rid).last_error
+
+
+class Killed(BaseException):
+    """The worker process dying: not an error the drain could handle."""
+
+
+def _kill_after_send(monkeypatch):
+    real = outbox.mark_sent
+
+    def dies(*args, **kwargs):
+        monkeypatch.setattr(outbox, "mark_sent", real)
+        raise Killed
+
+    monkeypatch.setattr(outbox, "mark_sent", dies)
+
+
+def test_worker_killed_between_send_and_mark_does_not_send_twice(live, monkeypatch):
+    follow(live, OPENID)
+    rid = queue(live)
+    _kill_after_send(monkeypatch)
+    with pytest.raises(Killed):
+        drain_once(live.services, "doomed")
+    assert len(templates(live, OPENID)) == 1
+    assert row(live, rid).status == "sending"
+    assert drain(live, "survivor") == 0  # its lease still runs: nobody touches it
+    wait_for(lambda: any(p["openid"] == OPENID for p in live.emulator.pushes))  # WeChat's job-finish arrived
+    live.services.clock.shift(timedelta(minutes=2))
+    drain(live, "survivor")
+    r = row(live, rid)
+    assert r.status == "sent" and r.delivery_status == "success" and r.msgid == str(templates(live, OPENID)[0]["msgid"])
+    assert len(templates(live, OPENID)) == 1
+
+
+def test_killed_worker_without_delivery_report_leaves_it_uncertain_not_resent(make_live, monkeypatch):
+    live = make_live(emulator={"auto_deliver_pushes": False})
+    follow(live, OPENID)
+    rid = queue(live)
+    other = queue(live, "oOutboxUser0000000000003", key="other")
+    follow(live, "oOutboxUser0000000000003")
+    _kill_after_send(monkeypatch)
+    monkeypatch.setattr(outbox, "SEND_THREADS", 1)
+    with pytest.raises(Killed):
+        drain_once(live.services, "doomed")
+    live.services.clock.shift(timedelta(minutes=2))
+    drain(live, "survivor")
+    statuses = {row(live, rid).status, row(live, other).status}
+    assert statuses == {"uncertain", "sent"}  # the one in flight is for an operator; the rest of the batch went out
+    assert len(templates(live, OPENID)) + len(templates(live, "oOutboxUser0000000000003")) == 2
+
+
+def test_two_workers_never_send_one_notice_twice(live):
+    openids = [f"oOutboxMany{i:013d}" for i in range(60)]
+    follow(live, *openids)
+    for o in openids:
+        queue(live, o)
+    counts: dict[str, int] = {}
+
+    def work(name):
+        counts[name] = drain(live, name)
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(counts.values()) == 60
+    assert all(len(templates(live, o)) == 1 for o in openids)
+    msgids = [templates(live, o)[0]["msgid"] for o in openids]
+    assert len(set(msgids)) == 60
+    assert {n.status for n in notices(live)} == {"sent"}
+    assert wait_for(lambda: all(n.delivery_status == "success" for n in notices(live)))  # every job-finish matched its row
