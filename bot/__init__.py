@@ -87,6 +87,8 @@ def _instrument(app: Flask, svc: Services) -> None:
 
         if isinstance(exc, redis.RedisError):
             return jsonify(error="unavailable", message="服务暂时繁忙，请稍后再试 / Service busy, please retry shortly."), 503
+        if isinstance(exc, RecursionError):  # a deeply nested JSON body: Flask's get_json(silent=True) only catches ValueError
+            return jsonify(error="invalid_request", message="请求格式不正确 / Malformed request."), 400
         app.logger.exception("unhandled error")
         return jsonify(error="internal", message="服务出错了，请稍后再试 / Something went wrong."), 500
 
