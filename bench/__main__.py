@@ -85,14 +85,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         # One process for the emulator: its state (tokens, followers, inbox) lives in memory.
-        start("emulator", "bench.apps:emulator_app()", port=emu_port, workers=1, threads=16,
+        emulator = start("emulator", "bench.apps:emulator_app()", port=emu_port, workers=1, threads=16,
               extra_env={"CARDBOT_BENCH_FOLLOWER_PREFIX": "o_bench_", "CARDBOT_BENCH_FOLLOWER_COUNT": "200000"})
         for section in only:
             t0 = time.perf_counter()
             say(f"== {section}")
             try:
                 env.truncate_all(services.engine)
-                results[section] = _run_section(section, settings, args, cfg, services, start, bot_port, say)
+                results[section] = _run_section(section, settings, args, cfg, services, start, bot_port, say, emulator.proc.pid, base_env)
             except Exception as exc:
                 traceback.print_exc()
                 results[section] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_section(section: str, settings: Settings, args: argparse.Namespace, cfg: Any, services: Any, start: Any, bot_port: int,
-                 say: Any) -> dict[str, Any]:
+                 say: Any, emulator_pid: int, env_vars: dict[str, str]) -> dict[str, Any]:
     if section == "webhook":
         from bench import webhook
 
@@ -136,7 +136,7 @@ def _run_section(section: str, settings: Settings, args: argparse.Namespace, cfg
     if section == "outbox":
         from bench import outbox
 
-        return outbox.run(settings, cfg, services, say)
+        return outbox.run(settings, cfg, services, say, emulator_pid, env_vars)
     if section == "sweep":
         from bench import sweep
 

@@ -47,7 +47,7 @@ def _profile(title: str, prof: dict[str, Any] | None) -> list[str]:
         return []
     if "error" in prof or not prof.get("busy_samples"):
         return [f"*{title}*: {prof.get('error', 'no samples')}", ""]
-    out = [f"*{title}* — py-spy, {prof['busy_samples']} samples of the server's workers holding the GIL (Python CPU time):", ""]
+    out = [f"*{title}* — py-spy, {prof['busy_samples']} samples holding the GIL (Python CPU time; for a server, all its workers):", ""]
     out.append("| our function (inclusive) | % CPU | hottest leaf function (self) | % CPU |")
     out.append("|---|---:|---|---:|")
     ours, leaf = prof.get("ours_inclusive", []), prof.get("leaf_self", [])
@@ -146,20 +146,22 @@ def render(res: dict[str, Any]) -> str:
             lines += [f"error: {ob['error']}", ""]
         else:
             lines += [
-                "| workers | notices | seconds | notices/s | sent | failed/other |",
-                "|---:|---:|---:|---:|---:|---:|",
+                "| worker processes | notices | seconds | notices/s | sent | failed/other | worker CPU |",
+                "|---:|---:|---:|---:|---:|---:|---:|",
             ]
             for run in ob["runs"]:
                 lines.append(
                     f"| {run['workers']} | {run['notices']} | {_f(run['seconds'], '.2f')} | {_f(run['per_s'], '.0f')} | "
-                    f"{run['sent']} | {run['other']} |"
+                    f"{run['sent']} | {run['other']} | {_f(run.get('cpu_pct'), '.0f')}% |"
                 )
             lines += ["", ob.get("note", ""), ""]
-            best = ob["runs"][0]["per_s"]
-            checks.append(("outbox ≥ 500 notices/s (one worker)", f"{_f(best, '.0f')}/s", _ok(best >= TARGETS["outbox_per_s"])))
-            if ob.get("profile_text"):
-                body = [ln for ln in ob["profile_text"].splitlines() if ln.strip()][:45]
-                lines += ["*Profile of the drain* (pyinstrument, one worker, wall time):", "", "```", *body, "```", ""]
+            for run in ob["runs"]:
+                label = f"outbox ≥ 500 notices/s ({run['workers']} worker process{'es' if run['workers'] > 1 else ''})"
+                checks.append((label, f"{_f(run['per_s'], '.0f')}/s", _ok(run["per_s"] >= TARGETS["outbox_per_s"])))
+            prof = ob.get("profile") or {}
+            for label in ("drain (worker)", "emulator"):
+                if label in prof:
+                    lines += _profile(f"Profile of one more drain, {label} process", prof[label])
     sw = res.get("sweep")
     if sw is not None:
         lines += ["## 3b. Auto top-up sweep", ""]

@@ -84,7 +84,7 @@ def profile_server(settings: Settings, name: str, server: Server, reqs: list[tup
     return summarize_raw(raw)
 
 
-_OURS = ("bot/", "handlers/", "models/", "bench/")
+_OURS = ("bot/", "handlers/", "models/")
 
 
 def summarize_raw(path: Path, top: int = 12) -> dict[str, Any]:
@@ -142,3 +142,39 @@ def _short(frame: str) -> str:
             loc = loc.split(marker, 1)[1]
             break
     return f"{name} ({loc})"
+
+
+def profile_call(settings: Settings, name: str, pids: dict[str, int], fn: Any, servers: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run ``fn()`` while py-spy samples each process in ``pids`` (label → pid; the bench's own process included
+    when the code under test runs in it; labels in ``servers`` are sampled with their child processes).
+    py-spy stops on SIGINT and writes what it has."""
+    import os
+    import signal
+
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(exe).exists():
+        fn()
+        return {"error": "py-spy not installed (pip install py-spy)"}
+    spies = {}
+    for label, pid in pids.items():
+        raw = settings.workdir / f"profile-{name}-{label}.txt"
+        raw.unlink(missing_ok=True)
+        spies[label] = (raw, subprocess.Popen(
+            [exe, "record", "--pid", str(pid), *(["--subprocesses"] if label in servers else []), "--duration", "600", "--rate", "200",
+             "--gil", "--format", "raw", "--output", str(raw), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))
+    time.sleep(1.0)
+    t0 = time.perf_counter()
+    try:
+        fn()
+    finally:
+        seconds = time.perf_counter() - t0
+        for _, proc in spies.values():
+            os.kill(proc.pid, signal.SIGINT)
+        for _, proc in spies.values():
+            proc.wait(timeout=60)
+    out: dict[str, Any] = {"seconds": seconds}
+    for label, (raw, _) in spies.items():
+        out[label] = summarize_raw(raw) if raw.exists() else {"error": "py-spy wrote nothing"}
+    return out
