@@ -1,0 +1,222 @@
+"""Races, run for real against the HTTP app, the database and Redis: 50 copies of one notify at once, top-ups
+racing the daily limit, wrong passwords racing the binding lockout, family members racing the per-card maximum,
+several outbox workers on one outbox, and a worker killed with SIGKILL in the middle of a send.
+
+After each (conftest ``books_balance``) every card's balance equals its ledger and no order is credited twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bot import outbox
+from bot.texts import t
+from models import Binding, OutboxNotice, TopupOrder
+from tests.reliability.support import PASSWORD, new_card, tally
+from tests.test_topup_support import card, emu_pay, logged_in, notify, receipts, student, transaction, wait_for
+
+OPENID = "oReliabilityRace00000001"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _burst(n: int, fn: Any) -> list[Any]:
+    """Run ``fn(i)`` n times at once, released together by a barrier."""
+    gate = threading.Barrier(n)
+
+    def run(i: int) -> Any:
+        gate.wait()
+        return fn(i)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(run, range(n)))
+
+
+def test_50_concurrent_copies_of_one_notify_credit_once(live):
+    emu_pay(live).notify_enabled = False
+    card_id = student(live, OPENID, balance_fen=2000)
+    phone = logged_in(live, OPENID)
+    body = phone.order(5000, "quick").json()
+    phone.pay(body["pay_params"])
+    tx = transaction(live, body["order_no"])
+    codes = _burst(50, lambda i: notify(live, tx).status_code)
+    tally("races run")
+    tally("concurrent requests", 50)
+    assert all(c in (200, 204) for c in codes), codes
+    assert card(live, card_id).balance_fen == 7000
+    assert len(receipts(live)) == 1
+
+
+def test_concurrent_topups_cannot_pass_the_daily_limit(make_live):
+    live = make_live(server={"h5_writes_per_minute": 1000})
+    emu_pay(live).notify_enabled = False
+    card_id = student(live, OPENID, balance_fen=0)
+    phones = [logged_in(live, OPENID) for _ in range(3)]  # the same student on three phones
+    daily, single = live.cfg.topup.daily_limit * 100, live.cfg.topup.single_limit * 100
+    n = daily // single + 6
+    results = _burst(n, lambda i: phones[i % 3].order(single, "custom"))
+    tally("races run")
+    tally("concurrent requests", n)
+    codes = sorted(r.status_code for r in results)
+    assert codes == [201] * (daily // single) + [409] * 6, codes
+    with live.session() as db:
+        open_fen = db.execute(select(func.sum(TopupOrder.amount_fen)).where(TopupOrder.cardholder_id == card_id)).scalar_one()
+    assert open_fen == daily
+    for r in (r for r in results if r.status_code == 201):  # pay all of them, each notify sent twice at once
+        phones[0].pay(r.json()["pay_params"])
+        tx = transaction(live, r.json()["order_no"])
+        assert {c for c in _burst(2, lambda i, tx=tx: notify(live, tx).status_code)} <= {200, 204}
+    assert card(live, card_id).balance_fen == daily
+    assert phones[0].order(single, "custom").status_code == 409
+
+
+def test_wrong_passwords_racing_the_lockout_check_at_most_max_failures(live):
+    """20 phones (one attacker's) send a wrong password for one card at the same instant."""
+    new_card(live)
+    openids = [f"oRaceLockout{i:012d}" for i in range(20)]
+    for o in openids:
+        live.services.dialogs.set(o, "bind.password", {"student_no": "20230001", "name": "张三"})
+    wx = live.pusher()
+    replies = _burst(len(openids), lambda i: wx.text(openids[i], "000000"))
+    tally("races run")
+    tally("concurrent requests", len(openids))
+    assert all(r.status == 200 and r.content for r in replies)
+    mismatch = t("zh", "bind_mismatch", center=live.cfg.school.service_center)
+    checked = [r for r in replies if r.content.startswith(mismatch)]
+    assert 1 <= len(checked) <= live.cfg.binding.max_failures, [r.content[:30] for r in replies]
+    late = "oRaceLockoutLate00000001"
+    live.services.dialogs.set(late, "bind.password", {"student_no": "20230001", "name": "张三"})
+    assert "尝试次数过多" in wx.text(late, PASSWORD).content  # locked even for the right password
+    with live.session() as db:
+        assert db.execute(select(func.count()).select_from(Binding)).scalar_one() == 0
+
+
+def test_family_members_racing_the_per_card_maximum(live):
+    new_card(live)
+    limit = live.cfg.binding.max_bindings_per_card
+    openids = [f"oRaceFamily{i:013d}" for i in range(limit + 4)]
+    for o in openids:
+        live.services.dialogs.set(o, "bind.password", {"student_no": "20230001", "name": "张三"})
+    wx = live.pusher()
+    replies = _burst(len(openids), lambda i: wx.text(openids[i], PASSWORD))
+    tally("races run")
+    tally("concurrent requests", len(openids))
+    assert sum("绑定成功" in r.content for r in replies) == limit
+    with live.session() as db:
+        assert db.execute(select(func.count()).select_from(Binding)).scalar_one() == limit
+
+
+def _paid_topups(live: Any, n: int) -> list[str]:
+    """n students, each with one paid top-up (and so one receipt in the outbox); returns their openids."""
+    emu_pay(live).notify_enabled = False
+    openids = []
+    for i in range(n):
+        o = f"oRaceOutbox{i:013d}"
+        student(live, o, student_no=f"2023{i:04d}", balance_fen=100)
+        phone = logged_in(live, o)
+        body = phone.order(5000, "quick").json()
+        phone.pay(body["pay_params"])
+        assert notify(live, transaction(live, body["order_no"])).status_code in (200, 204)
+        openids.append(o)
+    with live.emulator.lock:
+        live.emulator.followers.update(openids)
+    return openids
+
+
+def _templates(live: Any, openid: str) -> list[dict[str, Any]]:
+    with live.emulator.lock:
+        return [m for m in live.emulator.inbox.get(openid, []) if m["kind"] == "template"]
+
+
+def test_three_workers_on_one_outbox_send_each_notice_once(make_live):
+    live = make_live(server={"h5_writes_per_minute": 1000}, notices={"batch_size": 3})
+    openids = _paid_topups(live, 12)
+
+    def work(i: int) -> int:
+        total = 0
+        while (k := outbox.drain_once(live.services, f"w{i}")) > 0:
+            total += k
+        return total
+
+    handled = _burst(3, work)
+    tally("races run")
+    assert sum(handled) == 12
+    assert all(len(_templates(live, o)) == 1 for o in openids), {o: len(_templates(live, o)) for o in openids}
+    with live.session() as db:
+        assert {s for (s,) in db.execute(select(OutboxNotice.status))} == {"sent"}
+
+
+_DOOMED = """
+import json, sys, time
+from bot.config import load_config
+from bot.services import build_services
+from bot import outbox
+svc = build_services(load_config(None, **json.loads(sys.argv[1])))
+real = svc.wechat.send_template
+def send_then_hang(*a, **k):
+    out = real(*a, **k)
+    print("SENT", flush=True)
+    time.sleep(120)
+    return out
+svc.wechat.send_template = send_then_hang
+outbox.drain_once(svc, "doomed")
+"""
+
+
+def test_worker_killed_mid_send_never_sends_twice_and_loses_nothing(make_live):
+    """A real worker process is SIGKILLed right after WeChat accepted its sends, before it could mark them."""
+    live = make_live(server={"h5_writes_per_minute": 1000}, notices={"batch_size": 4})
+    openids = _paid_topups(live, 6)
+    cfg = live.cfg
+    overrides = {
+        "database": {"url": cfg.database.url},
+        "redis": {"url": cfg.redis.url, "key_prefix": cfg.redis.key_prefix},
+        "wechat": {"api_base_url": live.url, "oauth_base_url": live.url},
+        "server": {"public_base_url": live.url},
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _DOOMED, json.dumps(overrides)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "CARDBOT_CONFIG": ""},
+    )
+    try:
+        assert proc.stdout is not None
+        assert "SENT" in proc.stdout.readline()
+        time.sleep(0.3)  # let the rest of its batch reach WeChat too
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    tally("faults injected")
+    tally("workers killed")
+    with live.session() as db:
+        statuses = dict(db.execute(select(OutboxNotice.status, func.count()).group_by(OutboxNotice.status)).all())
+    assert statuses.get("sending", 0) >= 1, statuses  # caught mid-send
+    delivered_before = {o: len(_templates(live, o)) for o in openids}
+    wait_for(lambda: len(live.emulator.pushes) >= sum(delivered_before.values()), timeout=5)  # WeChat's job-finish pushes
+    time.sleep(0.3)
+    live.services.clock.shift(outbox.LEASE + timedelta(seconds=5))  # the dead worker's lease runs out
+    survivors = _burst(2, lambda i: _drain(live, f"survivor{i}"))
+    assert sum(survivors) >= 6 - sum(delivered_before.values())
+    counts = {o: len(_templates(live, o)) for o in openids}
+    assert all(n == 1 for n in counts.values()), counts  # every receipt arrived, none twice
+    with live.session() as db:
+        final = {s for (s,) in db.execute(select(OutboxNotice.status))}
+    assert final <= {"sent", "uncertain"}, final
+
+
+def _drain(live: Any, worker: str) -> int:
+    total = 0
+    while (k := outbox.drain_once(live.services, worker)) > 0:
+        total += k
+    return total
+
