@@ -140,7 +140,7 @@ def _run_section(section: str, settings: Settings, args: argparse.Namespace, cfg
     if section == "sweep":
         from bench import sweep
 
-        return sweep.run(settings, cfg, services, say)
+        return sweep.run(settings, cfg, services, say, emulator_pid)
     if section == "growth":
         from bench import growth
 
