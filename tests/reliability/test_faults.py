@@ -336,3 +336,29 @@ def test_notify_before_the_order_is_committed_is_credited_once_by_the_retry(live
     assert notify(live, tx).status_code in (200, 204)
     assert order_row(live, order_no).status == "paid"
     assert card(live, card_id).balance_fen == 7000
+
+
+def test_template_sends_through_wechat_5xx_and_timeouts_arrive_once(make_live):
+    """WeChat answers 502 twice, then times out twice: the notice waits, retries with backoff and arrives once."""
+    from datetime import timedelta
+
+    from bot import outbox
+    from models import Notice
+    from models.ledger import queue_notice
+
+    live = make_live(wechat={"request_timeout_seconds": 1.0})
+    with live.emulator.lock:
+        live.emulator.followers.add(OPENID)
+    data = {"amount": "50.00元", "fee": "0.15元", "balance": "70.00元", "time": "2026-11-25 10:00:00"}
+    with live.session() as db, db.begin():
+        queue_notice(db, Notice(OPENID, "topup_receipt", data, url=live.url + "/topup"), "fault:receipt")
+    live.emulator.faults["template"] = ["5xx", "5xx", "timeout", "timeout"]
+    tally("faults injected", 4)
+    for _ in range(3):
+        outbox.drain_once(live.services, "faulty")
+        live.services.clock.shift(timedelta(seconds=outbox.BACKOFF_MAX_SECONDS))
+    with live.session() as db:
+        row = db.execute(select(OutboxNotice)).scalar_one()
+    assert row.status == "sent" and row.attempts == 3, (row.status, row.attempts, row.last_error)
+    with live.emulator.lock:
+        assert len([m for m in live.emulator.inbox.get(OPENID, []) if m["kind"] == "template"]) == 1
