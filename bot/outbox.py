@@ -7,16 +7,18 @@ exists exactly when its change does. ``drain_once`` then:
    (``claimed_by``/``claimed_until``) in one UPDATE — ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, SQLite's write
    lock elsewhere — so several workers never take the same row;
 2. per row, marks it ``sending`` and **commits before calling WeChat**, sends, and marks the outcome: ``sent``
-   (msgid kept for TEMPLATESENDJOBFINISH), ``pending`` again with exponential backoff (network errors, 5xx, -1,
-   45009, token errors left after WeChatAPI's one refresh), ``undeliverable`` (43004 not following, 40003) or
-   ``failed`` (template or data refused, attempts used up).
+   (msgid kept for TEMPLATESENDJOBFINISH; recorded for up to ``MARK_EVERY`` sends at once, which halves the
+   database work per notice), ``pending`` again with exponential backoff (network errors, 5xx, -1, 45009, token
+   errors left after WeChatAPI's one refresh), ``undeliverable`` (43004 not following, 40003) or ``failed``
+   (template or data refused, attempts used up). Several threads send at once (``SEND_THREADS``).
 
 WeChat has no idempotency key for template sends, so we choose **at most once**: a row still ``sending`` after its
 lease ran out (the worker died between sending and marking) is never sent again automatically. If WeChat's
 TEMPLATESENDJOBFINISH for that user arrived after the send began and matched no row (``handlers/notices.py`` keeps
 such events for a day), the notice was delivered and the row becomes ``sent``; otherwise it becomes ``uncertain``
-for an operator to check. Only the single row in flight can end up so: the rest of a dead worker's batch is
-still ``pending`` and is claimed again when its lease ends.
+for an operator to check. Only rows a dead worker had already marked ``sending`` can end up so (per sending thread
+the one in flight and at most ``MARK_EVERY`` sent but not yet recorded, which WeChat's job-finish usually
+confirms); the rest of its batch is still ``pending`` and is claimed again when the lease ends.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from bot.wechat_api import WeChatAPIError
 from models import OutboxNotice, utcnow
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
 SEND_THREADS = 8
+MARK_EVERY = 10
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 3600
 VALUE_MAX = 20
@@ -53,7 +56,7 @@ _INVISIBLE = {"\u200d", "\ufe0e", "\ufe0f", "\u20e3"}
 
 def clean_value(value: Any) -> str:
     """WeChat's 2023 rules: one line, no emoji, at most 20 characters (a longer value ends in '…')."""
-    text = "".join(ch for ch in str(value) if not _emoji(ch))
+    text = "".join(ch for ch in str(value) if ch.isspace() or not _emoji(ch))
     text = " ".join(text.split())
     return text if len(text) <= VALUE_MAX else text[: VALUE_MAX - 1] + "…"
 
@@ -97,11 +100,12 @@ def drain_once(services: Services, worker_id: str) -> int:
     rows = claim(services, token)
     if not rows:
         return 0
-    if len(rows) == 1:
-        _send_one(services, token, rows[0])
+    n = min(SEND_THREADS, len(rows))
+    if n == 1:
+        _send_slice(services, token, rows)
     else:
-        with ThreadPoolExecutor(max_workers=min(SEND_THREADS, len(rows)), thread_name_prefix="outbox") as pool:
-            list(pool.map(lambda r: _send_one(services, token, r), rows))
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="outbox") as pool:
+            list(pool.map(lambda part: _send_slice(services, token, part), [rows[i::n] for i in range(n)]))
     return len(rows)
 
 
@@ -127,64 +131,95 @@ def claim(services: Services, token: str) -> list[Any]:
         .where(o.id.in_(due.scalar_subquery()), o.status == "pending")
         .values(claimed_by=token, claimed_until=now + LEASE)
         .returning(o.id, o.openid, o.kind, o.data, o.url, o.attempts)
-        .execution_options(synchronize_session=False)
     )
-    with services.session() as db, db.begin():
-        return list(db.execute(stmt).all())
+    with services.engine.begin() as conn:
+        return list(conn.execute(stmt).all())
 
 
-def _set(services: Services, row_id: int, token: str, expect: str, **values: Any) -> bool:
+_O = OutboxNotice
+_SENDING = (
+    update(_O)
+    .where(_O.id == bindparam("rid"), _O.status == "pending", _O.claimed_by == bindparam("tok"))
+    .values(status="sending", attempts=_O.attempts + 1, claimed_until=bindparam("until"))
+)
+_SENT = (
+    update(_O)
+    .where(_O.id == bindparam("rid"), _O.status == "sending", _O.claimed_by == bindparam("tok"))
+    .values(status="sent", msgid=bindparam("m"), sent_at=bindparam("at"), claimed_until=None, last_error=None)
+)
+
+
+def _set(conn: Connection, row_id: int, token: str, expect: str, **values: Any) -> bool:
     """Move a row we hold from ``expect`` to new values in its own transaction; False if we no longer hold it."""
-    o = OutboxNotice
-    with services.session() as db, db.begin():
-        res = db.execute(
-            update(o).where(o.id == row_id, o.status == expect, o.claimed_by == token).values(**values).execution_options(synchronize_session=False)
-        )
+    with conn.begin():
+        res = conn.execute(update(_O).where(_O.id == row_id, _O.status == expect, _O.claimed_by == token).values(**values))
         return bool(res.rowcount)
 
 
-def mark_sent(services: Services, row_id: int, token: str, msgid: str) -> bool:
-    return _set(services, row_id, token, "sending", status="sent", msgid=msgid[:32] or None, sent_at=_now(services),
-                claimed_until=None, last_error=None)
+def mark_sent(services: Services, conn: Connection, token: str, sent: list[tuple[int, str]]) -> None:
+    """Record sends (row id, msgid) in one transaction."""
+    at = _now(services)
+    with conn.begin():
+        conn.execute(_SENT, [{"rid": rid, "m": msgid[:32] or None, "tok": token, "at": at} for rid, msgid in sent])
 
 
-def _send_one(services: Services, token: str, row: Any) -> None:
-    now = _now(services)
-    if not _set(services, row.id, token, "pending", status="sending", attempts=row.attempts + 1, claimed_until=now + LEASE):
-        return
+def _send_slice(services: Services, token: str, rows: list[Any]) -> None:
+    """Send rows one by one, each marked ``sending`` (committed) first; successes are recorded every
+    ``MARK_EVERY`` sends, so a dead worker leaves at most that many delivered rows to ``recover_expired``."""
+    sent: list[tuple[int, str]] = []
+    with services.engine.connect() as conn:  # one connection for the slice; no transaction is open while sending
+        for row in rows:
+            try:
+                msgid = _send_one(services, conn, token, row)
+            except Exception:
+                log.exception("notice %s: unexpected error while sending; its lease will run out and it is checked then", row.id)
+                continue
+            if msgid is not None:
+                sent.append((row.id, msgid))
+                services.metrics.notices.labels(kind=row.kind, outcome="sent").inc()
+            if len(sent) >= MARK_EVERY:
+                mark_sent(services, conn, token, sent)
+                sent = []
+        if sent:
+            mark_sent(services, conn, token, sent)
+
+
+def _send_one(services: Services, conn: Connection, token: str, row: Any) -> str | None:
+    """The msgid when WeChat accepted it; None when the row was handled otherwise (or is no longer ours)."""
+    with conn.begin():
+        if not conn.execute(_SENDING, {"rid": row.id, "tok": token, "until": _now(services) + LEASE}).rowcount:
+            return None
     try:
         template_id, data = template_payload(services, row.kind, row.data or {})
     except KeyError:
-        _finish(services, row, token, "failed", f"no template configured for kind {row.kind!r}")
-        return
+        _finish(services, conn, row, token, "failed", f"no template configured for kind {row.kind!r}")
+        return None
     try:
-        msgid = services.wechat.send_template(row.openid, template_id, data, row.url or None)
+        return services.wechat.send_template(row.openid, template_id, data, row.url or None)
     except WeChatAPIError as exc:
-        _failed_send(services, row, token, exc)
-        return
-    mark_sent(services, row.id, token, msgid)
-    services.metrics.notices.labels(kind=row.kind, outcome="sent").inc()
+        _failed_send(services, conn, row, token, exc)
+        return None
 
 
-def _failed_send(services: Services, row: Any, token: str, exc: WeChatAPIError) -> None:
+def _failed_send(services: Services, conn: Connection, row: Any, token: str, exc: WeChatAPIError) -> None:
     code = exc.errcode
     error = f"{code}: {exc.errmsg}"[:500]
     if code in UNDELIVERABLE:
-        _finish(services, row, token, "undeliverable", error)
+        _finish(services, conn, row, token, "undeliverable", error)
         return
     attempts = row.attempts + 1
     if code in PERMANENT or attempts >= services.cfg.notices.max_attempts:
-        _finish(services, row, token, "failed", error)
+        _finish(services, conn, row, token, "failed", error)
         return
     delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempts - 1)) * random.uniform(1.0, 1.2)
-    _set(services, row.id, token, "sending", status="pending", last_error=error, claimed_by=None, claimed_until=None,
+    _set(conn, row.id, token, "sending", status="pending", last_error=error, claimed_by=None, claimed_until=None,
          next_attempt_at=_now(services) + timedelta(seconds=delay))
     services.metrics.notices.labels(kind=row.kind, outcome="retry").inc()
     log.info("notice %s: %s, retry in %.0f s", row.id, error, delay)
 
 
-def _finish(services: Services, row: Any, token: str, status: str, error: str) -> None:
-    _set(services, row.id, token, "sending", status=status, last_error=error, claimed_until=None)
+def _finish(services: Services, conn: Connection, row: Any, token: str, status: str, error: str) -> None:
+    _set(conn, row.id, token, "sending", status=status, last_error=error, claimed_until=None)
     services.metrics.notices.labels(kind=row.kind, outcome=status).inc()
     log.warning("notice %s (%s) %s: %s", row.id, row.kind, status, error)
 

@@ -152,6 +152,7 @@ class Killed(BaseException):
 
 
 def _kill_after_send(monkeypatch):
+    """The worker dies right after WeChat accepted a send, before recording it."""
     real = outbox.mark_sent
 
     def dies(*args, **kwargs):
@@ -178,21 +179,31 @@ def test_worker_killed_between_send_and_mark_does_not_send_twice(live, monkeypat
     assert len(templates(live, OPENID)) == 1
 
 
-def test_killed_worker_without_delivery_report_leaves_it_uncertain_not_resent(make_live, monkeypatch):
+def test_killed_worker_without_delivery_report_leaves_it_uncertain_and_the_rest_go_out(make_live, monkeypatch):
     live = make_live(emulator={"auto_deliver_pushes": False})
-    follow(live, OPENID)
-    rid = queue(live)
-    other = queue(live, "oOutboxUser0000000000003", key="other")
-    follow(live, "oOutboxUser0000000000003")
-    _kill_after_send(monkeypatch)
+    others = [f"oOutboxRest{i:013d}" for i in range(3)]
+    follow(live, OPENID, *others)
+    first = queue(live)
+    rest = [queue(live, o, key=o) for o in others]
+    api = live.services.wechat
+    real_send = api.send_template
+
+    def send_then_die(*args, **kwargs):
+        real_send(*args, **kwargs)
+        raise Killed
+
+    monkeypatch.setattr(api, "send_template", send_then_die)
     monkeypatch.setattr(outbox, "SEND_THREADS", 1)
     with pytest.raises(Killed):
         drain_once(live.services, "doomed")
+    monkeypatch.setattr(api, "send_template", real_send)
+    assert [row(live, r).status for r in rest] == ["pending"] * 3  # claimed by the dead worker, never started
+    assert drain(live, "survivor") == 0  # the dead worker's lease still holds them
     live.services.clock.shift(timedelta(minutes=2))
-    drain(live, "survivor")
-    statuses = {row(live, rid).status, row(live, other).status}
-    assert statuses == {"uncertain", "sent"}  # the one in flight is for an operator; the rest of the batch went out
-    assert len(templates(live, OPENID)) + len(templates(live, "oOutboxUser0000000000003")) == 2
+    assert drain(live, "survivor") == 3
+    assert row(live, first).status == "uncertain" and "check by hand" in row(live, first).last_error
+    assert [row(live, r).status for r in rest] == ["sent"] * 3
+    assert [len(templates(live, o)) for o in (OPENID, *others)] == [1, 1, 1, 1]  # nobody got one twice
 
 
 def test_two_workers_never_send_one_notice_twice(live):
