@@ -45,6 +45,7 @@ class _Conn:
         self.sock = socket.create_connection((host, port), timeout=15)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
+        self.closed = False
 
     def exchange(self, request: bytes) -> int:
         self.sock.sendall(request)
@@ -70,8 +71,7 @@ class _Conn:
                 raise ConnectionResetError("server closed the connection")
             buf += chunk
         self.buf = buf[total:]
-        if "connection: close" in head.lower():
-            raise ConnectionResetError("server asked to close")  # counted, and the worker reconnects
+        self.closed = "connection: close" in head.lower()  # the answer counts; the worker reconnects
         return status
 
     def close(self) -> None:
@@ -129,6 +129,9 @@ def run(url: str, requests_: list[tuple], duration: float, concurrency: int, rat
             if begin >= measure_from:
                 local_status[status] += 1
                 mine.append(end - begin)
+            if conn.closed:
+                conn.close()
+                conn = _Conn(host, port)
         conn.close()
         with lock:
             statuses.update(local_status)

@@ -1,0 +1,81 @@
+"""The benchmark's own machinery (no timing here): requests are signed like WeChat's and never repeat a dedup key,
+the load generator counts what it sends and what comes back, and profiles are read correctly."""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from bench import loadgen, runner, webhook
+from bot.config import load_config
+from bot.wechat_xml import check_signature, decode_push, dedup_key
+
+
+@pytest.fixture(scope="module")
+def cfg():  # type: ignore[no-untyped-def]
+    return load_config(None)
+
+
+@pytest.mark.parametrize("mode", ["plain", "aes"])
+def test_click_requests_are_signed_and_unique(cfg, mode: str) -> None:  # type: ignore[no-untyped-def]
+    users = ["o_a", "o_b", "o_c"]
+    reqs = webhook.click_requests(cfg, mode, "BALANCE", users, 30) + webhook.click_requests(cfg, mode, "BALANCE", users, 30)
+    keys, nonces = set(), set()
+    for path, body in reqs:
+        args = dict(parse_qsl(urlsplit(path).query))
+        assert check_signature(cfg.wechat.token, args["signature"], args["timestamp"], args["nonce"])
+        msg, encrypted = decode_push(body, args, cfg.wechat)
+        assert encrypted == (mode == "aes")
+        assert (msg.type, msg.event, msg.key) == ("event", "click", "BALANCE")
+        keys.add(dedup_key(msg))
+        nonces.add(args["nonce"])
+    assert len(keys) == len(reqs), "a repeated dedup key would be answered from the cache"
+    assert len(nonces) > len(reqs) * 0.9
+
+
+def test_text_requests_carry_unique_msgids(cfg) -> None:  # type: ignore[no-untyped-def]
+    reqs = webhook.text_requests(cfg, ["o_x", "o_x"], ["2000000001", "2000000001"])
+    msgs = [decode_push(body, dict(parse_qsl(urlsplit(path).query)), cfg.wechat)[0] for path, body in reqs]
+    assert [m.content for m in msgs] == ["2000000001", "2000000001"]
+    assert dedup_key(msgs[0]) != dedup_key(msgs[1])
+
+
+def test_loadgen_sends_each_request_once_and_counts_statuses() -> None:
+    seen: list[bytes] = []
+    lock = threading.Lock()
+
+    @Request.application
+    def app(request: Request) -> Response:
+        with lock:
+            seen.append(request.get_data())
+        return Response("nope" if b"bad" in request.get_data() else "ok", status=403 if b"bad" in request.get_data() else 200)
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        reqs = [(f"/wechat?i={i}", b"bad" if i % 5 == 0 else f"body{i}".encode()) for i in range(40)]
+        out = loadgen.run(f"http://127.0.0.1:{server.server_port}", reqs, 30, 4, 0, 0, once=True)
+    finally:
+        server.shutdown()
+    assert out["requests"] == 40
+    assert out["statuses"] == {"200": 32, "403": 8}
+    assert out["errors"] == {}
+    assert sorted(seen) == sorted(body for _, body in reqs)
+
+
+def test_profile_summary_attributes_time_to_our_functions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    raw = tmp_path / "p.txt"
+    raw.write_text(
+        'process 1:"gunicorn";Thread.run (threading.py:982);push (bot/webhook.py:70);decode_push (bot/wechat_xml.py:80);parse (xml/etree.py:1) 30\n'
+        'process 1:"gunicorn";Thread.run (threading.py:982);run_message (bot/conversation.py:49);execute (sqlalchemy/orm/session.py:2) 60\n'
+        'process 1:"gunicorn";Thread.run (threading.py:982);handle (gunicorn/workers/gthread.py:5) 10\n'
+    )
+    s = runner.summarize_raw(raw)
+    assert s["busy_samples"] == 100
+    assert dict(s["ours_inclusive"]) == {"run_message (bot/conversation.py)": 60.0, "push (bot/webhook.py)": 30.0, "decode_push (bot/wechat_xml.py)": 30.0}
+    assert dict(s["by_package"]) == {"sqlalchemy": 60.0, "xml": 30.0, "gunicorn": 10.0}
