@@ -174,6 +174,7 @@ def test_soak(make_live, database_url):
             for o in openids:
                 assert got[o] <= receipts[o]  # never twice
             assert sum(got.values()) >= sum(receipts.values()) - states.get("uncertain", 0)  # never lost (uncertain: a person checks)
+            figures |= Counter({f"notices {k}": v for k, v in states.items()})
             figures["credited orders"] = len(paid_here)
             figures["card entries"] = len(acked_entries)
             figures["receipts sent"] = sum(got.values())
