@@ -237,7 +237,6 @@ def test_emulator_is_absent_in_production(make_live):
         assert requests.get(live.url + path, timeout=10).status_code in (404, 405), path
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (report): /metrics is served to anyone; [server] admin_token is never checked (bot/ops.py)")
 def test_metrics_need_the_admin_token_when_one_is_set(make_live):
     live = make_live(server={"admin_token": "s3cret-admin-token"})
     assert requests.get(live.url + "/metrics", timeout=10).status_code in (401, 403)
