@@ -26,9 +26,13 @@
     const a = Math.abs(fen);
     return `${sign}${Math.floor(a / 100)}.${String(a % 100).padStart(2, "0")}`;
   }
+  // The phone is in China: times are Beijing time whatever the developer's machine uses.
+  const beijing = (opts) => new Intl.DateTimeFormat("zh-CN", { timeZone: "Asia/Shanghai", hour12: false, ...opts });
+  const dayFmt = beijing({ month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  const clockFmt = beijing({ hour: "numeric", minute: "2-digit" });
   function when(seconds) {
-    const d = new Date(seconds * 1000);
-    return `${d.getMonth() + 1}月${d.getDate()}日 ${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+    const p = Object.fromEntries(dayFmt.formatToParts(new Date(seconds * 1000)).map((x) => [x.type, x.value]));
+    return `${p.month}月${p.day}日 ${p.hour}:${p.minute}`;
   }
   // Text as WeChat shows it: plain text, <a href="...">links</a> and bare URLs become tappable; nothing else is HTML.
   function richText(container, text) {
@@ -329,7 +333,7 @@
   });
   $("open-topup").addEventListener("click", () => openWebview(boot.topupUrl));
 
-  const tick = () => { const d = new Date(); $("clock").textContent = `${d.getHours()}:${String(d.getMinutes()).padStart(2, "0")}`; };
+  const tick = () => { $("clock").textContent = clockFmt.format(new Date()); };
   tick();
   setInterval(tick, 30000);
   buildMenu(boot.menu);
