@@ -461,7 +461,7 @@ def request_refund(services: Services, db: Session, openid: str, attempt_id: Any
     card = card_of(db, openid)
     if card is None:
         raise AutodebitError("not_bound", 409)
-    if not isinstance(attempt_id, int) or isinstance(attempt_id, bool):
+    if not isinstance(attempt_id, int) or isinstance(attempt_id, bool) or not 0 < attempt_id < 2**31:
         raise AutodebitError("not_found", 404)
     attempt = db.get(AutodebitAttempt, attempt_id)
     if attempt is None or attempt.cardholder_id != card.id or attempt.status != "succeeded" or attempt.done_at is None:

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import redis
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from bot.wechat_api import WeChatAPIError
@@ -198,7 +199,9 @@ def _send_one(services: Services, conn: Connection, token: str, row: Any) -> str
         return services.wechat.send_template(row.openid, template_id, data, row.url or None)
     except WeChatAPIError as exc:
         _failed_send(services, conn, row, token, exc)
-        return None
+    except redis.RedisError as exc:  # the shared token lives in Redis: nothing reached WeChat, so retrying is safe
+        _failed_send(services, conn, row, token, WeChatAPIError(None, f"redis: {type(exc).__name__}"))
+    return None
 
 
 def _failed_send(services: Services, conn: Connection, row: Any, token: str, exc: WeChatAPIError) -> None:
@@ -226,6 +229,14 @@ def _finish(services: Services, conn: Connection, row: Any, token: str, status: 
 
 def recover_expired(services: Services, limit: int = 100) -> int:
     """Rows left ``sending`` by a worker that died: ``sent`` if WeChat reported delivering them, else ``uncertain``."""
+    try:
+        return _recover(services, limit)
+    except redis.RedisError as exc:  # cannot check WeChat's reports now: leave the rows for the next pass
+        log.warning("recovering expired notices postponed: %s", type(exc).__name__)
+        return 0
+
+
+def _recover(services: Services, limit: int) -> int:
     now = _now(services)
     o = OutboxNotice
     with services.session() as db, db.begin():
