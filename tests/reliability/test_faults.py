@@ -398,3 +398,45 @@ def test_redis_down_while_the_outbox_sends_loses_no_notice(redis_proxied):
     with live.emulator.lock:
         got = len([m for m in live.emulator.inbox.get(OPENID, []) if m["kind"] == "template"])
     assert (row.status, got) == ("sent", 1), (row.status, row.last_error, got)
+
+
+@pytest.mark.parametrize("wechat", ["up", "5xx"])
+def test_slow_backend_answers_processing_then_the_late_reply_or_nothing(make_live, proxies, wechat):
+    """A database that hangs past the reply budget: WeChat gets "processing" in time; the real answer follows as a
+    customer-service message, and a WeChat 5xx on that send is survived (logged, next pushes served)."""
+    live = make_live(wechat={"reply_budget_seconds": 0.5, "request_timeout_seconds": 1.0})
+    wx = live.pusher()
+    card_id = new_card(live)
+    student(live, OPENID, card_id=card_id)
+    with live.emulator.lock:
+        live.emulator.followers.add(OPENID)
+    if wechat == "5xx":
+        live.emulator.faults["custom"] = "5xx"
+    hung = proxies(REDIS_URL)
+    hung.blackhole()
+    with database_down(live, hung.port):
+        reply, took = timed(wx.text, OPENID, "余额")
+        assert reply.status == 200 and took < 2
+        assert reply.content == t("zh", "processing")
+
+        def late() -> list[Any]:
+            with live.emulator.lock:
+                return [m for m in live.emulator.inbox.get(OPENID, []) if m["kind"] == "customer_service"]
+
+        if wechat == "up":
+            got = wait_until(late, 8)
+            assert got[0]["content"]["content"] == SORRY
+        else:
+            time.sleep(3)
+            assert late() == []
+    live.emulator.faults.pop("custom", None)
+    assert "100.50" in wx.text(OPENID, "余额").content
+
+
+def wait_until(cond: Any, timeout: float) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if value := cond():
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
