@@ -120,8 +120,8 @@ def stamp(services: Services) -> str:
     return f"{services.clock.now():%Y-%m-%d %H:%M}"
 
 
-def notice(services: Services, db: Session, openid: str, kind: str, dedup_key: str, **keys: str) -> Notice:
-    """A template notice in the recipient's language; ``keys`` name texts (``notice_*``) or carry ready values."""
+def notice(services: Services, openid: str, kind: str, dedup_key: str, **keys: str) -> Notice:
+    """A template notice for ``openid`` (values already in the recipient's language), linking to the page."""
     return Notice(
         openid=openid,
         kind=kind,
@@ -275,7 +275,7 @@ def process_attempt(services: Services, attempt_id: int) -> str:
 
             def success(card: Cardholder, entry: Any) -> list[Notice]:
                 return [
-                    notice(services, db, agreement.openid, "autodebit_success", f"autodebit:{attempt_id}:ok",
+                    notice(services, agreement.openid, "autodebit_success", f"autodebit:{attempt_id}:ok",
                            amount=t(lang, "notice_yuan", amount=yuan(amount)), balance=t(lang, "notice_yuan", amount=yuan(card.balance_fen)),
                            time=stamp(services))
                 ]
@@ -288,7 +288,7 @@ def process_attempt(services: Services, attempt_id: int) -> str:
             attempt.status, attempt.reason, attempt.done_at = "failed", reason, now
             queue_notice(
                 db,
-                notice(services, db, agreement.openid, "autodebit_failure", f"autodebit:{attempt_id}:fail",
+                notice(services, agreement.openid, "autodebit_failure", f"autodebit:{attempt_id}:fail",
                        amount=t(lang, "notice_yuan", amount=yuan(amount)), reason=t(lang, f"notice_reason_{reason}"),
                        advice=t(lang, f"notice_advice_{reason}"), time=stamp(services)),
                 f"autodebit:{attempt_id}",
@@ -394,7 +394,7 @@ def run_agreement_reminders(services: Services, batch: int = 500) -> dict[str, i
             for ag in rows:
                 ag.status = "expired"
                 lang = lang_of(db, ag.openid)
-                queue_notice(db, notice(services, db, ag.openid, "agreement_expired", f"agreement:{ag.id}:expired",
+                queue_notice(db, notice(services, ag.openid, "agreement_expired", f"agreement:{ag.id}:expired",
                                         status=t(lang, "notice_agreement_ended"), date=f"{ag.expires_on:%Y-%m-%d}",
                                         advice=t(lang, "notice_agreement_advice")), f"agreement:{ag.id}")
             done["expired"] += len(rows)
@@ -418,7 +418,7 @@ def run_agreement_reminders(services: Services, batch: int = 500) -> dict[str, i
             for ag in rows:
                 ag.reminder_sent_on = today
                 lang = lang_of(db, ag.openid)
-                queue_notice(db, notice(services, db, ag.openid, "agreement_expiring", f"agreement:{ag.id}:expiring",
+                queue_notice(db, notice(services, ag.openid, "agreement_expiring", f"agreement:{ag.id}:expiring",
                                         status=t(lang, "notice_agreement_ending"), date=f"{ag.expires_on:%Y-%m-%d}",
                                         advice=t(lang, "notice_agreement_advice")), f"agreement:{ag.id}")
             done["reminded"] += len(rows)
@@ -500,7 +500,7 @@ def approve_refund(services: Services, request_id: int, operator: str) -> Refund
             raise AutodebitError("balance_too_low", 409) from None
         req.status = "approving"
         account, amount, original = agreement.bank_account, attempt.amount_fen, attempt.bank_ref
-        attempt_id = attempt.id
+        attempt_id, card_id = attempt.id, attempt.cardholder_id
     try:
         result = services.bank.refund(account, amount, f"RF{attempt_id}", original)
     except BankUnavailable:
@@ -514,25 +514,19 @@ def approve_refund(services: Services, request_id: int, operator: str) -> Refund
         req.decided_at, req.decided_by = now, operator[:64]
         if not result.ok:
             # The bank will not take it back: give the card its money again and leave the case to the service center.
-            post_entry(db, attempt_card(db, req), amount, "adjust", f"autodebit-refund-undo:{attempt_id}",
+            post_entry(db, card_id, amount, "adjust", f"autodebit-refund-undo:{attempt_id}",
                        description=t(lang, "kind_adjust"), at=now)
             req.status, req.note = "failed", f"bank: {result.reason} {result.message}"[:256]
             raise_after = AutodebitError("bank_refused_refund", 409, reason=result.reason)
         else:
             req.status = "approved"
             raise_after = None
-            queue_notice(db, notice(services, db, req.openid, "refund_result", f"refund:{req.id}:approved",
+            queue_notice(db, notice(services, req.openid, "refund_result", f"refund:{req.id}:approved",
                                     amount=t(lang, "notice_yuan", amount=yuan(amount)), result=t(lang, "notice_refund_approved"),
                                     time=stamp(services)), f"refund:{req.id}")
     if raise_after is not None:
         raise raise_after
     return req
-
-
-def attempt_card(db: Session, req: RefundRequest) -> int:
-    attempt = db.get(AutodebitAttempt, req.attempt_id)
-    assert attempt is not None
-    return attempt.cardholder_id
 
 
 def reject_refund(services: Services, request_id: int, operator: str, note: str = "") -> RefundRequest:
@@ -548,7 +542,7 @@ def reject_refund(services: Services, request_id: int, operator: str, note: str 
         assert attempt is not None
         lang = lang_of(db, req.openid)
         req.status, req.decided_at, req.decided_by, req.note = "rejected", services.clock.utcnow(), operator[:64], note[:256] or None
-        queue_notice(db, notice(services, db, req.openid, "refund_result", f"refund:{req.id}:rejected",
+        queue_notice(db, notice(services, req.openid, "refund_result", f"refund:{req.id}:rejected",
                                 amount=t(lang, "notice_yuan", amount=yuan(attempt.amount_fen)), result=t(lang, "notice_refund_rejected"),
                                 time=stamp(services)), f"refund:{req.id}")
         return req

@@ -112,3 +112,29 @@ def test_approval_refused_when_the_card_no_longer_holds_the_money(live):
     assert result.exit_code == 1 and "too low" in result.output
     assert balance(live, card_id) == 900 and entries(live, card_id, "refund") == []
     assert [c["op"] for c in bank(live).calls].count("refund") == 0
+
+
+def test_approval_interrupted_by_the_bank_is_finished_by_running_it_again(live):
+    card_id, attempt_id = topped_up(live, at(2026, 11, 20, 10, 0))
+    request_id = logged_in(live, OPENID).post("/api/autodebit/refunds", {"attempt_id": attempt_id}).json()["request_id"]
+    bank(live).faults["refund"] = ["5xx"]
+    result = cli(live, "refunds", "approve", str(request_id))
+    assert result.exit_code == 1 and "bank" in result.output
+    assert balance(live, card_id) == 1900  # taken off the card first; the bank part is repeated below
+    assert "approving" in cli(live, "refunds", "list").output
+    assert cli(live, "refunds", "approve", str(request_id)).exit_code == 0
+    assert [e.amount_fen for e in entries(live, card_id, "refund")] == [-5000]
+    assert bank(live).accounts[GOOD_ACCOUNT].balance_fen == 100_000
+
+
+def test_bank_refusing_the_refund_gives_the_card_its_money_back(live):
+    card_id, attempt_id = topped_up(live, at(2026, 11, 20, 10, 0))
+    request_id = logged_in(live, OPENID).post("/api/autodebit/refunds", {"attempt_id": attempt_id}).json()["request_id"]
+    with bank(live).lock:
+        bank(live).debits.clear()  # the bank no longer knows the debit
+    result = cli(live, "refunds", "approve", str(request_id))
+    assert result.exit_code == 1 and "refused" in result.output
+    assert balance(live, card_id) == 6900
+    assert [e.amount_fen for e in entries(live, card_id, "refund")] == [-5000]
+    assert [e.amount_fen for e in entries(live, card_id, "adjust")] == [5000]
+    assert "failed" in cli(live, "refunds", "list", "--all").output
