@@ -377,54 +377,46 @@ def create_missed_attempts(services: Services) -> int:
 
 # --- agreements ending ------------------------------------------------------------
 def run_agreement_reminders(services: Services, batch: int = 500) -> dict[str, int]:
-    """Remind ``reminder_days_before`` the end, and end agreements whose day has come (with a notice)."""
+    """End agreements whose day has come, and remind ``reminder_days_before`` the end; each with a notice."""
     today = services.clock.today()
-    before = services.cfg.autodebit.reminder_days_before
-    done = {"reminded": 0, "expired": 0}
+    a = AutodebitAgreement
+    before = today + timedelta(days=services.cfg.autodebit.reminder_days_before)
+
+    def expire(ag: AutodebitAgreement) -> None:
+        ag.status = "expired"
+
+    def remind(ag: AutodebitAgreement) -> None:
+        ag.reminder_sent_on = today
+
+    return {
+        "expired": _agreement_notices(services, batch, [a.expires_on <= today], expire, "agreement_expired", "notice_agreement_ended"),
+        "reminded": _agreement_notices(services, batch, [a.reminder_sent_on.is_(None), a.expires_on > today, a.expires_on <= before],
+                                       remind, "agreement_expiring", "notice_agreement_ending"),
+    }
+
+
+def _agreement_notices(services: Services, batch: int, where: list[Any], change: Any, kind: str, status_key: str) -> int:
+    """Apply ``change`` to active agreements matching ``where`` in batches (rows locked, skipped if another worker
+    has them), queueing ``kind`` to the signer in their language in the same transaction."""
+    done = 0
     while True:
         with services.session() as db, db.begin():
-            rows = list(
-                db.execute(
-                    select(AutodebitAgreement)
-                    .where(AutodebitAgreement.status == "active", AutodebitAgreement.expires_on <= today)
-                    .limit(batch)
-                    .with_for_update(skip_locked=True)
-                ).scalars()
-            )
-            for ag in rows:
-                ag.status = "expired"
-                lang = lang_of(db, ag.openid)
-                queue_notice(db, notice(services, ag.openid, "agreement_expired", f"agreement:{ag.id}:expired",
-                                        status=t(lang, "notice_agreement_ended"), date=f"{ag.expires_on:%Y-%m-%d}",
-                                        advice=t(lang, "notice_agreement_advice")), f"agreement:{ag.id}")
-            done["expired"] += len(rows)
+            rows = db.execute(
+                select(AutodebitAgreement, WechatUser.lang)
+                .outerjoin(WechatUser, WechatUser.openid == AutodebitAgreement.openid)
+                .where(AutodebitAgreement.status == "active", *where)
+                .order_by(AutodebitAgreement.id)
+                .limit(batch)
+                .with_for_update(of=AutodebitAgreement, skip_locked=True)
+            ).all()
+            for ag, lang in rows:
+                change(ag)
+                lang = lang or "zh"
+                queue_notice(db, notice(services, ag.openid, kind, f"agreement:{ag.id}:{kind}", status=t(lang, status_key),
+                                        date=f"{ag.expires_on:%Y-%m-%d}", advice=t(lang, "notice_agreement_advice")), f"agreement:{ag.id}")
+        done += len(rows)
         if len(rows) < batch:
-            break
-    while True:
-        with services.session() as db, db.begin():
-            rows = list(
-                db.execute(
-                    select(AutodebitAgreement)
-                    .where(
-                        AutodebitAgreement.status == "active",
-                        AutodebitAgreement.reminder_sent_on.is_(None),
-                        AutodebitAgreement.expires_on > today,
-                        AutodebitAgreement.expires_on <= today + timedelta(days=before),
-                    )
-                    .limit(batch)
-                    .with_for_update(skip_locked=True)
-                ).scalars()
-            )
-            for ag in rows:
-                ag.reminder_sent_on = today
-                lang = lang_of(db, ag.openid)
-                queue_notice(db, notice(services, ag.openid, "agreement_expiring", f"agreement:{ag.id}:expiring",
-                                        status=t(lang, "notice_agreement_ending"), date=f"{ag.expires_on:%Y-%m-%d}",
-                                        advice=t(lang, "notice_agreement_advice")), f"agreement:{ag.id}")
-            done["reminded"] += len(rows)
-        if len(rows) < batch:
-            break
-    return done
+            return done
 
 
 # --- refunds -------------------------------------------------------------------------
