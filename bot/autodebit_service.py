@@ -16,13 +16,11 @@ only repeat the bad news), gets no new one until the next day's sweep.
 
 from __future__ import annotations
 
-import calendar
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, and_, cast, exists, insert, literal, or_, select
@@ -32,10 +30,10 @@ from sqlalchemy.orm import Session
 from bot.bank import INSUFFICIENT_FUNDS, NO_ACCOUNT, BankUnavailable
 from bot.clock import SCHOOL_TZ, to_local
 from bot.texts import t, yuan
+from bot.topup_service import card_for, fen
 from models import (
     AutodebitAgreement,
     AutodebitAttempt,
-    Binding,
     Cardholder,
     InsufficientBalance,
     Notice,
@@ -71,10 +69,6 @@ class AutodebitError(Exception):
 
 
 # --- small helpers -----------------------------------------------------------------
-def fen(yuan_amount: int | float) -> int:
-    return int(Decimal(str(yuan_amount)) * 100)
-
-
 def expires_on(services: Services, today: date | None = None) -> date:
     """Agreements end on the 1st of ``renew_month`` (the first such day after ``today``) and must be signed again."""
     today = today or services.clock.today()
@@ -100,15 +94,14 @@ def day_start_utc(day: date) -> datetime:
 
 
 def month_start(day: date, back: int = 0) -> date:
+    """The 1st of ``day``'s month, ``back`` months earlier (negative: later)."""
     total = day.year * 12 + day.month - 1 - back
     return date(total // 12, total % 12 + 1, 1)
 
 
 def refund_deadline(services: Services, done_at_utc: datetime) -> date:
     """The last day a refund of this top-up may be asked for: ``refund_request_day`` of the following month."""
-    done = to_local(done_at_utc).date()
-    nxt = month_start(date(done.year, done.month, calendar.monthrange(done.year, done.month)[1]) + timedelta(days=1))
-    return nxt.replace(day=services.cfg.autodebit.refund_request_day)
+    return month_start(to_local(done_at_utc).date(), back=-1).replace(day=services.cfg.autodebit.refund_request_day)
 
 
 def lang_of(db: Session, openid: str) -> str:
@@ -132,11 +125,6 @@ def notice(services: Services, openid: str, kind: str, dedup_key: str, **keys: s
     )
 
 
-def card_of(db: Session, openid: str) -> Cardholder | None:
-    b = db.execute(select(Binding).where(Binding.openid == openid)).scalar_one_or_none()
-    return b.cardholder if b else None
-
-
 def active_agreement(db: Session, cardholder_id: int, today: date) -> AutodebitAgreement | None:
     return db.execute(
         select(AutodebitAgreement)
@@ -153,7 +141,7 @@ def active_agreement(db: Session, cardholder_id: int, today: date) -> AutodebitA
 # --- agreements --------------------------------------------------------------------
 def sign(services: Services, db: Session, openid: str, bank_account: Any) -> AutodebitAgreement:
     """Sign for the openid's bound card after the bank confirms the account. The caller commits."""
-    card = card_of(db, openid)
+    card = card_for(db, openid)
     if card is None:
         raise AutodebitError("not_bound", 409)
     if card.status != "active":
@@ -191,7 +179,7 @@ def sign(services: Services, db: Session, openid: str, bank_account: Any) -> Aut
 
 
 def cancel(services: Services, db: Session, openid: str) -> AutodebitAgreement:
-    card = card_of(db, openid)
+    card = card_for(db, openid)
     if card is None:
         raise AutodebitError("not_bound", 409)
     agreement = active_agreement(db, card.id, services.clock.today())
@@ -450,7 +438,7 @@ def recent_topups(services: Services, db: Session, cardholder_id: int) -> list[R
 
 
 def request_refund(services: Services, db: Session, openid: str, attempt_id: Any) -> RefundRequest:
-    card = card_of(db, openid)
+    card = card_for(db, openid)
     if card is None:
         raise AutodebitError("not_bound", 409)
     if not isinstance(attempt_id, int) or isinstance(attempt_id, bool) or not 0 < attempt_id < 2**31:

@@ -7,21 +7,18 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-import pytest
 import requests
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from bot.clock import SCHOOL_TZ
 from bot.integration import signature
 from bot.outbox import drain_once
-from models import AutodebitAttempt, Cardholder, LedgerEntry, OutboxNotice, ledger_sum
-from models.db import make_engine
+from models import AutodebitAttempt, Cardholder, LedgerEntry, OutboxNotice
 from tests.factories import bind, make_cardholder
+from tests.test_topup_support import ledger_checked, wait_for  # noqa: F401  (re-exported: the same checks serve both)
 
 CSRF = re.compile(r'"csrf":\s*"([^"]+)"')
 GOOD_ACCOUNT = "6222021234567890"
@@ -142,25 +139,3 @@ def drain(live: Any, worker: str = "test") -> int:
     while (n := drain_once(live.services, worker)) > 0:
         total += n
     return total
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if value := cond():
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
-
-
-@pytest.fixture(autouse=True)
-def ledger_checked(make_live: Any, database_url: str) -> Iterator[None]:
-    """After every test (before the database is cleaned): each card's balance equals its ledger."""
-    yield
-    engine = make_engine(database_url)
-    try:
-        with Session(engine) as db:
-            for c in db.execute(select(Cardholder)).scalars():
-                assert c.balance_fen == ledger_sum(db, c.id), f"card {c.student_no}: balance {c.balance_fen} != ledger"
-    finally:
-        engine.dispose()

@@ -18,7 +18,6 @@ from bot.autodebit_service import (
     AutodebitError,
     active_agreement,
     cancel,
-    card_of,
     lang_of,
     next_window,
     open_attempt,
@@ -31,6 +30,7 @@ from bot.clock import to_local
 from bot.h5auth import csrf_token, current_openid, login_api, login_page
 from bot.services import Services
 from bot.texts import t, yuan
+from bot.topup_service import card_for
 from models import AutodebitAttempt, lock_card
 
 bp = Blueprint("autodebit", __name__)
@@ -46,7 +46,7 @@ def _refused(err: AutodebitError, lang: str) -> Any:
 
 def state(svc: Services, db: Session, openid: str, lang: str) -> dict[str, Any]:
     """Everything the page shows, as plain data (also the JSON API's answer)."""
-    card = card_of(db, openid)
+    card = card_for(db, openid)
     if card is None:
         return {"bound": False}
     c = svc.cfg.autodebit
