@@ -10,8 +10,9 @@ worker killed) is simply processed again by the sweep: the card is credited once
 
 Triggers, at most one attempt per card and trigger (unique ``trigger_key``): a spend that leaves the card below its
 threshold (``entry:{entry_id}``), signing while already below it, and the sweep (``sweep:{day}:{card}``). A card with
-an open attempt, or with any attempt already today (a failed one was notified; trying again on every swipe would
-only repeat the bad news), gets no new one until the next day's sweep.
+an open attempt, or with a failed one today (the student was told; trying again on every swipe would only repeat the
+bad news), gets no new one; the sweep adds one only for cards with no attempt at all that day, so a failure is
+retried once a day.
 """
 
 from __future__ import annotations
