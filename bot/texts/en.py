@@ -164,7 +164,7 @@ TEXTS: dict[str, str] = {
     "autodebit_err_not_found": "Auto top-up not found.",
     "autodebit_err_too_late": "The refund deadline ({deadline}) has passed; refunds can no longer be requested online. Ask the Card Service Center.",
     "autodebit_err_already_requested": "A refund was already requested for this top-up.",
-    "autodebit_err_already_decided": "This refund request was already handled ({status}).",
+    "autodebit_err_already_decided": "This refund request was already handled ({state}).",
     "autodebit_err_balance_too_low": "The card balance is too low to take this top-up back.",
     "autodebit_err_bank_refused_refund": "The bank refused the refund ({reason}); the card keeps the money.",
     "notice_yuan": "{amount} yuan",
