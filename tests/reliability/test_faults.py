@@ -365,11 +365,6 @@ def test_template_sends_through_wechat_5xx_and_timeouts_arrive_once(make_live):
         assert len([m for m in live.emulator.inbox.get(OPENID, []) if m["kind"] == "template"]) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (report): bot/wechat_api.py WeChatAPI._call lets redis.RedisError from the token lookup escape; bot/outbox.py then "
-    "treats the never-sent notice as maybe-sent and writes it off as 'uncertain'",
-)
 def test_redis_down_while_the_outbox_sends_loses_no_notice(redis_proxied):
     """The access token lives in Redis: with Redis gone nothing can reach WeChat, so the notice must be retried
     later, not left 'sending' and then written off as 'uncertain' though it was never sent."""
