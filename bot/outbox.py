@@ -169,6 +169,8 @@ def _send_slice(services: Services, token: str, rows: list[Any]) -> None:
     ``MARK_EVERY`` sends, so a dead worker leaves at most that many delivered rows to ``recover_expired``."""
     sent: list[tuple[int, str]] = []
     with services.engine.connect() as conn:  # one connection for the slice; no transaction is open while sending
+        if conn.dialect.name != "sqlite":  # each mark is one statement: autocommit saves BEGIN/COMMIT round trips
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         for row in rows:
             try:
                 msgid = _send_one(services, conn, token, row)
