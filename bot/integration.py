@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from bot.autodebit_service import next_window, on_card_entry, process_attempt
 from bot.clock import SCHOOL_TZ
-from models import AutodebitAttempt, Cardholder, InsufficientBalance, LedgerEntry, lock_card, post_entry
+from models import AutodebitAttempt, Cardholder, InsufficientBalance, lock_card, post_entry
 
 log = logging.getLogger(__name__)
 bp = Blueprint("integration", __name__)
@@ -106,19 +106,15 @@ def card_entries() -> Any:
             return _err(409, "entry_id_reused", "entry_id already used for another card")
         attempt = on_card_entry(svc, db, card, entry["entry_id"]) if posted.created and entry["amount_fen"] < 0 else None
         attempt_id = attempt.id if attempt else None
-    autodebit = None
-    if attempt_id is None:
+    if not posted.created:  # a replay: report the attempt the first delivery opened, if any
         attempt_id = _attempt_for(svc, entry["entry_id"])
+    autodebit = None
     if attempt_id is not None:
         status = process_attempt(svc, attempt_id) if posted.created else None
         autodebit = _describe(svc, attempt_id, status)
     with svc.session() as db:
         balance = db.execute(select(Cardholder.balance_fen).where(Cardholder.id == card_id)).scalar_one()
-        if not posted.created:
-            balance_after = db.execute(select(LedgerEntry.balance_after_fen).where(LedgerEntry.idempotency_key == key)).scalar_one()
-        else:
-            balance_after = posted.entry.balance_after_fen
-    return jsonify(entry_id=entry["entry_id"], duplicate=not posted.created, balance_after_entry_fen=balance_after,
+    return jsonify(entry_id=entry["entry_id"], duplicate=not posted.created, balance_after_entry_fen=posted.entry.balance_after_fen,
                    balance_fen=balance, autodebit=autodebit)
 
 
