@@ -39,7 +39,7 @@ def clicks(cfg: Config, key: str, openids: list[str]) -> list[tuple[str, bytes]]
 
 def run(settings: Settings, cfg: Config, services: Any, bot_server: Any, sizes: list[int], report: Any) -> dict[str, Any]:
     engine = services.engine
-    seconds = 3.0 if settings.quick else 10.0
+    seconds = 3.0 if settings.quick else 15.0
     rng = random.Random(7)
     stages: list[dict[str, Any]] = []
     loaded = 0
