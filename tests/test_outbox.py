@@ -226,4 +226,4 @@ def test_two_workers_never_send_one_notice_twice(live):
     msgids = [templates(live, o)[0]["msgid"] for o in openids]
     assert len(set(msgids)) == 60
     assert {n.status for n in notices(live)} == {"sent"}
-    assert wait_for(lambda: all(n.delivery_status == "success" for n in notices(live)))  # every job-finish matched its row
+    assert wait_for(lambda: all(n.delivery_status == "success" for n in notices(live)), timeout=30)  # every job-finish matched its row

@@ -394,12 +394,15 @@ def push_event(cfg: Config, st: EmulatorState, openid: str, xml: str, delay: flo
     if delay:
         time.sleep(delay)
     record: dict[str, Any] = {"openid": openid, "xml": xml}
-    try:
-        reply = make_pusher(cfg, st.push_mode).send(openid, xml)
-        record.update(status=reply.status, reply=reply.raw)
-    except (requests.RequestException, AssertionError, ValueError) as exc:
-        record.update(status=0, reply=type(exc).__name__)
-        log.warning("emulator push to /wechat failed: %s", type(exc).__name__)
+    for _attempt in range(3):  # like WeChat: a push that fails or times out is tried three times in all
+        try:
+            reply = make_pusher(cfg, st.push_mode).send(openid, xml)
+            record.update(status=reply.status, reply=reply.raw)
+            if reply.status == 200:
+                break
+        except (requests.RequestException, AssertionError, ValueError) as exc:
+            record.update(status=0, reply=type(exc).__name__)
+            log.warning("emulator push to /wechat failed: %s", type(exc).__name__)
     with st.lock:
         st.pushes.append(record)
 
