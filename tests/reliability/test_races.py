@@ -206,12 +206,16 @@ def test_worker_killed_mid_send_never_sends_twice_and_loses_nothing(make_live):
     time.sleep(0.3)
     live.services.clock.shift(outbox.LEASE + timedelta(seconds=5))  # the dead worker's lease runs out
     survivors = _burst(2, lambda i: _drain(live, f"survivor{i}"))
-    assert sum(survivors) >= 6 - sum(delivered_before.values())
-    counts = {o: len(_templates(live, o)) for o in openids}
-    assert all(n == 1 for n in counts.values()), counts  # every receipt arrived, none twice
     with live.session() as db:
-        final = {s for (s,) in db.execute(select(OutboxNotice.status))}
-    assert final <= {"sent", "uncertain"}, final
+        final = dict(db.execute(select(OutboxNotice.openid, OutboxNotice.status)).all())
+    assert set(final.values()) <= {"sent", "uncertain"}, final
+    in_flight = [o for o, status in final.items() if status == "uncertain"]
+    assert sum(survivors) >= 6 - sum(delivered_before.values()) - len(in_flight)
+    counts = {o: len(_templates(live, o)) for o in openids}
+    assert all(n <= 1 for n in counts.values()), counts  # none twice
+    # every receipt arrived, except one the dead worker had in flight and WeChat never reported: that one is
+    # left 'uncertain' for an operator (`cardbot notices list`), never resent blindly and never silently dropped
+    assert all(counts[o] == 1 for o in openids if o not in in_flight), counts
 
 
 def _drain(live: Any, worker: str) -> int:
