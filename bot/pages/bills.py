@@ -60,12 +60,12 @@ def page() -> Any:
         if wanted is not None:
             m = MONTH.match(wanted)
             if not m or not 1 <= int(m.group(2)) <= 12 or not (OLDEST_YEAR, 1) <= (int(m.group(1)), int(m.group(2))) <= (year, month):
-                return _private(render_template("bills/message.html", t=tr, lang=lang, message=tr("bills_page_bad_month")), 400)
+                return _private(_message(tr, lang, tr("bills_page_bad_month")), 400)
             year, month = int(m.group(1)), int(m.group(2))
 
         binding = db.execute(select(Binding).where(Binding.openid == openid)).scalar_one_or_none()
         if binding is None:
-            return _private(render_template("bills/message.html", t=tr, lang=lang, message=tr("not_bound")))
+            return _private(_message(tr, lang, tr("not_bound")))
         card = binding.cardholder
         bill = month_bill(db, card.id, year, month)
         prev = prev_month(year, month)
@@ -95,3 +95,7 @@ def page() -> Any:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+
+
+def _message(tr: Any, lang: str, message: str) -> str:
+    return render_template("message.html", lang=lang, title=tr("bills_page_title"), message=message, message_id="message")

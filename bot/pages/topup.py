@@ -60,7 +60,7 @@ def page() -> Any:
         refusal = card_refusal(card)
         if refusal is not None or card is None:
             msg = refusal.message(lang) if refusal else ""
-            return render_template("topup/blocked.html", t=tr, lang=lang, message=msg)
+            return render_template("message.html", lang=lang, title=tr("topup_blocked_title"), message=msg, message_id="blocked")
         now = svc.clock.now()
         remaining = remaining_today(cfg, db, card.id, now.date())
         c = cfg.topup
