@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 import redis
@@ -17,6 +18,7 @@ from bot.texts import t
 from models import WechatUser
 
 log = logging.getLogger(__name__)
+LAST_SEEN_RESOLUTION = timedelta(minutes=5)
 
 
 def load_user(db: Any, openid: str, now: Any) -> WechatUser:
@@ -29,7 +31,8 @@ def load_user(db: Any, openid: str, now: Any) -> WechatUser:
                 db.add(user)
         except IntegrityError:
             user = db.get(WechatUser, openid)
-    user.last_message_at = now
+    if user.last_message_at is None or now - user.last_message_at >= LAST_SEEN_RESOLUTION:
+        user.last_message_at = now  # coarse on purpose: an UPDATE per message would cost a write and a row lock
     return user
 
 
