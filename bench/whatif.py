@@ -4,7 +4,6 @@ Serves the bot with parts of its BALANCE path patched at start-up (``whatif_app(
 and loads each variant like row (a). The patches reach into the bot's internals on purpose, to measure a change
 before anyone makes it; when the bot changes, they may stop applying (they then fail loudly).
 
-- ``lazy_seen``: ``last_message_at`` written only when older than 10 minutes (not on every message)
 - ``inline``: the handler runs in the request thread (no thread-pool hop)
 - ``noping``: no ``pool_pre_ping`` round trip at connection checkout
 - ``core``: the BALANCE handler's two lookups in SQLAlchemy Core, same reply text
@@ -17,7 +16,7 @@ import os
 from concurrent.futures import Future
 from typing import Any
 
-VARIANTS = ["", "lazy_seen", "noping", "inline", "lazy_seen,noping", "lazy_seen,noping,core"]
+VARIANTS = ["", "noping", "inline", "core", "noping,core"]
 
 
 def whatif_app() -> Any:
@@ -26,8 +25,6 @@ def whatif_app() -> Any:
     app = bot_app()
     svc = app.extensions["cardbot"]
     chosen = set(filter(None, os.environ.get("CARDBOT_WHATIF", "").split(",")))
-    if "lazy_seen" in chosen:
-        _lazy_seen()
     if "inline" in chosen:
         svc.__dict__["executor"] = _Inline()
     if "noping" in chosen:
@@ -45,24 +42,6 @@ class _Inline:
         except BaseException as exc:
             f.set_exception(exc)
         return f
-
-
-def _lazy_seen() -> None:
-    import bot.conversation as conv
-
-    original = conv.load_user
-
-    def load_user(db: Any, openid: str, now: Any) -> Any:
-        from models import WechatUser
-
-        user = db.get(WechatUser, openid)
-        if user is None:
-            return original(db, openid, now)
-        if user.last_message_at is None or (now - user.last_message_at).total_seconds() > 600:
-            user.last_message_at = now
-        return user
-
-    conv.load_user = load_user
 
 
 def _core_balance() -> None:
