@@ -1,1 +1,1 @@
-"""Benchmarks: ``python -m bench`` (see bench/README.md)."""
+"""Benchmarks: ``python -m bench`` (see the Benchmarks section of README.md)."""
