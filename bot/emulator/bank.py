@@ -19,6 +19,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from bot.emulator.state import pop_fault
+
 bp = Blueprint("emulator_bank", __name__, url_prefix="/emulator/bank")
 
 ACCOUNT = re.compile(r"^\d{12,20}$")
@@ -63,13 +65,7 @@ class BankState:
 
     def take_fault(self, name: str) -> Any:
         with self.lock:
-            fault = self.faults.get(name)
-            if isinstance(fault, list):
-                value = fault.pop(0) if fault else None
-                if not fault:
-                    self.faults.pop(name, None)
-                return value
-            return fault
+            return pop_fault(self.faults, name)
 
     def next_ref(self, prefix: str) -> str:
         return f"{prefix}{int(time.time())}{next(self._serial):06d}"

@@ -21,6 +21,17 @@ KEEP_PER_USER = 500  # inbox and transcript lines kept per openid
 _BEIJING = timedelta(hours=8)  # WeChat's daily quotas reset at midnight Beijing time
 
 
+def pop_fault(faults: dict[str, Any], name: str) -> Any:
+    """A fault set as a value applies to every call; set as a list, one item per call until it runs out."""
+    fault = faults.get(name)
+    if isinstance(fault, list):
+        value = fault.pop(0) if fault else None
+        if not fault:
+            faults.pop(name, None)
+        return value
+    return fault
+
+
 @dataclass
 class Token:
     value: str
@@ -84,13 +95,7 @@ class EmulatorState:
     def take_fault(self, name: str) -> Any:
         """The fault to inject for this call of ``name`` (None or 0 = none)."""
         with self.lock:
-            fault = self.faults.get(name)
-            if isinstance(fault, list):
-                value = fault.pop(0) if fault else None
-                if not fault:
-                    self.faults.pop(name, None)
-                return value
-            return fault
+            return pop_fault(self.faults, name)
 
     # --- access tokens --------------------------------------------------
     def issue_token(self, force: bool = False) -> Token:
