@@ -40,6 +40,7 @@ from models import (
     Notice,
     RefundRequest,
     WechatUser,
+    lang_of,
     lock_card,
     post_entry,
 )
@@ -103,11 +104,6 @@ def month_start(day: date, back: int = 0) -> date:
 def refund_deadline(services: Services, done_at_utc: datetime) -> date:
     """The last day a refund of this top-up may be asked for: ``refund_request_day`` of the following month."""
     return month_start(to_local(done_at_utc).date(), back=-1).replace(day=services.cfg.autodebit.refund_request_day)
-
-
-def lang_of(db: Session, openid: str) -> str:
-    user = db.get(WechatUser, openid)
-    return (user.lang if user else None) or "zh"
 
 
 def stamp(services: Services) -> str:

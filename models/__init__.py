@@ -7,7 +7,7 @@ from models.cardholder import CARD_STATUSES, Cardholder
 from models.ledger import InsufficientBalance, LedgerEntry, Notice, Posted, ledger_sum, lock_card, post_entry
 from models.outbox import OutboxNotice
 from models.topup import TopupOrder
-from models.wechat_user import WechatUser
+from models.wechat_user import WechatUser, lang_of
 
 __all__ = [
     "AutodebitAgreement",
@@ -24,6 +24,7 @@ __all__ = [
     "RefundRequest",
     "TopupOrder",
     "WechatUser",
+    "lang_of",
     "ledger_sum",
     "lock_card",
     "post_entry",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Boolean, DateTime, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow
 
@@ -20,3 +20,9 @@ class WechatUser(Base):
     unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_message_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+def lang_of(db: Session, openid: str) -> str:
+    """The user's chosen language; Chinese for someone we have not met."""
+    user = db.get(WechatUser, openid)
+    return (user.lang if user else None) or "zh"

@@ -15,7 +15,7 @@ from bot.texts import t, yuan
 from handlers.balance import is_frozen
 from handlers.bills import month_bill, month_label, next_month, prev_month
 from handlers.binding import mask_student_no
-from models import Binding, LedgerEntry, WechatUser
+from models import Binding, LedgerEntry, lang_of
 
 bp = Blueprint("bills", __name__)
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -49,8 +49,7 @@ def page() -> Any:
     svc, openid = _svc(), current_openid() or ""
     today = svc.clock.today()
     with svc.session() as db:
-        user = db.get(WechatUser, openid)
-        lang = (user.lang if user else None) or "zh"
+        lang = lang_of(db, openid)
 
         def tr(key: str, **values: Any) -> str:
             return t(lang, key, **values)

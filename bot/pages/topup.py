@@ -27,7 +27,7 @@ from bot.topup_service import (
     quick_options,
     remaining_today,
 )
-from models import TopupOrder, WechatUser
+from models import TopupOrder, lang_of
 
 bp = Blueprint("topup", __name__)
 
@@ -38,8 +38,7 @@ def _svc() -> Services:
 
 def _lang(svc: Services, openid: str) -> str:
     with svc.session() as db:
-        user = db.get(WechatUser, openid)
-        return (user.lang if user else None) or "zh"
+        return lang_of(db, openid)
 
 
 def _refused(refusal: Refusal, lang: str) -> Any:
