@@ -21,11 +21,11 @@ LOW_EVERY = 1000
 
 
 def sweep_function() -> Any:
-    import bot.autodebit_service as svc_mod
+    import bot.autodebit as svc_mod
 
     names = [n for n, f in vars(svc_mod).items() if "sweep" in n.lower() and inspect.isfunction(f) and f.__module__ == svc_mod.__name__]
     if not names:
-        raise RuntimeError("bot.autodebit_service has no sweep function")
+        raise RuntimeError("bot.autodebit has no sweep function")
     preferred = [n for n in names if not n.startswith("_")] or names
     return getattr(svc_mod, sorted(preferred, key=len)[0])
 

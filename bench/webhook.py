@@ -78,7 +78,7 @@ def setup_data(engine: Any) -> None:
 
 
 def seed_dialogs(services: Any, state: str, dialog_data: dict[str, Any], openids: list[str]) -> None:
-    """Put each openid where the probe user stood after its BIND click (same keys and format as ``bot.dialogs``)."""
+    """Put each openid where the probe user stood after its BIND click (same keys and format as ``bot.chat.dialogs``)."""
     dialogs = services.dialogs
     raw = json.dumps({"state": state, "data": dialog_data}, ensure_ascii=False)
     r = services.store.r

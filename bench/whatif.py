@@ -47,8 +47,8 @@ class _Inline:
 def _core_balance() -> None:
     from sqlalchemy import text
 
+    from bot.chat.router import on
     from bot.clock import to_local
-    from bot.router import on
     from bot.texts import yuan
     from handlers.binding import mask_student_no
     from models import Cardholder

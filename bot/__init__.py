@@ -33,8 +33,8 @@ def create_app(cfg: Config | None = None, services: Services | None = None) -> F
     app.extensions["cardbot"] = svc
 
     import handlers  # noqa: F401  (registers every handler with the router)
-    from bot import integration, ops, pay_notify, webhook
-    from bot.pages import autodebit, bills, topup
+    from bot.chat import webhook
+    from bot.web import autodebit, bills, integration, ops, pay_notify, topup
 
     app.register_blueprint(webhook.bp)
     app.register_blueprint(ops.bp)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
-from bot.wechat_api import WeChatAPIError
+from bot.adapters.wechat_api import WeChatAPIError
 from models import OutboxNotice, utcnow
 
 if TYPE_CHECKING:

@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.adapters.store import Store, connect
+from bot.chat.dialogs import Dialogs
 from bot.clock import Clock
 from bot.config import Config
-from bot.dialogs import Dialogs
 from bot.metrics import Metrics
-from bot.store import Store, connect
 from models.db import make_engine, make_sessionmaker
 
 
@@ -38,19 +38,19 @@ class Services:
 
     @cached_property
     def wechat(self):  # type: ignore[no-untyped-def]
-        from bot.wechat_api import WeChatAPI
+        from bot.adapters.wechat_api import WeChatAPI
 
         return self.overrides.get("wechat") or WeChatAPI(self.cfg.wechat, self.store)
 
     @cached_property
     def pay(self):  # type: ignore[no-untyped-def]
-        from bot.pay import PayClient
+        from bot.adapters.pay import PayClient
 
         return self.overrides.get("pay") or PayClient(self.cfg.pay, self.cfg.wechat.appid)
 
     @cached_property
     def bank(self):  # type: ignore[no-untyped-def]
-        from bot.bank import make_bank_gateway
+        from bot.adapters.bank import make_bank_gateway
 
         return self.overrides.get("bank") or make_bank_gateway(self.cfg)
 

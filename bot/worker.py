@@ -7,7 +7,6 @@ job's lock (so a run that outlasts its period is never overlapped), both in the 
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import redis
 
-from bot import autodebit_service, outbox
+from bot import autodebit, outbox, topup
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -36,20 +35,10 @@ class Job:
     run: Callable[[Services], Any]
 
 
-def _settle_stuck_orders(services: Services) -> Any:
-    """The top-up part's job, when that part is installed."""
-    try:
-        mod = importlib.import_module("bot.topup_service")
-    except ModuleNotFoundError:
-        return None
-    fn = getattr(mod, "settle_stuck_orders", None)
-    return fn(services) if fn else None
-
-
 JOBS = (
-    Job("autodebit_sweep", 60, autodebit_service.sweep),
-    Job("topup_settle_stuck", 60, _settle_stuck_orders),
-    Job("agreement_reminders", 3600, autodebit_service.run_agreement_reminders),
+    Job("autodebit_sweep", 60, autodebit.sweep),
+    Job("topup_settle_stuck", 60, topup.settle_stuck_orders),
+    Job("agreement_reminders", 3600, autodebit.run_agreement_reminders),
 )
 
 

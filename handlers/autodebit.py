@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.autodebit_service import active_agreement
-from bot.context import Context
-from bot.replies import Article
-from bot.router import on
+from bot.autodebit import active_agreement
+from bot.chat.context import Context
+from bot.chat.replies import Article
+from bot.chat.router import on
 
 
 @on.click("AUTODEBIT")

@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot.chat.context import Context
+from bot.chat.router import on
 from bot.clock import to_local
 from bot.config import Config
-from bot.context import Context
-from bot.router import on
 from handlers.binding import mask_student_no
 from models import Cardholder, LedgerEntry
 

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.chat.context import Context
+from bot.chat.replies import Article
+from bot.chat.router import on
 from bot.clock import SCHOOL_TZ
-from bot.context import Context
-from bot.replies import Article
-from bot.router import on
 from handlers.balance import entry_line
 from models import LedgerEntry
 

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.binding_lock import BindingLock
-from bot.context import Context
-from bot.router import normalize, on
+from bot.chat.context import Context
+from bot.chat.router import normalize, on
 from models import Binding, Cardholder, lock_card
 from models.passwords import hash_password, verify_password
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.context import Context
+from bot.chat.context import Context
+from bot.chat.router import on
 from bot.outbox import record_job_finish
-from bot.router import on
 
 
 @on.event("TEMPLATESENDJOBFINISH")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.context import Context
-from bot.router import on
+from bot.chat.context import Context
+from bot.chat.router import on
 
 
 @on.event("subscribe")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.context import Context
-from bot.replies import Article
-from bot.router import on
-from bot.topup_service import card_refusal
+from bot.chat.context import Context
+from bot.chat.replies import Article
+from bot.chat.router import on
+from bot.topup import card_refusal
 
 
 @on.click("TOPUP")

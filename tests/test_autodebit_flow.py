@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from bot.autodebit_service import run_agreement_reminders, sweep
+from bot.autodebit import run_agreement_reminders, sweep
 from tests.test_autodebit_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
     GOOD_ACCOUNT,
     at,
@@ -224,7 +224,7 @@ def test_signing_while_below_threshold_tops_up_at_once(live):
 def test_renewal_date_follows_the_clock():
     from types import SimpleNamespace
 
-    from bot.autodebit_service import expires_on
+    from bot.autodebit import expires_on
     from bot.config import load_config
 
     svc = SimpleNamespace(cfg=load_config(None, autodebit={"renew_month": 9}))

@@ -46,7 +46,7 @@ def test_unauthentic_requests_are_refused(live, tamper):
     elif tamper in ("stale", "future"):
         r = entry(live, NO, -100, body=body, ts=int(time.time()) + (-301 if tamper == "stale" else 301))
     else:
-        from bot.integration import signature
+        from bot.web.integration import signature
 
         raw = json.dumps(body).encode()
         ts = str(int(time.time()))
@@ -107,7 +107,7 @@ def test_replay_inside_bank_hours_makes_one_auto_top_up(live):
 def test_bad_entries_are_4xx(live, body, status):
     card_id = student(live, OPENID, student_no=NO, balance_fen=10000)
     if isinstance(body, str):
-        from bot.integration import signature
+        from bot.web.integration import signature
 
         ts = str(int(time.time()))
         raw = body.encode()

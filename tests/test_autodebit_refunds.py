@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from click.testing import CliRunner
 
-from bot.cli_autodebit import command
+from bot.cli.autodebit import command
 from tests.test_autodebit_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
     GOOD_ACCOUNT,
     at,

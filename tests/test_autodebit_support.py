@@ -14,8 +14,8 @@ import requests
 from sqlalchemy import select
 
 from bot.clock import SCHOOL_TZ
-from bot.integration import signature
 from bot.outbox import drain_once
+from bot.web.integration import signature
 from models import AutodebitAttempt, Cardholder, LedgerEntry, OutboxNotice
 from tests.factories import bind, make_cardholder
 from tests.test_topup_support import ledger_checked, wait_for  # noqa: F401  (re-exported: the same checks serve both)

@@ -8,7 +8,7 @@ from datetime import date
 
 from sqlalchemy import insert, select
 
-from bot.autodebit_service import create_missed_attempts, sweep
+from bot.autodebit import create_missed_attempts, sweep
 from models import AutodebitAgreement, AutodebitAttempt, Cardholder, LedgerEntry
 from tests.test_autodebit_support import at, ledger_checked  # noqa: F401  (autouse)
 

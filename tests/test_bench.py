@@ -11,8 +11,8 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from bench import loadgen, runner, webhook
+from bot.chat.wechat_xml import check_signature, decode_push, dedup_key
 from bot.config import load_config
-from bot.wechat_xml import check_signature, decode_push, dedup_key
 
 
 @pytest.fixture(scope="module")

@@ -132,7 +132,7 @@ def pay_test_route(live):
     """A page behind the bot's own OAuth login that asks WeixinJSBridge to pay (registered before the first request)."""
     from flask import session
 
-    from bot.h5auth import login_page
+    from bot.web.auth import login_page
 
     @login_page
     def view():
@@ -164,7 +164,7 @@ def _missing(*modules: str) -> bool:
     return any(importlib.util.find_spec(m) is None for m in modules)
 
 
-TOPUP_PARTS = ("bot.roster", "bot.pages.topup", "bot.emulator.pay")
+TOPUP_PARTS = ("bot.roster", "bot.web.topup", "bot.emulator.pay")
 
 
 def _bind_and_top_up_50(page, live) -> None:

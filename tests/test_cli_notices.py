@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from bot.cli_notices import command
+from bot.cli.notices import command
 from bot.logs import hash_openid
 from models import Notice, OutboxNotice
 from models.ledger import queue_notice

@@ -17,9 +17,9 @@ import requests
 from flask import Flask
 from werkzeug.serving import make_server
 
+from bot.adapters.pay import PayClient, PayError, parse_trade_bill
 from bot.clock import SCHOOL_TZ
 from bot.config import PayConfig
-from bot.pay import PayClient, PayError, parse_trade_bill
 from tests.conftest import free_port
 from tests.test_topup_support import (
     emu_pay,

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import menus
-from bot.wechat_api import WeChatAPIError
+from bot.adapters.wechat_api import WeChatAPIError
 
 OPENID = "oEmuUser000000000000001"
 

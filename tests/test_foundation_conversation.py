@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from bot.router import on
+from bot.chat.router import on
 from bot.texts import en, zh
 from models import WechatUser
 

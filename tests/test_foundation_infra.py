@@ -9,10 +9,10 @@ from alembic.migration import MigrationContext
 from click.testing import CliRunner
 
 import models
+from bot.adapters.store import connect
+from bot.chat.router import on
 from bot.cli import cli
 from bot.config import RedisConfig
-from bot.router import on
-from bot.store import connect
 
 _runs: list[str] = []
 

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 import handlers  # noqa: F401  (registers the handlers)
 import menus
+from bot.chat.router import on
 from bot.cli import cli
-from bot.router import on
 
 
 def _menu(*buttons):

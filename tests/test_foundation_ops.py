@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
+from bot.adapters.wechat_api import WeChatAPI, WeChatAPIError
 from bot.logs import JsonFormatter, hash_openid, scrub
-from bot.wechat_api import WeChatAPI, WeChatAPIError
 
 OID = "oOps0000000000000000000001"
 
@@ -38,7 +38,7 @@ def test_metrics_count_requests_latency_and_dedup(live, wx):
 
 def test_logs_are_json_with_request_id_and_hashed_openid(live, wx, caplog):
     caplog.set_level(logging.INFO)
-    from bot.router import on
+    from bot.chat.router import on
 
     @on.text("__test_log__")
     def noisy(msg, ctx):

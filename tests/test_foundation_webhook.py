@@ -6,8 +6,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from bot.router import on
-from bot.wechat_xml import check_signature, sha1_signature
+from bot.chat.router import on
+from bot.chat.wechat_xml import check_signature, sha1_signature
 
 
 def test_url_check_vector_from_wechat_facts():

@@ -127,7 +127,7 @@ def test_swipe_needs_a_bound_card_and_valid_amount(live):
 
 
 def test_swipe_reports_to_the_card_system_with_its_signature(live):
-    pytest.importorskip("bot.integration")
+    pytest.importorskip("bot.web.integration")
     with live.session() as db:
         card = make_cardholder(db, student_no="20239901", balance_fen=10000)
         bind(db, OPENID, card)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.topup_service import settle_stuck_orders
+from bot.topup import settle_stuck_orders
 from tests.test_topup_support import (
     assert_ledger_consistent,
     card,

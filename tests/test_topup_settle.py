@@ -8,8 +8,8 @@ from datetime import timedelta
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from bot.cli_topup import command as reconcile_command
-from bot.topup_service import reconcile, settle_stuck_orders
+from bot.cli.topup import command as reconcile_command
+from bot.topup import reconcile, settle_stuck_orders
 from models import TopupOrder
 from tests.test_topup_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
     assert_ledger_consistent,

@@ -1,4 +1,4 @@
-"""The sandbox bank behind automatic top-up, reached by ``bot.bank.SandboxBank`` under ``/emulator/bank``.
+"""The sandbox bank behind automatic top-up, reached by ``bot.adapters.bank.SandboxBank`` under ``/emulator/bank``.
 
 Accounts hold balances in fen and may refuse debits (online payment disabled, over the bank's limit). A
 well-formed account number (12–20 digits) that was never seeded opens on first use with ``DEFAULT_BALANCE_FEN``,

@@ -73,7 +73,7 @@ def background(services: Any, stop: threading.Event) -> None:
 def publish_menu(services: Any) -> None:
     """Create the menu through the (emulated) API, as ``cardbot menu publish`` would."""
     import menus
-    from bot.wechat_api import WeChatAPIError
+    from bot.adapters.wechat_api import WeChatAPIError
 
     try:
         services.wechat.create_menu(menus.load(services.cfg.menu_path))

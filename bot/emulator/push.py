@@ -15,8 +15,8 @@ from urllib.parse import urlencode
 from defusedxml import ElementTree as SafeET
 from wechatpy.crypto import WeChatCrypto
 
+from bot.chat.wechat_xml import sha1_signature
 from bot.config import WeChatConfig
-from bot.wechat_xml import sha1_signature
 
 _msg_ids = itertools.count(int(time.time() * 1000) % 10**9 * 1000)
 

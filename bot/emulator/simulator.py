@@ -25,7 +25,7 @@ import menus
 from bot.config import Config
 from bot.emulator.state import EmulatorState
 from bot.emulator.wechat_api import OPENID, make_pusher
-from bot.integration import signature as integration_signature
+from bot.web.integration import signature as integration_signature
 from models import Binding, TopupOrder
 from models.passwords import initial_password
 

@@ -18,10 +18,10 @@ import requests
 from flask import Blueprint, Response, current_app, redirect, request
 
 import menus
+from bot.chat.wechat_xml import BadMessage, BadSignature, check_signature, decode_push
 from bot.config import Config
 from bot.emulator.push import Pusher, cdata
 from bot.emulator.state import EmulatorState
-from bot.wechat_xml import BadMessage, BadSignature, check_signature, decode_push
 
 log = logging.getLogger(__name__)
 bp = Blueprint("emulator_wechat", __name__)

@@ -17,8 +17,8 @@ from defusedxml import ElementTree as SafeET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.chat.router import on
 from bot.emulator.push import cdata
-from bot.router import on
 from tests.reliability.support import bound, new_card, tally
 
 BOUND = "oFuzzBoundUser0000000001"

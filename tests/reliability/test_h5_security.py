@@ -15,7 +15,7 @@ import pytest
 import requests
 from flask.sessions import SecureCookieSessionInterface
 
-from bot.integration import signature
+from bot.web.integration import signature
 from tests.reliability.support import tally
 from tests.test_topup_support import Phone, emu_pay, logged_in, student
 

@@ -13,8 +13,8 @@ import time
 
 from sqlalchemy import select
 
-from bot.integration import signature
 from bot.logs import JsonFormatter
+from bot.web.integration import signature
 from models import Cardholder
 from tests.factories import make_cardholder
 from tests.reliability.support import click, tally

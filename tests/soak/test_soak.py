@@ -26,8 +26,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.integration import signature
-from bot.topup_service import settle_stuck_orders
+from bot.topup import settle_stuck_orders
+from bot.web.integration import signature
 from models import LedgerEntry, OutboxNotice, TopupOrder
 from models.db import make_engine
 from tests.reliability.support import REDIS_URL, TcpProxy, ledger_problems, on_postgres

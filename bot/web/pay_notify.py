@@ -1,7 +1,7 @@
 """``POST /pay/notify``: WeChat Pay's payment notifications (API v3).
 
 Verified with WeChat Pay's public key and decrypted with the APIv3 key (wechatpayv3), checked against our order,
-then credited exactly once (``bot.topup_service.apply_payment``). Success and duplicates answer 204; anything
+then credited exactly once (``bot.topup.apply_payment``). Success and duplicates answer 204; anything
 forged or mismatched answers 4xx with WeChat's ``{"code": "FAIL", "message": ...}`` so WeChat retries and a
 person can look, and changes nothing. Nothing secret is logged: only the order number and the reason.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from bot.pay import NotifyError
-from bot.topup_service import Mismatch, apply_payment
+from bot.adapters.pay import NotifyError
+from bot.topup import Mismatch, apply_payment
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pay_notify", __name__)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.dialogs import Dialog
+from bot.chat.dialogs import Dialog
 from bot.texts import t as _t
 from bot.texts import yuan
 from models import Binding, Cardholder, WechatUser

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from bot.pay import PayError
-from bot.topup_service import reconcile
+from bot.adapters.pay import PayError
+from bot.topup import reconcile
 
 
 @click.command("reconcile")

@@ -8,7 +8,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from bot.autodebit_service import AutodebitError, approve_refund, reject_refund
+from bot.autodebit import AutodebitError, approve_refund, reject_refund
 from bot.clock import to_local
 from bot.texts import yuan
 from models import AutodebitAgreement, AutodebitAttempt, Cardholder, RefundRequest

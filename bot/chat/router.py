@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bot.replies import Reply, Text
+from bot.chat.replies import Reply, Text
 
 if TYPE_CHECKING:
-    from bot.context import Context
+    from bot.chat.context import Context
 
 Handler = Callable[[Any, "Context"], "Reply | str | None"]
 

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.store import Store
+from bot.adapters.store import Store
 
 EXPIRED_MEMORY_SECONDS = 24 * 3600
 

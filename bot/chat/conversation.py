@@ -9,10 +9,10 @@ from typing import Any
 import redis
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from bot.context import Context
+from bot.chat.context import Context
+from bot.chat.replies import Reply, Text
+from bot.chat.router import on
 from bot.logs import hash_openid, openid_hash, request_id
-from bot.replies import Reply, Text
-from bot.router import on
 from bot.services import Services
 from bot.texts import t
 from models import WechatUser

@@ -16,8 +16,8 @@ from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.redisstorage import RedisStorage
 
+from bot.adapters.store import Store
 from bot.config import WeChatConfig
-from bot.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from wechatpy import parse_message
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from wechatpy.replies import ArticlesReply, TextReply
 
+from bot.chat.replies import Article, Reply, Text
 from bot.config import WeChatConfig
-from bot.replies import Article, Reply, Text
 
 OPENID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 REQUIRED = ("ToUserName", "FromUserName", "CreateTime", "MsgType")

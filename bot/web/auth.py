@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 import requests
 from flask import abort, current_app, jsonify, redirect, request, session
 
-from bot.ratelimit import RateLimiter
-from bot.wechat_api import WeChatAPIError
+from bot.adapters.wechat_api import WeChatAPIError
+from bot.web.ratelimit import RateLimiter
 
 
 def _svc() -> Any:

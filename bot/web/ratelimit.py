@@ -12,7 +12,7 @@ import time
 
 import redis
 
-from bot.store import Store
+from bot.adapters.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -39,7 +40,22 @@ class Obj:
 pass_obj = click.make_pass_decorator(Obj)
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """Loads a command's module only when that command runs, so production commands never import the emulator."""
+
+    lazy = {"demo": "bot.emulator.demo:command"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup)
 @click.option("--config", "config_path", envvar="CARDBOT_CONFIG", default=None, help="config.toml to use")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
@@ -133,7 +149,7 @@ def menu_show(obj: Obj) -> None:
 @pass_obj
 def menu_publish(obj: Obj) -> None:
     """Create the menu through the WeChat API (limited to 1000 calls a day)."""
-    from bot.wechat_api import WeChatAPIError
+    from bot.adapters.wechat_api import WeChatAPIError
 
     data = _menu(obj)
     try:
@@ -147,9 +163,9 @@ def main() -> None:
     cli()
 
 
-# Feature commands live beside their features; imported last because they use ``pass_obj`` from here.
-from bot import cli_autodebit, cli_cardholders, cli_notices, cli_topup, worker  # noqa: E402
-from bot.emulator import demo  # noqa: E402
+# One module per command group; imported last because they use ``pass_obj`` from here.
+from bot import worker  # noqa: E402
+from bot.cli import autodebit, cardholders, notices, topup  # noqa: E402
 
-for _command in (cli_cardholders.command, cli_topup.command, cli_autodebit.command, cli_notices.command, worker.command, demo.command):
+for _command in (cardholders.command, topup.command, autodebit.command, notices.command, worker.command):
     cli.add_command(_command)

@@ -14,13 +14,10 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, current_app, g, request
 
-from bot.conversation import run_message
-from bot.dedup import Dedup
-from bot.logs import request_id
-from bot.replies import Article, Reply, Text
-from bot.services import Services
-from bot.texts import t
-from bot.wechat_xml import (
+from bot.chat.conversation import run_message
+from bot.chat.dedup import Dedup
+from bot.chat.replies import Article, Reply, Text
+from bot.chat.wechat_xml import (
     BadMessage,
     BadSignature,
     check_freshness,
@@ -30,6 +27,9 @@ from bot.wechat_xml import (
     encrypt_reply,
     render_reply,
 )
+from bot.logs import request_id
+from bot.services import Services
+from bot.texts import t
 
 log = logging.getLogger(__name__)
 bp = Blueprint("wechat", __name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bot.store import Store
+from bot.adapters.store import Store
 
 PENDING = "pending"
 TTL_SECONDS = 60

@@ -1,4 +1,4 @@
-"""The /topup H5 page and its JSON API. Identity is the OAuth session's openid only (bot.h5auth).
+"""The /topup H5 page and its JSON API. Identity is the OAuth session's openid only (bot.web.auth).
 
 ``POST /api/topup/orders`` creates an order (CONTRACT); ``GET /api/topup/orders/<order_no>`` lets the page poll
 its own order until it is paid or closed (another user's order number answers 404, like an unknown one).
@@ -13,10 +13,9 @@ from flask import Blueprint, Flask, current_app, jsonify, render_template, reque
 from markupsafe import Markup, escape  # Markup only wraps our own constant tag; values are escaped
 from sqlalchemy import select
 
-from bot.h5auth import csrf_token, current_openid, login_api, login_page
 from bot.services import Services
 from bot.texts import t, yuan
-from bot.topup_service import (
+from bot.topup import (
     ORDER_NO,
     Refusal,
     card_for,
@@ -27,6 +26,7 @@ from bot.topup_service import (
     quick_options,
     remaining_today,
 )
+from bot.web.auth import csrf_token, current_openid, login_api, login_page
 from models import TopupOrder, lang_of
 
 bp = Blueprint("topup", __name__)

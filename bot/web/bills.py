@@ -1,4 +1,4 @@
-"""The mobile bill page (``GET /bills?month=YYYY-MM``). Identity is the OAuth session's openid only (bot.h5auth)."""
+"""The mobile bill page (``GET /bills?month=YYYY-MM``). Identity is the OAuth session's openid only (bot.web.auth)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from flask import Blueprint, Flask, current_app, render_template, request, url_f
 from sqlalchemy import select
 
 from bot.clock import to_local
-from bot.h5auth import current_openid, login_page
 from bot.services import Services
 from bot.texts import t, yuan
+from bot.web.auth import current_openid, login_page
 from handlers.balance import is_frozen
 from handlers.bills import month_bill, month_label, next_month, prev_month
 from handlers.binding import mask_student_no

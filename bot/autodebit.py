@@ -28,10 +28,10 @@ from sqlalchemy import String, and_, cast, exists, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.bank import INSUFFICIENT_FUNDS, NO_ACCOUNT, BankUnavailable
+from bot.adapters.bank import INSUFFICIENT_FUNDS, NO_ACCOUNT, BankUnavailable
 from bot.clock import SCHOOL_TZ, to_local
 from bot.texts import t, yuan
-from bot.topup_service import card_for, fen
+from bot.topup import card_for, fen
 from models import (
     AutodebitAgreement,
     AutodebitAttempt,

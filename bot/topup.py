@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.adapters.pay import BillRow, PayError
 from bot.clock import SCHOOL_TZ, to_local
-from bot.pay import BillRow, PayError
 from bot.texts import t, yuan
 from models import Binding, Cardholder, Notice, TopupOrder, lock_card, post_entry
 

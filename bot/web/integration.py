@@ -22,7 +22,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify, request
 from sqlalchemy import select
 
-from bot.autodebit_service import next_window, on_card_entry, process_attempt
+from bot.autodebit import next_window, on_card_entry, process_attempt
 from bot.clock import SCHOOL_TZ
 from models import AutodebitAttempt, Cardholder, InsufficientBalance, lock_card, post_entry
 

@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, current_app, jsonify, render_template, reque
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.autodebit_service import (
+from bot.autodebit import (
     AutodebitError,
     active_agreement,
     cancel,
@@ -27,10 +27,10 @@ from bot.autodebit_service import (
     sign,
 )
 from bot.clock import to_local
-from bot.h5auth import csrf_token, current_openid, login_api, login_page
 from bot.services import Services
 from bot.texts import t, yuan
-from bot.topup_service import card_for
+from bot.topup import card_for
+from bot.web.auth import csrf_token, current_openid, login_api, login_page
 from models import AutodebitAttempt, lock_card
 
 bp = Blueprint("autodebit", __name__)

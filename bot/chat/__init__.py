@@ -1,0 +1,1 @@
+"""The WeChat conversation: webhook, XML, dedup, router, context, dialogs and replies."""
