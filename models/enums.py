@@ -1,0 +1,71 @@
+"""Every state machine's values, one ``StrEnum`` each. Columns store the value; CHECK constraints are built from here."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint
+
+
+class CardStatus(StrEnum):
+    ACTIVE = "active"
+    GRADUATED = "graduated"
+    FROZEN = "frozen"
+    LOST = "lost"
+
+
+class EntryKind(StrEnum):
+    OPENING = "opening"
+    TOPUP = "topup"
+    SPEND = "spend"
+    AUTODEBIT = "autodebit"
+    REFUND = "refund"
+    ADJUST = "adjust"
+    WITHDRAW = "withdraw"
+
+
+class OrderStatus(StrEnum):
+    CREATED = "created"
+    PAID = "paid"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+class AgreementStatus(StrEnum):
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class AttemptStatus(StrEnum):
+    """``waiting`` → ``processing`` (the bank may have been called) → ``succeeded`` / ``failed`` / ``cancelled``."""
+
+    WAITING = "waiting"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class RefundStatus(StrEnum):
+    PENDING = "pending"
+    APPROVING = "approving"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class NoticeStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    UNCONFIRMED = "unconfirmed"
+    UNCERTAIN = "uncertain"
+    UNDELIVERABLE = "undeliverable"
+    FAILED = "failed"
+
+
+def check_in(column: str, enum: type[StrEnum], name: str) -> CheckConstraint:
+    """``column IN (...)`` over every value of ``enum``: the database refuses what the code does not know."""
+    values = ",".join(f"'{v.value}'" for v in enum)
+    return CheckConstraint(f"{column} IN ({values})", name=name)
