@@ -63,9 +63,11 @@ class Posted:
 
 
 def lock_card(session: Session, cardholder_id: int) -> Cardholder:
-    """SELECT … FOR UPDATE on PostgreSQL; SQLite serialises writers by itself."""
+    """SELECT … FOR UPDATE on PostgreSQL (SQLite serialises writers by itself), refreshing a copy the session already
+    holds: without ``populate_existing`` the ORM would hand back that copy's old balance and a credit made meanwhile
+    by another transaction would be overwritten."""
     return session.execute(
-        select(Cardholder).where(Cardholder.id == cardholder_id).with_for_update()
+        select(Cardholder).where(Cardholder.id == cardholder_id).with_for_update().execution_options(populate_existing=True)
     ).scalar_one()
 
 
