@@ -302,8 +302,12 @@ def apply_payment(services: Services, tx: dict[str, Any]) -> bool:
 
 
 # --- settling orders nobody told us about --------------------------------------------
-def settle_order(services: Services, order_no: str, _again: bool = True) -> str:
-    """Ask WeChat about one open order and act: ``credited``, ``closed``, ``open`` (still payable) or ``paid`` (already)."""
+def settle_order(services: Services, order_no: str, *, cancel: bool = False, _again: bool = True) -> str:
+    """Ask WeChat about one open order and act: ``credited``, ``closed``, ``open`` (still payable) or ``paid`` (already).
+
+    An unpaid order is closed once it has expired, or at once with ``cancel`` (the student left the pay sheet).
+    Whatever WeChat does not confirm leaves the order open, so it keeps counting against the daily limit.
+    """
     now = services.clock.utcnow()
     with services.session() as db:
         order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one_or_none()
@@ -327,13 +331,13 @@ def settle_order(services: Services, order_no: str, _again: bool = True) -> str:
             return "open"
     if state in ("CLOSED", "REVOKED", "PAYERROR"):
         return "closed" if _close_locally(services, order_no) else "open"
-    if not expired:
+    if not expired and not (cancel and state == "NOTPAY"):  # USERPAYING: the student is still entering the password
         return "open"
     try:
         services.pay.close(order_no)
     except PayError as exc:
-        if exc.code in ("ORDERPAID", "ORDER_PAID"):
-            return settle_order(services, order_no, _again=False) if _again else "open"  # paid in the meantime: the query now says SUCCESS
+        if exc.code in ("ORDERPAID", "ORDER_PAID"):  # paid in the meantime: the query now says SUCCESS
+            return settle_order(services, order_no, cancel=cancel, _again=False) if _again else "open"
         if exc.code not in ("ORDER_CLOSED", "ORDERCLOSED"):
             log.warning("close %s failed: %s", order_no, exc.code)
             return "open"
@@ -372,6 +376,35 @@ def settle_expired(services: Services, cardholder_id: int) -> None:
         )
     for no in numbers:
         settle_order(services, no)
+
+
+@dataclass
+class Cancelled:
+    """What a cancel request found: the order's state afterwards and what the student may still top up today."""
+
+    order: TopupOrder
+    outcome: str  # settle_order's answer
+    remaining_fen: int
+    balance_fen: int
+
+
+def cancel_order(services: Services, openid: str, order_no: str) -> Cancelled:
+    """The student left the pay sheet: close the order at WeChat so it stops counting (credit it if WeChat says paid).
+
+    Only the order's own openid may cancel it; any other order number is ``not_found`` (404), like an unknown one.
+    A paid or closed order is left as it is and its state is answered.
+    """
+    with services.session() as db:
+        order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one_or_none() if ORDER_NO.match(order_no) else None
+        if order is None or order.openid != openid:
+            raise Refusal("not_found", 404)
+    outcome = settle_order(services, order_no, cancel=True)
+    with services.session() as db:
+        order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one()
+        card = db.get(Cardholder, order.cardholder_id)
+        assert card is not None
+        remaining = remaining_today(services.cfg, db, card.id, services.clock.now().date())
+        return Cancelled(order, outcome, remaining, card.balance_fen)
 
 
 # --- reconciliation -----------------------------------------------------------------
