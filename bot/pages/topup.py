@@ -159,7 +159,7 @@ def cancel(order_no: str) -> Any:
         return jsonify(out | {"message": t(lang, "topup_js_success", amount=out["amount"], balance=out["balance"])})
     if o.status == "closed":
         return jsonify(out | {"message": t(lang, "topup_js_cancel")})
-    return jsonify(out | {"error": "cancel_unconfirmed", "message": t(lang, "topup_cancel_unconfirmed", remaining=out["remaining"])}), 503
+    return jsonify(out | {"error": "cancel_unconfirmed", "message": t(lang, "topup_cancel_unconfirmed")}), 503
 
 
 def init_app(app: Flask) -> None:

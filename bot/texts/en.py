@@ -138,7 +138,7 @@ TEXTS: dict[str, str] = {
     "topup_js_cancel": "Payment cancelled; nothing was charged.",
     "topup_js_fail": "Payment not completed: {reason}",
     "topup_js_closed": "The order was closed and nothing was charged. Start a new top-up if you like.",
-    "topup_cancel_unconfirmed": "WeChat Pay has not confirmed closing the order yet, so it still counts toward today's limit ({remaining} yuan left today). If you did not pay, nothing is charged; the order closes by itself when it expires.",
+    "topup_cancel_unconfirmed": "WeChat Pay has not confirmed the close yet, so this order still counts toward today's limit. If you did not pay, nothing is charged; it closes by itself when it expires.",
     "topup_js_not_in_wechat": "Please open this page in WeChat to pay.",
     "topup_js_choose": "Please choose or enter an amount first.",
     "topup_blocked_title": "Top-up not available",

@@ -137,7 +137,7 @@ TEXTS: dict[str, str] = {
     "topup_js_cancel": "您已取消支付，没有扣款。",
     "topup_js_fail": "支付没有完成：{reason}",
     "topup_js_closed": "订单已关闭，没有扣款。如需充值请重新下单。",
-    "topup_cancel_unconfirmed": "微信支付暂时没有确认关闭订单，这笔订单仍计入今日额度（今日还可充值 {remaining} 元）。没有付款就不会扣款，订单到期后自动关闭。",
+    "topup_cancel_unconfirmed": "微信支付暂未确认关闭，这笔订单仍计入今日额度。没有付款就不会扣款，订单到期后自动关闭。",
     "topup_js_not_in_wechat": "请在微信中打开此页面完成支付。",
     "topup_js_choose": "请先选择或输入金额。",
     "topup_blocked_title": "暂时不能充值",
