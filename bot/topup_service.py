@@ -14,7 +14,8 @@ never got pay params for it), so this is the rare path of a lost WeChat answer, 
 
 Open orders count against the daily limit until they are closed, expired or not: an expired order might still
 have been paid just before its ``time_expire``. ``create_order`` therefore first settles the card's expired orders
-at WeChat (query, then close), so an abandoned order stops counting as soon as WeChat confirms it unpaid.
+at WeChat (query, then close), so an abandoned order stops counting as soon as WeChat confirms it unpaid. When the
+student cancels the pay sheet, ``cancel_order`` does the same at once, before the order expires.
 """
 
 from __future__ import annotations
@@ -383,7 +384,6 @@ class Cancelled:
     """What a cancel request found: the order's state afterwards and what the student may still top up today."""
 
     order: TopupOrder
-    outcome: str  # settle_order's answer
     remaining_fen: int
     balance_fen: int
 
@@ -398,13 +398,13 @@ def cancel_order(services: Services, openid: str, order_no: str) -> Cancelled:
         order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one_or_none() if ORDER_NO.match(order_no) else None
         if order is None or order.openid != openid:
             raise Refusal("not_found", 404)
-    outcome = settle_order(services, order_no, cancel=True)
+    settle_order(services, order_no, cancel=True)
     with services.session() as db:
         order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one()
         card = db.get(Cardholder, order.cardholder_id)
         assert card is not None
         remaining = remaining_today(services.cfg, db, card.id, services.clock.now().date())
-        return Cancelled(order, outcome, remaining, card.balance_fen)
+        return Cancelled(order, remaining, card.balance_fen)
 
 
 # --- reconciliation -----------------------------------------------------------------
