@@ -1,8 +1,10 @@
 """The school's roster CSV → cardholders (CONTRACT: "Roster CSV").
 
 The whole file is validated before anything is written, so one bad row leaves the database as it was.
-Balances move only through the ledger (an ``opening`` entry for a new card, ``adjust`` when a re-import
-changes it), so a card's balance always equals the sum of its entries.
+A CSV balance is the opening balance of a card the bot has not seen (an ``opening`` ledger entry). For a known
+card the live balance wins: the export is a snapshot that top-ups and spending have moved on since, so applying it
+would mint or destroy money. A difference is only reported, unless an operator asks for it to be applied
+(``set_balances_reason``): then it becomes an ``adjust`` entry that carries the reason.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ STUDENT_NO = re.compile(r"^\d{8,12}$")
 ID_NUMBER = re.compile(r"^\d{17}[\dX]$")
 PASSPORT = re.compile(r"^[A-Z0-9]{5,20}$")
 MAX_BALANCE_FEN = 10**9  # 10 million yuan: anything above is a typo in the export
+MAX_REASON = 100  # fits the ledger entry's description after "roster import: "
 
 
 class RosterError(Exception):
@@ -41,14 +44,31 @@ class RosterError(Exception):
         self.problems = problems or [(line_no, message)]
 
 
+@dataclass(frozen=True)
+class BalanceDifference:
+    """A known card whose live balance is not the file's; ``entry_key`` names the adjust entry when one was written."""
+
+    student_no: str
+    live_fen: int
+    csv_fen: int
+    entry_key: str | None = None
+
+
 @dataclass
 class ImportResult:
     created: int = 0
     updated: int = 0
     unchanged: int = 0
+    differences: list[BalanceDifference] = field(default_factory=list)
+    adjusted: list[BalanceDifference] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return f"created {self.created}, updated {self.updated}, unchanged {self.unchanged}"
+        text = f"created {self.created}, updated {self.updated}, unchanged {self.unchanged}"
+        if self.adjusted:
+            text += f", {len(self.adjusted)} balances set from the file"
+        elif self.differences:
+            text += f", {len(self.differences)} balances differ from the file (kept)"
+        return text
 
 
 @dataclass
@@ -204,8 +224,25 @@ def _hashes(passwords: list[str]) -> list[str]:
         return list(pool.map(hash_password, passwords))
 
 
-def import_roster(db: Session, path: str | os.PathLike[str]) -> ImportResult:
-    """Upsert the roster in ``db`` (the caller commits). Raises RosterError and writes nothing on any bad row."""
+def _set_balance(db: Session, card: Cardholder, csv_fen: int, reason: str) -> BalanceDifference | None:
+    """One ``adjust`` entry taking the card to ``csv_fen``, computed under the card's row lock from its fresh balance."""
+    db.refresh(card, with_for_update=True)
+    live_fen = card.balance_fen
+    if live_fen == csv_fen:
+        return None
+    key = f"roster:{card.student_no}:{uuid.uuid4().hex}"
+    post_entry(db, card.id, csv_fen - live_fen, "adjust", key, description=f"roster import: {reason}")
+    return BalanceDifference(card.student_no, live_fen, csv_fen, key)
+
+
+def import_roster(db: Session, path: str | os.PathLike[str], *, set_balances_reason: str | None = None) -> ImportResult:
+    """Upsert the roster in ``db`` (the caller commits). Raises RosterError and writes nothing on any bad row.
+
+    Known cards keep their live balance; differences are listed in ``differences``. With ``set_balances_reason``
+    each one is applied as an ``adjust`` entry (listed in ``adjusted``).
+    """
+    if set_balances_reason is not None and not 0 < len(set_balances_reason.strip()) <= MAX_REASON:
+        raise ValueError(f"setting balances needs a reason of 1-{MAX_REASON} characters")
     rows = read_roster(path)
     existing = _existing(db, rows)
     conflicts = _passport_conflicts(db, rows)
@@ -249,22 +286,18 @@ def import_roster(db: Session, path: str | os.PathLike[str]) -> ImportResult:
             result.created += 1
             continue
         changed = False
+        if set_balances_reason is not None and (done := _set_balance(db, card, row.balance_fen, set_balances_reason.strip())):
+            result.differences.append(done)
+            result.adjusted.append(done)
+            changed = True
+        elif set_balances_reason is None and card.balance_fen != row.balance_fen:
+            result.differences.append(BalanceDifference(row.student_no, card.balance_fen, row.balance_fen))
         for attr in ("name", "id_number", "passport_no", "campus", "status", "left_on"):
             if getattr(card, attr) != getattr(row, attr):
                 setattr(card, attr, getattr(row, attr))
                 changed = True
         if row.student_no in hashed:
             card.password_hash = hashed[row.student_no]
-        if card.balance_fen != row.balance_fen:
-            post_entry(
-                db,
-                card.id,
-                row.balance_fen - card.balance_fen,
-                "adjust",
-                f"roster:{row.student_no}:{uuid.uuid4().hex}",
-                description="roster import",
-            )
-            changed = True
         if changed:
             result.updated += 1
         else:

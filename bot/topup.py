@@ -14,7 +14,8 @@ never got pay params for it), so this is the rare path of a lost WeChat answer, 
 
 Open orders count against the daily limit until they are closed, expired or not: an expired order might still
 have been paid just before its ``time_expire``. ``create_order`` therefore first settles the card's expired orders
-at WeChat (query, then close), so an abandoned order stops counting as soon as WeChat confirms it unpaid.
+at WeChat (query, then close), so an abandoned order stops counting as soon as WeChat confirms it unpaid. When the
+student cancels the pay sheet, ``cancel_order`` does the same at once, before the order expires.
 """
 
 from __future__ import annotations
@@ -302,8 +303,12 @@ def apply_payment(services: Services, tx: dict[str, Any]) -> bool:
 
 
 # --- settling orders nobody told us about --------------------------------------------
-def settle_order(services: Services, order_no: str, _again: bool = True) -> str:
-    """Ask WeChat about one open order and act: ``credited``, ``closed``, ``open`` (still payable) or ``paid`` (already)."""
+def settle_order(services: Services, order_no: str, *, cancel: bool = False, _again: bool = True) -> str:
+    """Ask WeChat about one open order and act: ``credited``, ``closed``, ``open`` (still payable) or ``paid`` (already).
+
+    An unpaid order is closed once it has expired, or at once with ``cancel`` (the student left the pay sheet).
+    Whatever WeChat does not confirm leaves the order open, so it keeps counting against the daily limit.
+    """
     now = services.clock.utcnow()
     with services.session() as db:
         order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one_or_none()
@@ -327,13 +332,13 @@ def settle_order(services: Services, order_no: str, _again: bool = True) -> str:
             return "open"
     if state in ("CLOSED", "REVOKED", "PAYERROR"):
         return "closed" if _close_locally(services, order_no) else "open"
-    if not expired:
+    if not expired and not (cancel and state == "NOTPAY"):  # USERPAYING: the student is still entering the password
         return "open"
     try:
         services.pay.close(order_no)
     except PayError as exc:
-        if exc.code in ("ORDERPAID", "ORDER_PAID"):
-            return settle_order(services, order_no, _again=False) if _again else "open"  # paid in the meantime: the query now says SUCCESS
+        if exc.code in ("ORDERPAID", "ORDER_PAID"):  # paid in the meantime: the query now says SUCCESS
+            return settle_order(services, order_no, cancel=cancel, _again=False) if _again else "open"
         if exc.code not in ("ORDER_CLOSED", "ORDERCLOSED"):
             log.warning("close %s failed: %s", order_no, exc.code)
             return "open"
@@ -372,6 +377,34 @@ def settle_expired(services: Services, cardholder_id: int) -> None:
         )
     for no in numbers:
         settle_order(services, no)
+
+
+@dataclass
+class Cancelled:
+    """What a cancel request found: the order's state afterwards and what the student may still top up today."""
+
+    order: TopupOrder
+    remaining_fen: int
+    balance_fen: int
+
+
+def cancel_order(services: Services, openid: str, order_no: str) -> Cancelled:
+    """The student left the pay sheet: close the order at WeChat so it stops counting (credit it if WeChat says paid).
+
+    Only the order's own openid may cancel it; any other order number is ``not_found`` (404), like an unknown one.
+    A paid or closed order is left as it is and its state is answered.
+    """
+    with services.session() as db:
+        order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one_or_none() if ORDER_NO.match(order_no) else None
+        if order is None or order.openid != openid:
+            raise Refusal("not_found", 404)
+    settle_order(services, order_no, cancel=True)
+    with services.session() as db:
+        order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one()
+        card = db.get(Cardholder, order.cardholder_id)
+        assert card is not None
+        remaining = remaining_today(services.cfg, db, card.id, services.clock.now().date())
+        return Cancelled(order, remaining, card.balance_fen)
 
 
 # --- reconciliation -----------------------------------------------------------------

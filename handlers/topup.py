@@ -1,4 +1,7 @@
-"""TOPUP / 充值: one article linking to the /topup page (identity comes from OAuth there, never from the URL)."""
+"""TOPUP / 充值: one article linking to the /topup page (identity comes from OAuth there, never from the URL).
+
+It tells what may still be topped up today, computed as the page and the order API compute it (``remaining_today``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 from bot.chat.context import Context
 from bot.chat.replies import Article
 from bot.chat.router import on
-from bot.topup import card_refusal
+from bot.topup import card_refusal, remaining_today
 
 
 @on.click("TOPUP")
@@ -20,10 +23,16 @@ def topup(msg: Any, ctx: Context) -> Article | str:
     if refusal is not None:
         return refusal.message(ctx.lang)
     c = ctx.cfg.topup
+    remaining = remaining_today(ctx.cfg, ctx.db, card.id, ctx.now().date())
     return Article(
         title=ctx.t("topup_article_title"),
         description=ctx.t(
-            "topup_article_desc", name=card.masked_name, balance=ctx.yuan(card.balance_fen), single=c.single_limit, daily=c.daily_limit
+            "topup_article_desc",
+            name=card.masked_name,
+            balance=ctx.yuan(card.balance_fen),
+            remaining=ctx.yuan(remaining),
+            single=c.single_limit,
+            daily=c.daily_limit,
         ),
         url=f"{ctx.cfg.server.public_base_url}/topup",
     )

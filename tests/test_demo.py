@@ -54,3 +54,25 @@ def test_cardbot_demo_serves_the_simulator_from_a_fresh_folder(tmp_path):
         out, _ = proc.communicate(timeout=15)
     assert f"{base}/simulator" in out
     assert proc.returncode == 0, out[-2000:]
+
+
+def test_demo_restart_keeps_every_balance(live, capsys):
+    """``make run`` imports the demo roster at every start: a balance that moved since must stay as it is."""
+    from sqlalchemy import select
+
+    from bot.emulator.demo import prepare
+    from models import Cardholder, ledger_sum, post_entry
+
+    prepare(live.cfg, live.services)
+    with live.session() as db, db.begin():
+        zhang = db.execute(select(Cardholder).where(Cardholder.student_no == "20230001")).scalar_one()
+        post_entry(db, zhang.id, -1250, "spend", "test:canteen:1", description="canteen")
+        balances = dict(db.execute(select(Cardholder.student_no, Cardholder.balance_fen)).all())
+    assert balances["20230001"] == 8750
+    capsys.readouterr()
+    prepare(live.cfg, live.services)  # the restart
+    assert "created 0" in capsys.readouterr().out
+    with live.session() as db:
+        assert dict(db.execute(select(Cardholder.student_no, Cardholder.balance_fen)).all()) == balances
+        for card in db.execute(select(Cardholder)).scalars():
+            assert card.balance_fen == ledger_sum(db, card.id)

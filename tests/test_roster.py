@@ -59,7 +59,7 @@ def test_import_with_bom_hashes_initial_passwords_and_posts_opening_balances(liv
         assert kinds == [("opening", 10000)]
 
 
-def test_reimport_is_idempotent_and_changes_go_through_the_ledger(live, tmp_path):
+def test_reimport_is_idempotent_and_never_rewrites_a_live_balance(live, tmp_path):
     path = _write(tmp_path, GOOD)
     with live.session() as db:
         import_roster(db, path)
@@ -68,20 +68,48 @@ def test_reimport_is_idempotent_and_changes_go_through_the_ledger(live, tmp_path
     with live.session() as db:
         again = import_roster(db, path)
         db.commit()
-        assert (again.created, again.updated, again.unchanged) == (0, 0, 4)
+        assert (again.created, again.updated, again.unchanged) == (0, 0, 4) and again.differences == []
         assert _count(db, LedgerEntry) == entries
         hash_before = _card(db, "20230001").password_hash
     changed = GOOD.replace("20230001,张三,11010820030615102x,,main,100.00", "20230001,张三,11010820030615102x,,north,80.05")
+    changed = changed.replace("20230003,Anna Schmidt,,c4k7n2p91,main,200", "20230003,Anna Schmidt,,c4k7n2p91,main,0")
     changed += "20240004,王小明,310115200211092128,,east,15.00,active,\n"
     with live.session() as db:
         result = import_roster(db, _write(tmp_path, changed, "v2.csv"))
         db.commit()
         assert (result.created, result.updated, result.unchanged) == (1, 1, 3)
+        assert [(d.student_no, d.live_fen, d.csv_fen) for d in result.differences] == [("20230001", 10000, 8005), ("20230003", 20000, 0)]
+        assert result.adjusted == [] and "2 balances differ from the file (kept)" in str(result)
         zhang = _card(db, "20230001")
-        assert zhang.campus == "north" and zhang.balance_fen == 8005 == ledger_sum(db, zhang.id)
+        assert zhang.campus == "north" and zhang.balance_fen == 10000 == ledger_sum(db, zhang.id)  # the stale CSV changes nothing
+        assert _card(db, "20230003").balance_fen == 20000
         assert zhang.password_hash == hash_before  # same ID number: the password is not reset
-        adjust = db.execute(select(LedgerEntry).where(LedgerEntry.cardholder_id == zhang.id, LedgerEntry.kind == "adjust")).scalar_one()
-        assert adjust.amount_fen == -1995
+        assert _count(db, LedgerEntry) == entries + 1  # only the new card's opening balance
+        assert db.execute(select(LedgerEntry).where(LedgerEntry.kind == "adjust")).first() is None
+
+
+def test_set_balances_writes_one_adjust_entry_per_difference_with_the_reason(live, tmp_path):
+    with live.session() as db:
+        import_roster(db, _write(tmp_path, GOOD))
+        db.commit()
+    changed = GOOD.replace("main,100.00,active", "main,80.05,active")
+    with live.session() as db:
+        result = import_roster(db, _write(tmp_path, changed, "v2.csv"), set_balances_reason="audit 2026-03 found a double count")
+        db.commit()
+        assert [(a.student_no, a.live_fen, a.csv_fen, a.entry_key) for a in result.adjusted] == [
+            ("20230001", 10000, 8005, result.adjusted[0].entry_key)
+        ]
+        zhang = _card(db, "20230001")
+        assert zhang.balance_fen == 8005 == ledger_sum(db, zhang.id)
+        adjust = db.execute(select(LedgerEntry).where(LedgerEntry.kind == "adjust")).scalar_one()
+        assert adjust.amount_fen == -1995 and adjust.idempotency_key == result.adjusted[0].entry_key
+        assert "audit 2026-03 found a double count" in adjust.description
+    back = GOOD  # a second correction of the same card gets its own key
+    with live.session() as db:
+        result = import_roster(db, _write(tmp_path, back, "v3.csv"), set_balances_reason="undo")
+        db.commit()
+        keys = list(db.execute(select(LedgerEntry.idempotency_key).where(LedgerEntry.kind == "adjust")).scalars())
+        assert len(keys) == len(set(keys)) == 2 and _card(db, "20230001").balance_fen == 10000
 
 
 @pytest.mark.parametrize(
@@ -180,3 +208,35 @@ def test_cli_import_error_names_the_line_and_writes_nothing(live, tmp_path):
     assert f"{bad}:6:" in result.output and "nothing was imported" in result.output
     with live.session() as db:
         assert _count(db) == 0
+
+
+def test_cli_import_reports_balance_differences_and_applies_none(live, tmp_path):
+    runner = CliRunner()
+    config = _config(tmp_path, live)
+    assert runner.invoke(cli, ["--config", str(config), "cardholders", "import", str(_write(tmp_path, GOOD))]).exit_code == 0
+    stale = _write(tmp_path, GOOD.replace("main,100.00,active", "main,80.05,active"), "stale.csv")
+    result = runner.invoke(cli, ["--config", str(config), "cardholders", "import", str(stale)])
+    assert result.exit_code == 0, result.output
+    assert "created 0, updated 0, unchanged 4" in result.output
+    assert "20230001  live 100.00  csv 80.05" in result.output and "--set-balances" in result.output
+    with live.session() as db:
+        assert _card(db, "20230001").balance_fen == 10000
+
+
+def test_cli_set_balances_needs_a_reason_and_prints_each_adjust_entry(live, tmp_path):
+    runner = CliRunner()
+    config = _config(tmp_path, live)
+    assert runner.invoke(cli, ["--config", str(config), "cardholders", "import", str(_write(tmp_path, GOOD))]).exit_code == 0
+    stale = str(_write(tmp_path, GOOD.replace("main,100.00,active", "main,80.05,active"), "stale.csv"))
+    base = ["--config", str(config), "cardholders", "import", stale]
+    for extra in (["--set-balances"], ["--set-balances", "--reason", "   "], ["--reason", "why"]):
+        refused = runner.invoke(cli, base + extra)
+        assert refused.exit_code == 2 and "--reason" in refused.output, refused.output
+    with live.session() as db:
+        assert _card(db, "20230001").balance_fen == 10000 and db.execute(select(LedgerEntry).where(LedgerEntry.kind == "adjust")).first() is None
+    applied = runner.invoke(cli, base + ["--set-balances", "--reason", "ticket 4711"])
+    assert applied.exit_code == 0, applied.output
+    with live.session() as db:
+        adjust = db.execute(select(LedgerEntry).where(LedgerEntry.kind == "adjust")).scalar_one()
+        assert _card(db, "20230001").balance_fen == 8005 and "ticket 4711" in adjust.description
+    assert f"adjusted 20230001  100.00 -> 80.05  (-19.95)  entry {adjust.idempotency_key}" in applied.output

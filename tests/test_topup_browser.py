@@ -14,7 +14,9 @@ from tests.test_topup_support import (
     card,
     emu_pay,
     ledger_checked,  # noqa: F401  (autouse: balance == ledger after each test)
+    logged_in,
     student,
+    topup_entries,
 )
 
 pytestmark = pytest.mark.browser
@@ -33,6 +35,7 @@ document.addEventListener("DOMContentLoaded", () => {
   setTimeout(() => {
     window.WeixinJSBridge = {
       invoke(name, params, cb) {
+        if (window.__outcome === "fail") { cb({err_msg: "get_brand_wcpay_request:fail", err_desc: "网络异常"}); return; }
         fetch("/emulator/pay/confirm", {method: "POST", headers: {"Content-Type": "application/json"},
           body: JSON.stringify({...params, openid: "__OPENID__", outcome: window.__outcome || "success"})})
           .then(r => r.json()).then(cb);
@@ -102,3 +105,32 @@ def test_custom_amount_refusal_cancel_and_processing(phone, live):
     assert settle_stuck_orders(live.services) == 1  # the worker's query finds it paid
     expect(phone.locator("#result")).to_contain_text("充值成功")
     expect(phone.locator("#balance")).to_have_text("20.00")
+
+
+def test_cancelled_or_failed_pay_sheet_frees_the_limit_on_the_page(phone, live, tmp_path):
+    card_id = student(live, OPENID, balance_fen=0)
+    other_tab = logged_in(live, OPENID)
+    for _ in range(2):  # 1000 of today's 2000 yuan in orders left open in another tab
+        assert other_tab.order(50000, "custom").status_code == 201
+    phone.goto(live.url + "/topup")
+    expect(phone.locator("#remaining")).to_contain_text("今日还可充值 1000.00 元")
+    phone.evaluate("window.__outcome = 'cancel'")
+    phone.locator("#custom").fill("500")
+    phone.locator("#pay").click()
+    expect(phone.locator("#result")).to_have_text("您已取消支付，没有扣款。")
+    expect(phone.locator("#remaining")).to_contain_text("今日还可充值 1000.00 元")  # the server's answer: freed at once
+    phone.evaluate("window.__outcome = 'fail'")
+    phone.locator("#pay").click()
+    expect(phone.locator("#result")).to_contain_text("支付没有完成：网络异常")
+    expect(phone.locator("#remaining")).to_contain_text("今日还可充值 1000.00 元")
+    emu_pay(live).faults["query"] = ["5xx"]  # WeChat Pay does not answer: the order still counts, and the page says so
+    phone.evaluate("window.__outcome = 'cancel'")
+    phone.locator("#pay").click()
+    expect(phone.locator("#result")).to_contain_text("仍计入今日额度")
+    expect(phone.locator("#remaining")).to_contain_text("今日还可充值 500.00 元")
+    phone.screenshot(path=str(tmp_path / "unconfirmed.png"), full_page=True)
+    phone.evaluate("window.__outcome = 'success'")
+    phone.locator("#pay").click()  # the two cancelled orders were freed, so this one fits the limit
+    expect(phone.locator("#result")).to_contain_text("充值成功")
+    expect(phone.locator("#remaining")).to_contain_text("今日还可充值 0.00 元")
+    assert card(live, card_id).balance_fen == 50000 and len(topup_entries(live, card_id)) == 1

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from bot.binding_lock import BindingLock
 from bot.clock import to_local
-from bot.roster import RosterError, import_roster
+from bot.roster import MAX_REASON, RosterError, import_roster
 from bot.texts import yuan
 from handlers.balance import freeze_on
 from models import Binding, Cardholder, LedgerEntry, ledger_sum
@@ -26,12 +26,22 @@ def command() -> None:
 
 @command.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--set-balances", is_flag=True, help="Write the file's balance over a known card's live balance (adjust entries).")
+@click.option("--reason", default=None, help=f"Why the balances are set (required with --set-balances, ≤ {MAX_REASON} characters).")
 @click.pass_obj
-def import_(obj: Obj, path: str) -> None:
-    """Upsert the roster CSV; a bad row is reported with its line number and nothing is written."""
+def import_(obj: Obj, path: str, set_balances: bool, reason: str | None) -> None:
+    """Upsert the roster CSV; a bad row is reported with its line number and nothing is written.
+
+    A known card keeps its live balance; every difference from the file is printed. ``--set-balances --reason``
+    applies them as adjust entries, each printed with its ledger key.
+    """
+    if set_balances and not (reason and 0 < len(reason.strip()) <= MAX_REASON):
+        raise click.UsageError(f"--set-balances needs --reason TEXT (1-{MAX_REASON} characters): it goes into each adjust entry")
+    if reason is not None and not set_balances:
+        raise click.UsageError("--reason goes with --set-balances only")
     with obj.services.session() as db:
         try:
-            result = import_roster(db, path)
+            result = import_roster(db, path, set_balances_reason=reason if set_balances else None)
         except RosterError as exc:
             db.rollback()
             for line_no, message in exc.problems:
@@ -39,6 +49,13 @@ def import_(obj: Obj, path: str) -> None:
             raise click.ClickException(f"{len(exc.problems)} problem(s); nothing was imported") from None
         db.commit()
     click.echo(str(result))
+    for d in result.differences:
+        if d.entry_key:
+            click.echo(f"adjusted {d.student_no}  {yuan(d.live_fen)} -> {yuan(d.csv_fen)}  ({yuan(d.csv_fen - d.live_fen)})  entry {d.entry_key}")
+        else:
+            click.echo(f"balance kept {d.student_no}  live {yuan(d.live_fen)}  csv {yuan(d.csv_fen)}")
+    if result.differences and not result.adjusted:
+        click.echo("live balances were kept; to write the file's balances: --set-balances --reason TEXT")
 
 
 def _mask_id(id_number: str | None) -> str:

@@ -37,7 +37,8 @@ def demo_config(path: str | None, host: str, port: int) -> Config:
 
 
 def prepare(cfg: Config, services: Any) -> None:
-    """Keys, schema and the demo roster; safe to repeat (the roster import is an upsert)."""
+    """Keys, schema and the demo roster; safe to repeat at every start: the import adds cards it has not seen and
+    keeps every live balance (what was topped up or spent in the demo stays)."""
     from bot.emulator.keys import ensure_keys
     from bot.migrate import upgrade
 

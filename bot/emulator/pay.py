@@ -8,7 +8,10 @@ with AES-256-GCM under the APIv3 key, and retries notifies on WeChat's schedule 
 ``POST /emulator/pay/confirm`` is the phone's side of ``WeixinJSBridge.invoke('getBrandWCPayRequest')``: the
 simulator's shim posts the page's pay params there; the paySign is verified and the order is paid or cancelled.
 
-Tests reach the state through ``app.extensions["emulator_pay"]`` (``notify_enabled``, ``notify_log``, ``orders``).
+Tests reach the state through ``app.extensions["emulator_pay"]`` (``notify_enabled``, ``notify_log``, ``orders``,
+``faults``). Faults, by endpoint (``"query"``, ``"close"``), as ``bot.emulator.state`` describes:
+``"5xx"`` answers 500 SYSTEM_ERROR without acting; ``"lost"`` acts, then answers 500 as if the answer got lost;
+``"paid_meanwhile"`` (close only) lets the student's payment land just before the close, which WeChat then refuses.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Blueprint, Flask, Response, current_app, request
 
 from bot.config import Config
+from bot.emulator.state import pop_fault
 
 log = logging.getLogger(__name__)
 bp = Blueprint("emulator_pay", __name__)
@@ -198,11 +202,24 @@ class PayEmulator:
     bills: dict[str, bytes] = field(default_factory=dict)
     notify_enabled: bool = True
     notify_log: list[dict[str, Any]] = field(default_factory=list)
+    faults: dict[str, Any] = field(default_factory=dict)
     clock_offset: float = 0.0
     _keys: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> float:
         return time.time() + self.clock_offset
+
+    def take_fault(self, name: str) -> Any:
+        with self.lock:
+            return pop_fault(self.faults, name)
+
+    def pay(self, order: Order) -> None:
+        """The student's payment goes through (the caller holds the lock and schedules the notify)."""
+        order.trade_state = "SUCCESS"
+        digits = "".join(secrets.choice("0123456789") for _ in range(16))
+        order.transaction_id = "4200" + datetime.fromtimestamp(self.now(), BEIJING).strftime("%Y%m%d") + digits
+        order.success_time = self.now()
+        order.notify_id = str(uuid.uuid4())
 
     def key(self, name: str) -> Any:
         """``merchant_public`` (verifies requests and paySign) or ``platform_private`` (signs responses and notifies)."""
@@ -275,6 +292,10 @@ def _signed(status: int, obj: dict[str, Any] | None = None) -> Response:
 
 def _error(status: int, code: str, message: str) -> Response:
     return _signed(status, {"code": code, "message": message})
+
+
+def _busy() -> Response:
+    return _error(500, "SYSTEM_ERROR", "系统错误")
 
 
 def _check_auth() -> Response | None:
@@ -381,6 +402,8 @@ def query(out_trade_no: str) -> Response:
         return bad
     if request.args.get("mchid") != emu().cfg.pay.mchid:
         return _error(400, "PARAM_ERROR", "mchid 参数错误")
+    if emu().take_fault("query") in ("5xx", "lost"):
+        return _busy()
     order = _find(out_trade_no)
     if order is None:
         return _error(404, "ORDER_NOT_EXIST", "订单不存在")
@@ -395,14 +418,21 @@ def close(out_trade_no: str) -> Response:
     b = _body() or {}
     if b.get("mchid") != emu().cfg.pay.mchid:
         return _error(400, "PARAM_ERROR", "mchid 参数错误")
-    with emu().lock:
-        order = emu().orders.get(out_trade_no)
+    e = emu()
+    fault = e.take_fault("close")
+    if fault == "5xx":
+        return _busy()
+    with e.lock:
+        order = e.orders.get(out_trade_no)
         if order is None:
             return _error(404, "ORDER_NOT_EXIST", "订单不存在")
+        if fault == "paid_meanwhile" and order.trade_state == "NOTPAY":
+            e.pay(order)
+            e.schedule_notify(order)
         if order.trade_state in ("SUCCESS", "REFUND"):
             return _error(400, "ORDERPAID", "订单已支付")
         order.trade_state = "CLOSED"
-    return _signed(204)
+    return _busy() if fault == "lost" else _signed(204)
 
 
 # --- the phone: WeixinJSBridge getBrandWCPayRequest ---------------------------------
@@ -438,11 +468,7 @@ def confirm() -> Response:
             return fail("订单已支付或已关闭 / order already paid or closed", 409)
         if e.now() >= order.time_expire:
             return fail("订单已过期 / order expired", 409)
-        order.trade_state = "SUCCESS"
-        digits = "".join(secrets.choice("0123456789") for _ in range(16))
-        order.transaction_id = "4200" + datetime.fromtimestamp(e.now(), BEIJING).strftime("%Y%m%d") + digits
-        order.success_time = e.now()
-        order.notify_id = str(uuid.uuid4())
+        e.pay(order)
     e.schedule_notify(order)
     return Response(json.dumps({"err_msg": "get_brand_wcpay_request:ok"}), mimetype="application/json")
 

@@ -106,7 +106,7 @@ TEXTS: dict[str, str] = {
     "bills_page_bad_month": "That month is not valid. Please reopen the bill from the menu.",
     # --- top-up (handlers/topup.py, bot/pages/topup.py) ---
     "topup_article_title": "Top up your campus card",
-    "topup_article_desc": "{name}, your balance is {balance} yuan. Up to {single} yuan per top-up, {daily} a day. Tap to open the top-up page.",
+    "topup_article_desc": "{name}, your balance is {balance} yuan. You can still top up {remaining} yuan today (daily limit {daily}, single limit {single}). Tap to open the top-up page.",
     "topup_err_invalid_mode": "Unknown top-up type. Please refresh the page and choose an amount again.",
     "topup_err_invalid_amount": "That amount is not valid. Please choose or type an amount again.",
     "topup_err_not_quick_amount": "Quick top-up is {amounts} yuan only; use a custom amount for anything else.",
@@ -138,6 +138,7 @@ TEXTS: dict[str, str] = {
     "topup_js_cancel": "Payment cancelled; nothing was charged.",
     "topup_js_fail": "Payment not completed: {reason}",
     "topup_js_closed": "The order was closed and nothing was charged. Start a new top-up if you like.",
+    "topup_cancel_unconfirmed": "WeChat Pay has not confirmed the close yet, so this order still counts toward today's limit. If you did not pay, nothing is charged; it closes by itself when it expires.",
     "topup_js_not_in_wechat": "Please open this page in WeChat to pay.",
     "topup_js_choose": "Please choose or enter an amount first.",
     "topup_blocked_title": "Top-up not available",

@@ -105,7 +105,7 @@ TEXTS: dict[str, str] = {
     "bills_page_bad_month": "月份格式不正确，请从公众号菜单「账单」重新打开。",
     # --- top-up (handlers/topup.py, bot/pages/topup.py) ---
     "topup_article_title": "校园卡充值",
-    "topup_article_desc": "{name}，当前余额 {balance} 元。单笔不超过{single}元，每日不超过{daily}元。点此打开充值页面。",
+    "topup_article_desc": "{name}，当前余额 {balance} 元。今日还可充值 {remaining} 元（每日上限 {daily} 元，单笔上限 {single} 元）。点此打开充值页面。",
     "topup_err_invalid_mode": "充值方式不正确，请刷新页面后重新选择金额。",
     "topup_err_invalid_amount": "金额格式不正确，请重新选择或输入金额。",
     "topup_err_not_quick_amount": "快捷充值只能选择 {amounts} 元，其他金额请使用自定义充值。",
@@ -137,6 +137,7 @@ TEXTS: dict[str, str] = {
     "topup_js_cancel": "您已取消支付，没有扣款。",
     "topup_js_fail": "支付没有完成：{reason}",
     "topup_js_closed": "订单已关闭，没有扣款。如需充值请重新下单。",
+    "topup_cancel_unconfirmed": "微信支付暂未确认关闭，这笔订单仍计入今日额度。没有付款就不会扣款，订单到期后自动关闭。",
     "topup_js_not_in_wechat": "请在微信中打开此页面完成支付。",
     "topup_js_choose": "请先选择或输入金额。",
     "topup_blocked_title": "暂时不能充值",

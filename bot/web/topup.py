@@ -1,7 +1,9 @@
 """The /topup H5 page and its JSON API. Identity is the OAuth session's openid only (bot.web.auth).
 
 ``POST /api/topup/orders`` creates an order (CONTRACT); ``GET /api/topup/orders/<order_no>`` lets the page poll
-its own order until it is paid or closed (another user's order number answers 404, like an unknown one).
+its own order until it is paid or closed; ``POST /api/topup/orders/<order_no>/cancel`` (after the pay sheet was
+cancelled or failed) closes it so the daily limit is freed at once. Another user's order number answers 404, like
+an unknown one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from bot.texts import t, yuan
 from bot.topup import (
     ORDER_NO,
     Refusal,
+    cancel_order,
     card_for,
     card_refusal,
     create_order,
@@ -131,6 +134,32 @@ def status(order_no: str) -> Any:
             out["balance"] = yuan(card.balance_fen) if card else None
             out["remaining"] = yuan(remaining_today(svc.cfg, db, order.cardholder_id, svc.clock.now().date()))
     return jsonify(out)
+
+
+@bp.post("/api/topup/orders/<order_no>/cancel")
+@login_api
+def cancel(order_no: str) -> Any:
+    """200 with the order's state (closed, or paid after all); 503 while WeChat Pay has not confirmed the close."""
+    svc, openid = _svc(), current_openid() or ""
+    lang = _lang(svc, openid)
+    try:
+        done = cancel_order(svc, openid, order_no)
+    except Refusal as refusal:
+        return _refused(refusal, lang)
+    o = done.order
+    out: dict[str, Any] = {
+        "order_no": o.order_no,
+        "status": o.status,
+        "amount": yuan(o.amount_fen),
+        "balance": yuan(done.balance_fen),
+        "remaining_fen": done.remaining_fen,
+        "remaining": yuan(done.remaining_fen),
+    }
+    if o.status == "paid":
+        return jsonify(out | {"message": t(lang, "topup_js_success", amount=out["amount"], balance=out["balance"])})
+    if o.status == "closed":
+        return jsonify(out | {"message": t(lang, "topup_js_cancel")})
+    return jsonify(out | {"error": "cancel_unconfirmed", "message": t(lang, "topup_cancel_unconfirmed")}), 503
 
 
 def init_app(app: Flask) -> None:
