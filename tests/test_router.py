@@ -43,6 +43,15 @@ def test_builder_refuses_a_duplicate_key_naming_both_handlers():
     assert "handlers.balance.balance" in str(err.value) and "my_balance" in str(err.value)
 
 
+def test_needs_card_refuses_an_unknown_text_and_a_handler_without_route():
+    routes = Routes()
+    with pytest.raises(ValueError, match="no text 'not_bund'"):
+        routes.needs_card("not_bund")
+    routes.needs_card()(lambda msg, ctx: "x")
+    with pytest.raises(ValueError, match="which has no route"):
+        Router(routes)
+
+
 def test_a_duplicate_word_is_refused_after_normalising():
     a, b = Routes(), Routes()
     a.text("余额")(lambda msg, ctx: "a")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.chat.replies import Reply, Text
+from bot.texts import zh
 
 if TYPE_CHECKING:
     from bot.chat.context import Context
@@ -91,6 +92,8 @@ class Routes:
 
     def needs_card(self, reply: str = "not_bound") -> Callable[[Handler], Handler]:
         """Every route of the handler answers text key ``reply`` to a user without a bound card."""
+        if reply not in zh.TEXTS:
+            raise ValueError(f"needs_card: no text {reply!r} in bot/texts")
 
         def deco(fn: Handler) -> Handler:
             self._guards[fn] = reply
