@@ -30,7 +30,7 @@ def whatif_app() -> Any:
     if "noping" in chosen:
         svc.engine.pool._pre_ping = False
     if "core" in chosen:
-        _core_balance()
+        _core_balance(app.extensions["router"])
     return app
 
 
@@ -44,10 +44,11 @@ class _Inline:
         return f
 
 
-def _core_balance() -> None:
+def _core_balance(router: Any) -> None:
+    """Swaps the app's BALANCE route for one whose handler does the card lookup itself (no needs_card)."""
     from sqlalchemy import text
 
-    from bot.chat.router import on
+    from bot.chat.router import Route
     from bot.clock import to_local
     from bot.texts import yuan
     from handlers.binding import mask_student_no
@@ -80,7 +81,7 @@ def _core_balance() -> None:
         lines.append(ctx.t("balance_footer"))
         return "\n".join(lines)
 
-    on.clicks["BALANCE"] = balance
+    router._by_kind["click"]["BALANCE"] = Route("click", ("BALANCE",), balance)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,8 +15,12 @@ from bot.config import Config, load_config
 from bot.logs import openid_hash, request_id, setup_logging
 from bot.services import Services, build_services
 
+if TYPE_CHECKING:
+    from bot.chat.router import Routes
 
-def create_app(cfg: Config | None = None, services: Services | None = None) -> Flask:
+
+def create_app(cfg: Config | None = None, services: Services | None = None, routes: Sequence[Routes] = ()) -> Flask:
+    """``routes``: handlers answered besides the bot's own (tests, experiments); a key answered twice is refused."""
     cfg = cfg or load_config()
     setup_logging()
     app = Flask(__name__)
@@ -32,10 +37,11 @@ def create_app(cfg: Config | None = None, services: Services | None = None) -> F
     svc = services or build_services(cfg)
     app.extensions["cardbot"] = svc
 
-    import handlers  # noqa: F401  (registers every handler with the router)
     from bot.chat import webhook
+    from bot.chat.routes import build_router
     from bot.web import autodebit, bills, integration, ops, pay_notify, topup
 
+    app.extensions["router"] = build_router(*routes)
     app.register_blueprint(webhook.bp)
     app.register_blueprint(ops.bp)
     for feature in (bills, topup, autodebit, pay_notify, integration):

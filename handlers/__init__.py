@@ -1,3 +1,4 @@
-"""One module per user capability. Importing this package registers every handler with ``bot.chat.router.on``."""
+"""One module per user capability, each declaring what it answers on its own ``routes``.
 
-from handlers import autodebit, balance, bills, binding, help, notices, subscription, topup  # noqa: F401
+``bot.chat.routes.build_router`` is the one place that imports them and composes their routes.
+"""

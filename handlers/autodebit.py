@@ -7,15 +7,16 @@ from typing import Any
 from bot.autodebit import active_agreement
 from bot.chat.context import Context
 from bot.chat.replies import Article
-from bot.chat.router import on
+from bot.chat.router import Routes
+
+routes = Routes()
 
 
-@on.click("AUTODEBIT")
-@on.text("自动代扣", "auto debit", "autodebit", "auto-debit", "自动充值", "自动圈存", "auto top-up", "auto topup")
+@routes.click("AUTODEBIT")
+@routes.text("自动代扣", "auto debit", "autodebit", "auto-debit", "自动充值", "自动圈存", "auto top-up", "auto topup")
+@routes.needs_card("autodebit_not_bound")
 def autodebit(msg: Any, ctx: Context) -> Article | str:
     card = ctx.card()
-    if card is None:
-        return ctx.t("autodebit_not_bound")
     if card.status != "active":
         return ctx.t("autodebit_card_blocked", center=ctx.cfg.school.service_center)
     c = ctx.cfg.autodebit

@@ -9,11 +9,13 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.chat.context import Context
-from bot.chat.router import on
+from bot.chat.router import Routes
 from bot.clock import to_local
 from bot.config import Config
 from handlers.binding import mask_student_no
 from models import Cardholder, LedgerEntry
+
+routes = Routes()
 
 RECENT = 5
 
@@ -67,12 +69,11 @@ def status_lines(ctx: Context, card: Cardholder) -> list[str]:
     return lines
 
 
-@on.click("BALANCE")
-@on.text("余额", "balance", "查余额", "余额查询", "查询余额")
+@routes.click("BALANCE")
+@routes.text("余额", "balance", "查余额", "余额查询", "查询余额")
+@routes.needs_card()
 def balance(msg: Any, ctx: Context) -> str:
     card = ctx.card()
-    if card is None:
-        return ctx.t("not_bound")
     lines = [
         ctx.t("balance_header", name=card.masked_name, no=mask_student_no(card.student_no)),
         ctx.t("balance_amount", balance=ctx.yuan(card.balance_fen)),

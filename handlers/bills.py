@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 
 from bot.chat.context import Context
 from bot.chat.replies import Article
-from bot.chat.router import on
+from bot.chat.router import Routes
 from bot.clock import SCHOOL_TZ
 from handlers.balance import entry_line
 from models import LedgerEntry
+
+routes = Routes()
 
 CHAT_LINES = 6
 MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December")
@@ -71,12 +73,11 @@ def month_label(lang_t: Any, year: int, month: int) -> str:
     return lang_t("bills_month", year=year, month=month, month_name=MONTH_NAMES[month - 1])
 
 
-@on.click("BILLS")
-@on.text("账单", "bills", "bill", "账单查询", "本月账单", "查账单")
+@routes.click("BILLS")
+@routes.text("账单", "bills", "bill", "账单查询", "本月账单", "查账单")
+@routes.needs_card()
 def bills(msg: Any, ctx: Context) -> str | Article:
     card = ctx.card()
-    if card is None:
-        return ctx.t("not_bound")
     today = ctx.services.clock.today()
     bill = month_bill(ctx.db, card.id, today.year, today.month)
     label = month_label(ctx.t, today.year, today.month)

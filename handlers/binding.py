@@ -17,9 +17,11 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.binding_lock import BindingLock
 from bot.chat.context import Context
-from bot.chat.router import normalize, on
+from bot.chat.router import Routes, normalize
 from models import Binding, Cardholder, lock_card
 from models.passwords import hash_password, verify_password
+
+routes = Routes()
 
 STUDENT_NO = re.compile(r"^\d+$")
 PASSPORT = re.compile(r"^(?=.*[A-Z])[A-Z0-9]{5,20}$")
@@ -59,8 +61,8 @@ def _card_by_no(ctx: Context, student_no: str) -> Cardholder | None:
     return ctx.db.execute(select(Cardholder).where(Cardholder.student_no == student_no)).scalar_one_or_none()
 
 
-@on.click("BIND")
-@on.text("绑定", "bind", "绑卡", "绑定校园卡", "bind card")
+@routes.click("BIND")
+@routes.text("绑定", "bind", "绑卡", "绑定校园卡", "bind card")
 def bind(msg: Any, ctx: Context) -> str:
     current = ctx.card()
     if current is not None:
@@ -73,7 +75,7 @@ def bind(msg: Any, ctx: Context) -> str:
     return ctx.t("bind_ask_student_no")
 
 
-@on.state("bind.student_no")
+@routes.state("bind.student_no")
 def bind_student_no(msg: Any, ctx: Context) -> str:
     answer = compact(msg.content).upper()
     if STUDENT_NO.match(answer):
@@ -91,7 +93,7 @@ def bind_student_no(msg: Any, ctx: Context) -> str:
     return ctx.t("bind_bad_student_no")
 
 
-@on.state("bind.name")
+@routes.state("bind.name")
 def bind_name(msg: Any, ctx: Context) -> str:
     name = clean_name(msg.content)
     if not name or len(name) > 64:
@@ -101,7 +103,7 @@ def bind_name(msg: Any, ctx: Context) -> str:
     return ctx.t("bind_ask_password")
 
 
-@on.state("bind.password")
+@routes.state("bind.password")
 def bind_password(msg: Any, ctx: Context) -> str:
     """The one message that carries a password: it is checked here and goes nowhere else."""
     data = ctx.dialog.data if ctx.dialog else {}
@@ -153,17 +155,16 @@ def _attach(ctx: Context, card: Cardholder) -> str:
     return ctx.t("bind_success", name=card.masked_name, balance=ctx.yuan(card.balance_fen))
 
 
-@on.click("UNBIND")
-@on.text("解绑", "unbind", "解除绑定", "解绑校园卡")
+@routes.click("UNBIND")
+@routes.text("解绑", "unbind", "解除绑定", "解绑校园卡")
+@routes.needs_card()
 def unbind(msg: Any, ctx: Context) -> str:
     card = ctx.card()
-    if card is None:
-        return ctx.t("not_bound")
     ctx.start_dialog("unbind.confirm", {"cardholder_id": card.id})
     return ctx.t("unbind_confirm", name=card.masked_name, no=mask_student_no(card.student_no))
 
 
-@on.state("unbind.confirm")
+@routes.state("unbind.confirm")
 def unbind_confirm(msg: Any, ctx: Context) -> str:
     data = ctx.dialog.data if ctx.dialog else {}
     ctx.end_dialog()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from bot.chat.context import Context
-from bot.chat.router import on
+from bot.chat.router import Routes
+
+routes = Routes()
 
 
 def _limits(ctx: Context) -> dict[str, Any]:
@@ -18,20 +20,20 @@ def _limits(ctx: Context) -> dict[str, Any]:
     }
 
 
-@on.click("HELP")
-@on.text("帮助", "help", "?", "？", "菜单", "menu")
+@routes.click("HELP")
+@routes.text("帮助", "help", "?", "？", "菜单", "menu")
 def help_(msg: Any, ctx: Context) -> str:
     return ctx.t("help", **_limits(ctx))
 
 
-@on.click("FAQ")
-@on.text("常见问题", "问题", "faq", "problem", "problems")
+@routes.click("FAQ")
+@routes.text("常见问题", "问题", "faq", "problem", "problems")
 def faq(msg: Any, ctx: Context) -> str:
     return ctx.t("faq", phone=ctx.cfg.school.service_phone)
 
 
-@on.click("RULES")
-@on.text("规则", "须知", "限额", "退款", "rules", "limits", "refund")
+@routes.click("RULES")
+@routes.text("规则", "须知", "限额", "退款", "rules", "limits", "refund")
 def rules(msg: Any, ctx: Context) -> str:
     c = ctx.cfg
     return ctx.t(
@@ -43,8 +45,8 @@ def rules(msg: Any, ctx: Context) -> str:
     )
 
 
-@on.click("LANG")
-@on.text("english", "英文", "中文", "chinese", "language", "语言")
+@routes.click("LANG")
+@routes.text("english", "英文", "中文", "chinese", "language", "语言")
 def language(msg: Any, ctx: Context) -> str:
     """The words pick the language; the LANG menu button toggles it."""
     if msg.type == "text":
@@ -59,27 +61,27 @@ def _other(lang: str) -> str:
     return "en" if lang == "zh" else "zh"
 
 
-@on.cancel("取消", "cancel", "退出", "quit", "exit")
+@routes.cancel("取消", "cancel", "退出", "quit", "exit")
 def cancel(msg: Any, ctx: Context) -> str:
     return ctx.t("cancelled") if ctx.end_dialog() else ctx.t("nothing_to_cancel")
 
 
-@on.expired
+@routes.expired
 def expired(msg: Any, ctx: Context) -> str:
     return ctx.t("dialog_expired", minutes=max(1, ctx.cfg.binding.dialog_ttl_seconds // 60))
 
 
-@on.fallback
+@routes.fallback
 def fallback(msg: Any, ctx: Context) -> str:
     return ctx.t("fallback")
 
 
-@on.msgtype("*")
+@routes.msgtype("*")
 def unsupported(msg: Any, ctx: Context) -> str:
     return ctx.t("unsupported_type")
 
 
-@on.event("view", "location", "scan")
+@routes.event("view", "location", "scan")
 def quiet_event(msg: Any, ctx: Context) -> None:
     """Events that need no answer: reply 'success'."""
     return None

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from bot.chat.context import Context
-from bot.chat.router import on
+from bot.chat.router import Routes
 from bot.outbox import record_job_finish
 
+routes = Routes()
 
-@on.event("TEMPLATESENDJOBFINISH")
+
+@routes.event("TEMPLATESENDJOBFINISH")
 def job_finished(msg: Any, ctx: Context) -> None:
     msgid = str(getattr(msg, "id", "") or "")
     if msgid:

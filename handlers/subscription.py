@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from bot.chat.context import Context
-from bot.chat.router import on
+from bot.chat.router import Routes
+
+routes = Routes()
 
 
-@on.event("subscribe")
+@routes.event("subscribe")
 def subscribe(msg: Any, ctx: Context) -> str:
     ctx.user.following = True
     ctx.user.subscribed_at = ctx.services.clock.utcnow()
@@ -18,7 +20,7 @@ def subscribe(msg: Any, ctx: Context) -> str:
     return ctx.t("welcome", school=ctx.cfg.school.name)
 
 
-@on.event("unsubscribe")
+@routes.event("unsubscribe")
 def unsubscribe(msg: Any, ctx: Context) -> None:
     ctx.user.following = False
     ctx.user.unsubscribed_at = ctx.services.clock.utcnow()

@@ -9,16 +9,17 @@ from typing import Any
 
 from bot.chat.context import Context
 from bot.chat.replies import Article
-from bot.chat.router import on
+from bot.chat.router import Routes
 from bot.topup import card_refusal, remaining_today
 
+routes = Routes()
 
-@on.click("TOPUP")
-@on.text("充值", "top up", "topup", "top-up", "recharge")
+
+@routes.click("TOPUP")
+@routes.text("充值", "top up", "topup", "top-up", "recharge")
+@routes.needs_card()
 def topup(msg: Any, ctx: Context) -> Article | str:
     card = ctx.card()
-    if card is None:
-        return ctx.t("not_bound")
     refusal = card_refusal(card)
     if refusal is not None:
         return refusal.message(ctx.lang)

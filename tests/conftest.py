@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from werkzeug.serving import make_server
 
 from bot import create_app
+from bot.chat.router import Routes
 from bot.config import Config, load_config
 from bot.emulator.keys import ensure_keys
 from bot.emulator.push import Pusher
@@ -114,6 +115,7 @@ class LiveApp:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.services = app.extensions["cardbot"]
+        self.router = app.extensions["router"]
         self.cfg = self.services.cfg
         self.server = make_server("127.0.0.1", port, app, threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -143,14 +145,15 @@ class LiveApp:
 
 @pytest.fixture
 def make_live(database_url: str, keys_dir: Path) -> Iterator[Any]:
-    """Factory: ``make_live(topup={...})`` builds an app with config overrides and serves it."""
+    """Factory: ``make_live(topup={...})`` builds an app with config overrides and serves it;
+    ``make_live(routes=[...])`` adds a test's own handlers to that app's router."""
     started: list[LiveApp] = []
 
-    def factory(**sections: dict[str, Any]) -> LiveApp:
+    def factory(routes: Sequence[Routes] = (), **sections: dict[str, Any]) -> LiveApp:
         port = free_port()
         prefix = f"t{uuid.uuid4().hex[:10]}:"
         cfg = make_config(database_url, keys_dir, port, prefix, **sections)
-        app = create_app(cfg)
+        app = create_app(cfg, routes=routes)
         app.config["TESTING"] = True
         live = LiveApp(app, port)
         live.thread.start()

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
-from bot.chat.router import on
+from bot.chat.router import Routes
 from bot.texts import en, zh
 from models import WechatUser
 
 OID = "oConv000000000000000000001"
+test_routes = Routes()
 
 
-@on.text("__test_dialog__")
+@pytest.fixture
+def live(make_live):
+    """The app with this file's test handlers in its router."""
+    return make_live(routes=[test_routes])
+
+
+@test_routes.text("__test_dialog__")
 def _start(msg, ctx):
     ctx.start_dialog("test.ask")
     return "question?"
 
 
-@on.state("test.ask")
+@test_routes.state("test.ask")
 def _answer(msg, ctx):
     ctx.end_dialog()
     return f"answer was {msg.content}"
@@ -84,7 +92,7 @@ def test_dialog_answer_goes_to_the_state_handler(wx):
 
 
 def test_expired_dialog_is_explained(make_live):
-    live = make_live(binding={"dialog_ttl_seconds": 30})
+    live = make_live(routes=[test_routes], binding={"dialog_ttl_seconds": 30})
     wx = live.pusher()
     wx.text(OID, "__test_dialog__")
     live.services.store.r.delete(live.services.store.key("dialog", OID))  # the TTL ran out
@@ -99,11 +107,12 @@ def test_menu_click_leaves_a_dialog(live, wx):
     assert live.services.dialogs.get(OID) is None
 
 
-def test_unhandled_exception_gets_an_apology(wx):
-    @on.text("__test_boom__")
-    def boom(msg, ctx):
-        raise RuntimeError("kaboom")
+@test_routes.text("__test_boom__")
+def _boom(msg, ctx):
+    raise RuntimeError("kaboom")
 
+
+def test_unhandled_exception_gets_an_apology(wx):
     reply = wx.text(OID, "__test_boom__")
     assert reply.status == 200 and "抱歉" in reply.content
 

@@ -10,14 +10,15 @@ from click.testing import CliRunner
 
 import models
 from bot.adapters.store import connect
-from bot.chat.router import on
+from bot.chat.router import Routes
 from bot.cli import cli
 from bot.config import RedisConfig
 
 _runs: list[str] = []
+test_routes = Routes()
 
 
-@on.text("__test_xproc__")
+@test_routes.text("__test_xproc__")
 def _xproc(msg, ctx):
     _runs.append(ctx.services.cfg.server.public_base_url)
     return "ran"
@@ -31,8 +32,8 @@ def test_migrations_match_the_models(live):
 
 def test_a_retry_reaching_another_process_runs_once(make_live):
     """Two servers sharing Redis (as two hosts would): WeChat's retry may land on either."""
-    first = make_live(redis={"key_prefix": "tshared-dedup:"})
-    second = make_live(redis={"key_prefix": "tshared-dedup:"})
+    first = make_live(routes=[test_routes], redis={"key_prefix": "tshared-dedup:"})
+    second = make_live(routes=[test_routes], redis={"key_prefix": "tshared-dedup:"})
     _runs.clear()
     a, b = first.pusher(), second.pusher()
     xml = a.xml("oXproc00000000000000000001", "text", {"Content": "__test_xproc__", "MsgId": "77001"})

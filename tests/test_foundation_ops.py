@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from bot.adapters.wechat_api import WeChatAPI, WeChatAPIError
+from bot.chat.router import Routes
 from bot.logs import JsonFormatter, hash_openid, scrub
 
 OID = "oOps0000000000000000000001"
@@ -36,16 +37,16 @@ def test_metrics_count_requests_latency_and_dedup(live, wx):
     assert "cardbot_handler_errors_total" in text or "cardbot_handler_errors" in text
 
 
-def test_logs_are_json_with_request_id_and_hashed_openid(live, wx, caplog):
+def test_logs_are_json_with_request_id_and_hashed_openid(make_live, caplog):
     caplog.set_level(logging.INFO)
-    from bot.chat.router import on
+    routes = Routes()
 
-    @on.text("__test_log__")
+    @routes.text("__test_log__")
     def noisy(msg, ctx):
         logging.getLogger("handlers.test").info("handling for %s", "someone")
         return "ok"
 
-    wx.text(OID, "__test_log__")
+    make_live(routes=[routes]).pusher().text(OID, "__test_log__")
     lines = [JsonFormatter().format(r) for r in caplog.records if r.name == "handlers.test"]
     assert lines
     payload = json.loads(lines[0])

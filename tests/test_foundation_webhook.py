@@ -6,7 +6,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from bot.chat.router import on
+import pytest
+
+from bot.chat.router import Routes
 from bot.chat.wechat_xml import check_signature, sha1_signature
 
 
@@ -89,16 +91,23 @@ def test_cdata_terminator_in_user_text_is_safe(wx):
 
 _calls: list[str] = []
 _slow = threading.Event()
+test_routes = Routes()
 
 
-@on.text("__test_count__")
+@pytest.fixture
+def live(make_live):
+    """The app with this file's test handlers in its router."""
+    return make_live(routes=[test_routes])
+
+
+@test_routes.text("__test_count__")
 def _count_handler(msg, ctx):
     _calls.append(msg.source)
     time.sleep(0.3)
     return f"counted {len(_calls)}"
 
 
-@on.text("__test_slow__")
+@test_routes.text("__test_slow__")
 def _slow_handler(msg, ctx):
     time.sleep(1.5)
     return "slow result ready"
@@ -124,7 +133,7 @@ def test_concurrent_retries_run_once(wx):
 
 
 def test_slow_handler_answers_in_time_and_delivers_later(make_live):
-    live = make_live(wechat={"reply_budget_seconds": 0.5})
+    live = make_live(routes=[test_routes], wechat={"reply_budget_seconds": 0.5})
     wx = live.pusher()
     t0 = time.monotonic()
     reply = wx.text("oUser0000000000000000010", "__test_slow__")

@@ -15,6 +15,7 @@ from bot.texts import yuan
 from models import Binding, Cardholder, WechatUser
 
 if TYPE_CHECKING:
+    from bot.config import Config
     from bot.services import Services
 
 
@@ -27,10 +28,11 @@ class Context:
     dialog: Dialog | None = None
     expired_dialog: str | None = None
     handler_name: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    _card: Cardholder | None = field(default=None, init=False, repr=False)
+    _card_loaded: bool = field(default=False, init=False, repr=False)
 
     @property
-    def cfg(self):  # type: ignore[no-untyped-def]
+    def cfg(self) -> Config:
         return self.services.cfg
 
     @property
@@ -61,5 +63,8 @@ class Context:
         return self.db.execute(select(Binding).where(Binding.openid == self.openid)).scalar_one_or_none()
 
     def card(self) -> Cardholder | None:
-        b = self.binding()
-        return b.cardholder if b else None
+        """Looked up once per message: a route that needs a card has already asked before its handler runs."""
+        if not self._card_loaded:
+            b = self.binding()
+            self._card, self._card_loaded = (b.cardholder if b else None), True
+        return self._card

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from bot.chat.context import Context
 from bot.chat.replies import Reply, Text
-from bot.chat.router import on
+from bot.chat.router import Router
 from bot.logs import hash_openid, openid_hash, request_id
 from bot.services import Services
 from bot.texts import t
@@ -36,8 +36,11 @@ def load_user(db: Any, openid: str, now: Any) -> WechatUser:
     return user
 
 
-def run_message(services: Services, msg: Any, info: dict[str, Any], rid: str = "-") -> Reply | None:
-    """Dispatch ``msg``; never raises. ``info['lang']`` is filled early so a late answer speaks the user's language."""
+def run_message(services: Services, router: Router, msg: Any, info: dict[str, Any], rid: str = "-") -> Reply | None:
+    """Dispatch ``msg`` through the app's ``router``; never raises.
+
+    ``info['lang']`` is filled early so a late answer speaks the user's language.
+    """
     request_id.set(rid)
     openid_hash.set(hash_openid(msg.source))
     handler = "-"
@@ -49,7 +52,7 @@ def run_message(services: Services, msg: Any, info: dict[str, Any], rid: str = "
             expired = services.dialogs.take_expired(msg.source) if dialog is None and msg.type == "text" else None
             ctx = Context(openid=msg.source, db=db, services=services, user=user, dialog=dialog, expired_dialog=expired)
             try:
-                reply = on.dispatch(msg, ctx)
+                reply = router.dispatch(msg, ctx)
                 handler = ctx.handler_name
                 db.commit()
             except Exception:

@@ -1,29 +1,36 @@
-"""Message router in the style of WxJava's WxMpMessageRouter.
+"""Message router in the style of WxJava's WxMpMessageRouter, with routes declared like Flask blueprints.
 
-Handlers declare what they answer::
+Each handler module declares what it answers on its own ``Routes``::
 
-    @on.click("BALANCE")
-    @on.text("余额", "balance")
+    routes = Routes()
+
+    @routes.click("BALANCE")
+    @routes.text("余额", "balance")
+    @routes.needs_card()
     def balance(msg, ctx): ...
 
-``dispatch`` picks exactly one handler: cancel words first, then the active dialog state (for text),
-then the menu click key, event type, keyword, message type, and finally the fallback.
-A handler returns a reply (``str``, ``Text``, ``Article``) or None for no reply.
+``bot.chat.routes.build_router`` composes every module's ``Routes`` into the one ``Router`` an app dispatches
+through. ``dispatch`` picks exactly one route, trying the kinds in ``ORDER``: cancel words, the active dialog
+state (for text), the menu click key, the event type, the keyword, the expired-dialog notice, the message type,
+and finally the fallback. A route that needs a card answers its text key instead of running the handler when
+the user has none. A handler returns a reply (``str``, ``Text``, ``Article``) or None for no reply.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.chat.replies import Reply, Text
+from bot.texts import zh
 
 if TYPE_CHECKING:
     from bot.chat.context import Context
 
 Handler = Callable[[Any, "Context"], "Reply | str | None"]
+ORDER = ("cancel", "state", "click", "event", "text", "expired", "msgtype", "fallback")
 
 
 def normalize(text: str) -> str:
@@ -31,94 +38,135 @@ def normalize(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text or "").split()).casefold()
 
 
-@dataclass
-class Router:
-    clicks: dict[str, Handler] = field(default_factory=dict)
-    events: dict[str, Handler] = field(default_factory=dict)
-    keywords: dict[str, Handler] = field(default_factory=dict)
-    states: dict[str, Handler] = field(default_factory=dict)
-    msgtypes: dict[str, Handler] = field(default_factory=dict)
-    cancel_words: set[str] = field(default_factory=set)
-    cancel_handler: Handler | None = None
-    expired_handler: Handler | None = None
-    fallback_handler: Handler | None = None
+def handler_name(fn: Handler) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
 
-    def _register(self, table: dict[str, Handler], keys: tuple[str, ...], kind: str) -> Callable[[Handler], Handler]:
+
+@dataclass(frozen=True)
+class Route:
+    kind: str
+    keys: tuple[str, ...]
+    handler: Handler
+    needs_card: str | None = None
+    """Text key answered instead of running the handler when the user has bound no card."""
+
+
+class Routes:
+    """One handler module's declarations; nothing is answered until ``build_router`` composes them."""
+
+    def __init__(self) -> None:
+        self._declared: list[tuple[str, tuple[str, ...], Handler]] = []
+        self._guards: dict[Handler, str] = {}
+
+    def _declare(self, kind: str, keys: tuple[str, ...]) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
-            for k in keys:
-                if k in table and table[k] is not fn:
-                    raise ValueError(f"{kind} {k!r} is already answered by {table[k].__qualname__}")
-                table[k] = fn
+            self._declared.append((kind, tuple(dict.fromkeys(keys)), fn))  # '？' and '?' are one word
             return fn
 
         return deco
 
     def click(self, *keys: str) -> Callable[[Handler], Handler]:
-        return self._register(self.clicks, keys, "click")
+        return self._declare("click", keys)
 
     def event(self, *names: str) -> Callable[[Handler], Handler]:
-        return self._register(self.events, tuple(n.lower() for n in names), "event")
+        return self._declare("event", tuple(n.lower() for n in names))
 
     def text(self, *words: str) -> Callable[[Handler], Handler]:
-        return self._register(self.keywords, tuple(normalize(w) for w in words), "keyword")
+        return self._declare("text", tuple(normalize(w) for w in words))
 
     def state(self, *names: str) -> Callable[[Handler], Handler]:
         """Answer text while the user's dialog is in one of these states."""
-        return self._register(self.states, names, "state")
+        return self._declare("state", names)
 
     def msgtype(self, *types: str) -> Callable[[Handler], Handler]:
-        return self._register(self.msgtypes, types, "message type")
+        return self._declare("msgtype", types)
 
     def cancel(self, *words: str) -> Callable[[Handler], Handler]:
+        return self._declare("cancel", tuple(normalize(w) for w in words))
+
+    def expired(self, fn: Handler) -> Handler:
+        return self._declare("expired", ("",))(fn)
+
+    def fallback(self, fn: Handler) -> Handler:
+        return self._declare("fallback", ("",))(fn)
+
+    def needs_card(self, reply: str = "not_bound") -> Callable[[Handler], Handler]:
+        """Every route of the handler answers text key ``reply`` to a user without a bound card."""
+        if reply not in zh.TEXTS:
+            raise ValueError(f"needs_card: no text {reply!r} in bot/texts")
+
         def deco(fn: Handler) -> Handler:
-            self.cancel_words.update(normalize(w) for w in words)
-            self.cancel_handler = fn
+            self._guards[fn] = reply
             return fn
 
         return deco
 
-    def expired(self, fn: Handler) -> Handler:
-        self.expired_handler = fn
-        return fn
+    def routes(self) -> list[Route]:
+        stray = self._guards.keys() - {fn for _, _, fn in self._declared}
+        if stray:
+            raise ValueError(f"needs_card on {', '.join(sorted(map(handler_name, stray)))}, which has no route")
+        return [Route(kind, keys, fn, self._guards.get(fn)) for kind, keys, fn in self._declared]
 
-    def fallback(self, fn: Handler) -> Handler:
-        self.fallback_handler = fn
-        return fn
 
-    def pick(self, msg: Any, ctx: Context) -> Handler | None:
-        """Choose the one handler for this message (no side effects besides reading the dialog)."""
+class Router:
+    """The composed routes of an app, looked up by kind and key; a key answered by two handlers is refused."""
+
+    def __init__(self, *declarations: Routes) -> None:
+        self._routes: list[Route] = []
+        self._by_kind: dict[str, dict[str, Route]] = {kind: {} for kind in ORDER}
+        for routes in declarations:
+            for route in routes.routes():
+                self._add(route)
+
+    def _add(self, route: Route) -> None:
+        table = self._by_kind[route.kind]
+        for key in route.keys:
+            other = table.get(key)
+            if other is not None and other.handler is not route.handler:
+                raise ValueError(f"{route.kind} {key!r} is answered by both {handler_name(other.handler)} and {handler_name(route.handler)}")
+            table[key] = route
+        self._routes.append(route)
+
+    def table(self) -> list[Route]:
+        """Every route, in the order ``pick`` tries the kinds (within a kind, as declared)."""
+        return sorted(self._routes, key=lambda r: ORDER.index(r.kind))
+
+    def keys(self, kind: str) -> list[str]:
+        return list(self._by_kind[kind])
+
+    def _one(self, kind: str, key: str = "") -> Route | None:
+        return self._by_kind[kind].get(key)
+
+    def pick(self, msg: Any, ctx: Context) -> Route | None:
+        """Choose the one route for this message (no side effects besides reading the dialog)."""
         if msg.type == "event":
             event = (getattr(msg, "event", "") or "").lower()
             if event == "click":
-                key = getattr(msg, "key", "") or ""
-                return self.clicks.get(key) or self.fallback_handler
+                return self._one("click", getattr(msg, "key", "") or "") or self._one("fallback")
             base = {"subscribe_scan": "subscribe"}.get(event, event)
-            return self.events.get(event) or self.events.get(base)
+            return self._one("event", event) or self._one("event", base)
         if msg.type == "text":
             words = normalize(msg.content)
-            if words in self.cancel_words:
-                return self.cancel_handler
             dialog = ctx.dialog
-            if dialog is not None and dialog.state in self.states:
-                return self.states[dialog.state]
-            if words in self.keywords:
-                return self.keywords[words]
-            if dialog is None and ctx.expired_dialog and self.expired_handler:
-                return self.expired_handler
-            return self.fallback_handler
-        return self.msgtypes.get(msg.type) or self.msgtypes.get("*") or self.fallback_handler
+            return (
+                self._one("cancel", words)
+                or (self._one("state", dialog.state) if dialog is not None else None)
+                or self._one("text", words)
+                or (self._one("expired") if dialog is None and ctx.expired_dialog else None)
+                or self._one("fallback")
+            )
+        return self._one("msgtype", msg.type) or self._one("msgtype", "*") or self._one("fallback")
 
     def dispatch(self, msg: Any, ctx: Context) -> Reply | None:
-        handler = self.pick(msg, ctx)
+        route = self.pick(msg, ctx)
         if ctx.dialog is not None and msg.type == "event" and (getattr(msg, "event", "") or "").lower() == "click":
             ctx.end_dialog()  # a menu click means the user left the dialog
-        if handler is None:
+        if route is None:
             return None
-        ctx.handler_name = f"{handler.__module__}.{handler.__qualname__}"
-        result = handler(msg, ctx)
+        ctx.handler_name = handler_name(route.handler)
+        if route.needs_card is not None and ctx.card() is None:
+            return Text(ctx.t(route.needs_card))
+        result = route.handler(msg, ctx)
         if isinstance(result, str):
             return Text(result)
         return result
-
-
-on = Router()

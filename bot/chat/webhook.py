@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, g, request
 from bot.chat.conversation import run_message
 from bot.chat.dedup import Dedup
 from bot.chat.replies import Article, Reply, Text
+from bot.chat.router import Router
 from bot.chat.wechat_xml import (
     BadMessage,
     BadSignature,
@@ -37,6 +38,10 @@ bp = Blueprint("wechat", __name__)
 
 def services() -> Services:
     return current_app.extensions["cardbot"]
+
+
+def router() -> Router:
+    return current_app.extensions["router"]
 
 
 def _text(body: str, status: int = 200) -> Response:
@@ -78,13 +83,13 @@ def push() -> Response:
 
     g.push_kind = msg.type if msg.type != "event" else f"event:{(getattr(msg, 'event', '') or '').lower()}"
     svc.metrics.messages.labels(kind=g.push_kind).inc()
-    plain = _answer(svc, msg)
+    plain = _answer(svc, router(), msg)
     if encrypted:
         return Response(encrypt_reply(plain, cfg, request.args.get("nonce", "")), mimetype="application/xml")
     return Response(plain, mimetype="application/xml" if plain != "success" else "text/plain")
 
 
-def _answer(svc: Services, msg: Any) -> str:
+def _answer(svc: Services, router: Router, msg: Any) -> str:
     dedup = Dedup(svc.store)
     key = dedup_key(msg)
     budget = svc.cfg.wechat.reply_budget_seconds
@@ -99,7 +104,7 @@ def _answer(svc: Services, msg: Any) -> str:
         return earlier if earlier is not None else "success"
 
     info: dict[str, Any] = {"lang": "zh"}
-    future: Future[Reply | None] = svc.executor.submit(run_message, svc, msg, info, request_id.get())
+    future: Future[Reply | None] = svc.executor.submit(run_message, svc, router, msg, info, request_id.get())
     try:
         reply = future.result(timeout=budget)
     except FutureTimeout:

@@ -17,7 +17,7 @@ from defusedxml import ElementTree as SafeET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.chat.router import on
+from bot.chat.router import Router
 from bot.emulator.push import cdata
 from tests.reliability.support import bound, new_card, tally
 
@@ -61,12 +61,12 @@ openids = st.one_of(st.sampled_from([BOUND, FRESH]), st.from_regex(r"^[A-Za-z0-9
 events = ["subscribe", "unsubscribe", "SCAN", "CLICK", "VIEW", "TEMPLATESENDJOBFINISH", "LOCATION", "MASSSENDJOBFINISH", "whatever"]
 
 
-def _fields_for(kind: str, event: str) -> dict[str, Any]:
+def _fields_for(kind: str, event: str, router: Router) -> dict[str, Any]:
     """Plausible strategies for the fields WeChat sends with ``kind`` (and ``event``); ``pushes`` mixes in hostile text."""
-    keys = sorted(on.clicks) + ["qrscene_123", "http://example.invalid/x", ""]
+    keys = sorted(router.keys("click")) + ["qrscene_123", "http://example.invalid/x", ""]
     ints = st.integers(min_value=0, max_value=2**63).map(str)
     floats = st.floats(min_value=-180, max_value=180, allow_nan=False).map(str)
-    words = st.one_of(st.sampled_from(sorted(on.keywords)), st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), max_size=60))
+    words = st.one_of(st.sampled_from(sorted(router.keys("text"))), st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), max_size=60))
     per_kind: dict[str, dict[str, Any]] = {
         "text": {"Content": words},
         "image": {"PicUrl": st.just("http://example.invalid/p.jpg"), "MediaId": words},
@@ -92,7 +92,7 @@ def _fields_for(kind: str, event: str) -> dict[str, Any]:
 
 
 @st.composite
-def pushes(draw: Any) -> tuple[str, str, str]:
+def pushes(draw: Any, router: Router) -> tuple[str, str, str]:
     """(sender, xml body, mode): mostly what WeChat sends, with one in four values hostile or arbitrary."""
     kind = draw(st.sampled_from(["text", "image", "voice", "video", "shortvideo", "location", "link", "event", "event", "event", "file"]))
     event = draw(st.sampled_from(events))
@@ -103,7 +103,7 @@ def pushes(draw: Any) -> tuple[str, str, str]:
         "CreateTime": str(int(time.time())),
         "MsgType": kind,
     }
-    fields.update({name: draw(strategy) for name, strategy in _fields_for(kind, event).items() if draw(st.integers(0, 5))})
+    fields.update({name: draw(strategy) for name, strategy in _fields_for(kind, event, router).items() if draw(st.integers(0, 5))})
     for name in list(fields):
         if name != "FromUserName" and not draw(st.integers(0, 11)):
             fields[name] = draw(numbers if name in ("CreateTime", "MsgId", "MsgID") else text_values)
@@ -149,7 +149,7 @@ def test_fuzzed_pushes_never_500(live):
     seen = {"200": 0, "400": 0}
 
     @SETTINGS
-    @given(pushes())
+    @given(pushes(live.router))
     def prop(push: tuple[str, str, str]) -> None:
         sender, xml, mode = push
         reply, took = _post(wx, sender, xml, mode)
@@ -165,7 +165,7 @@ def test_fuzzed_dialog_answers_never_500(live):
     card_id = new_card(live)
     bound(live, BOUND, card_id)
     wx = live.pusher()
-    states = sorted(on.states)
+    states = sorted(live.router.keys("state"))
     assert "bind.password" in states
 
     @SETTINGS

@@ -1,0 +1,13 @@
+"""The one place that imports the handlers: every module's ``Routes`` composed into one ``Router``."""
+
+from __future__ import annotations
+
+from bot.chat.router import Router, Routes
+
+
+def build_router(*extra: Routes) -> Router:
+    """The handlers' routes, then ``extra`` (a test's or an experiment's own); a key answered twice is refused."""
+    from handlers import autodebit, balance, bills, binding, help, notices, subscription, topup
+
+    modules = (binding, balance, bills, topup, autodebit, help, notices, subscription)
+    return Router(*(module.routes for module in modules), *extra)
