@@ -48,10 +48,10 @@ def _core_balance(router: Any) -> None:
     """Swaps the app's BALANCE route for one whose handler does the card lookup itself (no needs_card)."""
     from sqlalchemy import text
 
+    from bot.cards import mask_student_no
     from bot.chat.router import Route
     from bot.clock import to_local
-    from bot.texts import yuan
-    from handlers.binding import mask_student_no
+    from bot.money import yuan
     from models import Cardholder
 
     card_q = text(

@@ -35,4 +35,5 @@ def fee_for(amount_fen: int, rate: float) -> int:
 
 def percent(rate: float) -> str:
     """0.003 → '0.3' (for "0.3%"), without float noise or trailing zeros."""
-    return format(Decimal(str(rate)) * 100, "f").rstrip("0").rstrip(".")
+    text = format(Decimal(str(rate)) * 100, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -17,15 +17,17 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import CARD_STATUSES, Cardholder, post_entry
+from bot.money import parse_yuan
+from models import Cardholder, post_entry
+from models.enums import CardStatus, EntryKind
 from models.passwords import hash_password, initial_password
 
+STATUSES = [s.value for s in CardStatus]
 COLUMNS = ("student_no", "name", "id_number", "passport_no", "campus", "balance", "status", "left_on")
 STUDENT_NO = re.compile(r"^\d{8,12}$")
 ID_NUMBER = re.compile(r"^\d{17}[\dX]$")
@@ -85,17 +87,6 @@ class Row:
     problems: list[str] = field(default_factory=list)
 
 
-def parse_yuan(text: str) -> int:
-    """'12.5' → 1250 fen, exactly (Decimal, never float); more than two decimals is an error."""
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"balance {text!r} is not a number") from None
-    if not value.is_finite() or value != value.quantize(Decimal("0.01")):
-        raise ValueError(f"balance {text!r} must have at most 2 decimals")
-    return int(value * 100)
-
-
 def _clean_row(line_no: int, raw: dict[str | None, object]) -> Row:
     problems: list[str] = []
     extra = raw.get(None)
@@ -130,10 +121,10 @@ def _clean_row(line_no: int, raw: dict[str | None, object]) -> Row:
         if balance_fen < 0 or balance_fen > MAX_BALANCE_FEN:
             problems.append(f"balance {values['balance']!r} out of range")
     except ValueError as exc:
-        problems.append(str(exc))
+        problems.append(f"balance {exc}")
     status = values["status"].lower()
-    if status not in CARD_STATUSES:
-        problems.append(f"status {values['status']!r} must be one of {', '.join(CARD_STATUSES)}")
+    if status not in STATUSES:
+        problems.append(f"status {values['status']!r} must be one of {', '.join(STATUSES)}")
     left_on = None
     if values["left_on"]:
         try:
@@ -142,7 +133,7 @@ def _clean_row(line_no: int, raw: dict[str | None, object]) -> Row:
             left_on = date.fromisoformat(values["left_on"])
         except ValueError:
             problems.append(f"left_on {values['left_on']!r} must be a date YYYY-MM-DD")
-    elif status == "graduated":
+    elif status == CardStatus.GRADUATED:
         problems.append("left_on is required for graduated cardholders")
     return Row(line_no, student_no, name, id_number, passport_no, campus, balance_fen, status, left_on, problems)
 
@@ -231,7 +222,7 @@ def _set_balance(db: Session, card: Cardholder, csv_fen: int, reason: str) -> Ba
     if live_fen == csv_fen:
         return None
     key = f"roster:{card.student_no}:{uuid.uuid4().hex}"
-    post_entry(db, card.id, csv_fen - live_fen, "adjust", key, description=f"roster import: {reason}")
+    post_entry(db, card.id, csv_fen - live_fen, EntryKind.ADJUST, key, description=f"roster import: {reason}")
     return BalanceDifference(card.student_no, live_fen, csv_fen, key)
 
 
@@ -282,7 +273,7 @@ def import_roster(db: Session, path: str | os.PathLike[str], *, set_balances_rea
             db.add(card)
             db.flush()
             if row.balance_fen:
-                post_entry(db, card.id, row.balance_fen, "opening", f"opening:{row.student_no}", description="opening balance")
+                post_entry(db, card.id, row.balance_fen, EntryKind.OPENING, f"opening:{row.student_no}", description="opening balance")
             result.created += 1
             continue
         changed = False

@@ -27,16 +27,19 @@ import secrets
 import string
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.adapters.pay import BillRow, PayError
+from bot.calendar import day_start_utc
+from bot.cards import can_add_money, card_for
 from bot.clock import SCHOOL_TZ, to_local
-from bot.texts import t, yuan
-from models import Binding, Cardholder, Notice, TopupOrder, lock_card, post_entry
+from bot.errors import UserError
+from bot.money import fee_for, fen, yuan
+from models import Cardholder, Notice, TopupOrder, lock_card, post_entry
+from models.enums import EntryKind, OrderStatus
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -50,59 +53,39 @@ MAX_AMOUNT_FEN = 10**9  # anything larger is nonsense, refused before any arithm
 
 
 # --- rules -------------------------------------------------------------------
-class Refusal(Exception):
-    """A top-up the rules do not allow: ``code`` for the API, ``key``/``values`` for the student's text."""
-
-    def __init__(self, code: str, status: int = 400, key: str | None = None, **values: Any) -> None:
-        super().__init__(code)
-        self.code = code
-        self.status = status
-        self.key = key or f"topup_err_{code}"
-        self.values = values
-
-    def message(self, lang: str) -> str:
-        return t(lang, self.key, **self.values)
+TEXTS = "topup_err_"  # a top-up refusal's text is ``topup_err_{code}``
 
 
-def fen(yuan_amount: int | float) -> int:
-    """Config yuan (int or a float like 0.5) to fen, exactly."""
-    return int(Decimal(str(yuan_amount)) * 100)
-
-
-def fee_for(amount_fen: int, rate: float) -> int:
-    """The quick top-up fee: ``amount × rate`` rounded half-up to the fen (50.00 × 0.3% = 0.15; 0.5 fen → 1 fen)."""
-    return int((Decimal(amount_fen) * Decimal(str(rate))).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+def refused(code: str, status: int = 400, **values: Any) -> UserError:
+    return UserError(code, status, f"{TEXTS}{code}", **values)
 
 
 def check_amount(cfg: Config, amount_fen: Any, mode: Any) -> tuple[int, int]:
-    """Validate a request strictly; returns ``(amount_fen, fee_fen)`` or raises Refusal (400)."""
+    """Validate a request strictly; returns ``(amount_fen, fee_fen)`` or raises UserError (400)."""
     c = cfg.topup
     if mode not in ("quick", "custom"):
-        raise Refusal("invalid_mode")
+        raise refused("invalid_mode")
     if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen <= 0 or amount_fen > MAX_AMOUNT_FEN:
-        raise Refusal("invalid_amount")
+        raise refused("invalid_amount")
     single = fen(c.single_limit)
     if mode == "quick":
         if amount_fen not in {fen(a) for a in c.quick_amounts}:
-            raise Refusal("not_quick_amount", amounts=" / ".join(str(a) for a in c.quick_amounts))
+            raise refused("not_quick_amount", amounts=" / ".join(str(a) for a in c.quick_amounts))
         return amount_fen, fee_for(amount_fen, c.quick_fee_rate)
     lo, hi, step = fen(c.custom_min), min(fen(c.custom_max), single), fen(c.custom_step)
     if amount_fen > single:
-        raise Refusal("over_single_limit", limit=c.single_limit)
+        raise refused("over_single_limit", limit=c.single_limit)
     if amount_fen < lo or amount_fen > hi:
-        raise Refusal("custom_range", min=c.custom_min, max=min(c.custom_max, c.single_limit))
+        raise refused("custom_range", min=c.custom_min, max=min(c.custom_max, c.single_limit))
     if amount_fen % step:
-        raise Refusal("custom_step", step=c.custom_step)
+        raise refused("custom_step", step=c.custom_step)
     return amount_fen, 0
 
 
-def card_refusal(card: Cardholder | None) -> Refusal | None:
-    """Why this card cannot be topped up (None when it can)."""
-    if card is None:
-        return Refusal("not_bound", 403)
-    if card.status != "active":
-        return Refusal(f"card_{card.status}", 403)
-    return None
+def card_refusal(card: Cardholder | None) -> UserError | None:
+    """Why this card cannot be topped up (None when it can), in the top-up's words."""
+    refusal = can_add_money(card)
+    return refusal.keyed(TEXTS) if refusal is not None else None
 
 
 def quick_options(cfg: Config) -> list[dict[str, Any]]:
@@ -133,7 +116,7 @@ def used_today(db: Session, cardholder_id: int, day: date) -> int:
             select(func.coalesce(func.sum(TopupOrder.amount_fen), 0)).where(
                 TopupOrder.cardholder_id == cardholder_id,
                 TopupOrder.business_day == day,
-                TopupOrder.status.in_(("created", "paid")),
+                TopupOrder.status.in_((OrderStatus.CREATED, OrderStatus.PAID)),
             )
         ).scalar_one()
     )
@@ -141,11 +124,6 @@ def used_today(db: Session, cardholder_id: int, day: date) -> int:
 
 def remaining_today(cfg: Config, db: Session, cardholder_id: int, day: date) -> int:
     return max(0, fen(cfg.topup.daily_limit) - used_today(db, cardholder_id, day))
-
-
-def card_for(db: Session, openid: str) -> Cardholder | None:
-    b = db.execute(select(Binding).where(Binding.openid == openid)).scalar_one_or_none()
-    return b.cardholder if b else None
 
 
 # --- creating an order ---------------------------------------------------------
@@ -182,7 +160,7 @@ def create_order(services: Services, openid: str, amount_fen: Any, mode: Any) ->
             raise refusal
         left = remaining_today(cfg, db, card_id, now.date())
         if amount > left:
-            raise Refusal("daily_limit", 409, limit=cfg.topup.daily_limit, remaining=yuan(left))
+            raise refused("daily_limit", 409, limit=cfg.topup.daily_limit, remaining=yuan(left))
         expires = now + timedelta(minutes=cfg.pay.order_expire_minutes)
         order = TopupOrder(
             order_no=new_order_no(now),
@@ -191,7 +169,7 @@ def create_order(services: Services, openid: str, amount_fen: Any, mode: Any) ->
             mode=mode,
             amount_fen=amount,
             fee_fen=fee,
-            status="created",
+            status=OrderStatus.CREATED,
             business_day=now.date(),
             created_at=services.clock.utcnow(),
             expires_at=expires.astimezone(UTC).replace(tzinfo=None),
@@ -205,7 +183,7 @@ def create_order(services: Services, openid: str, amount_fen: Any, mode: Any) ->
         _close_locally(services, order.order_no)
         with contextlib.suppress(PayError):  # the order may never have reached WeChat; it expires there anyway
             services.pay.close(order.order_no)
-        raise Refusal("pay_unavailable", 503) from None
+        raise refused("pay_unavailable", 503) from None
     with services.session() as db, db.begin():
         row = db.execute(select(TopupOrder).where(TopupOrder.order_no == order.order_no)).scalar_one()
         row.prepay_id = prepay_id
@@ -216,9 +194,9 @@ def create_order(services: Services, openid: str, amount_fen: Any, mode: Any) ->
 def _close_locally(services: Services, order_no: str) -> bool:
     with services.session() as db, db.begin():
         order = _lock_order(db, order_no)
-        if order is None or order.status != "created":
+        if order is None or order.status != OrderStatus.CREATED:
             return False
-        order.status = "closed"
+        order.status = OrderStatus.CLOSED
         order.closed_at = services.clock.utcnow()
         return True
 
@@ -268,11 +246,11 @@ def apply_payment(services: Services, tx: dict[str, Any]) -> bool:
         order = _lock_order(db, order_no) if ORDER_NO.match(order_no) else None
         check_transaction(cfg, order, tx)
         assert order is not None
-        if order.status == "paid":
+        if order.status == OrderStatus.PAID:
             return False
-        if order.status != "created":
+        if order.status != OrderStatus.CREATED:
             log.warning("order %s was %s locally but WeChat reports it paid: crediting", order_no, order.status)
-        order.status = "paid"
+        order.status = OrderStatus.PAID
         order.transaction_id = str(tx.get("transaction_id") or "")[:32] or None
         order.paid_at = _paid_at(tx, services.clock.utcnow())
         order.closed_at = None
@@ -291,7 +269,7 @@ def apply_payment(services: Services, tx: dict[str, Any]) -> bool:
             db,
             order.cardholder_id,
             order.amount_fen,
-            "topup",
+            EntryKind.TOPUP,
             f"topup:{order_no}",
             description=f"微信充值 WeChat Pay top-up {yuan(order.amount_fen)}",
             ref=order_no,
@@ -312,8 +290,8 @@ def settle_order(services: Services, order_no: str, *, cancel: bool = False, _ag
     now = services.clock.utcnow()
     with services.session() as db:
         order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one_or_none()
-        if order is None or order.status != "created":
-            return "paid" if order is not None and order.status == "paid" else "closed"
+        if order is None or order.status != OrderStatus.CREATED:
+            return "paid" if order is not None and order.status == OrderStatus.PAID else "closed"
         expired = order.expires_at <= now
     try:
         tx = services.pay.query(order_no)
@@ -356,7 +334,7 @@ def settle_stuck_orders(services: Services, limit: int = 200) -> int:
         numbers = list(
             db.execute(
                 select(TopupOrder.order_no)
-                .where(TopupOrder.status == "created", TopupOrder.created_at <= cutoff)
+                .where(TopupOrder.status == OrderStatus.CREATED, TopupOrder.created_at <= cutoff)
                 .order_by(TopupOrder.created_at)
                 .limit(limit)
             ).scalars()
@@ -371,7 +349,7 @@ def settle_expired(services: Services, cardholder_id: int) -> None:
         numbers = list(
             db.execute(
                 select(TopupOrder.order_no)
-                .where(TopupOrder.cardholder_id == cardholder_id, TopupOrder.status == "created", TopupOrder.expires_at <= now)
+                .where(TopupOrder.cardholder_id == cardholder_id, TopupOrder.status == OrderStatus.CREATED, TopupOrder.expires_at <= now)
                 .limit(10)  # a day's limit allows only a handful; keeps a slow WeChat from stalling the request
             ).scalars()
         )
@@ -397,7 +375,7 @@ def cancel_order(services: Services, openid: str, order_no: str) -> Cancelled:
     with services.session() as db:
         order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one_or_none() if ORDER_NO.match(order_no) else None
         if order is None or order.openid != openid:
-            raise Refusal("not_found", 404)
+            raise refused("not_found", 404)
     settle_order(services, order_no, cancel=True)
     with services.session() as db:
         order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one()
@@ -425,14 +403,14 @@ class Difference:
 def reconcile(services: Services, day: date, bill: list[BillRow] | None = None) -> list[Difference]:
     """Compare the day's paid orders (by WeChat's success time, school time) with WeChat Pay's trade bill."""
     rows = services.pay.trade_bill(day.isoformat()) if bill is None else bill
-    start = datetime(day.year, day.month, day.day, tzinfo=SCHOOL_TZ).astimezone(UTC).replace(tzinfo=None)
-    end = start + timedelta(days=1)
+    start = day_start_utc(day)
+    end = day_start_utc(day + timedelta(days=1))
     diffs: list[Difference] = []
     with services.session() as db:
         local = {
             o.order_no: o
             for o in db.execute(
-                select(TopupOrder).where(TopupOrder.status == "paid", TopupOrder.paid_at >= start, TopupOrder.paid_at < end)
+                select(TopupOrder).where(TopupOrder.status == OrderStatus.PAID, TopupOrder.paid_at >= start, TopupOrder.paid_at < end)
             ).scalars()
         }
         paid_rows = [r for r in rows if r.trade_state == "SUCCESS"]
@@ -440,7 +418,7 @@ def reconcile(services: Services, day: date, bill: list[BillRow] | None = None) 
             order = local.get(r.out_trade_no) or db.execute(
                 select(TopupOrder).where(TopupOrder.order_no == r.out_trade_no)
             ).scalar_one_or_none()
-            if order is None or order.status != "paid":
+            if order is None or order.status != OrderStatus.PAID:
                 note = "no such order" if order is None else f"local status {order.status}"
                 diffs.append(Difference("missing_locally", r.out_trade_no, None, r.total_fen, note))
             elif order.total_fen != r.total_fen:

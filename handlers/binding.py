@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.binding_lock import BindingLock
+from bot.cards import mask_student_no
 from bot.chat.context import Context
 from bot.chat.router import Routes, normalize
 from models import Binding, Cardholder, lock_card
@@ -36,11 +37,6 @@ def compact(text: str) -> str:
 def clean_name(text: str) -> str:
     """Names compare after NFKC and squeezing spaces; letters stay case-sensitive."""
     return " ".join(unicodedata.normalize("NFKC", text or "").split())
-
-
-def mask_student_no(no: str) -> str:
-    """20230001 → 2023**01: recognisable for the family, useless to a passer-by reading the screen."""
-    return no[:4] + "*" * (len(no) - 6) + no[-2:] if len(no) > 6 else no
 
 
 @cache

@@ -3,7 +3,7 @@
 from models.autodebit import AutodebitAgreement, AutodebitAttempt, RefundRequest
 from models.base import Base, utcnow
 from models.binding import Binding
-from models.cardholder import CARD_STATUSES, Cardholder
+from models.cardholder import Cardholder
 from models.ledger import InsufficientBalance, LedgerEntry, Notice, Posted, ledger_sum, lock_card, post_entry
 from models.outbox import OutboxNotice
 from models.topup import TopupOrder
@@ -14,7 +14,6 @@ __all__ = [
     "AutodebitAttempt",
     "Base",
     "Binding",
-    "CARD_STATUSES",
     "Cardholder",
     "InsufficientBalance",
     "LedgerEntry",

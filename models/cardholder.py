@@ -8,14 +8,13 @@ from sqlalchemy import CheckConstraint, Date, DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
-
-CARD_STATUSES = ("active", "graduated", "frozen", "lost")
+from models.enums import CardStatus, check_in
 
 
 class Cardholder(Base):
     __tablename__ = "cardholders"
     __table_args__ = (
-        CheckConstraint("status IN ('active','graduated','frozen','lost')", name="status"),
+        check_in("status", CardStatus, name="status"),
         CheckConstraint("pending_fen >= 0", name="pending_nonneg"),
     )
 
@@ -25,7 +24,7 @@ class Cardholder(Base):
     id_number: Mapped[str | None] = mapped_column(String(18))
     passport_no: Mapped[str | None] = mapped_column(String(20), index=True)
     campus: Mapped[str] = mapped_column(String(64), default="")
-    status: Mapped[str] = mapped_column(String(12), default="active")
+    status: Mapped[str] = mapped_column(String(12), default=CardStatus.ACTIVE.value)
     left_on: Mapped[date | None] = mapped_column(Date)
     password_hash: Mapped[str] = mapped_column(String(255))
     balance_fen: Mapped[int] = mapped_column(Integer, default=0)

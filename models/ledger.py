@@ -16,9 +16,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow
 from models.cardholder import Cardholder
+from models.enums import EntryKind, check_in
 from models.outbox import OutboxNotice
 
-ENTRY_KINDS = ("opening", "topup", "spend", "autodebit", "refund", "adjust", "withdraw")
+KINDS = frozenset(k.value for k in EntryKind)
 
 
 class LedgerEntry(Base):
@@ -26,6 +27,7 @@ class LedgerEntry(Base):
     __table_args__ = (
         Index("ix_ledger_card_time", "cardholder_id", "created_at"),
         CheckConstraint("amount_fen <> 0", name="nonzero"),
+        check_in("kind", EntryKind, name="kind"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -112,7 +114,7 @@ def post_entry(
     """
     if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen == 0:
         raise ValueError("amount_fen must be a non-zero integer")
-    if kind not in ENTRY_KINDS:
+    if kind not in KINDS:
         raise ValueError(f"unknown entry kind {kind!r}")
     card = lock_card(session, cardholder_id)
     existing = session.execute(

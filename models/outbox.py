@@ -9,12 +9,12 @@ from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
-
-OUTBOX_STATUSES = ("pending", "sending", "unconfirmed", "sent", "failed", "undeliverable", "uncertain")  # uncertain: see bot/outbox.py
+from models.enums import NoticeStatus, check_in
 
 
 class OutboxNotice(Base):
     __tablename__ = "outbox_notices"
+    __table_args__ = (check_in("status", NoticeStatus, name="status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(128), unique=True)
@@ -23,7 +23,7 @@ class OutboxNotice(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     url: Mapped[str | None] = mapped_column(String(256))
     urgent: Mapped[bool] = mapped_column(Boolean, default=True)
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=NoticeStatus.PENDING.value, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     claimed_by: Mapped[str | None] = mapped_column(String(64))

@@ -8,15 +8,14 @@ from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integ
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
-
-ORDER_STATUSES = ("created", "paid", "closed", "failed")
+from models.enums import OrderStatus, check_in
 
 
 class TopupOrder(Base):
     __tablename__ = "topup_orders"
     __table_args__ = (
         CheckConstraint("amount_fen > 0 AND fee_fen >= 0", name="amounts"),
-        CheckConstraint("status IN ('created','paid','closed','failed')", name="status"),
+        check_in("status", OrderStatus, name="status"),
         Index("ix_topup_card_day", "cardholder_id", "business_day"),
     )
 
@@ -27,7 +26,7 @@ class TopupOrder(Base):
     mode: Mapped[str] = mapped_column(String(8))
     amount_fen: Mapped[int] = mapped_column(Integer)
     fee_fen: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(8), default="created", index=True)
+    status: Mapped[str] = mapped_column(String(8), default=OrderStatus.CREATED.value, index=True)
     business_day: Mapped[date] = mapped_column(Date)
     prepay_id: Mapped[str | None] = mapped_column(String(64))
     transaction_id: Mapped[str | None] = mapped_column(String(32), unique=True)

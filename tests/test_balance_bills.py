@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import update
 
+from bot.calendar import add_months
 from bot.clock import SCHOOL_TZ
-from handlers.balance import add_months
 from models import Cardholder, LedgerEntry, post_entry
 from tests.factories import bind, make_cardholder
 

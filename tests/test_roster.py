@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from bot.cli import cli
-from bot.roster import RosterError, import_roster, parse_yuan
+from bot.money import parse_yuan
+from bot.roster import RosterError, import_roster
 from models import Cardholder, LedgerEntry, ledger_sum
 from models.passwords import verify_password
 

@@ -10,7 +10,8 @@ from datetime import UTC, timedelta
 import pytest
 from sqlalchemy import delete, func, select
 
-from bot.topup import ORDER_NO, fee_for, new_order_no
+from bot.money import fee_for
+from bot.topup import ORDER_NO, new_order_no
 from models import Binding, Cardholder, TopupOrder
 from tests.test_topup_support import (
     assert_ledger_consistent,

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.cards import card_for
 from bot.chat.dialogs import Dialog
+from bot.money import yuan
 from bot.texts import t as _t
-from bot.texts import yuan
 from models import Binding, Cardholder, WechatUser
 
 if TYPE_CHECKING:
@@ -65,6 +66,5 @@ class Context:
     def card(self) -> Cardholder | None:
         """Looked up once per message: a route that needs a card has already asked before its handler runs."""
         if not self._card_loaded:
-            b = self.binding()
-            self._card, self._card_loaded = (b.cardholder if b else None), True
+            self._card, self._card_loaded = card_for(self.db, self.openid), True
         return self._card

@@ -9,10 +9,10 @@ import redis
 from sqlalchemy import func, select
 
 from bot.binding_lock import BindingLock
+from bot.cards import freeze_on
 from bot.clock import to_local
+from bot.money import yuan
 from bot.roster import MAX_REASON, RosterError, import_roster
-from bot.texts import yuan
-from handlers.balance import freeze_on
 from models import Binding, Cardholder, LedgerEntry, ledger_sum
 
 if TYPE_CHECKING:

@@ -1,11 +1,14 @@
 """User-facing texts, one module per language (``zh``, ``en``) with the same keys.
 
-``t(lang, key, **values)`` formats a text; money is passed already formatted with ``yuan()``.
+``t(lang, key, **values)`` formats a text; money is passed already formatted with ``bot.money.yuan``.
 """
 
 from __future__ import annotations
 
+from bot.money import yuan  # still imported from here by bot/autodebit.py and bot/web/autodebit.py (issue 12 phase B)
 from bot.texts import en, zh
+
+__all__ = ["t", "yuan"]
 
 LANGS = {"zh": zh.TEXTS, "en": en.TEXTS}
 
@@ -14,10 +17,3 @@ def t(lang: str, key: str, /, **values: object) -> str:
     table = LANGS.get(lang, zh.TEXTS)
     template = table.get(key) or zh.TEXTS[key]
     return template.format(**values) if values else template
-
-
-def yuan(fen: int) -> str:
-    """Integer fen to a yuan string with two decimals: 5015 → '50.15', -5 → '-0.05'."""
-    sign = "-" if fen < 0 else ""
-    fen = abs(int(fen))
-    return f"{sign}{fen // 100}.{fen % 100:02d}"

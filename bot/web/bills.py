@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, render_template, request, url_for
-from sqlalchemy import select
 
-from bot.clock import to_local
+from bot.bills import entry_view, month_bill, month_label, next_month, prev_month
+from bot.cards import can_transact, card_for, mask_student_no
+from bot.config import Config
+from bot.money import yuan
 from bot.services import Services
-from bot.texts import t, yuan
+from bot.texts import t
 from bot.web.auth import current_openid, login_page
-from handlers.balance import is_frozen
-from handlers.bills import month_bill, month_label, next_month, prev_month
-from handlers.binding import mask_student_no
-from models import Binding, LedgerEntry, lang_of
+from models import Cardholder, lang_of
+from models.enums import CardStatus
 
 bp = Blueprint("bills", __name__)
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -24,18 +25,6 @@ OLDEST_YEAR = 2000
 
 def _svc() -> Services:
     return current_app.extensions["cardbot"]
-
-
-def _entry_view(tr: Any, e: LedgerEntry) -> dict[str, Any]:
-    local = to_local(e.created_at)
-    return {
-        "day": f"{local:%m-%d}",
-        "time": f"{local:%H:%M}",
-        "label": e.description if e.kind == "spend" and e.description else tr(f"kind_{e.kind}"),
-        "amount": ("+" if e.amount_fen > 0 else "") + yuan(e.amount_fen),
-        "income": e.amount_fen > 0,
-        "balance_after": yuan(e.balance_after_fen),
-    }
 
 
 def _private(html: str, status: int = 200) -> Any:
@@ -62,10 +51,9 @@ def page() -> Any:
                 return _private(_message(tr, lang, tr("bills_page_bad_month")), 400)
             year, month = int(m.group(1)), int(m.group(2))
 
-        binding = db.execute(select(Binding).where(Binding.openid == openid)).scalar_one_or_none()
-        if binding is None:
+        card = card_for(db, openid)
+        if card is None:
             return _private(_message(tr, lang, tr("not_bound")))
-        card = binding.cardholder
         bill = month_bill(db, card.id, year, month)
         prev = prev_month(year, month)
         nxt = next_month(year, month)
@@ -79,11 +67,11 @@ def page() -> Any:
             student_no=mask_student_no(card.student_no),
             balance=yuan(card.balance_fen),
             pending=yuan(card.pending_fen) if card.pending_fen > 0 else None,
-            status=tr("status_graduate_frozen" if card.status == "graduated" and is_frozen(card, svc.cfg, today) else f"status_{card.status}"),
+            status=tr(_status_key(card, today, svc.cfg)),
             month=month_label(tr, year, month),
             income=yuan(bill.income_fen),
             spent=yuan(bill.spent_fen),
-            entries=[_entry_view(tr, e) for e in bill.entries],
+            entries=[entry_view(tr, e) for e in bill.entries],
             prev_url=url_for("bills.page", month=f"{prev[0]:04d}-{prev[1]:02d}") if prev[0] >= OLDEST_YEAR else None,
             prev_label=month_label(tr, *prev),
             next_url=url_for("bills.page", month=f"{nxt[0]:04d}-{nxt[1]:02d}") if nxt <= (today.year, today.month) else None,
@@ -94,6 +82,13 @@ def page() -> Any:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+
+
+def _status_key(card: Cardholder, today: date, cfg: Config) -> str:
+    """A graduate past the freeze day is shown as frozen; every other card by its status."""
+    if card.status == CardStatus.GRADUATED and can_transact(card, today, cfg) is not None:
+        return "status_graduate_frozen"
+    return f"status_{card.status}"
 
 
 def _message(tr: Any, lang: str, message: str) -> str:

@@ -8,29 +8,21 @@ an unknown one.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 from markupsafe import Markup, escape  # Markup only wraps our own constant tag; values are escaped
 from sqlalchemy import select
 
+from bot.cards import card_for
+from bot.errors import UserError
+from bot.money import fen, percent, yuan
 from bot.services import Services
-from bot.texts import t, yuan
-from bot.topup import (
-    ORDER_NO,
-    Refusal,
-    cancel_order,
-    card_for,
-    card_refusal,
-    create_order,
-    fen,
-    in_peak,
-    quick_options,
-    remaining_today,
-)
+from bot.texts import t
+from bot.topup import ORDER_NO, cancel_order, card_refusal, create_order, in_peak, quick_options, refused, remaining_today
 from bot.web.auth import csrf_token, current_openid, login_api, login_page
 from models import TopupOrder, lang_of
+from models.enums import OrderStatus
 
 bp = Blueprint("topup", __name__)
 
@@ -44,7 +36,7 @@ def _lang(svc: Services, openid: str) -> str:
         return lang_of(db, openid)
 
 
-def _refused(refusal: Refusal, lang: str) -> Any:
+def _refused(refusal: UserError, lang: str) -> Any:
     return jsonify(error=refusal.code, message=refusal.message(lang)), refusal.status
 
 
@@ -87,7 +79,7 @@ def page() -> Any:
                 name=card.masked_name, balance=Markup('<b id="balance">{}</b>').format(yuan(card.balance_fen))
             ),
             quick=quick,
-            rate=format(Decimal(str(c.quick_fee_rate)) * 100, "f").rstrip("0").rstrip("."),
+            rate=percent(c.quick_fee_rate),
             example=example,
             custom=c,
             custom_max=min(c.custom_max, c.single_limit),
@@ -104,10 +96,10 @@ def create() -> Any:
     lang = _lang(svc, openid)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return _refused(Refusal("invalid_amount"), lang)
+        return _refused(refused("invalid_amount"), lang)
     try:
         made = create_order(svc, openid, body.get("amount_fen"), body.get("mode"))
-    except Refusal as refusal:
+    except UserError as refusal:
         return _refused(refusal, lang)
     o = made.order
     return jsonify(order_no=o.order_no, amount_fen=o.amount_fen, fee_fen=o.fee_fen, pay_params=made.pay_params), 201
@@ -121,7 +113,7 @@ def status(order_no: str) -> Any:
     with svc.session() as db:
         order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one_or_none() if ORDER_NO.match(order_no) else None
         if order is None or order.openid != openid:
-            return _refused(Refusal("not_found", 404), lang)
+            return _refused(refused("not_found", 404), lang)
         out: dict[str, Any] = {
             "order_no": order.order_no,
             "status": order.status,
@@ -129,7 +121,7 @@ def status(order_no: str) -> Any:
             "fee_fen": order.fee_fen,
             "amount": yuan(order.amount_fen),
         }
-        if order.status == "paid":
+        if order.status == OrderStatus.PAID:
             card = card_for(db, openid)
             out["balance"] = yuan(card.balance_fen) if card else None
             out["remaining"] = yuan(remaining_today(svc.cfg, db, order.cardholder_id, svc.clock.now().date()))
@@ -144,7 +136,7 @@ def cancel(order_no: str) -> Any:
     lang = _lang(svc, openid)
     try:
         done = cancel_order(svc, openid, order_no)
-    except Refusal as refusal:
+    except UserError as refusal:
         return _refused(refusal, lang)
     o = done.order
     out: dict[str, Any] = {
@@ -155,9 +147,9 @@ def cancel(order_no: str) -> Any:
         "remaining_fen": done.remaining_fen,
         "remaining": yuan(done.remaining_fen),
     }
-    if o.status == "paid":
+    if o.status == OrderStatus.PAID:
         return jsonify(out | {"message": t(lang, "topup_js_success", amount=out["amount"], balance=out["balance"])})
-    if o.status == "closed":
+    if o.status == OrderStatus.CLOSED:
         return jsonify(out | {"message": t(lang, "topup_js_cancel")})
     return jsonify(out | {"error": "cancel_unconfirmed", "message": t(lang, "topup_cancel_unconfirmed")}), 503
 
