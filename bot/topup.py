@@ -27,6 +27,7 @@ import secrets
 import string
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -281,7 +282,16 @@ def apply_payment(services: Services, tx: dict[str, Any]) -> bool:
 
 
 # --- settling orders nobody told us about --------------------------------------------
-def settle_order(services: Services, order_no: str, *, cancel: bool = False, _again: bool = True) -> str:
+class Settled(StrEnum):
+    """What asking WeChat about an open order led to (an outcome, not a stored state)."""
+
+    CREDITED = "credited"
+    CLOSED = "closed"
+    OPEN = "open"  # still payable, or WeChat did not confirm: it keeps counting against the daily limit
+    PAID = "paid"  # credited before
+
+
+def settle_order(services: Services, order_no: str, *, cancel: bool = False, _again: bool = True) -> Settled:
     """Ask WeChat about one open order and act: ``credited``, ``closed``, ``open`` (still payable) or ``paid`` (already).
 
     An unpaid order is closed once it has expired, or at once with ``cancel`` (the student left the pay sheet).
@@ -291,36 +301,36 @@ def settle_order(services: Services, order_no: str, *, cancel: bool = False, _ag
     with services.session() as db:
         order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one_or_none()
         if order is None or order.status != OrderStatus.CREATED:
-            return "paid" if order is not None and order.status == OrderStatus.PAID else "closed"
+            return Settled.PAID if order is not None and order.status == OrderStatus.PAID else Settled.CLOSED
         expired = order.expires_at <= now
     try:
         tx = services.pay.query(order_no)
     except PayError as exc:
         if exc.code == "ORDER_NOT_EXIST" and expired:
-            return "closed" if _close_locally(services, order_no) else "open"
+            return Settled.CLOSED if _close_locally(services, order_no) else Settled.OPEN
         log.warning("query %s failed: %s", order_no, exc.code)
-        return "open"
+        return Settled.OPEN
     state = tx.get("trade_state")
     if state in ("SUCCESS", "REFUND"):
         tx = {**tx, "trade_state": "SUCCESS"} if state == "REFUND" else tx  # refunded later: it was paid first
         try:
-            return "credited" if apply_payment(services, tx) else "paid"
+            return Settled.CREDITED if apply_payment(services, tx) else Settled.PAID
         except Mismatch as exc:
             log.error("query of %s does not match the order (%s): left open for a person to check", order_no, exc)
-            return "open"
+            return Settled.OPEN
     if state in ("CLOSED", "REVOKED", "PAYERROR"):
-        return "closed" if _close_locally(services, order_no) else "open"
+        return Settled.CLOSED if _close_locally(services, order_no) else Settled.OPEN
     if not expired and not (cancel and state == "NOTPAY"):  # USERPAYING: the student is still entering the password
-        return "open"
+        return Settled.OPEN
     try:
         services.pay.close(order_no)
     except PayError as exc:
         if exc.code in ("ORDERPAID", "ORDER_PAID"):  # paid in the meantime: the query now says SUCCESS
-            return settle_order(services, order_no, cancel=cancel, _again=False) if _again else "open"
+            return settle_order(services, order_no, cancel=cancel, _again=False) if _again else Settled.OPEN
         if exc.code not in ("ORDER_CLOSED", "ORDERCLOSED"):
             log.warning("close %s failed: %s", order_no, exc.code)
-            return "open"
-    return "closed" if _close_locally(services, order_no) else "open"
+            return Settled.OPEN
+    return Settled.CLOSED if _close_locally(services, order_no) else Settled.OPEN
 
 
 def settle_stuck_orders(services: Services, limit: int = 200) -> int:
@@ -339,7 +349,7 @@ def settle_stuck_orders(services: Services, limit: int = 200) -> int:
                 .limit(limit)
             ).scalars()
         )
-    return sum(1 for no in numbers if settle_order(services, no) in ("credited", "closed"))
+    return sum(1 for no in numbers if settle_order(services, no) in (Settled.CREDITED, Settled.CLOSED))
 
 
 def settle_expired(services: Services, cardholder_id: int) -> None:

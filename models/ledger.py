@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow
 from models.cardholder import Cardholder
-from models.enums import EntryKind, check_in
+from models.enums import EntryKind, NoticeStatus, check_in
 from models.outbox import OutboxNotice
 
 KINDS = frozenset(k.value for k in EntryKind)
@@ -85,7 +85,7 @@ def queue_notice(session: Session, notice: Notice, default_key: str) -> OutboxNo
         data=notice.data,
         url=notice.url,
         urgent=notice.urgent,
-        status="pending",
+        status=NoticeStatus.PENDING,
         next_attempt_at=utcnow(),
     )
     session.add(row)
