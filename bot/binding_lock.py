@@ -86,7 +86,10 @@ class BindingLock:
 
     def locked(self, openid: str, student_no: str | None = None) -> Lock | None:
         """The account's lock, else the card's; None when neither is locked (reserves nothing)."""
-        return self._locked("openid", openid) or (self._locked("card", student_no) if student_no else None)
+        return self._locked("openid", openid) or (self.card_lock(student_no) if student_no else None)
+
+    def card_lock(self, student_no: str) -> Lock | None:
+        return self._locked("card", student_no)
 
     def _take(self, kind: str, subject: str) -> tuple[int, int, Lock | None]:
         limit, window = self.limits[kind]

@@ -62,7 +62,7 @@ def show(obj: Obj, student_no: str) -> None:
         freeze = freeze_on(card, svc.cfg)
         lock = BindingLock(svc)
         try:
-            held = lock._locked("card", card.student_no)
+            held = lock.card_lock(card.student_no)
             locked = f"{held.until:%Y-%m-%d %H:%M}" if held else "-"
         except redis.RedisError:
             locked = "unknown (redis unavailable)"

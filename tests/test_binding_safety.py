@@ -9,11 +9,13 @@ import itertools
 import time
 from datetime import datetime
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from bot.cli import cli
 from bot.clock import SCHOOL_TZ
+from bot.config import ConfigError, load_config
 from models import Binding
 from tests.conftest import REDIS_URL
 from tests.factories import bind, make_cardholder
@@ -151,3 +153,21 @@ def test_manage_in_english(live, wx):
     wx.text(OWNER, "English")
     assert "card password" in wx.text(OWNER, "manage bindings").content
     assert "this WeChat" in wx.text(OWNER, PASSWORD).content
+
+
+def test_manage_refuses_a_bad_number_and_a_binding_removed_meanwhile(live, wx):
+    _card(live, OWNER, PARENT, STRANGER)
+    _click(wx, OWNER, "BINDINGS")
+    assert "3." in wx.text(OWNER, PASSWORD).content and "1–3" in wx.text(OWNER, "9").content
+    stranger_no = "3"  # listed in the order bound
+    # meanwhile the parent removes the same binding
+    _click(wx, PARENT, "BINDINGS")
+    wx.text(PARENT, PASSWORD)
+    assert "已移除" in wx.text(PARENT, stranger_no).content
+    assert "不存在" in wx.text(OWNER, stranger_no).content
+    assert _bound(live, OWNER) and _bound(live, PARENT) and not _bound(live, STRANGER)
+
+
+def test_card_limit_below_the_account_limit_is_refused():
+    with pytest.raises(ConfigError, match="binding"):
+        load_config(None, binding={"max_failures": 5, "card_max_failures": 3})

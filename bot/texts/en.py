@@ -15,7 +15,7 @@ TEXTS: dict[str, str] = {
         "· bills — this month's bill\n"
         "· top up — WeChat Pay (max {single} yuan each, {daily} a day)\n"
         "· auto debit — below {threshold} yuan, {amount} yuan from your bank card\n"
-        "· bind / unbind — manage your card\n"
+        "· bind / unbind — manage your card; manage bindings — see and remove the WeChat accounts bound to it\n"
         "· faq — top-up not arriving, bank refused\n"
         "· rules — limits, refunds, graduates\n"
         "· 中文 — 切换为中文\n"
