@@ -12,7 +12,7 @@ import unicodedata
 from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.binding_lock import Attempt, BindingLock, Lock
@@ -244,7 +244,8 @@ def bindings_password(msg: Any, ctx: Context) -> str:
     rows = ctx.db.execute(
         select(Binding).where(Binding.cardholder_id == card.id).order_by(Binding.created_at, Binding.id)
     ).scalars().all()
-    ctx.start_dialog("bindings.manage", {"cardholder_id": card.id, "ids": [b.id for b in rows]})
+    listed = [[b.id, b.created_at.isoformat()] for b in rows]  # with the time, so a reused id never matches
+    ctx.start_dialog("bindings.manage", {"cardholder_id": card.id, "listed": listed})
     lines = [ctx.t("bindings_list_head", name=card.masked_name, no=mask_student_no(card.student_no), count=len(rows))]
     for n, b in enumerate(rows, 1):
         lines.append(ctx.t("bindings_item_you" if b.openid == ctx.openid else "bindings_item", n=n, time=_bound_at(b)))
@@ -256,20 +257,23 @@ def bindings_password(msg: Any, ctx: Context) -> str:
 def bindings_manage(msg: Any, ctx: Context) -> str:
     """Remove the binding numbered in the list just shown; it loses access at once (every query reads the row)."""
     data = ctx.dialog.data if ctx.dialog else {}
-    ids = [int(i) for i in data.get("ids", [])]
+    listed = data.get("listed", [])
     choice = compact(msg.content)
-    if not choice.isdigit() or not 1 <= int(choice) <= len(ids):
-        return ctx.t("bindings_bad_choice", count=len(ids))
+    if not choice.isdigit() or not 1 <= int(choice) <= len(listed):
+        return ctx.t("bindings_bad_choice", count=len(listed))
     ctx.end_dialog()
     mine = ctx.binding()
     if mine is None or mine.cardholder_id != data.get("cardholder_id"):
         return ctx.t("not_bound")
-    target = ctx.db.get(Binding, ids[int(choice) - 1])
-    if target is None or target.cardholder_id != mine.cardholder_id:
+    binding_id, created = listed[int(choice) - 1]
+    target = ctx.db.get(Binding, binding_id)
+    if target is None or target.cardholder_id != mine.cardholder_id or target.created_at.isoformat() != created:
         return ctx.t("bindings_gone")
-    when = _bound_at(target)
-    ctx.db.delete(target)
-    return ctx.t("bindings_removed_self" if target.openid == ctx.openid else "bindings_removed", n=choice, time=when)
+    when, own = _bound_at(target), target.openid == ctx.openid
+    removed = ctx.db.execute(delete(Binding).where(Binding.id == target.id, Binding.cardholder_id == mine.cardholder_id))
+    if removed.rowcount != 1:  # removed by another account meanwhile
+        return ctx.t("bindings_gone")
+    return ctx.t("bindings_removed_self" if own else "bindings_removed", n=choice, time=when)
 
 
 def _bound_at(b: Binding) -> str:
