@@ -204,10 +204,18 @@ class BankConfig(_Section):
 
 
 class BindingConfig(_Section):
-    max_failures: int = Field(5, ge=1)
+    max_failures: int = Field(5, ge=1)  # per WeChat account
     lockout_minutes: int = Field(30, ge=1)
+    card_max_failures: int = Field(20, ge=1)  # per card, across accounts: against guessing from many accounts
+    card_lockout_minutes: int = Field(60, ge=1)
     dialog_ttl_seconds: int = Field(600, ge=30)
     max_bindings_per_card: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _card_limit(self) -> BindingConfig:
+        if self.card_max_failures < self.max_failures:
+            raise ValueError("card_max_failures must not be below max_failures (one account would lock the card)")
+        return self
 
 
 class NoticeTemplate(_Section):
@@ -239,6 +247,14 @@ def _default_notices() -> dict[str, NoticeTemplate]:
             template_id="TPL_AGREEMENT",
             fields={"status": "thing1", "date": "time2", "advice": "thing3"},
             urgent=False,
+        ),
+        "binding_added": NoticeTemplate(
+            template_id="TPL_BINDING_ALERT",
+            fields={"card": "character_string1", "event": "thing2", "advice": "thing3", "time": "time4"},
+        ),
+        "binding_guessed": NoticeTemplate(
+            template_id="TPL_BINDING_ALERT",
+            fields={"card": "character_string1", "event": "thing2", "advice": "thing3", "time": "time4"},
         ),
         "refund_result": NoticeTemplate(
             template_id="TPL_REFUND",
