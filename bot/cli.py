@@ -148,8 +148,9 @@ def main() -> None:
 
 
 # Feature commands live beside their features; imported last because they use ``pass_obj`` from here.
-from bot import cli_autodebit, cli_cardholders, cli_notices, cli_topup, worker  # noqa: E402
+from bot import cli_autodebit, cli_cardholders, cli_cardsystem, cli_notices, cli_topup, worker  # noqa: E402
 from bot.emulator import demo  # noqa: E402
 
-for _command in (cli_cardholders.command, cli_topup.command, cli_autodebit.command, cli_notices.command, worker.command, demo.command):
+for _command in (cli_cardholders.command, cli_topup.command, cli_autodebit.command, cli_cardsystem.command, cli_notices.command,
+                 worker.command, demo.command):
     cli.add_command(_command)

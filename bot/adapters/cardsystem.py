@@ -272,6 +272,20 @@ def _record(data: dict[str, Any]) -> CreditRecord:
     return CreditRecord(_text(data, "ref"), _text(data, "student_no"), amount, _text(data, "entry_id"), _time(data, "at"))
 
 
+def raise_for_maintenance(r: requests.Response) -> Any:
+    """The answer's JSON (None if it is not JSON), after turning a 503 maintenance answer into its exception."""
+    try:
+        data = r.json()
+    except ValueError:
+        data = None
+    if r.status_code == 503 and isinstance(data, dict) and data.get("error") == "unavailable":
+        retry = data.get("retry_after")
+        if not isinstance(retry, int) or isinstance(retry, bool) or retry < 0:
+            raise CardSystemProtocolError(f"503 unavailable without an integer retry_after: {retry!r}")
+        raise CardSystemUnavailable(retry)
+    return data
+
+
 # -- the http adapter ----------------------------------------------------------------------------------------
 
 class HttpCardSystem:
@@ -303,15 +317,7 @@ class HttpCardSystem:
               *, not_found: str = "") -> dict[str, Any] | None:
         """The answer object; None for a 404 carrying the ``not_found`` error the page allows for this call."""
         r = self.send(self.prepare(method, path, query, body))
-        try:
-            data = r.json()
-        except ValueError:
-            data = None
-        if r.status_code == 503 and isinstance(data, dict) and data.get("error") == "unavailable":
-            retry = data.get("retry_after")
-            if not isinstance(retry, int) or isinstance(retry, bool) or retry < 0:
-                raise CardSystemProtocolError(f"503 unavailable without an integer retry_after: {retry!r}")
-            raise CardSystemUnavailable(retry)
+        data = raise_for_maintenance(r)
         if r.status_code >= 500:
             raise CardSystemNoAnswer(f"HTTP {r.status_code}")
         if r.status_code == 404 and not_found and isinstance(data, dict) and data.get("error") == not_found:
