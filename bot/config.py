@@ -11,7 +11,7 @@ import re
 import tomllib
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -141,7 +141,6 @@ class ServerConfig(_Section):
     secret_key: str = "demo-secret-key-change-me-in-production"
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     secure_cookies: bool = False
-    integration_secret: str = "demo-integration-secret"
     admin_token: str = ""
     h5_writes_per_minute: int = Field(30, ge=1)  # per openid, H5 JSON APIs that change something
     h5_reads_per_minute: int = Field(120, ge=1)  # per openid, H5 JSON APIs that only read (the page polls an order)
@@ -195,6 +194,25 @@ class BankConfig(_Section):
 
     adapter: str = "sandbox"
     api_base_url: str = ""
+    timeout_seconds: float = Field(5.0, gt=0, le=30)
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.rstrip("/")
+
+
+class CardSystemConfig(_Section):
+    """The school's card system (CARD-SYSTEM.md): ``ledger`` = the bot's own ledger, ``http`` = cardsys/1.
+
+    An empty ``api_base_url`` means the emulator at the WeChat API base + ``/emulator`` (demo and tests); in
+    production the http adapter needs the school's own. ``secret`` signs both directions, including the card
+    system's pushes to ``/integration/card-entries``.
+    """
+
+    adapter: Literal["ledger", "http"] = "ledger"
+    api_base_url: str = ""
+    secret: str = "demo-cardsys-secret-change-me"
     timeout_seconds: float = Field(5.0, gt=0, le=30)
 
     @field_validator("api_base_url")
@@ -326,6 +344,7 @@ class Config(BaseSettings):
     topup: TopupConfig = TopupConfig()
     autodebit: AutodebitConfig = AutodebitConfig()
     bank: BankConfig = BankConfig()
+    cardsystem: CardSystemConfig = CardSystemConfig()
     binding: BindingConfig = BindingConfig()
     notices: NoticesConfig = NoticesConfig()
     graduates: GraduatesConfig = GraduatesConfig()
@@ -343,6 +362,12 @@ class Config(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment wins over the file (passed as init kwargs).
         return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _cardsystem_url(self) -> Config:
+        if self.cardsystem.adapter == "http" and not self.emulator.enabled and not self.cardsystem.api_base_url:
+            raise ValueError("cardsystem.api_base_url: the http card system needs the school's address in production")
+        return self
 
     @property
     def menu_path(self) -> Path:

@@ -165,7 +165,16 @@ def main() -> None:
 
 # One module per command group; imported last because they use ``pass_obj`` from here.
 from bot import worker  # noqa: E402
-from bot.cli import autodebit, binding, cardholders, notices, routes, topup  # noqa: E402
+from bot.cli import autodebit, binding, cardholders, cardsystem, notices, routes, topup  # noqa: E402
 
-for _command in (cardholders.command, topup.command, autodebit.command, notices.command, binding.command, routes.command, worker.command):
+for _command in (
+    cardholders.command,
+    topup.command,
+    autodebit.command,
+    notices.command,
+    binding.command,
+    cardsystem.command,
+    routes.command,
+    worker.command,
+):
     cli.add_command(_command)
