@@ -4,9 +4,11 @@ An attempt's life: ``waiting`` (created by a trigger; outside ``bank_hours`` it 
 → ``processing`` (claimed with the card row locked, committed before the bank is called) → ``succeeded`` /
 ``failed``, or ``cancelled`` when it is no longer needed (balance back above the threshold, agreement ended,
 another attempt of the same card already under way). The bank call carries the reference ``AD{attempt id}`` and the
-bank answers a repeated reference with its first outcome, so an attempt left in ``processing`` (bank unreachable,
-worker killed) is simply processed again by the sweep: the card is credited once (ledger key
-``autodebit:{attempt id}``), in the same transaction as the attempt's status and the student's notice.
+bank answers a repeated reference with its first outcome. An attempt left in ``processing`` (answer lost, worker
+killed) is settled by the sweep asking the bank about that reference before anything else: what the bank took is
+credited even if the card no longer needs it, the agreement ended or the card was blocked; only a reference the bank
+never received is decided again. The card is credited once (ledger key ``autodebit:{attempt id}``), in the same
+transaction as the attempt's status and the student's notice. Locks are always taken card → agreement → attempt.
 
 Triggers, at most one attempt per card and trigger (unique ``trigger_key``): a spend that leaves the card below its
 threshold (``entry:{entry_id}``), signing while already below it, and the sweep (``sweep:{day}:{card}``). A card with
@@ -275,9 +277,8 @@ def process_attempt(services: Services, attempt_id: int) -> str:
     if not in_bank_hours(services):
         return "waiting"
     ref = f"AD{attempt_id}"
-    with services.session() as db, db.begin():
-        attempt, _, _ = _locked(db, attempt_id)
-        status = attempt.status
+    with services.session() as db:
+        status = db.execute(select(AutodebitAttempt.status).where(AutodebitAttempt.id == attempt_id)).scalar_one()
     if status not in OPEN:
         return status
     if status == "processing":
@@ -290,7 +291,7 @@ def process_attempt(services: Services, attempt_id: int) -> str:
             return _settle(services, attempt_id, known)
     with services.session() as db, db.begin():
         attempt, agreement, card = _locked(db, attempt_id)
-        if attempt.status not in OPEN:
+        if attempt.status != status:  # claimed or finished by another worker meanwhile: theirs to settle
             return attempt.status
         why = _no_longer_needed(services, db, attempt, agreement, card)
         if why:

@@ -1,6 +1,7 @@
 """Races, run for real against the HTTP app, the database and Redis: 50 copies of one notify at once, top-ups
 racing the daily limit, wrong passwords racing the binding lockout, family members racing the per-card maximum,
-several outbox workers on one outbox, and a worker killed with SIGKILL in the middle of a send.
+several outbox workers on one outbox, and a worker killed with SIGKILL in the middle of a send. Auto top-up: family
+members signing at once, cancels racing the sweep, a ``cardbot worker`` SIGKILLed after the bank debited.
 
 After each (conftest ``books_balance``) every card's balance equals its ledger and no order is credited twice.
 """
@@ -278,7 +279,7 @@ def test_cancel_racing_the_sweep_never_takes_money_without_credit(make_live):
         credited = set(db.execute(select(LedgerEntry.idempotency_key).where(LedgerEntry.kind == "autodebit")).scalars())
     for attempt_id, attempt in attempts.items():
         assert (f"AD{attempt_id}" in debited) == (f"autodebit:{attempt_id}" in credited) == (attempt.status == "succeeded"), attempt.status
-        if attempt.reason == "agreement_cancelled" or attempt.reason == "agreement_ended":
+        if attempt.reason in ("agreement_cancelled", "agreement_ended"):
             assert f"AD{attempt_id}" not in debited
 
 
