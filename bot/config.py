@@ -190,9 +190,10 @@ class AutodebitConfig(_Section):
 
 
 class BankConfig(_Section):
-    """The auto top-up bank: ``sandbox`` is the emulator's bank; empty ``api_base_url`` means the WeChat API base."""
+    """The auto top-up bank (protocol: ``bot/adapters/bank.py``): ``sandbox`` is the emulator's bank (empty ``api_base_url``
+    means the WeChat API base); ``http`` is the partner bank at ``api_base_url``, which it requires."""
 
-    adapter: str = "sandbox"
+    adapter: Literal["sandbox", "http"] = "sandbox"
     api_base_url: str = ""
     timeout_seconds: float = Field(5.0, gt=0, le=30)
 
@@ -200,6 +201,12 @@ class BankConfig(_Section):
     @classmethod
     def _strip(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _http_needs_url(self) -> BankConfig:
+        if self.adapter == "http" and not self.api_base_url.startswith(("https://", "http://")):
+            raise ValueError('adapter "http" needs api_base_url (the bank\'s https:// address)')
+        return self
 
 
 class CardSystemConfig(_Section):
