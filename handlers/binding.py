@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.binding_lock import BindingLock
 from bot.context import Context
+from bot.h5auth import end_sessions
 from bot.router import normalize, on
 from models import Binding, Cardholder, lock_card
 from models.passwords import hash_password, verify_password
@@ -173,4 +174,5 @@ def unbind_confirm(msg: Any, ctx: Context) -> str:
     if binding is None or binding.cardholder_id != data.get("cardholder_id"):
         return ctx.t("not_bound")
     ctx.db.delete(binding)
+    end_sessions(ctx.services, ctx.openid)
     return ctx.t("unbind_done")
