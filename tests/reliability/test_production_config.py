@@ -46,12 +46,14 @@ DEMO_VALUES = (
     DEMO.wechat.encoding_aes_key,
     DEMO.pay.apiv3_key,
 )
-GOOD = {
-    "server": {"secret_key": "k" * 48, "integration_secret": "i" * 40, "public_base_url": "https://card.example.edu.cn"},
+# Settings a production config may run with (make_live(emulator={"enabled": False}, **PRODUCTION_READY) too).
+PRODUCTION_READY = {
+    "server": {"secret_key": "k" * 48, "integration_secret": "i" * 40},
     "wechat": {"secret": "s" * 32, "token": "prodtoken123", "encoding_aes_key": "Q" * 43},
     "pay": {"apiv3_key": "P" * 32},
     "bank": {"adapter": "http"},
 }
+GOOD = {**PRODUCTION_READY, "server": {**PRODUCTION_READY["server"], "public_base_url": "https://card.example.edu.cn"}}
 
 
 def _toml(sections: dict[str, dict[str, Any]]) -> str:
