@@ -50,7 +50,7 @@ def check_notify_time(headers: Any, now: float) -> None:
     stamp = str(headers.get("Wechatpay-Timestamp", ""))
     if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
         raise NotifyError("unreadable Wechatpay-Timestamp")
-    if abs(now - int(stamp)) > NOTIFY_MAX_SKEW_SECONDS:
+    if abs(int(now) - int(stamp)) > NOTIFY_MAX_SKEW_SECONDS:  # whole seconds, as WeChat stamps them
         raise NotifyError("Wechatpay-Timestamp more than 5 minutes off")
 
 
