@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+# Secrets that ship with demo values (the demo runs with no file at all); production must set its own.
+_SECRETS = ("server.secret_key", "cardsystem.secret", "wechat.secret", "wechat.token", "wechat.encoding_aes_key", "pay.apiv3_key")
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -385,6 +387,26 @@ class Config(BaseSettings):
     @property
     def is_production(self) -> bool:
         return not self.emulator.enabled
+
+    def production_problems(self) -> list[str]:
+        """What production must not run with, by key and never by value: a secret still at its demo default or
+        empty, an embedded Redis (each process would get its own) and the emulator's sandbox bank."""
+        problems = []
+        for name in _SECRETS:
+            section, key = name.split(".")
+            part = getattr(self, section)
+            if getattr(part, key).strip() in ("", type(part).model_fields[key].default):
+                problems.append(f"{name}: still the demo value or empty")
+        if not self.redis.url:
+            problems.append("redis.url: empty (embedded Redis is for the demo only)")
+        if self.bank.adapter == "sandbox":
+            problems.append("bank.adapter: the sandbox bank is the emulator's")
+        return problems
+
+    def check_production(self) -> None:
+        """Refuse to run production (emulator off) on demo settings; the demo and tests (emulator on) pass."""
+        if self.is_production and (problems := self.production_problems()):
+            raise ConfigError("refusing to run in production ([emulator] enabled = false): " + "; ".join(problems))
 
 
 def _format_error(exc: ValidationError) -> str:

@@ -20,6 +20,7 @@ from bot.chat.context import Context
 from bot.chat.router import Routes, normalize
 from bot.clock import to_local
 from bot.texts import t
+from bot.web.auth import end_sessions
 from models import Binding, Cardholder, Notice, lang_of, lock_card
 from models.ledger import queue_notice
 from models.passwords import hash_password, verify_password
@@ -211,6 +212,7 @@ def unbind_confirm(msg: Any, ctx: Context) -> str:
     if binding is None or binding.cardholder_id != data.get("cardholder_id"):
         return ctx.t("not_bound")
     ctx.db.delete(binding)
+    end_sessions(ctx.services, ctx.openid)
     return ctx.t("unbind_done")
 
 
@@ -273,6 +275,7 @@ def bindings_manage(msg: Any, ctx: Context) -> str:
     removed = ctx.db.execute(delete(Binding).where(Binding.id == target.id, Binding.cardholder_id == mine.cardholder_id))
     if removed.rowcount != 1:  # removed by another account meanwhile
         return ctx.t("bindings_gone")
+    end_sessions(ctx.services, target.openid)
     return ctx.t("bindings_removed_self" if own else "bindings_removed", n=choice, time=when)
 
 

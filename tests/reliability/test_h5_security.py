@@ -241,7 +241,9 @@ def test_integration_endpoint_refuses_unsigned_forged_and_stale_requests(live):
 
 
 def test_emulator_is_absent_in_production(make_live):
-    live = make_live(emulator={"enabled": False})
+    from tests.reliability.test_production_config import PRODUCTION_READY
+
+    live = make_live(emulator={"enabled": False}, **PRODUCTION_READY)
     for path in ("/simulator/", "/emulator/pay/confirm", "/cgi-bin/token", "/connect/oauth2/authorize"):
         assert requests.get(live.url + path, timeout=10).status_code in (404, 405), path
 
