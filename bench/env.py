@@ -117,14 +117,19 @@ def bot_overrides(db_url: str, keys_dir: Path, emulator_url: str, prefix: str, p
     return {
         "database": {"url": db_url},
         "redis": {"url": REDIS_URL, "key_prefix": prefix},
-        "wechat": {"api_base_url": emulator_url, "oauth_base_url": emulator_url},
+        # Not the demo values: the bot under test runs as in production, which refuses them.
+        "wechat": {"api_base_url": emulator_url, "oauth_base_url": emulator_url, "secret": "bench-app-secret-" + "s" * 16,
+                   "token": "benchtoken2026", "encoding_aes_key": "B" * 43},
+        "cardsystem": {"secret": "bench-cardsystem-secret-" + "c" * 16},
+        "bank": {"adapter": "http", "api_base_url": f"{emulator_url}/emulator/bank"},
         "pay": {
+            "apiv3_key": "benchapiv3key0123456789abcdefghi",
             "api_base_url": emulator_url,
             "notify_url": f"{public_url}/pay/notify",
             "private_key_path": str(keys_dir / "merchant_private.pem"),
             "public_key_path": str(keys_dir / "platform_public.pem"),
         },
-        "server": {"public_base_url": public_url},
+        "server": {"public_base_url": public_url, "secret_key": "bench-secret-key-" + "k" * 32},
         "emulator": {
             "enabled": True,
             "merchant_public_key_path": str(keys_dir / "merchant_public.pem"),

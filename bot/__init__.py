@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -14,6 +15,19 @@ from werkzeug.exceptions import HTTPException
 from bot.config import Config, load_config
 from bot.logs import openid_hash, request_id, setup_logging
 from bot.services import Services, build_services
+from bot.web.auth import SESSION_LIFETIME
+
+# A caller's X-Request-Id is kept only when short and plain (it goes into every log line and back as a header).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# On every answer: nothing personal is cached, framed by another site (the simulator frames pages of its own
+# origin) or leaked in a Referer; a header a view sets itself wins.
+_HARDENING = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Content-Security-Policy": "frame-ancestors 'self'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 
 if TYPE_CHECKING:
     from bot.chat.router import Routes
@@ -22,13 +36,15 @@ if TYPE_CHECKING:
 def create_app(cfg: Config | None = None, services: Services | None = None, routes: Sequence[Routes] = ()) -> Flask:
     """``routes``: handlers answered besides the bot's own (tests, experiments); a key answered twice is refused."""
     cfg = cfg or load_config()
+    cfg.check_production()
     setup_logging()
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=cfg.server.secret_key,
         MAX_CONTENT_LENGTH=max(cfg.server.max_body_bytes, 256 * 1024),
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SECURE=cfg.server.secure_cookies,
+        SESSION_COOKIE_SECURE=cfg.server.secure_cookies or cfg.server.public_base_url.startswith("https://"),
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="cardbot_session",
         JSON_AS_ASCII=False,
@@ -59,7 +75,8 @@ def _instrument(app: Flask, svc: Services) -> None:
     @app.before_request
     def _start() -> None:
         g.t0 = time.perf_counter()
-        request_id.set(request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16])
+        sent = request.headers.get("X-Request-Id", "")
+        request_id.set(sent if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex[:16])
         openid_hash.set("-")
 
     @app.after_request
@@ -68,6 +85,8 @@ def _instrument(app: Flask, svc: Services) -> None:
         svc.metrics.requests.labels(endpoint=endpoint, method=request.method, status=resp.status_code).inc()
         svc.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - g.get("t0", time.perf_counter()))
         resp.headers["X-Request-Id"] = request_id.get()
+        for name, value in _HARDENING.items():
+            resp.headers.setdefault(name, value)
         return resp
 
     @app.errorhandler(SQLAlchemyError)

@@ -4,9 +4,11 @@ An attempt's life: ``waiting`` (created by a trigger; outside ``bank_hours`` it 
 → ``processing`` (claimed with the card row locked, committed before the bank is called) → ``succeeded`` /
 ``failed``, or ``cancelled`` when it is no longer needed (balance back above the threshold, agreement ended,
 another attempt of the same card already under way). The bank call carries the reference ``AD{attempt id}`` and the
-bank answers a repeated reference with its first outcome, so an attempt left in ``processing`` (bank unreachable,
-worker killed) is simply processed again by the sweep: the card is credited once (ledger key
-``autodebit:{attempt id}``), in the same transaction as the attempt's status and the student's notice.
+bank answers a repeated reference with its first outcome. An attempt left in ``processing`` (answer lost, worker
+killed) is settled by the sweep asking the bank about that reference before anything else: what the bank took is
+credited even if the card no longer needs it, the agreement ended or the card was blocked; only a reference the bank
+never received is decided again. The card is credited once (ledger key ``autodebit:{attempt id}``), in the same
+transaction as the attempt's status and the student's notice. Locks are always taken card → agreement → attempt.
 
 Triggers, at most one attempt per card and trigger (unique ``trigger_key``): a spend that leaves the card below its
 threshold (``entry:{entry_id}``), signing while already below it, and the sweep (``sweep:{day}:{card}``). A card with
@@ -28,7 +30,7 @@ from sqlalchemy import String, and_, cast, exists, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot.adapters.bank import INSUFFICIENT_FUNDS, NO_ACCOUNT, BankUnavailable
+from bot.adapters.bank import INSUFFICIENT_FUNDS, NO_ACCOUNT, UNKNOWN_REFERENCE, BankResult, BankUnavailable
 from bot.clock import SCHOOL_TZ, to_local
 from bot.texts import t, yuan
 from bot.topup import card_for, fen
@@ -37,6 +39,7 @@ from models import (
     AutodebitAttempt,
     Cardholder,
     InsufficientBalance,
+    LedgerEntry,
     Notice,
     RefundRequest,
     WechatUser,
@@ -137,7 +140,11 @@ def active_agreement(db: Session, cardholder_id: int, today: date) -> AutodebitA
 
 # --- agreements --------------------------------------------------------------------
 def sign(services: Services, db: Session, openid: str, bank_account: Any) -> AutodebitAgreement:
-    """Sign for the openid's bound card after the bank confirms the account. The caller commits."""
+    """Sign for the openid's bound card after the bank confirms the account. The caller commits.
+
+    The bank is asked before the card row is locked (no lock held over a network call); under the lock the check for
+    an active agreement is repeated, so a family member who signed meanwhile wins and this one gets a clean 409. The
+    partial unique index stays the last word."""
     card = card_for(db, openid)
     if card is None:
         raise AutodebitError("not_bound", 409)
@@ -155,6 +162,13 @@ def sign(services: Services, db: Session, openid: str, bank_account: Any) -> Aut
         raise AutodebitError("bank_unavailable", 503) from None
     if not checked.ok:
         raise AutodebitError("no_account" if checked.reason == NO_ACCOUNT else "bank_refused_sign", 409)
+    card = lock_card(db, card.id)
+    if card.status != "active":
+        raise AutodebitError("card_blocked", 409)
+    for ended in _active_agreements(db, card.id):
+        if ended.expires_on > today:
+            raise AutodebitError("already_signed", 409)
+        ended.status = "expired"  # its day has come; the hourly job has not marked it yet
     c = services.cfg.autodebit
     ends = expires_on(services, today)
     agreement = AutodebitAgreement(
@@ -170,24 +184,42 @@ def sign(services: Services, db: Session, openid: str, bank_account: Any) -> Aut
         # signed inside the reminder window: the page already says when it ends, no reminder needed
         reminder_sent_on=today if ends - timedelta(days=c.reminder_days_before) <= today else None,
     )
-    db.add(agreement)
-    db.flush()
+    try:
+        with db.begin_nested():
+            db.add(agreement)
+    except IntegrityError:
+        raise AutodebitError("already_signed", 409) from None
     return agreement
 
 
+def _active_agreements(db: Session, cardholder_id: int) -> list[AutodebitAgreement]:
+    """The card's agreements marked active (ended ones too), locked; call with the card row locked."""
+    return list(
+        db.execute(
+            select(AutodebitAgreement)
+            .where(AutodebitAgreement.cardholder_id == cardholder_id, AutodebitAgreement.status == "active")
+            .with_for_update()
+        ).scalars()
+    )
+
+
 def cancel(services: Services, db: Session, openid: str) -> AutodebitAgreement:
+    """End the card's agreement and its waiting attempts (locks: card → agreement → attempts). Once this commits no
+    new debit starts: ``process_attempt`` re-reads the agreement under the same locks before claiming an attempt."""
     card = card_for(db, openid)
     if card is None:
         raise AutodebitError("not_bound", 409)
-    agreement = active_agreement(db, card.id, services.clock.today())
+    lock_card(db, card.id)
+    today = services.clock.today()
+    agreement = next((a for a in _active_agreements(db, card.id) if a.expires_on > today), None)
     if agreement is None:
         raise AutodebitError("no_agreement", 404)
-    agreement.status = "cancelled"
-    agreement.cancelled_at = services.clock.utcnow()
+    now = services.clock.utcnow()
+    agreement.status, agreement.cancelled_at = "cancelled", now
     for attempt in db.execute(
-        select(AutodebitAttempt).where(AutodebitAttempt.agreement_id == agreement.id, AutodebitAttempt.status == "waiting")
+        select(AutodebitAttempt).where(AutodebitAttempt.agreement_id == agreement.id, AutodebitAttempt.status == "waiting").with_for_update()
     ).scalars():
-        attempt.status, attempt.reason, attempt.done_at = "cancelled", "agreement_cancelled", services.clock.utcnow()
+        attempt.status, attempt.reason, attempt.done_at = "cancelled", "agreement_cancelled", now
     return agreement
 
 
@@ -225,17 +257,42 @@ def open_attempt(services: Services, db: Session, card: Cardholder, trigger_key:
     return attempt
 
 
+def _locked(db: Session, attempt_id: int) -> tuple[AutodebitAttempt, AutodebitAgreement, Cardholder]:
+    """The attempt with its card and agreement, locked in the one order used everywhere: card → agreement → attempt."""
+    card_id, agreement_id = db.execute(
+        select(AutodebitAttempt.cardholder_id, AutodebitAttempt.agreement_id).where(AutodebitAttempt.id == attempt_id)
+    ).one()
+    card = lock_card(db, card_id)
+    agreement = db.execute(select(AutodebitAgreement).where(AutodebitAgreement.id == agreement_id).with_for_update()).scalar_one()
+    attempt = db.execute(select(AutodebitAttempt).where(AutodebitAttempt.id == attempt_id).with_for_update()).scalar_one()
+    return attempt, agreement, card
+
+
 def process_attempt(services: Services, attempt_id: int) -> str:
-    """Take one attempt as far as it can go now; returns its status (``waiting`` outside bank hours)."""
+    """Take one attempt as far as it can go now; returns its status (``waiting`` outside bank hours).
+
+    An attempt left ``processing`` may have been debited (answer lost, process killed): the bank is asked about its
+    reference first, and only a reference the bank never received is decided again (cancel, or debit once more with
+    the same reference)."""
     if not in_bank_hours(services):
         return "waiting"
+    ref = f"AD{attempt_id}"
+    with services.session() as db:
+        status = db.execute(select(AutodebitAttempt.status).where(AutodebitAttempt.id == attempt_id)).scalar_one()
+    if status not in OPEN:
+        return status
+    if status == "processing":
+        try:
+            known = services.bank.query(ref)
+        except BankUnavailable as exc:
+            log.warning("auto top-up %s: bank did not answer the query (%s); the sweep will ask again", attempt_id, exc)
+            return "processing"
+        if known.ok or known.reason != UNKNOWN_REFERENCE:
+            return _settle(services, attempt_id, known)
     with services.session() as db, db.begin():
-        attempt = db.execute(select(AutodebitAttempt).where(AutodebitAttempt.id == attempt_id).with_for_update()).scalar_one()
-        if attempt.status not in OPEN:
+        attempt, agreement, card = _locked(db, attempt_id)
+        if attempt.status != status:  # claimed or finished by another worker meanwhile: theirs to settle
             return attempt.status
-        card = lock_card(db, attempt.cardholder_id)
-        agreement = db.get(AutodebitAgreement, attempt.agreement_id)
-        assert agreement is not None
         why = _no_longer_needed(services, db, attempt, agreement, card)
         if why:
             attempt.status, attempt.reason, attempt.done_at = "cancelled", why, services.clock.utcnow()
@@ -243,20 +300,27 @@ def process_attempt(services: Services, attempt_id: int) -> str:
         attempt.status = "processing"
         account, amount = agreement.bank_account, attempt.amount_fen
     try:
-        result = services.bank.debit(account, amount, f"AD{attempt_id}")
+        result = services.bank.debit(account, amount, ref)
     except BankUnavailable as exc:
-        log.warning("auto top-up %s: bank unavailable (%s); the sweep will repeat it", attempt_id, exc)
+        log.warning("auto top-up %s: bank unavailable (%s); the sweep will ask the bank about it", attempt_id, exc)
         return "processing"
+    return _settle(services, attempt_id, result)
+
+
+def _settle(services: Services, attempt_id: int, result: BankResult) -> str:
+    """Record the bank's answer. A debit is credited whatever became of the card, the agreement or the attempt since
+    (the money is the student's); a refusal only fails an attempt still in flight."""
     with services.session() as db, db.begin():
-        attempt = db.execute(select(AutodebitAttempt).where(AutodebitAttempt.id == attempt_id).with_for_update()).scalar_one()
-        if attempt.status != "processing":
+        attempt, agreement, _ = _locked(db, attempt_id)
+        if attempt.status == "succeeded" or (not result.ok and attempt.status != "processing"):
             return attempt.status
-        agreement = db.get(AutodebitAgreement, attempt.agreement_id)
-        assert agreement is not None
         lang = lang_of(db, agreement.openid)
         now = services.clock.utcnow()
+        amount = attempt.amount_fen
         if result.ok:
-            attempt.status, attempt.bank_ref, attempt.done_at = "succeeded", result.bank_ref[:64], now
+            if attempt.status != "processing":
+                log.warning("auto top-up %s: the bank debited an attempt left %s; crediting it", attempt_id, attempt.status)
+            attempt.status, attempt.reason, attempt.bank_ref, attempt.done_at = "succeeded", None, result.bank_ref[:64], now
 
             def success(card: Cardholder, entry: Any) -> list[Notice]:
                 return [
@@ -358,6 +422,56 @@ def create_missed_attempts(services: Services) -> int:
     except IntegrityError:
         log.info("another sweep created today's attempts first")
         return 0
+
+
+# --- reconciliation with the bank ----------------------------------------------------
+@dataclass(frozen=True)
+class BankDifference:
+    kind: str  # missing_locally (debited, not credited) | missing_at_bank (credited, not debited) | amount_mismatch
+    ref: str
+    local_fen: int | None
+    bank_fen: int | None
+    note: str = ""
+
+    def __str__(self) -> str:
+        local = "-" if self.local_fen is None else yuan(self.local_fen)
+        remote = "-" if self.bank_fen is None else yuan(self.bank_fen)
+        return f"{self.kind:<19} {self.ref:<32} local={local:>10} bank={remote:>10} {self.note}".rstrip()
+
+
+def reconcile_bank(services: Services, day: date) -> list[BankDifference]:
+    """The bank's debits of ``day`` against the ledger's auto top-up credits of that school day. A debit is matched
+    with its credit whenever that was posted; a credit missing from the day's statement is asked about by reference
+    (it may have been debited the day before). Raises ``BankUnavailable`` when the bank does not answer."""
+    debits = services.bank.debits(day)
+    start, end = day_start_utc(day), day_start_utc(day + timedelta(days=1))
+    keys = {d.ref: f"autodebit:{d.ref[2:]}" for d in debits if re.fullmatch(r"AD\d+", d.ref)}
+    with services.session() as db:
+        matched = {
+            e.idempotency_key: e
+            for e in db.execute(select(LedgerEntry).where(LedgerEntry.idempotency_key.in_(list(keys.values())))).scalars()
+        } if keys else {}
+        credits = db.execute(
+            select(LedgerEntry.idempotency_key, LedgerEntry.amount_fen)
+            .where(LedgerEntry.kind == "autodebit", LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
+            .order_by(LedgerEntry.id)
+        ).all()
+    diffs: list[BankDifference] = []
+    for d in debits:
+        credit = matched.get(keys.get(d.ref, ""))
+        if credit is None:
+            diffs.append(BankDifference("missing_locally", d.ref, None, d.amount_fen, "" if d.ref in keys else "not our reference"))
+        elif credit.amount_fen != d.amount_fen:
+            diffs.append(BankDifference("amount_mismatch", d.ref, credit.amount_fen, d.amount_fen))
+    on_statement = set(keys.values())
+    for key, amount in credits:
+        if key in on_statement:
+            continue
+        ref = "AD" + key.removeprefix("autodebit:")
+        known = services.bank.query(ref)
+        if not known.ok:
+            diffs.append(BankDifference("missing_at_bank", ref, amount, None, known.reason))
+    return diffs
 
 
 # --- agreements ending ------------------------------------------------------------

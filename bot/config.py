@@ -11,11 +11,13 @@ import re
 import tomllib
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+# Secrets that ship with demo values (the demo runs with no file at all); production must set its own.
+_SECRETS = ("server.secret_key", "cardsystem.secret", "wechat.secret", "wechat.token", "wechat.encoding_aes_key", "pay.apiv3_key")
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -141,7 +143,6 @@ class ServerConfig(_Section):
     secret_key: str = "demo-secret-key-change-me-in-production"
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     secure_cookies: bool = False
-    integration_secret: str = "demo-integration-secret"
     admin_token: str = ""
     h5_writes_per_minute: int = Field(30, ge=1)  # per openid, H5 JSON APIs that change something
     h5_reads_per_minute: int = Field(120, ge=1)  # per openid, H5 JSON APIs that only read (the page polls an order)
@@ -191,10 +192,36 @@ class AutodebitConfig(_Section):
 
 
 class BankConfig(_Section):
-    """The auto top-up bank: ``sandbox`` is the emulator's bank; empty ``api_base_url`` means the WeChat API base."""
+    """The auto top-up bank (protocol: ``bot/adapters/bank.py``): ``sandbox`` is the emulator's bank (empty ``api_base_url``
+    means the WeChat API base); ``http`` is the partner bank at ``api_base_url``, which it requires."""
 
-    adapter: str = "sandbox"
+    adapter: Literal["sandbox", "http"] = "sandbox"
     api_base_url: str = ""
+    timeout_seconds: float = Field(5.0, gt=0, le=30)
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _http_needs_url(self) -> BankConfig:
+        if self.adapter == "http" and not self.api_base_url.startswith(("https://", "http://")):
+            raise ValueError('adapter "http" needs api_base_url (the bank\'s https:// address)')
+        return self
+
+
+class CardSystemConfig(_Section):
+    """The school's card system (CARD-SYSTEM.md): ``ledger`` = the bot's own ledger, ``http`` = cardsys/1.
+
+    An empty ``api_base_url`` means the emulator at the WeChat API base + ``/emulator`` (demo and tests); in
+    production the http adapter needs the school's own. ``secret`` signs both directions, including the card
+    system's pushes to ``/integration/card-entries``.
+    """
+
+    adapter: Literal["ledger", "http"] = "ledger"
+    api_base_url: str = ""
+    secret: str = "demo-cardsys-secret-change-me"
     timeout_seconds: float = Field(5.0, gt=0, le=30)
 
     @field_validator("api_base_url")
@@ -204,10 +231,18 @@ class BankConfig(_Section):
 
 
 class BindingConfig(_Section):
-    max_failures: int = Field(5, ge=1)
+    max_failures: int = Field(5, ge=1)  # per WeChat account
     lockout_minutes: int = Field(30, ge=1)
+    card_max_failures: int = Field(20, ge=1)  # per card, across accounts: against guessing from many accounts
+    card_lockout_minutes: int = Field(60, ge=1)
     dialog_ttl_seconds: int = Field(600, ge=30)
     max_bindings_per_card: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _card_limit(self) -> BindingConfig:
+        if self.card_max_failures < self.max_failures:
+            raise ValueError("card_max_failures must not be below max_failures (one account would lock the card)")
+        return self
 
 
 class NoticeTemplate(_Section):
@@ -239,6 +274,14 @@ def _default_notices() -> dict[str, NoticeTemplate]:
             template_id="TPL_AGREEMENT",
             fields={"status": "thing1", "date": "time2", "advice": "thing3"},
             urgent=False,
+        ),
+        "binding_added": NoticeTemplate(
+            template_id="TPL_BINDING_ALERT",
+            fields={"card": "character_string1", "event": "thing2", "advice": "thing3", "time": "time4"},
+        ),
+        "binding_guessed": NoticeTemplate(
+            template_id="TPL_BINDING_ALERT",
+            fields={"card": "character_string1", "event": "thing2", "advice": "thing3", "time": "time4"},
         ),
         "refund_result": NoticeTemplate(
             template_id="TPL_REFUND",
@@ -310,6 +353,7 @@ class Config(BaseSettings):
     topup: TopupConfig = TopupConfig()
     autodebit: AutodebitConfig = AutodebitConfig()
     bank: BankConfig = BankConfig()
+    cardsystem: CardSystemConfig = CardSystemConfig()
     binding: BindingConfig = BindingConfig()
     notices: NoticesConfig = NoticesConfig()
     graduates: GraduatesConfig = GraduatesConfig()
@@ -328,6 +372,12 @@ class Config(BaseSettings):
         # Environment wins over the file (passed as init kwargs).
         return (env_settings, init_settings)
 
+    @model_validator(mode="after")
+    def _cardsystem_url(self) -> Config:
+        if self.cardsystem.adapter == "http" and not self.emulator.enabled and not self.cardsystem.api_base_url:
+            raise ValueError("cardsystem.api_base_url: the http card system needs the school's address in production")
+        return self
+
     @property
     def menu_path(self) -> Path:
         if self.menu.path:
@@ -337,6 +387,26 @@ class Config(BaseSettings):
     @property
     def is_production(self) -> bool:
         return not self.emulator.enabled
+
+    def production_problems(self) -> list[str]:
+        """What production must not run with, by key and never by value: a secret still at its demo default or
+        empty, an embedded Redis (each process would get its own) and the emulator's sandbox bank."""
+        problems = []
+        for name in _SECRETS:
+            section, key = name.split(".")
+            part = getattr(self, section)
+            if getattr(part, key).strip() in ("", type(part).model_fields[key].default):
+                problems.append(f"{name}: still the demo value or empty")
+        if not self.redis.url:
+            problems.append("redis.url: empty (embedded Redis is for the demo only)")
+        if self.bank.adapter == "sandbox":
+            problems.append("bank.adapter: the sandbox bank is the emulator's")
+        return problems
+
+    def check_production(self) -> None:
+        """Refuse to run production (emulator off) on demo settings; the demo and tests (emulator on) pass."""
+        if self.is_production and (problems := self.production_problems()):
+            raise ConfigError("refusing to run in production ([emulator] enabled = false): " + "; ".join(problems))
 
 
 def _format_error(exc: ValidationError) -> str:

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, DateTime, ForeignKey, Integer, String
+from sqlalchemy import Date, DateTime, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
 from models.enums import AgreementStatus, AttemptStatus, RefundStatus, check_in
 
+ACTIVE = text("status = 'active'")
+
 
 class AutodebitAgreement(Base):
     __tablename__ = "autodebit_agreements"
-    __table_args__ = (check_in("status", AgreementStatus, name="status"),)
+    # one active agreement per card, whoever of the family signs and however they race (partial unique index)
+    __table_args__ = (
+        check_in("status", AgreementStatus, name="status"),
+        Index("uq_autodebit_agreements_active_card", "cardholder_id", unique=True, postgresql_where=ACTIVE, sqlite_where=ACTIVE),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     cardholder_id: Mapped[int] = mapped_column(ForeignKey("cardholders.id"), index=True)

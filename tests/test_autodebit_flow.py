@@ -209,6 +209,8 @@ def test_agreement_reminder_then_expiry(live, wx):
     assert balance(live, card_id) == 1000
     reply = wx.click(OPENID, "AUTODEBIT")
     assert "点击签约" in reply.articles[0]["Description"]
+    assert phone.sign().status_code == 401  # three weeks on, the H5 session has ended: the link opens the page again
+    assert phone.page().status_code == 200
     assert phone.sign().status_code == 201 and phone.state()["agreement"]["expires_on"] == "2028-09-01"
 
 

@@ -1,8 +1,10 @@
-"""``POST /integration/card-entries``: only the card system's signed, fresh requests count; a replayed entry
-changes nothing; bad input is a 4xx, never a 500."""
+"""``POST /integration/card-entries``: only the card system's signed (cardsys/1), fresh, never-replayed requests
+count; a resent entry changes nothing; bad input is a 4xx, never a 500."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from bot.adapters import cardsys_signing
 from tests.test_autodebit_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
     at,
     attempts,
@@ -36,7 +39,8 @@ def test_signed_entry_is_recorded_as_a_spend(live):
 
 @pytest.mark.parametrize(
     "tamper",
-    ["bad_secret", "stale", "future", "no_signature", "no_timestamp", "body_changed"],
+    ["bad_secret", "stale", "future", "no_signature", "no_timestamp", "no_nonce", "short_nonce", "body_changed",
+     "path_changed", "old_scheme"],
 )
 def test_unauthentic_requests_are_refused(live, tamper):
     card_id = student(live, OPENID, student_no=NO, balance_fen=10000)
@@ -46,20 +50,42 @@ def test_unauthentic_requests_are_refused(live, tamper):
     elif tamper in ("stale", "future"):
         r = entry(live, NO, -100, body=body, ts=int(time.time()) + (-301 if tamper == "stale" else 301))
     else:
-        from bot.web.integration import signature
-
         raw = json.dumps(body).encode()
-        ts = str(int(time.time()))
-        headers = {"Content-Type": "application/json", "X-Cardbot-Timestamp": ts, "X-Cardbot-Signature": signature(live.cfg.server.integration_secret, ts, raw)}
+        headers = {"Content-Type": "application/json", **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw)}
         if tamper == "no_signature":
-            headers.pop("X-Cardbot-Signature")
+            headers.pop("X-Cardsys-Signature")
         elif tamper == "no_timestamp":
-            headers.pop("X-Cardbot-Timestamp")
+            headers.pop("X-Cardsys-Timestamp")
+        elif tamper == "no_nonce":
+            headers.pop("X-Cardsys-Nonce")
+        elif tamper == "short_nonce":
+            headers.update(cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw, nonce="abc123"))
+        elif tamper == "path_changed":
+            headers.update(cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries?x=1", raw))
+        elif tamper == "old_scheme":  # X-Cardbot-* with the old "{timestamp}\n{body}" message no longer counts
+            ts = str(int(time.time()))
+            headers = {"Content-Type": "application/json", "X-Cardbot-Timestamp": ts, "X-Cardbot-Signature":
+                       hmac.new(live.cfg.cardsystem.secret.encode(), ts.encode() + b"\n" + raw, hashlib.sha256).hexdigest()}
         else:
             raw = raw.replace(b"-100", b"-999")
         r = requests.post(live.url + "/integration/card-entries", data=raw, headers=headers, timeout=5)
     assert r.status_code == 401, r.text
     assert balance(live, card_id) == 10000
+
+
+def test_replayed_nonce_is_refused_but_a_resent_entry_is_a_duplicate(live):
+    card_id = student(live, OPENID, student_no=NO, balance_fen=10000)
+    raw = json.dumps({"entry_id": "NONCE1", "student_no": NO, "amount_fen": -300, "merchant": "x",
+                      "occurred_at": "2026-11-25T12:00:00+08:00"}).encode()
+    headers = {"Content-Type": "application/json", **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw)}
+    first = requests.post(live.url + "/integration/card-entries", data=raw, headers=headers, timeout=5)
+    assert first.status_code == 200, first.text
+    replay = requests.post(live.url + "/integration/card-entries", data=raw, headers=headers, timeout=5)
+    assert replay.status_code == 401 and replay.json()["error"] == "unauthorized"
+    resent = requests.post(live.url + "/integration/card-entries", data=raw, timeout=5, headers={
+        "Content-Type": "application/json", **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw)})
+    assert resent.status_code == 200 and resent.json()["duplicate"] is True
+    assert balance(live, card_id) == 9700
 
 
 def test_replayed_entry_changes_nothing(live):
@@ -107,12 +133,9 @@ def test_replay_inside_bank_hours_makes_one_auto_top_up(live):
 def test_bad_entries_are_4xx(live, body, status):
     card_id = student(live, OPENID, student_no=NO, balance_fen=10000)
     if isinstance(body, str):
-        from bot.web.integration import signature
-
-        ts = str(int(time.time()))
         raw = body.encode()
         r = requests.post(live.url + "/integration/card-entries", data=raw, timeout=5, headers={
-            "Content-Type": "application/json", "X-Cardbot-Timestamp": ts, "X-Cardbot-Signature": signature(live.cfg.server.integration_secret, ts, raw)})
+            "Content-Type": "application/json", **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw)})
     else:
         r = entry(live, NO, 0, body=body)
     assert r.status_code == status, r.text

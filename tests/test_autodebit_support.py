@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -13,9 +12,9 @@ from typing import Any
 import requests
 from sqlalchemy import select
 
+from bot.adapters import cardsys_signing
 from bot.clock import SCHOOL_TZ
 from bot.outbox import drain_once
-from bot.web.integration import signature
 from models import AutodebitAttempt, Cardholder, LedgerEntry, OutboxNotice
 from tests.factories import bind, make_cardholder
 from tests.test_topup_support import ledger_checked, wait_for  # noqa: F401  (re-exported: the same checks serve both)
@@ -88,7 +87,7 @@ def signed(live: Any, openid: str, account: str = GOOD_ACCOUNT, bank_balance_fen
 
 def entry(live: Any, student_no: str, amount_fen: int, *, entry_id: str | None = None, ts: int | None = None,
           secret: str | None = None, body: dict[str, Any] | None = None, merchant: str = "第一食堂 Canteen 1") -> requests.Response:
-    """What the card system sends for one terminal entry, signed as CONTRACT says."""
+    """What the card system sends for one terminal entry, signed as CARD-SYSTEM.md says (a fresh nonce each time)."""
     payload = body if body is not None else {
         "entry_id": entry_id or f"T{uuid.uuid4().hex[:20]}",
         "student_no": student_no,
@@ -97,12 +96,8 @@ def entry(live: Any, student_no: str, amount_fen: int, *, entry_id: str | None =
         "occurred_at": live.services.clock.now().isoformat(timespec="seconds"),
     }
     raw = json.dumps(payload, ensure_ascii=False).encode()
-    stamp = str(ts if ts is not None else int(time.time()))
-    headers = {
-        "Content-Type": "application/json",
-        "X-Cardbot-Timestamp": stamp,
-        "X-Cardbot-Signature": signature(secret or live.cfg.server.integration_secret, stamp, raw),
-    }
+    headers = {"Content-Type": "application/json", **cardsys_signing.sign(
+        secret or live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw, timestamp=ts)}
     return requests.post(live.url + "/integration/card-entries", data=raw, headers=headers, timeout=15)
 
 

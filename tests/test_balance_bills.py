@@ -202,7 +202,7 @@ def test_bill_page_with_session_set_directly_and_in_english(live):
     _card(live, lang="en")
     client = live.app.test_client()
     with client.session_transaction() as s:
-        s["openid"] = OID
+        s.update(openid=OID, login_at=int(live.services.clock.now().timestamp()), gen=0)
     r = client.get("/bills")
     assert r.status_code == 200
     html = r.get_data(as_text=True)

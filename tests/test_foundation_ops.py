@@ -26,11 +26,14 @@ def test_healthz_reports_redis_down(make_live):
     assert r.status_code == 503 and r.json()["checks"]["redis"] == "down"
 
 
-def test_metrics_count_requests_latency_and_dedup(live, wx):
+def test_metrics_count_requests_latency_and_dedup(make_live):
+    live = make_live(server={"admin_token": "ops-token"})
+    wx = live.pusher()
     xml = wx.xml(OID, "text", {"Content": "help", "MsgId": "424242"})
     wx.send(OID, xml)
     wx.send(OID, xml)
-    text = live.http.get(live.url + "/metrics").text
+    assert live.http.get(live.url + "/metrics").status_code == 401
+    text = live.http.get(live.url + "/metrics", headers={"Authorization": "Bearer ops-token"}).text
     assert 'cardbot_http_requests_total{endpoint="/wechat",method="POST",status="200"} 2.0' in text
     assert "cardbot_http_request_seconds_bucket" in text
     assert "cardbot_dedup_hits_total 1.0" in text

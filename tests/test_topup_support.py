@@ -161,14 +161,16 @@ def transaction(live: Any, order_no: str) -> dict[str, Any]:
 
 def notify(live: Any, resource: dict[str, Any], *, key: Any = None, apiv3_key: str | None = None, serial: str | None = None,
            event_type: str = "TRANSACTION.SUCCESS", tamper: Callable[[bytes], bytes] | None = None,
-           headers_edit: dict[str, str | None] | None = None) -> requests.Response:
-    """Send a notify built exactly like WeChat Pay's, optionally forged (other key, other APIv3 key, edited body)."""
+           headers_edit: dict[str, str | None] | None = None, at: float | None = None) -> requests.Response:
+    """Send a notify built exactly like WeChat Pay's, optionally forged (other key, other APIv3 key, edited body),
+    signed at ``at`` (default: the bot's business clock, as the emulator signs)."""
     headers, body = signed_notify(
         resource,
         private_key=key or platform_key(live),
         serial=serial or live.cfg.pay.public_key_id,
         apiv3_key=apiv3_key or live.cfg.pay.apiv3_key,
         event_type=event_type,
+        at=live.services.clock.now().timestamp() if at is None else at,
     )
     if tamper:
         body = tamper(body)

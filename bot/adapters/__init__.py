@@ -1,1 +1,5 @@
-"""Outside systems behind small protocols: WeChat's API, WeChat Pay, the bank, Redis (and the card system)."""
+"""Adapters to the outside systems the bot talks to: one small Protocol per system, one class per kind of it.
+
+Production code reaches an outside system only through these; "no answer" always means "outcome unknown: ask
+again with the same reference".
+"""

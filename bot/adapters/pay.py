@@ -38,8 +38,20 @@ class PayError(Exception):
         self.message = message
 
 
+NOTIFY_MAX_SKEW_SECONDS = 300  # WeChat Pay signs each notify and each retry afresh: an older one is a replay
+
+
 class NotifyError(Exception):
     """A notify that must be refused: bad signature, undecryptable, or not a transaction we can read."""
+
+
+def check_notify_time(headers: Any, now: float) -> None:
+    """Refuse a notify whose signed ``Wechatpay-Timestamp`` is more than 5 minutes from ``now`` (the business clock)."""
+    stamp = str(headers.get("Wechatpay-Timestamp", ""))
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+        raise NotifyError("unreadable Wechatpay-Timestamp")
+    if abs(int(now) - int(stamp)) > NOTIFY_MAX_SKEW_SECONDS:  # whole seconds, as WeChat stamps them
+        raise NotifyError("Wechatpay-Timestamp more than 5 minutes off")
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,20 @@ class Obj:
         return self._cfg
 
     @property
+    def ready_cfg(self) -> Config:
+        """The config for serving, working or moving money: refused in production while it holds demo settings."""
+        try:
+            self.cfg.check_production()
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        return self.cfg
+
+    @property
     def services(self) -> Any:
         if self._svc is None:
             from bot.services import build_services
 
-            self._svc = build_services(self.cfg)
+            self._svc = build_services(self.ready_cfg)
         return self._svc
 
 
@@ -75,7 +84,7 @@ def serve(obj: Obj, host: str, port: int, workers: int) -> None:
     """Production server (gunicorn) for the Flask app."""
     from gunicorn.app.base import BaseApplication
 
-    cfg = obj.cfg
+    cfg = obj.ready_cfg
 
     class App(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -165,7 +174,16 @@ def main() -> None:
 
 # One module per command group; imported last because they use ``pass_obj`` from here.
 from bot import worker  # noqa: E402
-from bot.cli import autodebit, cardholders, notices, routes, topup  # noqa: E402
+from bot.cli import autodebit, binding, cardholders, cardsystem, notices, routes, topup  # noqa: E402
 
-for _command in (cardholders.command, topup.command, autodebit.command, notices.command, routes.command, worker.command):
+for _command in (
+    cardholders.command,
+    topup.command,
+    autodebit.command,
+    notices.command,
+    binding.command,
+    cardsystem.command,
+    routes.command,
+    worker.command,
+):
     cli.add_command(_command)

@@ -79,8 +79,8 @@ def show(obj: Obj, student_no: str) -> None:
         freeze = freeze_on(card, svc.cfg)
         lock = BindingLock(svc)
         try:
-            until = lock.locked_until(lock.card_subject(card.student_no))
-            locked = f"{until:%Y-%m-%d %H:%M}" if until else "-"
+            held = lock.card_lock(card.student_no)
+            locked = f"{held.until:%Y-%m-%d %H:%M}" if held else "-"
         except redis.RedisError:
             locked = "unknown (redis unavailable)"
         rows = [

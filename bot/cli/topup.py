@@ -1,4 +1,5 @@
-"""``cardbot reconcile DATE``: the day's paid top-ups against WeChat Pay's trade bill; every difference printed."""
+"""``cardbot reconcile DATE``: the day's paid top-ups against WeChat Pay's trade bill, and the day's auto top-up
+credits against the bank's debits; every difference printed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 import click
 
+from bot.adapters.bank import BankUnavailable
 from bot.adapters.pay import PayError
+from bot.autodebit import reconcile_bank
 from bot.topup import reconcile
 
 
@@ -15,7 +18,8 @@ from bot.topup import reconcile
 @click.argument("day", metavar="YYYY-MM-DD")
 @click.pass_obj
 def command(obj: Any, day: str) -> None:
-    """Compare DAY's paid top-up orders with WeChat Pay's trade bill (exit code 1 when they differ)."""
+    """Compare DAY's paid top-up orders with WeChat Pay's trade bill and its auto top-ups with the bank's debits
+    (exit code 1 when they differ)."""
     try:
         when = date.fromisoformat(day)
     except ValueError:
@@ -24,10 +28,21 @@ def command(obj: Any, day: str) -> None:
         diffs = reconcile(obj.services, when)
     except PayError as exc:
         raise click.ClickException(f"could not download the trade bill: {exc.code} {exc.message}") from None
-    if not diffs:
+    if diffs:
+        click.echo(f"{when}: {len(diffs)} difference(s)")
+        for d in diffs:
+            click.echo(str(d))
+    else:
         click.echo(f"{when}: top-up orders and the WeChat Pay trade bill agree")
-        return
-    click.echo(f"{when}: {len(diffs)} difference(s)")
-    for d in diffs:
-        click.echo(str(d))
-    raise SystemExit(1)
+    try:
+        bank_diffs = reconcile_bank(obj.services, when)
+    except BankUnavailable as exc:
+        raise click.ClickException(f"could not get the bank's debits: {exc}") from None
+    if bank_diffs:
+        click.echo(f"{when}: {len(bank_diffs)} auto top-up difference(s) with the bank")
+        for b in bank_diffs:
+            click.echo(str(b))
+    else:
+        click.echo(f"{when}: auto top-ups and the bank's debits agree")
+    if diffs or bank_diffs:
+        raise SystemExit(1)

@@ -1,4 +1,5 @@
-"""Loopback emulator of the WeChat and WeChat Pay APIs the bot calls, plus the browser chat simulator.
+"""Loopback emulator of the WeChat and WeChat Pay APIs, the bank and the card system the bot calls, plus the
+browser chat simulator.
 
 Mounted only when ``[emulator] enabled``; production code reaches it only through the base URLs.
 """
@@ -15,8 +16,8 @@ def init_app(app: Flask) -> None:
     app.extensions["emulator"] = EmulatorState(
         token_ttl=cfg.emulator.token_ttl_seconds, token_grace=cfg.emulator.token_grace_seconds
     )
-    from bot.emulator import bank, pay, simulator, wechat_api
+    from bot.emulator import bank, cardsys, pay, simulator, wechat_api
 
     app.register_blueprint(wechat_api.bp)
-    for part in (pay, bank, simulator):
+    for part in (pay, bank, cardsys, simulator):
         part.init_app(app)

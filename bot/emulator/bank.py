@@ -1,11 +1,15 @@
-"""The sandbox bank behind automatic top-up, reached by ``bot.adapters.bank.SandboxBank`` under ``/emulator/bank``.
+"""The sandbox bank behind automatic top-up: ``bot.adapters.bank.HttpBank`` (adapter ``sandbox``) under ``/emulator/bank``.
 
 Accounts hold balances in fen and may refuse debits (online payment disabled, over the bank's limit). A
 well-formed account number (12–20 digits) that was never seeded opens on first use with ``DEFAULT_BALANCE_FEN``,
 so any number typed in the demo works; ``seed_demo`` adds the accounts the demo talks about. Debits and refunds
-are idempotent by the caller's ``ref``, as a real bank's are by the merchant's serial number.
+are idempotent by the caller's ``ref``, as a real bank's are by the merchant's serial number; ``/query`` answers a
+debit's reference with its first outcome (or ``unknown_reference``), ``/debits?date=`` lists a day's debits. The
+sandbox's day is the bot's clock, so a test that freezes the clock freezes the bank's day too.
 
-Tests reach the state through ``app.extensions["emulator_bank"]`` (``open``, ``accounts``, ``faults``).
+Tests reach the state through ``app.extensions["emulator_bank"]`` (``open``, ``accounts``, ``faults``). Faults per
+endpoint (``debit``, ``refund``, ``query``, ``debits``): ``"5xx"`` and ``"timeout"`` (nothing done), and for
+``debit`` ``"lost"`` (debited, then a 503) and ``"lost_timeout"`` (debited, then no answer within the timeout).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class BankState:
     # ref -> the answer given the first time (a repeated ref gets the same answer)
     answers: dict[str, dict[str, Any]] = field(default_factory=dict)
     debits: dict[str, tuple[str, int]] = field(default_factory=dict)  # bank_ref -> (account, amount)
+    statement: list[dict[str, Any]] = field(default_factory=list)  # each debit made: ref, bank_ref, account, amount_fen, date
     refunded: dict[str, int] = field(default_factory=dict)  # debit bank_ref -> refunded so far
     faults: dict[str, Any] = field(default_factory=dict)  # "debit": "5xx" | "timeout" | [..., 0]
     calls: list[dict[str, Any]] = field(default_factory=list)
@@ -85,14 +90,17 @@ def _bad(message: str) -> tuple[Response, int]:
     return jsonify(error="invalid_request", message=message), 400
 
 
-def _fault(name: str) -> tuple[Response, int] | None:
-    fault = _state().take_fault(name)
-    if fault == "5xx":
+def _broken(fault: Any) -> tuple[Response, int] | None:
+    if fault in ("5xx", "lost"):
         return jsonify(error="system_busy"), 503
-    if fault == "timeout":
+    if fault in ("timeout", "lost_timeout"):
         time.sleep(float(current_app.extensions["cardbot"].cfg.bank.timeout_seconds) + 0.5)
         return jsonify(error="system_busy"), 503
     return None
+
+
+def _fault(name: str) -> tuple[Response, int] | None:
+    return _broken(_state().take_fault(name))
 
 
 def _money_request(*keys: str) -> tuple[dict[str, Any] | None, tuple[Response, int] | None]:
@@ -124,8 +132,9 @@ def check() -> Any:
 
 @bp.post("/debit")
 def debit() -> Any:
-    if (bad := _fault("debit")) is not None:
-        return bad
+    fault = _state().take_fault("debit")
+    if fault in ("5xx", "timeout"):
+        return _broken(fault)
     body, bad = _money_request("ref")
     if bad is not None:
         return bad
@@ -144,9 +153,41 @@ def debit() -> Any:
             acc.balance_fen -= amount
             ref = st.next_ref("BD")
             st.debits[ref] = (body["account"], amount)
+            st.statement.append({"ref": body["ref"], "bank_ref": ref, "account": body["account"], "amount_fen": amount,
+                                 "date": current_app.extensions["cardbot"].clock.today().isoformat()})
             answer = {"result": "ok", "bank_ref": ref}
         st.answers["debit:" + body["ref"]] = answer
-        return jsonify(answer)
+    return _broken(fault) or jsonify(answer)
+
+
+@bp.post("/query")
+def query() -> Any:
+    """The first outcome of the debit with this reference, or ``unknown_reference`` when it never arrived."""
+    if (bad := _fault("query")) is not None:
+        return bad
+    body = request.get_json(silent=True)
+    ref = body.get("ref") if isinstance(body, dict) else None
+    if not isinstance(ref, str) or not REF.match(ref):
+        return _bad(f"ref must match {REF.pattern}")
+    st = _state()
+    with st.lock:
+        st.calls.append({"op": "query", "ref": ref})
+        answer = st.answers.get("debit:" + ref)
+    return jsonify(answer or {"result": "fail", "reason": "unknown_reference", "message": "no request with this reference"})
+
+
+@bp.get("/debits")
+def debits() -> Any:
+    """The day's debits (``date=YYYY-MM-DD``), for reconciliation."""
+    if (bad := _fault("debits")) is not None:
+        return bad
+    day = request.args.get("date", "")
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
+        return _bad("date must be YYYY-MM-DD")
+    st = _state()
+    with st.lock:
+        rows = [{k: v for k, v in d.items() if k != "date"} for d in st.statement if d["date"] == day]
+    return jsonify(date=day, debits=rows)
 
 
 @bp.post("/refund")

@@ -2,8 +2,9 @@
 
 Like the real service it checks the merchant's ``Authorization`` signature on every request (merchant public key),
 signs every response and notify with the platform key (serial = ``[pay] public_key_id``), encrypts notify resources
-with AES-256-GCM under the APIv3 key, and retries notifies on WeChat's schedule (scaled by
-``[emulator] notify_retry_scale``), sometimes sending two at once (``notify_duplicate_rate``).
+with AES-256-GCM under the APIv3 key, stamps notifies with the bot's business clock, and retries notifies on
+WeChat's schedule (scaled by ``[emulator] notify_retry_scale``), sometimes sending two at once
+(``notify_duplicate_rate``).
 
 ``POST /emulator/pay/confirm`` is the phone's side of ``WeixinJSBridge.invoke('getBrandWCPayRequest')``: the
 simulator's shim posts the page's pay params there; the paySign is verified and the order is paid or cancelled.
@@ -40,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Blueprint, Flask, Response, current_app, request
 
+from bot.clock import Clock
 from bot.config import Config
 from bot.emulator.state import pop_fault
 
@@ -82,15 +84,18 @@ def signed_notify(
     apiv3_key: str,
     event_type: str = "TRANSACTION.SUCCESS",
     notify_id: str | None = None,
+    at: float | None = None,
 ) -> tuple[dict[str, str], bytes]:
     """A notify exactly as WeChat Pay builds it: AES-256-GCM resource, envelope signed with the platform key.
-    Retries and duplicates of one notification share its ``id``; each copy is encrypted and signed afresh."""
+    Retries and duplicates of one notification share its ``id``; each copy is encrypted and signed afresh, stamped
+    ``at`` (epoch seconds, default now): the emulator passes the bot's business clock, a test a stale or future time."""
+    at = time.time() if at is None else at
     nonce = secrets.token_hex(6)  # 12 ASCII characters, as WeChat uses
     associated = "transaction"
     ciphertext = AESGCM(apiv3_key.encode()).encrypt(nonce.encode(), json.dumps(resource, ensure_ascii=False).encode(), associated.encode())
     envelope = {
         "id": notify_id or str(uuid.uuid4()),
-        "create_time": rfc3339(time.time()),
+        "create_time": rfc3339(at),
         "resource_type": "encrypt-resource",
         "event_type": event_type,
         "summary": "支付成功",
@@ -103,7 +108,7 @@ def signed_notify(
         },
     }
     body = json.dumps(envelope, ensure_ascii=False)
-    ts, sig_nonce = str(int(time.time())), secrets.token_hex(16)
+    ts, sig_nonce = str(int(at)), secrets.token_hex(16)
     headers = {
         "Content-Type": "application/json",
         "Wechatpay-Serial": serial,
@@ -204,6 +209,7 @@ class PayEmulator:
     notify_log: list[dict[str, Any]] = field(default_factory=list)
     faults: dict[str, Any] = field(default_factory=dict)
     clock_offset: float = 0.0
+    clock: Clock = field(default_factory=Clock)  # the bot's business clock: notifies are signed by it
     _keys: dict[str, Any] = field(default_factory=dict)
 
     def now(self) -> float:
@@ -256,6 +262,7 @@ class PayEmulator:
             serial=self.cfg.pay.public_key_id,
             apiv3_key=self.cfg.pay.apiv3_key,
             notify_id=notify_id,
+            at=self.clock.now().timestamp(),
         )
         try:
             status = requests.post(url, data=body, headers=headers, timeout=5).status_code
@@ -590,5 +597,6 @@ def refund_query(out_refund_no: str) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["emulator_pay"] = PayEmulator(app.extensions["cardbot"].cfg)
+    svc = app.extensions["cardbot"]
+    app.extensions["emulator_pay"] = PayEmulator(svc.cfg, clock=svc.clock)
     app.register_blueprint(bp)

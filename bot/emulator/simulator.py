@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -22,10 +21,10 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, re
 from sqlalchemy import select
 
 import menus
+from bot.adapters import cardsys_signing
 from bot.config import Config
 from bot.emulator.state import EmulatorState
 from bot.emulator.wechat_api import OPENID, make_pusher
-from bot.web.integration import signature as integration_signature
 from models import Binding, TopupOrder
 from models.passwords import initial_password
 
@@ -284,15 +283,11 @@ def api_swipe() -> Response | tuple[Response, int]:
         "occurred_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     raw = json.dumps(entry, ensure_ascii=False).encode()
-    ts = str(int(time.time()))
-    cfg = _cfg()
-    headers = {
-        "Content-Type": "application/json",
-        "X-Cardbot-Timestamp": ts,
-        "X-Cardbot-Signature": integration_signature(cfg.server.integration_secret, ts, raw),
-    }
+    url = f"{_cfg().server.public_base_url}/integration/card-entries"
+    headers = {"Content-Type": "application/json",
+               **cardsys_signing.sign(_cfg().cardsystem.secret, "POST", urlsplit(url).path, raw)}
     try:
-        r = requests.post(f"{cfg.server.public_base_url}/integration/card-entries", data=raw, headers=headers, timeout=10)
+        r = requests.post(url, data=raw, headers=headers, timeout=10)
     except requests.RequestException as exc:
         return jsonify(error="unreachable", message=type(exc).__name__), 502
     try:

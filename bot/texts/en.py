@@ -15,7 +15,7 @@ TEXTS: dict[str, str] = {
         "· bills — this month's bill\n"
         "· top up — WeChat Pay (max {single} yuan each, {daily} a day)\n"
         "· auto debit — below {threshold} yuan, {amount} yuan from your bank card\n"
-        "· bind / unbind — manage your card\n"
+        "· bind / unbind — manage your card; manage bindings — see and remove the WeChat accounts bound to it\n"
         "· faq — top-up not arriving, bank refused\n"
         "· rules — limits, refunds, graduates\n"
         "· 中文 — 切换为中文\n"
@@ -59,6 +59,21 @@ TEXTS: dict[str, str] = {
     "bind_mismatch": "The details do not match, so the card was not bound. Please check the student number, name and card password; if they are right, have your card record checked at {center}.",
     "bind_retry": "{left} tries left. Please enter your student/staff number again:",
     "bind_locked": "Too many attempts: binding is paused to protect the account until {until} (Beijing time). Forgot the card password? Bring your ID to {center}.",
+    "bind_card_locked": "This card's password was entered wrongly many times, so binding it is paused to protect the cardholder. Cardholders: have it unlocked at {center} (bring ID), or try again after {until} (Beijing time).",
+    "bindings_ask_password": "Manage bindings: card {name} (no. {no}).\nEnter the card password to see and remove the WeChat accounts bound to this card (reply \"cancel\" to stop). This message is not stored.",
+    "bindings_wrong_password": "Wrong card password; {left} tries left. Please enter the card password again (or reply \"cancel\"):",
+    "bindings_list_head": "Card {name} (no. {no}) is bound to {count} WeChat account(s):",
+    "bindings_item": "{n}. bound {time}",
+    "bindings_item_you": "{n}. bound {time} (this WeChat)",
+    "bindings_list_foot": "Reply a number to remove that binding: it can no longer see or top up this card. Reply \"cancel\" to stop. If you don't recognise one, remove it and change the card password at {center}.",
+    "bindings_bad_choice": "Please reply a number from the list (1-{count}), or \"cancel\".",
+    "bindings_removed": "Binding {n} (bound {time}) removed: that WeChat can no longer see or top up this card.",
+    "bindings_removed_self": "This WeChat's binding was removed. Reply \"bind\" whenever you want to bind again.",
+    "bindings_gone": "That binding no longer exists; nothing was changed. Reply \"manage bindings\" for the current list.",
+    "notice_binding_added_event": "New WeChat bound it",
+    "notice_binding_added_advice": "Not you? Bindings",
+    "notice_binding_guessed_event": "Many wrong passwords",
+    "notice_binding_guessed_advice": "Visit the card desk",
     "bind_already": "This WeChat account is already bound to card {name} (student no. {no}). One WeChat account holds one card: to bind another, reply \"unbind\" first.",
     "bind_already_done": "This WeChat account is already bound to a card. Reply \"balance\" to see the balance.",
     "bind_card_full": "This card is already bound to {max} WeChat accounts, the maximum. Reply \"unbind\" in one of them first, or ask at {center}.",

@@ -15,7 +15,7 @@ TEXTS: dict[str, str] = {
         "· 账单 — 本月账单\n"
         "· 充值 — 微信充值（单笔≤{single}元，每日≤{daily}元）\n"
         "· 自动代扣 — 余额低于{threshold}元时自动从银行卡充值{amount}元\n"
-        "· 绑定 / 解绑 — 管理校园卡\n"
+        "· 绑定 / 解绑 — 管理校园卡；绑定管理 — 查看、移除绑定本卡的微信\n"
         "· 常见问题 — 充值不到账、银行拒绝等\n"
         "· 规则 — 充值限额、退款、毕业生须知\n"
         "· English — switch to English\n"
@@ -58,6 +58,21 @@ TEXTS: dict[str, str] = {
     "bind_mismatch": "信息不匹配，未能绑定。请核对学号、姓名和卡密码；如确认无误，请到{center}核对校园卡档案。",
     "bind_retry": "还可以再试{left}次。请重新输入学号/工号：",
     "bind_locked": "尝试次数过多，为保护您的账户，绑定已暂停，请于{until}（北京时间）后再试。忘记卡密码请携带有效证件到{center}办理。",
+    "bind_card_locked": "这张校园卡的密码近期被多次输错，为保护持卡人，绑定已暂停。持卡人请携带有效证件到{center}解锁，或于{until}（北京时间）后再试。",
+    "bindings_ask_password": "绑定管理：校园卡 {name}（学号 {no}）。\n请输入校园卡密码，验证后可查看并移除绑定这张卡的微信（回复「取消」退出）。本条消息不会被保存。",
+    "bindings_wrong_password": "卡密码不正确，还可以再试{left}次。请重新输入卡密码（回复「取消」退出）：",
+    "bindings_list_head": "校园卡 {name}（学号 {no}）已绑定{count}个微信：",
+    "bindings_item": "{n}. {time} 绑定",
+    "bindings_item_you": "{n}. {time} 绑定（本微信）",
+    "bindings_list_foot": "回复序号即可移除该微信的绑定，它将立即无法查看和充值此卡；回复「取消」退出。如有不认识的绑定，请移除后到{center}修改卡密码。",
+    "bindings_bad_choice": "请回复列表中的序号（1–{count}），或回复「取消」退出。",
+    "bindings_removed": "已移除第{n}个绑定（{time} 绑定），该微信已无法查看和充值此卡。",
+    "bindings_removed_self": "已移除本微信的绑定。以后需要时回复「绑定」即可重新绑定。",
+    "bindings_gone": "这个绑定已经不存在了，没有做任何修改。回复「绑定管理」查看最新列表。",
+    "notice_binding_added_event": "新的微信绑定了此卡",
+    "notice_binding_added_advice": "非本人操作请到绑定管理移除",
+    "notice_binding_guessed_event": "卡密码被多次输错",
+    "notice_binding_guessed_advice": "绑定已暂停，请到服务中心改密码",
     "bind_already": "您的微信已绑定校园卡 {name}（学号 {no}）。一个微信只能绑定一张卡：如需绑定另一张，请先回复「解绑」。",
     "bind_already_done": "您的微信已绑定校园卡。回复「余额」查看余额。",
     "bind_card_full": "这张校园卡已绑定{max}个微信，达到上限。请先在其中一个微信中回复「解绑」，或到{center}咨询。",

@@ -2,6 +2,10 @@
 
 ``state`` is bound to the browser session (CSRF for the OAuth round trip) and every state-changing
 API call must echo the session's CSRF token in ``X-CSRF-Token``.
+
+A signed cookie cannot be recalled, so the session carries its login time and the user's session generation:
+it ends ``SESSION_LIFETIME`` after login on the business clock however often it is replayed, and unbinding
+bumps the generation in Redis (``end_sessions``), which ends every session of that openid at once.
 """
 
 from __future__ import annotations
@@ -9,15 +13,18 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
 import requests
-from flask import abort, current_app, jsonify, redirect, request, session
+from flask import abort, current_app, g, jsonify, redirect, request, session
 
 from bot.adapters.wechat_api import WeChatAPIError
 from bot.web.ratelimit import RateLimiter
+
+SESSION_LIFETIME = timedelta(hours=12)
 
 
 def _svc() -> Any:
@@ -48,8 +55,31 @@ def csrf_token() -> str:
     return session["csrf"]
 
 
+def _generation(services: Any, openid: str) -> int:
+    return int(services.store.r.get(services.store.key("h5gen", openid)) or 0)
+
+
+def end_sessions(services: Any, openid: str) -> None:
+    """End every H5 session of ``openid`` (on unbind): their generation no longer matches."""
+    services.store.r.incr(services.store.key("h5gen", openid))
+
+
 def current_openid() -> str | None:
-    return session.get("openid")
+    """The session's openid while the session is younger than ``SESSION_LIFETIME`` and not ended; checked once a request."""
+    if "h5_openid" not in g:
+        openid, svc = session.get("openid"), _svc()
+        login_at, gen = session.get("login_at"), session.get("gen")
+        alive = (
+            isinstance(openid, str)
+            and isinstance(login_at, int)
+            and isinstance(gen, int)
+            and svc.clock.now().timestamp() - login_at < SESSION_LIFETIME.total_seconds()
+            and gen == _generation(svc, openid)
+        )
+        if openid and not alive:
+            session.clear()
+        g.h5_openid = openid if alive else None
+    return g.h5_openid
 
 
 def login_page(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,7 +99,7 @@ def login_page(view: Callable[..., Any]) -> Callable[..., Any]:
             except (requests.RequestException, ValueError):  # WeChat unreachable, timing out or answering non-JSON (502)
                 abort(503)
             session.clear()
-            session["openid"] = openid
+            session.update(openid=openid, login_at=int(_svc().clock.now().timestamp()), gen=_generation(_svc(), openid))
             session.permanent = False
             return redirect(_here_without_oauth())
         if not current_openid():

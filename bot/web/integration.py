@@ -1,9 +1,9 @@
 """``POST /integration/card-entries``: the card system reports what happened at its terminals (CONTRACT).
 
-Authenticated by ``X-Cardbot-Signature`` = hex HMAC-SHA256(``[server] integration_secret``, ``"{timestamp}\\n{raw body}"``)
-with ``X-Cardbot-Timestamp`` within 5 minutes of real time (the card system's clock against ours; the business
-clock that tests freeze plays no part here). Replay-safe: ``entry_id`` is the ledger's idempotency key, so a replayed
-or retried entry changes nothing and gets the same kind of answer (``"duplicate": true``).
+Signed as every cardsys/1 request is (``bot.adapters.cardsys_signing``, ``[cardsystem] secret``): a timestamp within
+300 s of real time (the card system's clock against ours; the business clock that tests freeze plays no part here)
+and a nonce never seen in the last 600 s. Replay-safe twice over: ``entry_id`` is the ledger's idempotency key, so a
+retried entry (signed afresh) changes nothing and gets the same kind of answer (``"duplicate": true``).
 
 A spend that leaves the card below its auto top-up threshold opens an attempt in the same transaction; inside bank
 hours it is carried out before answering, otherwise it waits for the next window (``"autodebit"`` says which).
@@ -11,17 +11,15 @@ hours it is carried out before answering, otherwise it waits for the next window
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from sqlalchemy import select
 
+from bot.adapters import cardsys_signing
 from bot.autodebit import next_window, on_card_entry, process_attempt
 from bot.clock import SCHOOL_TZ
 from models import AutodebitAttempt, Cardholder, InsufficientBalance, lock_card, post_entry
@@ -29,7 +27,6 @@ from models import AutodebitAttempt, Cardholder, InsufficientBalance, lock_card,
 log = logging.getLogger(__name__)
 bp = Blueprint("integration", __name__)
 
-WINDOW_SECONDS = 300
 ENTRY_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 STUDENT_NO = re.compile(r"^\d{8,12}$")
 MAX_FEN = 10_000_000
@@ -39,21 +36,12 @@ def _err(status: int, code: str, message: str) -> Any:
     return jsonify(error=code, message=message), status
 
 
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    return hmac.new(secret.encode(), timestamp.encode() + b"\n" + body, hashlib.sha256).hexdigest()
-
-
-def _authentic(secret: str) -> str | None:
-    """None when the request is signed and fresh; otherwise why not."""
-    ts = request.headers.get("X-Cardbot-Timestamp", "")
-    sent = request.headers.get("X-Cardbot-Signature", "")
-    if not ts.isdigit() or len(ts) > 12 or not sent:
-        return "missing or malformed signature headers"
-    if abs(time.time() - int(ts)) > WINDOW_SECONDS:
-        return "stale timestamp"
-    if not hmac.compare_digest(signature(secret, ts, request.get_data()), sent.lower()):
-        return "bad signature"
-    return None
+def _authentic(svc: Any) -> str | None:
+    """None when the request is signed, fresh and new; otherwise why not."""
+    return cardsys_signing.verify(
+        svc.cfg.cardsystem.secret, request.method, cardsys_signing.request_target(request.environ), request.headers,
+        request.get_data(), cardsys_signing.nonce_claimer(svc.store, "integration"),
+    )
 
 
 def _parse(body: Any) -> tuple[dict[str, Any] | None, str]:
@@ -82,7 +70,7 @@ def _parse(body: Any) -> tuple[dict[str, Any] | None, str]:
 @bp.post("/integration/card-entries")
 def card_entries() -> Any:
     svc = current_app.extensions["cardbot"]
-    problem = _authentic(svc.cfg.server.integration_secret)
+    problem = _authentic(svc)
     if problem:
         log.warning("card entry refused: %s", problem)
         return _err(401, "unauthorized", problem)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -28,11 +28,12 @@ def healthz() -> tuple[Response, int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Open on the internal network by default; with ``[server] admin_token`` set, a bearer token is required."""
+    """Off (404) without ``[server] admin_token``; with it, the bearer token is required."""
     svc = current_app.extensions["cardbot"]
     token = svc.cfg.server.admin_token
-    if token:
-        sent = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-            return Response("unauthorized", status=401, mimetype="text/plain", headers={"WWW-Authenticate": "Bearer"})
+    if not token:
+        abort(404)
+    sent = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+        return Response("unauthorized", status=401, mimetype="text/plain", headers={"WWW-Authenticate": "Bearer"})
     return Response(generate_latest(svc.metrics.registry), mimetype=CONTENT_TYPE_LATEST)

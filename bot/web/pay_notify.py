@@ -1,7 +1,8 @@
 """``POST /pay/notify``: WeChat Pay's payment notifications (API v3).
 
 Verified with WeChat Pay's public key and decrypted with the APIv3 key (wechatpayv3), checked against our order,
-then credited exactly once (``bot.topup.apply_payment``). Success and duplicates answer 204; anything
+then credited exactly once (``bot.topup.apply_payment``). A notify signed more than 5 minutes off the
+business clock (a replay) or whose transaction names no payer is refused before anything is looked up. Success and duplicates answer 204; anything
 forged or mismatched answers 4xx with WeChat's ``{"code": "FAIL", "message": ...}`` so WeChat retries and a
 person can look, and changes nothing. Nothing secret is logged: only the order number and the reason.
 """
@@ -13,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from bot.adapters.pay import NotifyError
+from bot.adapters.pay import NotifyError, check_notify_time
 from bot.topup import Mismatch, apply_payment
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ def _fail(status: int, message: str) -> Any:
 def notify() -> Any:
     svc = current_app.extensions["cardbot"]
     try:
+        check_notify_time(request.headers, svc.clock.now().timestamp())
         data = svc.pay.parse_notify(request.headers, request.get_data())
     except NotifyError as exc:
         log.warning("pay notify refused: %s (serial %s)", exc, request.headers.get("Wechatpay-Serial", "-")[:64])
@@ -37,6 +39,10 @@ def notify() -> Any:
     if event != "TRANSACTION.SUCCESS":
         log.info("pay notify %s ignored (event %s)", tx.get("out_trade_no", "-"), event)
         return Response(status=204)
+    payer = tx.get("payer")
+    if not isinstance(payer, dict) or not isinstance(payer.get("openid"), str) or not payer["openid"]:
+        log.error("pay notify for %s refused: no payer", str(tx.get("out_trade_no", "-"))[:32])
+        return _fail(400, "缺少支付者信息")
     try:
         credited = apply_payment(svc, tx)
     except Mismatch as exc:

@@ -15,7 +15,7 @@ import pytest
 import requests
 from flask.sessions import SecureCookieSessionInterface
 
-from bot.web.integration import signature
+from bot.adapters import cardsys_signing
 from tests.reliability.support import tally
 from tests.test_topup_support import Phone, emu_pay, logged_in, student
 
@@ -208,31 +208,42 @@ def test_integration_endpoint_refuses_unsigned_forged_and_stale_requests(live):
 
     new_card(live, balance_fen=10000)
     url = live.url + "/integration/card-entries"
-    secret = live.cfg.server.integration_secret
+    secret = live.cfg.cardsystem.secret
     body = _entry()
-    now = str(int(time.time()))
+    now = int(time.time())
+    path = "/integration/card-entries"
+
+    def signed(**kw):
+        return cardsys_signing.sign(kw.pop("secret", secret), "POST", kw.pop("path", path), kw.pop("body", body), **kw)
+
     cases = {
         "unsigned": {},
-        "no timestamp": {"X-Cardbot-Signature": signature(secret, now, body)},
-        "wrong secret": {"X-Cardbot-Timestamp": now, "X-Cardbot-Signature": signature("guess", now, body)},
-        "other body": {"X-Cardbot-Timestamp": now, "X-Cardbot-Signature": signature(secret, now, _entry(amount=-1))},
-        "stale": {"X-Cardbot-Timestamp": str(int(now) - 301), "X-Cardbot-Signature": signature(secret, str(int(now) - 301), body)},
-        "future": {"X-Cardbot-Timestamp": str(int(now) + 360), "X-Cardbot-Signature": signature(secret, str(int(now) + 360), body)},
-        "garbage": {"X-Cardbot-Timestamp": "1e9", "X-Cardbot-Signature": "zz"},
+        "no timestamp": {k: v for k, v in signed().items() if k != "X-Cardsys-Timestamp"},
+        "no nonce": {k: v for k, v in signed().items() if k != "X-Cardsys-Nonce"},
+        "wrong secret": signed(secret="guess"),
+        "other body": signed(body=_entry(amount=-1)),
+        "other path": signed(path="/integration/card-entries/"),
+        "stale": signed(timestamp=now - 301),
+        "future": signed(timestamp=now + 360),
+        "garbage": {"X-Cardsys-Timestamp": "1e9", "X-Cardsys-Nonce": "!" * 16, "X-Cardsys-Signature": "zz"},
     }
     for name, headers in cases.items():
         r = requests.post(url, data=body, headers={"Content-Type": "application/json", **headers}, timeout=10)
         tally("hostile inputs tried")
         assert r.status_code in (401, 403), (name, r.status_code, r.text)
-    good = {"Content-Type": "application/json", "X-Cardbot-Timestamp": now, "X-Cardbot-Signature": signature(secret, now, body)}
+    good = {"Content-Type": "application/json", **signed()}
     first = requests.post(url, data=body, headers=good, timeout=10)
     assert first.status_code == 200 and first.json()["balance_fen"] == 9500
     replay = requests.post(url, data=body, headers=good, timeout=10)
-    assert replay.status_code == 200 and replay.json()["duplicate"] is True and replay.json()["balance_fen"] == 9500
+    assert replay.status_code == 401  # the same nonce again
+    resent = requests.post(url, data=body, headers={"Content-Type": "application/json", **signed()}, timeout=10)
+    assert resent.status_code == 200 and resent.json()["duplicate"] is True and resent.json()["balance_fen"] == 9500
 
 
 def test_emulator_is_absent_in_production(make_live):
-    live = make_live(emulator={"enabled": False})
+    from tests.reliability.test_production_config import PRODUCTION_READY
+
+    live = make_live(emulator={"enabled": False}, **PRODUCTION_READY)
     for path in ("/simulator/", "/emulator/pay/confirm", "/cgi-bin/token", "/connect/oauth2/authorize"):
         assert requests.get(live.url + path, timeout=10).status_code in (404, 405), path
 

@@ -1,6 +1,7 @@
 """Races, run for real against the HTTP app, the database and Redis: 50 copies of one notify at once, top-ups
 racing the daily limit, wrong passwords racing the binding lockout, family members racing the per-card maximum,
-several outbox workers on one outbox, and a worker killed with SIGKILL in the middle of a send.
+several outbox workers on one outbox, and a worker killed with SIGKILL in the middle of a send. Auto top-up: family
+members signing at once, cancels racing the sweep, a ``cardbot worker`` SIGKILLed after the bank debited.
 
 After each (conftest ``books_balance``) every card's balance equals its ledger and no order is credited twice.
 """
@@ -15,16 +16,18 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import outbox
+from bot import autodebit, outbox
+from bot.clock import SCHOOL_TZ
 from bot.texts import t
-from models import Binding, OutboxNotice, TopupOrder
-from tests.reliability.support import PASSWORD, new_card, tally
+from models import AutodebitAgreement, AutodebitAttempt, Binding, LedgerEntry, OutboxNotice, TopupOrder, post_entry
+from tests import test_autodebit_support as ad
+from tests.reliability.support import PASSWORD, bound, new_card, tally
 from tests.test_topup_support import card, emu_pay, logged_in, notify, receipts, student, transaction, wait_for
 
 OPENID = "oReliabilityRace00000001"
@@ -81,8 +84,9 @@ def test_concurrent_topups_cannot_pass_the_daily_limit(make_live):
     assert phones[0].order(single, "custom").status_code == 409
 
 
-def test_wrong_passwords_racing_the_lockout_check_at_most_max_failures(live):
-    """20 phones (one attacker's) send a wrong password for one card at the same instant."""
+def test_wrong_passwords_racing_the_lockout_check_at_most_card_max_failures(make_live):
+    """20 phones (one attacker's) send a wrong password for one card at the same instant: the per-card limit holds."""
+    live = make_live(binding={"card_max_failures": 8})
     new_card(live)
     openids = [f"oRaceLockout{i:012d}" for i in range(20)]
     for o in openids:
@@ -94,10 +98,10 @@ def test_wrong_passwords_racing_the_lockout_check_at_most_max_failures(live):
     assert all(r.status == 200 and r.content for r in replies)
     mismatch = t("zh", "bind_mismatch", center=live.cfg.school.service_center)
     checked = [r for r in replies if r.content.startswith(mismatch)]
-    assert 1 <= len(checked) <= live.cfg.binding.max_failures, [r.content[:30] for r in replies]
+    assert 1 <= len(checked) <= live.cfg.binding.card_max_failures, [r.content[:30] for r in replies]
     late = "oRaceLockoutLate00000001"
     live.services.dialogs.set(late, "bind.password", {"student_no": "20230001", "name": "张三"})
-    assert "尝试次数过多" in wx.text(late, PASSWORD).content  # locked even for the right password
+    assert "绑定已暂停" in wx.text(late, PASSWORD).content  # locked even for the right password
     with live.session() as db:
         assert db.execute(select(func.count()).select_from(Binding)).scalar_one() == 0
 
@@ -224,3 +228,98 @@ def _drain(live: Any, worker: str) -> int:
         total += k
     return total
 
+
+
+# --- auto top-up ---------------------------------------------------------------------------
+def test_family_signing_at_once_gets_one_agreement_and_clear_409s(make_live):
+    """Student and parents press "sign" at the same moment, round after round: one 201, the others 409."""
+    live = make_live(server={"h5_writes_per_minute": 1000})
+    card_id = new_card(live)
+    openids = [f"oRaceSign{i:015d}" for i in range(live.cfg.binding.max_bindings_per_card)]
+    for o in openids:
+        bound(live, o, card_id)
+    ad.bank(live).open(ad.GOOD_ACCOUNT, 1_000_000)
+    phones = [ad.logged_in(live, o) for o in openids]
+    for _ in range(4):
+        answers = _burst(len(phones), lambda i: phones[i].sign())
+        tally("races run")
+        tally("concurrent requests", len(phones))
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [201] + [409] * (len(phones) - 1), [(r.status_code, r.text[:200]) for r in answers]
+        assert {r.json()["error"] for r in answers if r.status_code == 409} == {"already_signed"}
+        with live.session() as db:
+            active = db.execute(select(func.count()).select_from(AutodebitAgreement).where(
+                AutodebitAgreement.cardholder_id == card_id, AutodebitAgreement.status == "active")).scalar_one()
+        assert active == 1
+        assert phones[0].post("/api/autodebit/agreement/cancel", {}).status_code == 200
+
+
+def test_cancel_racing_the_sweep_never_takes_money_without_credit(make_live):
+    """Cancels and the sweep's processing released together: every debit the bank made is credited, and an attempt
+    the cancel caught is never debited."""
+    live = make_live(server={"h5_writes_per_minute": 1000})
+    live.services.clock.freeze(ad.at(2026, 11, 25, 10, 0))
+    phones, ids = [], []
+    for i in range(6):
+        openid = f"oRaceCancel{i:013d}"
+        card_id = ad.student(live, openid, student_no=f"2024{i:04d}", balance_fen=5000)
+        phones.append(ad.signed(live, openid))
+        with live.session() as db, db.begin():
+            post_entry(db, card_id, -4000, "spend", f"race-cancel:{i}")  # a spend the card system never reported
+    assert autodebit.create_missed_attempts(live.services) == 6
+    with live.session() as db:
+        ids = list(db.execute(select(AutodebitAttempt.id).order_by(AutodebitAttempt.cardholder_id)).scalars())
+    results = _burst(12, lambda i: phones[i // 2].post("/api/autodebit/agreement/cancel", {}).status_code if i % 2
+                     else autodebit.process_attempt(live.services, ids[i // 2]))
+    tally("races run")
+    tally("concurrent requests", 12)
+    assert all(r in (200, "succeeded", "cancelled") for r in results), results
+    debited = {d["ref"] for d in ad.bank(live).statement}
+    with live.session() as db:
+        attempts = {a.id: a for a in db.execute(select(AutodebitAttempt)).scalars()}
+        credited = set(db.execute(select(LedgerEntry.idempotency_key).where(LedgerEntry.kind == "autodebit")).scalars())
+    for attempt_id, attempt in attempts.items():
+        assert (f"AD{attempt_id}" in debited) == (f"autodebit:{attempt_id}" in credited) == (attempt.status == "succeeded"), attempt.status
+        if attempt.reason in ("agreement_cancelled", "agreement_ended"):
+            assert f"AD{attempt_id}" not in debited
+
+
+_AROUND_NOW = "{:%H:%M}-{:%H:%M}"
+
+
+def test_worker_killed_after_the_bank_debited_credits_exactly_once(make_live):
+    """A real ``cardbot worker`` is SIGKILLed after the bank debited and before it heard back; meanwhile the card got
+    money and no longer needs the top-up. The sweep asks the bank about the reference and credits it, once."""
+    now = datetime.now(SCHOOL_TZ)
+    hours = _AROUND_NOW.format(now - timedelta(hours=1), now + timedelta(hours=1))  # the real clock is inside bank hours
+    live = make_live(bank={"timeout_seconds": 30}, autodebit={"bank_hours": hours})
+    openid, no = "oRaceKilledWorker0000001", "20249001"
+    card_id = ad.student(live, openid, student_no=no, balance_fen=5000)
+    ad.signed(live, openid)
+    with live.session() as db, db.begin():
+        post_entry(db, card_id, -4000, "spend", "race-kill:1")  # below the threshold; the worker's sweep finds it
+    ad.bank(live).faults["debit"] = ["lost_timeout"]  # debited; the answer would come after the worker's timeout
+    cfg = live.cfg
+    env = {**os.environ, "CARDBOT_CONFIG": "", "CARDBOT_DATABASE__URL": cfg.database.url, "CARDBOT_REDIS__URL": cfg.redis.url,
+           "CARDBOT_REDIS__KEY_PREFIX": cfg.redis.key_prefix, "CARDBOT_WECHAT__API_BASE_URL": live.url,
+           "CARDBOT_WECHAT__OAUTH_BASE_URL": live.url, "CARDBOT_SERVER__PUBLIC_BASE_URL": live.url,
+           "CARDBOT_BANK__TIMEOUT_SECONDS": "30", "CARDBOT_AUTODEBIT__BANK_HOURS": hours}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "cardbot"), "worker", "--interval", "0.2", "--id", "doomed"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: ad.bank(live).statement, timeout=60)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    tally("faults injected")
+    tally("workers killed")
+    [attempt] = ad.attempts(live, card_id)
+    assert attempt.status == "processing" and ad.entries(live, card_id, "autodebit") == []
+    assert ad.entry(live, no, 10000).status_code == 200  # cash at a terminal: the card no longer needs it
+    live.services.clock.shift(autodebit.STALE_PROCESSING + timedelta(minutes=1))
+    assert autodebit.sweep(live.services) == {"created": 0, "succeeded": 1}
+    assert autodebit.sweep(live.services) == {"created": 0}
+    assert [e.amount_fen for e in ad.entries(live, card_id, "autodebit")] == [5000]
+    assert ad.balance(live, card_id) == 1000 + 10000 + 5000
+    assert [c["op"] for c in ad.bank(live).calls] == ["debit", "query"]
+    assert len(ad.notices(live, "autodebit_success")) == 1

@@ -13,8 +13,8 @@ import time
 
 from sqlalchemy import select
 
+from bot.adapters import cardsys_signing
 from bot.logs import JsonFormatter
-from bot.web.integration import signature
 from models import Cardholder
 from tests.factories import make_cardholder
 from tests.reliability.support import click, tally
@@ -55,13 +55,13 @@ def _scenario(live, wx) -> dict[str, str]:
         assert any(m["kind"] == "template" for m in live.emulator.inbox.get(OPENID, []))
         tokens = [tok.value for tok in live.emulator.tokens]
 
-    ts = str(int(time.time()))
     raw = b'{"entry_id": "E-audit-1", "student_no": "20231234", "amount_fen": -7500, "merchant": "canteen", "occurred_at": "2026-11-25T12:00:00+08:00"}'
     import requests
 
     r = requests.post(
         live.url + "/integration/card-entries", data=raw, timeout=10,
-        headers={"Content-Type": "application/json", "X-Cardbot-Timestamp": ts, "X-Cardbot-Signature": signature(live.cfg.server.integration_secret, ts, raw)},
+        headers={"Content-Type": "application/json",
+                 **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw)},
     )
     assert r.status_code == 200, r.text
     with live.session() as db:
@@ -73,7 +73,7 @@ def _scenario(live, wx) -> dict[str, str]:
         "app secret": live.cfg.wechat.secret,
         "aes key": live.cfg.wechat.encoding_aes_key,
         "session secret": live.cfg.server.secret_key,
-        "integration secret": live.cfg.server.integration_secret,
+        "card system secret": live.cfg.cardsystem.secret,
         "paySign": body["pay_params"]["paySign"],
         "session cookie": phone.http.cookies["cardbot_session"],
         "csrf token": phone.csrf,

@@ -26,8 +26,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import outbox
+from bot.adapters import cardsys_signing
 from bot.topup import settle_stuck_orders
-from bot.web.integration import signature
 from models import LedgerEntry, OutboxNotice, TopupOrder
 from models.db import make_engine
 from tests.reliability.support import REDIS_URL, TcpProxy, ledger_problems, on_postgres
@@ -209,11 +209,10 @@ def _send_entry(live: Any, entry_id: str, raw: bytes, acked: set[str], pending: 
                 retries: int = 1) -> None:
     """What the card system does: send the signed entry; a 200 or a definite refusal ends it, a 5xx is retried later."""
     for _ in range(retries):
-        ts = str(int(time.time()))
         r = requests.post(
             live.url + "/integration/card-entries", data=raw, timeout=15,
-            headers={"Content-Type": "application/json", "X-Cardbot-Timestamp": ts,
-                     "X-Cardbot-Signature": signature(live.cfg.server.integration_secret, ts, raw)},
+            headers={"Content-Type": "application/json",
+                     **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw)},
         )
         count("entry", r.status_code)
         if r.status_code == 200:
