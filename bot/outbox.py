@@ -6,23 +6,27 @@ exists exactly when its change does. ``drain_once`` then:
 1. **claims** a batch (``pending``, due, not leased; non-urgent ones wait out ``quiet_hours``) by stamping a lease
    (``claimed_by``/``claimed_until``) in one UPDATE — ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, SQLite's write
    lock elsewhere — so several workers never take the same row;
-2. per row, marks it ``sending`` and **commits before calling WeChat**, sends, and marks the outcome: ``sent``
-   (msgid kept for TEMPLATESENDJOBFINISH; recorded for up to ``MARK_EVERY`` sends at once, which halves the
-   database work per notice), ``pending`` again with exponential backoff (network errors, 5xx, -1, 45009, token
-   errors left after WeChatAPI's one refresh), ``undeliverable`` (43004 not following, 40003) or ``failed``
-   (template or data refused, attempts used up). Several threads send at once (``SEND_THREADS``).
+2. per row, marks it ``sending`` and **commits before calling WeChat**, sends, and marks the outcome: ``sent``,
+   ``pending`` again with exponential backoff (network errors, 5xx, -1, 45009, token errors left after WeChatAPI's
+   one refresh), ``undeliverable`` (43004 not following, 40003) or ``failed`` (template or data refused, attempts
+   used up). Several threads send at once (``SEND_THREADS``).
 
-WeChat has no idempotency key for template sends, so we choose **at most once**: a row still ``sending`` after its
-lease ran out (the worker died between sending and marking) is never sent again automatically. If WeChat's
-TEMPLATESENDJOBFINISH for that user arrived after the send began and matched no row (``handlers/notices.py`` keeps
-such events for a day), the notice was delivered and the row becomes ``sent``; otherwise it becomes ``uncertain``
-for an operator to check. Only rows a dead worker had already marked ``sending`` can end up so (per sending thread
-the one in flight and at most ``MARK_EVERY`` sent but not yet recorded, which WeChat's job-finish usually
-confirms); the rest of its batch is still ``pending`` and is claimed again when the lease ends.
+**The msgid is the only link between a notice and WeChat's delivery report** (TEMPLATESENDJOBFINISH). The moment a
+send returns, one pipelined Redis write keeps row→msgid and msgid→row (``remember_send``); the database records
+``sent`` for up to ``MARK_EVERY`` sends at once, which halves the database work per notice. A report is applied to
+the row with its msgid (``record_job_finish``); one that finds none is kept by msgid, and a send recorded later picks
+it up. Both sides write their half and read the other's in one Redis transaction, so whichever comes second sees
+the first: no report is lost, also when it arrives before the send is recorded.
 
-A send that got **no answer** (read timeout, dropped connection: WeChat may or may not have sent it) is not
-retried at once: the row becomes ``unconfirmed`` for ``CONFIRM_WAIT``. If WeChat's job-finish report for that user
-arrives meanwhile, the row is ``sent``; if none came, WeChat did not send it and the row goes back to ``pending``.
+A row left ``sending`` after its lease ran out (its worker died) is settled by ``recover_expired``: with a msgid in
+Redis, WeChat accepted it and it is ``sent`` (with its report if one came). Without one its send got **no answer** —
+like a send that timed out, which waits ``unconfirmed`` for ``CONFIRM_WAIT`` first. WeChat may or may not have sent
+it and has no idempotency key, and no report can be matched to a send without its msgid. The rule: WeChat reports
+every send within seconds, so if no report for that user arrived since the send began that no other notice
+explains (its msgid is not one of ours), WeChat did not send it and the row goes back to ``pending``; if such a
+report did arrive, it is probably this notice, and the row becomes ``uncertain`` with the report's msgid in
+``last_error`` for an operator (``cardbot notices``) — never sent twice blindly, never dropped. The one gap left: a
+send WeChat accepted whose report never reached us (our endpoint down through all its retries) is sent again.
 """
 
 from __future__ import annotations
@@ -33,11 +37,11 @@ import random
 import secrets
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import redis
-from sqlalchemy import Connection, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 
 from bot.adapters.wechat_api import WeChatAPIError
 from models import OutboxNotice, utcnow
@@ -56,7 +60,7 @@ BACKOFF_MAX_SECONDS = 3600
 VALUE_MAX = 20
 UNDELIVERABLE = {43004, 40003}  # not following / not an openid of this account
 PERMANENT = {40037, 47001, 47003, 40008}  # the template or its data is wrong: retrying cannot help
-JOB_FINISH_TTL = 86400
+REPORT_TTL = 86400  # how long a send's msgid and an unmatched delivery report are kept in Redis
 _INVISIBLE = {"\u200d", "\ufe0e", "\ufe0f", "\u20e3"}
 
 
@@ -76,21 +80,6 @@ def template_payload(services: Services, kind: str, data: dict[str, Any]) -> tup
     tpl = services.cfg.notices.template(kind)
     out = {tkey: {"value": clean_value(data[key])} for key, tkey in tpl.fields.items() if data.get(key) not in (None, "")}
     return tpl.template_id, out
-
-
-def job_finish_key(services: Services, openid: str) -> str:
-    return services.store.key("outbox", "jobfinish", openid)
-
-
-def remember_job_finish(services: Services, openid: str, msgid: str, status: str) -> None:
-    """A TEMPLATESENDJOBFINISH that matched no row (its sender died before marking it sent)."""
-    key = job_finish_key(services, openid)
-    entry = json.dumps({"msgid": msgid, "status": status[:64], "at": _now(services).isoformat()})
-    pipe = services.store.r.pipeline()
-    pipe.rpush(key, entry)
-    pipe.ltrim(key, -50, -1)
-    pipe.expire(key, JOB_FINISH_TTL)
-    pipe.execute()
 
 
 def _now(services: Services) -> datetime:
@@ -151,7 +140,8 @@ _SENDING = (
 _SENT = (
     update(_O)
     .where(_O.id == bindparam("rid"), _O.status == "sending", _O.claimed_by == bindparam("tok"))
-    .values(status="sent", msgid=bindparam("m"), sent_at=bindparam("at"), claimed_until=None, last_error=None)
+    .values(status="sent", msgid=bindparam("m"), sent_at=bindparam("at"), claimed_until=None, last_error=None,
+            delivery_status=func.coalesce(bindparam("ds"), _O.delivery_status))
 )
 
 
@@ -162,17 +152,17 @@ def _set(conn: Connection, row_id: int, token: str, expect: str, **values: Any) 
         return bool(res.rowcount)
 
 
-def mark_sent(services: Services, conn: Connection, token: str, sent: list[tuple[int, str]]) -> None:
-    """Record sends (row id, msgid) in one transaction."""
+def mark_sent(services: Services, conn: Connection, token: str, sent: list[tuple[int, str, str | None]]) -> None:
+    """Record sends (row id, msgid, the delivery report already in) in one transaction."""
     at = _now(services)
     with conn.begin():
-        conn.execute(_SENT, [{"rid": rid, "m": msgid[:32] or None, "tok": token, "at": at} for rid, msgid in sent])
+        conn.execute(_SENT, [{"rid": rid, "m": msgid[:32] or None, "tok": token, "at": at, "ds": ds} for rid, msgid, ds in sent])
 
 
 def _send_slice(services: Services, token: str, rows: list[Any]) -> None:
-    """Send rows one by one, each marked ``sending`` (committed) first; successes are recorded every
-    ``MARK_EVERY`` sends, so a dead worker leaves at most that many delivered rows to ``recover_expired``."""
-    sent: list[tuple[int, str]] = []
+    """Send rows one by one, each marked ``sending`` (committed) first; each success is kept in Redis at once and
+    recorded in the database every ``MARK_EVERY`` sends (``recover_expired`` settles a dead worker's by msgid)."""
+    sent: list[tuple[int, str, str | None]] = []
     with services.engine.connect() as conn:  # one connection for the slice; no transaction is open while sending
         if conn.dialect.name != "sqlite":  # each mark is one statement: autocommit saves BEGIN/COMMIT round trips
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -183,7 +173,7 @@ def _send_slice(services: Services, token: str, rows: list[Any]) -> None:
                 log.exception("notice %s: unexpected error while sending; its lease will run out and it is checked then", row.id)
                 continue
             if msgid is not None:
-                sent.append((row.id, msgid))
+                sent.append((row.id, msgid, remember_send(services, row.id, row.openid, msgid)))
                 services.metrics.notices.labels(kind=row.kind, outcome="sent").inc()
             if len(sent) >= MARK_EVERY:
                 mark_sent(services, conn, token, sent)
@@ -215,7 +205,7 @@ def _failed_send(services: Services, conn: Connection, row: Any, token: str, exc
     code = exc.errcode
     error = f"{code}: {exc.errmsg}"[:500]
     if exc.maybe_sent:
-        # No answer, but WeChat may have sent it: wait for its TEMPLATESENDJOBFINISH instead of resending now.
+        # No answer, but WeChat may have sent it: give its report time to arrive before deciding (module docstring).
         _set(conn, row.id, token, "sending", status="unconfirmed", last_error=error,
              claimed_until=_now(services) + CONFIRM_WAIT)
         services.metrics.notices.labels(kind=row.kind, outcome="unconfirmed").inc()
@@ -241,8 +231,64 @@ def _finish(services: Services, conn: Connection, row: Any, token: str, status: 
     log.warning("notice %s (%s) %s: %s", row.id, row.kind, status, error)
 
 
+def remember_send(services: Services, row_id: int, openid: str, msgid: str) -> str | None:
+    """Keep row→msgid and msgid→row in Redis as soon as WeChat accepted a send; returns the status of this msgid's
+    report if it came before (None otherwise, or when Redis is down: the database mark still follows)."""
+    if not msgid:
+        return None
+    pipe = services.store.r.pipeline()
+    pipe.set(_key(services, "sent", msgid), row_id, ex=REPORT_TTL)
+    pipe.set(_key(services, "row", row_id), msgid, ex=REPORT_TTL)
+    pipe.get(_key(services, "report", msgid))
+    try:
+        report = pipe.execute()[-1]
+    except redis.RedisError as exc:
+        log.warning("notice %s: msgid not kept in Redis (%s); a worker death before the mark would leave it uncertain", row_id, type(exc).__name__)
+        return None
+    return _report_status(report, openid)
+
+
+def recorded_send(services: Services, msgid: str) -> int | None:
+    """The row a msgid belongs to, as kept by ``remember_send`` (None: not one of our recent sends)."""
+    row_id = services.store.r.get(_key(services, "sent", msgid))
+    return int(row_id) if row_id else None
+
+
+def record_job_finish(services: Services, db: Any, openid: str, msgid: str, status: str) -> bool:
+    """TEMPLATESENDJOBFINISH: store WeChat's delivery status on the row with this msgid. A report that finds no row
+    is kept by msgid for the send that will record it (False: not one of ours yet)."""
+    status = status[:64]
+    if _set_delivery(db, OutboxNotice.msgid == msgid, openid, status):
+        return True
+    now = _now(services).replace(tzinfo=UTC).timestamp()
+    reports = _key(services, "reports", openid)
+    pipe = services.store.r.pipeline()
+    pipe.set(_key(services, "report", msgid), json.dumps({"openid": openid, "status": status}), ex=REPORT_TTL)
+    pipe.zadd(reports, {msgid: now})
+    pipe.zremrangebyscore(reports, "-inf", now - REPORT_TTL)
+    pipe.expire(reports, REPORT_TTL)
+    pipe.get(_key(services, "sent", msgid))
+    row_id = pipe.execute()[-1]
+    return bool(row_id) and _set_delivery(db, OutboxNotice.id == int(row_id), openid, status)
+
+
+def _set_delivery(db: Any, which: Any, openid: str, status: str) -> bool:
+    o = OutboxNotice
+    stmt = update(o).where(which, o.openid == openid).values(delivery_status=status)
+    return bool(db.execute(stmt.execution_options(synchronize_session=False)).rowcount)
+
+
+def _key(services: Services, *parts: object) -> str:
+    return services.store.key("outbox", *parts)
+
+
+def _report_status(raw: str | None, openid: str) -> str | None:
+    report = json.loads(raw) if raw else None
+    return report["status"] if report and report.get("openid") == openid else None
+
+
 def recover_expired(services: Services, limit: int = 100) -> int:
-    """Rows left ``sending`` by a worker that died: ``sent`` if WeChat reported delivering them, else ``uncertain``."""
+    """Rows whose lease ran out while ``sending`` (worker died) or ``unconfirmed`` (no answer): see the docstring."""
     try:
         return _recover(services, limit)
     except redis.RedisError as exc:  # cannot check WeChat's reports now: leave the rows for the next pass
@@ -253,6 +299,7 @@ def recover_expired(services: Services, limit: int = 100) -> int:
 def _recover(services: Services, limit: int) -> int:
     now = _now(services)
     o = OutboxNotice
+    r = services.store.r
     with services.session() as db, db.begin():
         rows = list(
             db.execute(
@@ -263,41 +310,38 @@ def _recover(services: Services, limit: int) -> int:
                 .with_for_update(skip_locked=True)
             ).scalars()
         )
-        for row in rows:
-            started = (row.claimed_until or now) - LEASE
-            finish = _unmatched_finish(services, row.openid, started)
-            if finish is not None:
-                row.status, row.msgid, row.delivery_status, row.sent_at = "sent", finish["msgid"][:32], finish["status"], started
-                row.last_error = "no answer at the time; WeChat reported the delivery"
-            elif row.status == "unconfirmed":
-                # The send timed out and WeChat reported no delivery since: it did not send it, so try again.
-                row.status, row.next_attempt_at, row.claimed_by = "pending", now, None
-            else:
+        if not rows:
+            return 0
+        msgids = r.mget([_key(services, "row", row.id) for row in rows])
+        for row, msgid in zip(rows, msgids, strict=True):
+            began = (row.claimed_until or now) - LEASE - (CONFIRM_WAIT if row.status == "unconfirmed" else timedelta())
+            if msgid:
+                row.status, row.msgid, row.sent_at = "sent", msgid[:32], began
+                row.delivery_status = row.delivery_status or _report_status(r.get(_key(services, "report", msgid)), row.openid)
+                row.last_error = "its worker stopped before recording it; WeChat had accepted it (msgid kept)"
+            elif unexplained := _unexplained_reports(services, db, row.openid, began):
                 row.status = "uncertain"
-                row.last_error = "worker stopped while sending; not resent (no idempotency at WeChat): check by hand"
-                log.error("notice %s to %s is uncertain: its worker stopped while sending", row.id, row.kind)
+                row.last_error = (
+                    f"no answer from WeChat; a delivery report to this user matching no notice (msgid "
+                    f"{', '.join(unexplained[:3])}) came since: probably this one. Check, then mark-sent or requeue"
+                )[:500]
+                log.error("notice %s (%s) is uncertain: no answer, and an unmatched delivery report", row.id, row.kind)
+            else:
+                row.status, row.next_attempt_at, row.claimed_by = "pending", now, None
+                row.last_error = "no answer from WeChat and no delivery report: it did not send it"
             row.claimed_until = None
     return len(rows)
 
 
-def _unmatched_finish(services: Services, openid: str, since: datetime) -> dict[str, str] | None:
-    """Take the first job-finish event for ``openid`` at or after ``since`` that matched no row."""
-    key = job_finish_key(services, openid)
-    for raw in services.store.r.lrange(key, 0, -1):
-        item = json.loads(raw)
-        if datetime.fromisoformat(item["at"]) >= since - timedelta(seconds=5):
-            services.store.r.lrem(key, 1, raw)
-            return item
-    return None
-
-
-def record_job_finish(services: Services, db: Any, openid: str, msgid: str, status: str) -> bool:
-    """TEMPLATESENDJOBFINISH: store WeChat's delivery status on the row with this msgid (False: no such row yet)."""
-    o = OutboxNotice
-    res = db.execute(
-        update(o).where(and_(o.msgid == msgid, o.openid == openid)).values(delivery_status=status[:64]).execution_options(synchronize_session=False)
-    )
-    if res.rowcount:
-        return True
-    remember_job_finish(services, openid, msgid, status)
-    return False
+def _unexplained_reports(services: Services, db: Any, openid: str, since: datetime) -> list[str]:
+    """Msgids of this user's reports since ``since`` (less a few seconds of clock skew) that belong to none of our
+    sends: neither kept by ``remember_send`` nor on a row."""
+    start = since.replace(tzinfo=UTC).timestamp() - 5
+    msgids = services.store.r.zrangebyscore(_key(services, "reports", openid), start, "+inf")
+    if not msgids:
+        return []
+    known = services.store.r.mget([_key(services, "sent", m) for m in msgids])
+    left = [m for m, row_id in zip(msgids, known, strict=True) if row_id is None]
+    if left:
+        left = sorted(set(left) - set(db.execute(select(OutboxNotice.msgid).where(OutboxNotice.msgid.in_(left))).scalars()))
+    return left

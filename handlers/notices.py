@@ -1,4 +1,5 @@
-"""TEMPLATESENDJOBFINISH: WeChat's report on a template message; its status is kept on the outbox row (by msgid)."""
+"""TEMPLATESENDJOBFINISH: WeChat's report on a template message; its status is kept on the outbox row with its msgid
+(a report that comes before its send is recorded waits for it: ``bot.outbox``)."""
 
 from __future__ import annotations
 

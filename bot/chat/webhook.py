@@ -90,7 +90,7 @@ def push() -> Response:
 
 
 def _answer(svc: Services, router: Router, msg: Any) -> str:
-    dedup = Dedup(svc.store)
+    dedup = Dedup(svc.store, svc.cfg.wechat.max_clock_skew_seconds)
     key = dedup_key(msg)
     budget = svc.cfg.wechat.reply_budget_seconds
     try:

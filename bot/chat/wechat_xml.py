@@ -114,11 +114,15 @@ def _aes_key(cfg: WeChatConfig) -> bytes:
 
 
 def dedup_key(msg: Any) -> str:
-    """WECHAT-FACTS: messages by FromUserName+MsgId(+CreateTime); events by FromUserName+CreateTime+Event+EventKey."""
+    """WECHAT-FACTS: messages by FromUserName+MsgId(+CreateTime); events by FromUserName+CreateTime+Event+EventKey —
+    except events that carry a MsgID (TEMPLATESENDJOBFINISH, MASSSENDJOBFINISH): by it, as two reports can share a
+    second."""
+    raw = msg._data
     if msg.type == "event":
-        raw = msg._data
+        if msgid := raw.get("MsgID") or raw.get("MsgId"):
+            return f"r:{msg.source}:{msgid}"
         return f"e:{msg.source}:{raw.get('CreateTime', '')}:{raw.get('Event', '')}:{raw.get('EventKey', '') or ''}"
-    return f"m:{msg.source}:{msg.id}:{msg._data.get('CreateTime', '')}"
+    return f"m:{msg.source}:{msg.id}:{raw.get('CreateTime', '')}"
 
 
 def _cdata_safe(text: str) -> str:

@@ -1,6 +1,7 @@
 """``cardbot notices list|requeue ID|mark-sent ID``: the operator's view of notices the outbox could not settle.
 
-``uncertain`` rows were in flight when a worker died and WeChat never reported them: look at the student's chat
+``uncertain`` rows got no answer from WeChat (timeout, or their worker died) while a delivery report with a msgid
+that is none of ours came for that user — probably theirs (``last_error`` names it): look at the student's chat
 (or ask), then ``requeue`` (send again) or ``mark-sent``. ``failed`` rows can be requeued after a fix.
 """
 

@@ -1,8 +1,11 @@
 """In-memory state of the emulated WeChat platform (one per app; guarded by a lock).
 
 Time comes from ``now()`` so tests can move it (``clock_offset``) to expire tokens, codes and windows.
-``faults`` lets tests make an endpoint fail: ``faults["template"] = 45009`` (an errcode), ``"5xx"`` or
-``"timeout"``; a list (``[45009, 0]``) is consumed one entry per call (0 = behave normally).
+``faults`` lets tests make an endpoint fail: ``faults["template"] = 45009`` (an errcode), ``"5xx"``, ``"timeout"``
+or ``"hang"`` (held until ``released`` is set, then -1, nothing done); a list (``[45009, 0]``) is consumed one entry
+per call (0 = behave normally). Template sends also know ``template_slow`` (sent, answered too late),
+``template_status`` (the delivery report's status) and ``template_report_first`` (the report is pushed before the send
+is answered).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class EmulatorState:
     last_click: dict[str, float] = field(default_factory=dict)
     cs_sent: dict[str, list[float]] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)
+    released: threading.Event = field(default_factory=threading.Event)  # ends every "hang" fault
     clock_offset: float = 0.0
     daily: dict[tuple[str, str], int] = field(default_factory=dict)
     menu: dict[str, Any] | None = None

@@ -29,6 +29,7 @@ bp = Blueprint("emulator_wechat", __name__)
 OPENID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ESCAPED_UNICODE = re.compile(rb"\\u[0-9a-fA-F]{4}")
 TEMPLATE_VALUE_MAX = 20
+HANG_MAX_SECONDS = 60
 
 ERRMSG = {
     -1: "system error",
@@ -103,6 +104,9 @@ def _fault(name: str) -> Response | None:
         return Response("<html><body>502 Bad Gateway</body></html>", status=502, mimetype="text/html")
     if fault == "timeout":
         time.sleep(config().wechat.request_timeout_seconds + 0.5)
+        return _err(-1)
+    if fault == "hang":  # the call never gets through, however long the caller waits; ends with a system error
+        state().released.wait(HANG_MAX_SECONDS)
         return _err(-1)
     return _err(int(fault))
 
@@ -364,16 +368,19 @@ def template_send() -> Response:
     if cfg.emulator.auto_deliver_pushes:
         status = st.take_fault("template_status") or "success"
         xml = job_finish_xml(openid, msgid, status)
-        threading.Thread(target=push_event, args=(cfg, st, openid, xml, cfg.emulator.push_delay_seconds), daemon=True).start()
+        if st.take_fault("template_report_first"):  # the report reaches the bot before the answer to its send
+            push_event(cfg, st, openid, xml)
+        else:
+            threading.Thread(target=push_event, args=(cfg, st, openid, xml, cfg.emulator.push_delay_seconds), daemon=True).start()
     if st.take_fault("template_slow"):  # sent, but the answer comes too late: the caller sees a timeout
         time.sleep(config().wechat.request_timeout_seconds + 0.5)
     return _json({"errcode": 0, "errmsg": "ok", "msgid": msgid})
 
 
-def job_finish_xml(openid: str, msgid: int, status: str) -> str:
+def job_finish_xml(openid: str, msgid: int | str, status: str, create_time: int | None = None) -> str:
     return (
         f"<xml><ToUserName>{cdata('gh_cardbot_demo')}</ToUserName><FromUserName>{cdata(openid)}</FromUserName>"
-        f"<CreateTime>{int(time.time())}</CreateTime><MsgType>{cdata('event')}</MsgType>"
+        f"<CreateTime>{create_time or int(time.time())}</CreateTime><MsgType>{cdata('event')}</MsgType>"
         f"<Event>{cdata('TEMPLATESENDJOBFINISH')}</Event><MsgID>{msgid}</MsgID><Status>{cdata(status)}</Status></xml>"
     )
 

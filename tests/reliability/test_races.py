@@ -25,7 +25,8 @@ from sqlalchemy import func, select
 from bot import autodebit, outbox
 from bot.clock import SCHOOL_TZ
 from bot.texts import t
-from models import AutodebitAgreement, AutodebitAttempt, Binding, LedgerEntry, OutboxNotice, TopupOrder, post_entry
+from models import AutodebitAgreement, AutodebitAttempt, Binding, LedgerEntry, Notice, OutboxNotice, TopupOrder, post_entry
+from models.ledger import queue_notice
 from tests import test_autodebit_support as ad
 from tests.reliability.support import PASSWORD, bound, new_card, tally
 from tests.test_topup_support import card, emu_pay, logged_in, notify, receipts, student, transaction, wait_for
@@ -323,3 +324,52 @@ def test_worker_killed_after_the_bank_debited_credits_exactly_once(make_live):
     assert ad.balance(live, card_id) == 1000 + 10000 + 5000
     assert [c["op"] for c in ad.bank(live).calls] == ["debit", "query"]
     assert len(ad.notices(live, "autodebit_success")) == 1
+
+
+def test_killed_worker_process_whose_sends_wechat_reported_leaves_them_sent(make_live):
+    """A real, unpatched worker process sends 16 notices with 8 threads; WeChat accepts the first 8 calls and leaves
+    the rest hanging. The worker is SIGKILLed while it holds accepted sends it has not recorded in the database:
+    WeChat's reports (by msgid) settle those, the hung ones (no answer, no report) go out again — nothing is left
+    for an operator and nobody gets a notice twice."""
+    live = make_live(notices={"batch_size": 16})
+    openids = [f"oRaceKilled{i:013d}" for i in range(16)]
+    with live.emulator.lock:
+        live.emulator.followers.update(openids)
+    with live.session() as db, db.begin():
+        for o in openids:
+            queue_notice(db, Notice(o, "topup_receipt", {"amount": "50.00元", "balance": "70.00元"}), f"kill:{o}")
+    live.emulator.faults["template"] = [0] * 8 + ["hang"] * 8
+    cfg = live.cfg
+    overrides = {
+        "database": {"url": cfg.database.url},
+        "redis": {"url": cfg.redis.url, "key_prefix": cfg.redis.key_prefix},
+        "wechat": {"api_base_url": live.url, "oauth_base_url": live.url, "request_timeout_seconds": 30},
+        "server": {"public_base_url": live.url},
+    }
+    worker = "from bot.config import load_config; from bot.services import build_services; from bot import outbox; import json, sys; outbox.drain_once(build_services(load_config(None, **json.loads(sys.argv[1]))), 'doomed')"
+    proc = subprocess.Popen([sys.executable, "-c", worker, json.dumps(overrides)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "CARDBOT_CONFIG": ""})
+    try:
+        accepted = wait_for(lambda: (s := [m["msgid"] for o in openids for m in _templates(live, o)]) and len(s) == 8 and s, timeout=30)
+        wait_for(lambda: all(outbox.recorded_send(live.services, str(m)) for m in accepted), timeout=10)  # durable
+        wait_for(lambda: len(live.emulator.faults.get("template", [])) < 8, timeout=10)  # a call is hanging
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        live.emulator.faults.pop("template", None)
+        live.emulator.released.set()
+    tally("faults injected")
+    tally("workers killed")
+    wait_for(lambda: sum(p.get("status") == 200 for p in list(live.emulator.pushes)) >= 8, timeout=10)  # WeChat's reports
+    with live.session() as db:
+        assert db.execute(select(func.count()).where(OutboxNotice.status == "sending")).scalar_one() >= 1  # caught mid-send
+    live.services.clock.shift(outbox.LEASE + timedelta(seconds=5))  # the dead worker's lease runs out
+    _burst(2, lambda i: _drain(live, f"survivor{i}"))
+    with live.session() as db:
+        rows = list(db.execute(select(OutboxNotice)).scalars())
+    assert {r.status for r in rows} == {"sent"}, {r.openid: (r.status, r.last_error) for r in rows}
+    assert all(len(_templates(live, o)) == 1 for o in openids), {o: len(_templates(live, o)) for o in openids}
+    assert sorted(r.msgid for r in rows) == sorted(str(_templates(live, o)[0]["msgid"]) for o in openids)
+    reported = [r.delivery_status for r in rows if int(r.msgid) in accepted]
+    assert reported == ["success"] * 8, reported
