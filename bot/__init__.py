@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -49,7 +50,8 @@ def create_app(cfg: Config | None = None, services: Services | None = None, rout
         SESSION_COOKIE_NAME="cardbot_session",
         JSON_AS_ASCII=False,
     )
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.ensure_ascii = False
     svc = services or build_services(cfg)
     app.extensions["cardbot"] = svc
 

@@ -81,7 +81,7 @@ class BindingLock:
     def _locked(self, kind: str, subject: str) -> Lock | None:
         n, until = self.store.r.hmget(self._k(kind, subject), "n", "until")
         if n is not None and int(n) >= self.limits[kind][0]:
-            return Lock(self._until(kind, until), card=kind == "card")
+            return Lock(self._until(kind, str(until) if until is not None else None), card=kind == "card")
         return None
 
     def locked(self, openid: str, student_no: str | None = None) -> Lock | None:

@@ -13,7 +13,7 @@ from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 # Secrets that ship with demo values (the demo runs with no file at all); production must set its own.
@@ -167,7 +167,7 @@ class TopupConfig(_Section):
     custom_step: int = Field(10, gt=0)
     single_limit: int = Field(500, gt=0)
     daily_limit: int = Field(2000, gt=0)
-    peak_hours: list[TimeWindow] = ["07:30-08:30", "11:30-12:30"]  # type: ignore[assignment]
+    peak_hours: list[TimeWindow] = [TimeWindow.parse("07:30-08:30"), TimeWindow.parse("11:30-12:30")]
     stuck_after_minutes: int = Field(3, ge=1)
 
 
@@ -185,7 +185,7 @@ class TopupConfig(_Section):
 class AutodebitConfig(_Section):
     threshold: int = Field(20, gt=0)
     amount: int = Field(50, gt=0)
-    bank_hours: TimeWindow = "06:00-20:40"  # type: ignore[assignment]
+    bank_hours: TimeWindow = TimeWindow.parse("06:00-20:40")
     renew_month: int = Field(9, ge=1, le=12)
     refund_request_day: int = Field(5, ge=1, le=28)
     reminder_days_before: int = Field(14, ge=1, le=60)
@@ -292,22 +292,28 @@ def _default_notices() -> dict[str, NoticeTemplate]:
 
 class NoticesConfig(BaseModel):
     model_config = ConfigDict(extra="allow", validate_default=True)
-    quiet_hours: TimeWindow = "23:00-07:00"  # type: ignore[assignment]
+    quiet_hours: TimeWindow = TimeWindow.parse("23:00-07:00")
     max_attempts: int = Field(8, ge=1)
     batch_size: int = Field(100, ge=1)
+    _templates: dict[str, NoticeTemplate] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
-    def _templates(self) -> NoticesConfig:
+    def _merge_templates(self) -> NoticesConfig:
         extra = dict(self.__pydantic_extra__ or {})
         merged = _default_notices()
         for kind, raw in extra.items():
             merged[kind] = NoticeTemplate.model_validate(raw)
         self.__pydantic_extra__ = {}
-        object.__setattr__(self, "templates", merged)
+        self._templates = merged
         return self
 
+    @property
+    def templates(self) -> dict[str, NoticeTemplate]:
+        """Every notice kind's template: the defaults merged with the ``[notices.<kind>]`` tables."""
+        return self._templates
+
     def template(self, kind: str) -> NoticeTemplate:
-        return self.templates[kind]  # type: ignore[attr-defined]
+        return self._templates[kind]
 
 
 class GraduatesConfig(_Section):

@@ -316,8 +316,9 @@ def _recover(services: Services, limit: int) -> int:
         for row, msgid in zip(rows, msgids, strict=True):
             began = (row.claimed_until or now) - LEASE - (CONFIRM_WAIT if row.status == "unconfirmed" else timedelta())
             if msgid:
-                row.status, row.msgid, row.sent_at = "sent", msgid[:32], began
-                row.delivery_status = row.delivery_status or _report_status(r.get(_key(services, "report", msgid)), row.openid)
+                report = r.get(_key(services, "report", str(msgid)))
+                row.status, row.msgid, row.sent_at = "sent", str(msgid)[:32], began
+                row.delivery_status = row.delivery_status or _report_status(str(report) if report is not None else None, row.openid)
                 row.last_error = "its worker stopped before recording it; WeChat had accepted it (msgid kept)"
             elif unexplained := _unexplained_reports(services, db, row.openid, began):
                 row.status = "uncertain"
@@ -341,7 +342,7 @@ def _unexplained_reports(services: Services, db: Any, openid: str, since: dateti
     if not msgids:
         return []
     known = services.store.r.mget([_key(services, "sent", m) for m in msgids])
-    left = [m for m, row_id in zip(msgids, known, strict=True) if row_id is None]
+    left = [str(m) for m, row_id in zip(msgids, known, strict=True) if row_id is None]
     if left:
         left = sorted(set(left) - set(db.execute(select(OutboxNotice.msgid).where(OutboxNotice.msgid.in_(left))).scalars()))
     return left

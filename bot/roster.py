@@ -90,8 +90,8 @@ class Row:
 def _clean_row(line_no: int, raw: dict[str | None, object]) -> Row:
     problems: list[str] = []
     extra = raw.get(None)
-    if extra:
-        problems.append(f"{len(COLUMNS) + len(extra)} fields, expected {len(COLUMNS)}")  # type: ignore[arg-type]
+    if isinstance(extra, list) and extra:
+        problems.append(f"{len(COLUMNS) + len(extra)} fields, expected {len(COLUMNS)}")
     values = {c: str(raw.get(c) or "").strip() for c in COLUMNS}
     if any(raw.get(c) is None for c in COLUMNS):
         problems.append(f"too few fields, expected {len(COLUMNS)}")
@@ -195,7 +195,7 @@ def _existing(db: Session, rows: list[Row]) -> dict[str, Cardholder]:
 
 def _passport_conflicts(db: Session, rows: list[Row]) -> list[tuple[int, str]]:
     """A passport number must lead to one card only, also across cards that are not in this file."""
-    wanted = {r.passport_no: r for r in rows if r.passport_no}
+    wanted: dict[str | None, Row] = {r.passport_no: r for r in rows if r.passport_no}
     out: list[tuple[int, str]] = []
     keys = list(wanted)
     for i in range(0, len(keys), 500):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +17,11 @@ from bot.config import Config
 from bot.metrics import Metrics
 from models.db import make_engine, make_sessionmaker
 
+if TYPE_CHECKING:
+    from bot.adapters.bank import BankGateway
+    from bot.adapters.pay import PayClient
+    from bot.adapters.wechat_api import WeChatAPI
+
 
 @dataclass
 class Services:
@@ -26,7 +31,6 @@ class Services:
     store: Store
     clock: Clock = field(default_factory=Clock)
     metrics: Metrics = field(default_factory=Metrics)
-    overrides: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def dialogs(self) -> Dialogs:
@@ -37,22 +41,22 @@ class Services:
         return ThreadPoolExecutor(max_workers=32, thread_name_prefix="handler")
 
     @cached_property
-    def wechat(self):  # type: ignore[no-untyped-def]
+    def wechat(self) -> WeChatAPI:
         from bot.adapters.wechat_api import WeChatAPI
 
-        return self.overrides.get("wechat") or WeChatAPI(self.cfg.wechat, self.store)
+        return WeChatAPI(self.cfg.wechat, self.store)
 
     @cached_property
-    def pay(self):  # type: ignore[no-untyped-def]
+    def pay(self) -> PayClient:
         from bot.adapters.pay import PayClient
 
-        return self.overrides.get("pay") or PayClient(self.cfg.pay, self.cfg.wechat.appid)
+        return PayClient(self.cfg.pay, self.cfg.wechat.appid)
 
     @cached_property
-    def bank(self):  # type: ignore[no-untyped-def]
+    def bank(self) -> BankGateway:
         from bot.adapters.bank import make_bank_gateway
 
-        return self.overrides.get("bank") or make_bank_gateway(self.cfg)
+        return make_bank_gateway(self.cfg)
 
     def session(self) -> Session:
         return self.sessions()

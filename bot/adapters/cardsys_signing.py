@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 if TYPE_CHECKING:
+    from werkzeug.datastructures import Headers
+
     from bot.adapters.store import Store
 
 TIMESTAMP_HEADER = "X-Cardsys-Timestamp"
@@ -46,7 +48,7 @@ def sign(secret: str, method: str, path: str, body: bytes = b"", *, timestamp: i
     return {TIMESTAMP_HEADER: ts, NONCE_HEADER: nonce, SIGNATURE_HEADER: signature(secret, method, path, ts, nonce, body)}
 
 
-def verify(secret: str, method: str, path: str, headers: Mapping[str, str], body: bytes,
+def verify(secret: str, method: str, path: str, headers: Mapping[str, str] | Headers, body: bytes,
            claim_nonce: Callable[[str], bool], *, now: float | None = None) -> str | None:
     """None when the request is authentic, fresh and new; otherwise why not (for the log, never for the caller).
 

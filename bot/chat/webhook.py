@@ -97,11 +97,21 @@ def _answer(svc: Services, router: Router, msg: Any) -> str:
         claimed = dedup.claim(key)
     except redis.RedisError:
         log.warning("redis unavailable: push handled without dedup")
-        claimed, dedup = True, None
+        return _run(svc, router, msg, budget)
     if not claimed:
         svc.metrics.dedup_hits.inc()
         earlier = dedup.wait(key, budget)
         return earlier if earlier is not None else "success"
+    plain = _run(svc, router, msg, budget)
+    try:
+        dedup.finish(key, plain)
+    except redis.RedisError:
+        log.warning("redis unavailable: could not store reply for retries")
+    return plain
+
+
+def _run(svc: Services, router: Router, msg: Any, budget: float) -> str:
+    """The handler's reply within ``budget`` seconds, else "processing" now and the reply later (customer service)."""
 
     info: dict[str, Any] = {"lang": "zh"}
     future: Future[Reply | None] = svc.executor.submit(run_message, svc, router, msg, info, request_id.get())
@@ -110,13 +120,7 @@ def _answer(svc: Services, router: Router, msg: Any) -> str:
     except FutureTimeout:
         reply = Text(t(info["lang"], "processing"))
         future.add_done_callback(lambda f: _deliver_late(svc, msg.source, f))
-    plain = render_reply(reply, msg)
-    if dedup is not None:
-        try:
-            dedup.finish(key, plain)
-        except redis.RedisError:
-            log.warning("redis unavailable: could not store reply for retries")
-    return plain
+    return render_reply(reply, msg)
 
 
 def _deliver_late(svc: Services, openid: str, future: Future[Reply | None]) -> None:

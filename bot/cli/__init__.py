@@ -86,7 +86,7 @@ def serve(obj: Obj, host: str, port: int, workers: int) -> None:
 
     cfg = obj.ready_cfg
 
-    class App(BaseApplication):  # type: ignore[misc]
+    class App(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)

@@ -103,19 +103,19 @@ def _fault(name: str) -> tuple[Response, int] | None:
     return _broken(_state().take_fault(name))
 
 
-def _money_request(*keys: str) -> tuple[dict[str, Any] | None, tuple[Response, int] | None]:
+def _money_request(*keys: str) -> dict[str, Any] | tuple[Response, int]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return None, _bad("JSON object expected")
+        return _bad("JSON object expected")
     if not isinstance(body.get("account"), str) or not ACCOUNT.match(body["account"]):
-        return None, _bad("account must be 12-20 digits")
+        return _bad("account must be 12-20 digits")
     amount = body.get("amount_fen")
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-        return None, _bad("amount_fen must be a positive integer")
+        return _bad("amount_fen must be a positive integer")
     for key in keys:
         if not isinstance(body.get(key), str) or not REF.match(body[key]):
-            return None, _bad(f"{key} must match {REF.pattern}")
-    return body, None
+            return _bad(f"{key} must match {REF.pattern}")
+    return body
 
 
 @bp.post("/accounts/check")
@@ -135,9 +135,9 @@ def debit() -> Any:
     fault = _state().take_fault("debit")
     if fault in ("5xx", "timeout"):
         return _broken(fault)
-    body, bad = _money_request("ref")
-    if bad is not None:
-        return bad
+    body = _money_request("ref")
+    if not isinstance(body, dict):
+        return body
     st = _state()
     with st.lock:
         st.calls.append({"op": "debit", **body})
@@ -194,9 +194,9 @@ def debits() -> Any:
 def refund() -> Any:
     if (bad := _fault("refund")) is not None:
         return bad
-    body, bad = _money_request("ref", "original_ref")
-    if bad is not None:
-        return bad
+    body = _money_request("ref", "original_ref")
+    if not isinstance(body, dict):
+        return body
     st = _state()
     with st.lock:
         st.calls.append({"op": "refund", **body})

@@ -165,7 +165,7 @@ def _when(text: Any) -> datetime | None:
 
 @bp.before_request
 def _authenticate() -> Any:
-    if not request.path.startswith(bp.url_prefix + "/v1/"):
+    if not request.path.startswith(f"{bp.url_prefix}/v1/"):
         return None
     st, svc = _state(), current_app.extensions["cardbot"]
     if "no_signature_check" in st.modes:

@@ -225,7 +225,7 @@ def api_send() -> Response | tuple[Response, int]:
 
 def _template_view(item: dict[str, Any], cfg: Config) -> dict[str, Any]:
     """Title and labelled rows for a template message, from the ``[notices]`` table that names its fields."""
-    for kind, tpl in cfg.notices.templates.items():  # type: ignore[attr-defined]
+    for kind, tpl in cfg.notices.templates.items():
         if tpl.template_id == item["template_id"]:
             labels = {v: FIELD_LABELS.get(k, k) for k, v in tpl.fields.items()}
             rows = [{"label": labels.get(k, k), "value": v} for k, v in item["data"].items()]
@@ -268,11 +268,11 @@ def api_swipe() -> Response | tuple[Response, int]:
     fen = _yuan_to_fen(body.get("amount"))
     if fen is None:
         return _bad("amount must be 0.01-1000 yuan with at most 2 decimals")
-    merchant = body.get("merchant") if isinstance(body.get("merchant"), str) else MERCHANTS[0]
+    merchant = body["merchant"] if isinstance(body.get("merchant"), str) else MERCHANTS[0]
     svc = current_app.extensions["cardbot"]
     with svc.session() as db:
         binding = db.scalars(select(Binding).where(Binding.openid == openid)).first()
-        student_no = binding.cardholder.student_no if binding else None
+        student_no = binding.cardholder.student_no if binding else ""
     if not student_no:
         return jsonify(error="not_bound", message="请先绑定校园卡 / Bind a card first."), 409
     entry = {

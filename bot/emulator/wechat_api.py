@@ -111,17 +111,16 @@ def _fault(name: str) -> Response | None:
     return _err(int(fault))
 
 
-def _body_json() -> tuple[dict[str, Any] | None, Response | None]:
+def _body_json() -> dict[str, Any] | Response:
+    """The JSON object sent, or WeChat's error answer for an empty or malformed body."""
     raw = request.get_data()
     if not raw:
-        return None, _err(44002)
+        return _err(44002)
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return None, _err(47001)
-    if not isinstance(body, dict):
-        return None, _err(47001)
-    return body, None
+        return _err(47001)
+    return body if isinstance(body, dict) else _err(47001)
 
 
 # --- what WeChat knows of its users ------------------------------------------------
@@ -247,9 +246,9 @@ def menu_create() -> Response:
         return _err(45009)
     if ESCAPED_UNICODE.search(request.get_data()):
         return _err(40033)
-    body, bad = _body_json()
-    if bad is not None:
-        return bad
+    body = _body_json()
+    if isinstance(body, Response):
+        return body
     if code := menu_errcode(body):
         return _err(code)
     with state().lock:
@@ -283,9 +282,9 @@ def custom_send() -> Response:
     (``cs_click_max`` within ``cs_click_window_seconds``): 45015 when no window is open, 45047 when spent."""
     if (bad := _token_check() or _fault("custom")) is not None:
         return bad
-    body, bad = _body_json()
-    if bad is not None:
-        return bad
+    body = _body_json()
+    if isinstance(body, Response):
+        return body
     openid = body.get("touser", "")
     if not isinstance(openid, str) or not OPENID.match(openid):
         return _err(40003)
@@ -319,7 +318,7 @@ def custom_send() -> Response:
 def template_fields(cfg: Config) -> dict[str, set[str]]:
     """template_id -> the field keys the account's template has (from ``[notices]``)."""
     known: dict[str, set[str]] = {}
-    for tpl in cfg.notices.templates.values():  # type: ignore[attr-defined]
+    for tpl in cfg.notices.templates.values():
         known.setdefault(tpl.template_id, set()).update(tpl.fields.values())
     return known
 
@@ -340,9 +339,9 @@ def _template_data_error(data: Any, fields: set[str]) -> str | None:
 def template_send() -> Response:
     if (bad := _token_check() or _fault("template")) is not None:
         return bad
-    body, bad = _body_json()
-    if bad is not None:
-        return bad
+    body = _body_json()
+    if isinstance(body, Response):
+        return body
     cfg = config()
     openid = body.get("touser", "")
     if not isinstance(openid, str) or not OPENID.match(openid):
@@ -431,7 +430,7 @@ def _with_query(url: str, **params: str) -> str:
 
 
 @bp.get("/connect/oauth2/authorize")
-def oauth_authorize() -> Response:
+def oauth_authorize() -> Any:
     """The "phone" is the simulator's current user (cookie ``sim_openid``; tests may pass it as a query)."""
     a = request.args
     cfg = config()
