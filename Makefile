@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test install install-test browser lint bench clean
+.PHONY: run test test-fast install install-test browser lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -37,8 +37,13 @@ test: install-test browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
+# The pure-rule unit tests (money, calendar, card rules): seconds, no database or Redis.
+test-fast: install-test
+	$(PY) -m pytest -m unit -q -p no:cacheprovider
+
 lint: install-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: install-test
 	$(PY) -m bench

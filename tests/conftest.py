@@ -28,6 +28,8 @@ from bot.emulator.push import Pusher
 from bot.migrate import upgrade
 from models import Base
 
+pytestmark = pytest.mark.usefixtures("ledger_checked")
+
 REDIS_URL = os.environ.get("CARDBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -192,3 +194,21 @@ def wx(live: LiveApp) -> Pusher:
 @pytest.fixture
 def wx_aes(live: LiveApp) -> Pusher:
     return live.pusher("aes")
+
+
+@pytest.fixture
+def ledger_checked(make_live: Any, database_url: str) -> Iterator[None]:
+    """After the test (before the database is cleaned): each card's balance equals the sum of its ledger entries.
+    Money modules ask for it with ``pytestmark = pytest.mark.usefixtures("ledger_checked")``."""
+    yield
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            wrong = conn.execute(text(
+                "SELECT c.student_no, c.balance_fen, COALESCE(SUM(e.amount_fen), 0) FROM cardholders c "
+                "LEFT JOIN ledger_entries e ON e.cardholder_id = c.id GROUP BY c.id, c.student_no, c.balance_fen "
+                "HAVING c.balance_fen <> COALESCE(SUM(e.amount_fen), 0)"
+            )).all()
+    finally:
+        engine.dispose()
+    assert not wrong, f"balance != ledger: {wrong}"

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
+
 from bot.autodebit import run_agreement_reminders, sweep
-from tests.test_autodebit_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
+from tests.support.autodebit import (
     GOOD_ACCOUNT,
     at,
     attempts,
@@ -16,13 +18,14 @@ from tests.test_autodebit_support import (  # noqa: F401  (ledger_checked is an 
     drain,
     entries,
     entry,
-    ledger_checked,
     logged_in,
     notices,
     signed,
     student,
     templates,
 )
+
+pytestmark = pytest.mark.usefixtures("ledger_checked")
 
 OPENID = "oAutodebitFlowUser000001"
 NO = "20231001"

@@ -13,16 +13,17 @@ import pytest
 import requests
 
 from bot.adapters import cardsys_signing
-from tests.test_autodebit_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
+from tests.support.autodebit import (
     at,
     attempts,
     balance,
     entries,
     entry,
-    ledger_checked,
     signed,
     student,
 )
+
+pytestmark = pytest.mark.usefixtures("ledger_checked")
 
 OPENID = "oAutodebitIntegration0001"
 NO = "20231004"

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 from click.testing import CliRunner
 
 from bot.cli.autodebit import command
-from tests.test_autodebit_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
+from tests.support.autodebit import (
     GOOD_ACCOUNT,
     at,
     balance,
@@ -16,12 +17,13 @@ from tests.test_autodebit_support import (  # noqa: F401  (ledger_checked is an 
     drain,
     entries,
     entry,
-    ledger_checked,
     logged_in,
     signed,
     student,
     templates,
 )
+
+pytestmark = pytest.mark.usefixtures("ledger_checked")
 
 OPENID = "oAutodebitRefundUser0001"
 NO = "20231002"

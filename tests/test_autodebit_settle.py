@@ -18,7 +18,7 @@ from bot.autodebit import STALE_PROCESSING, sweep
 from bot.cli.topup import command as reconcile_command
 from bot.config import ConfigError, load_config
 from models import AutodebitAgreement, Cardholder, post_entry
-from tests.test_autodebit_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
+from tests.support.autodebit import (
     GOOD_ACCOUNT,
     at,
     attempts,
@@ -27,12 +27,13 @@ from tests.test_autodebit_support import (  # noqa: F401  (ledger_checked is an 
     drain,
     entries,
     entry,
-    ledger_checked,
     logged_in,
     signed,
     student,
     templates,
 )
+
+pytestmark = pytest.mark.usefixtures("ledger_checked")
 
 OPENID = "oAutodebitSettleUser0001"
 NO = "20231101"

@@ -6,11 +6,14 @@ from __future__ import annotations
 import time
 from datetime import date
 
+import pytest
 from sqlalchemy import insert, select
 
 from bot.autodebit import create_missed_attempts, sweep
 from models import AutodebitAgreement, AutodebitAttempt, Cardholder, LedgerEntry
-from tests.test_autodebit_support import at, ledger_checked  # noqa: F401  (autouse)
+from tests.support.autodebit import at  # noqa: F401  (autouse)
+
+pytestmark = pytest.mark.usefixtures("ledger_checked")
 
 CARDS = 3000
 LOW_EVERY = 100

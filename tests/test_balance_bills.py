@@ -12,7 +12,7 @@ from sqlalchemy import update
 from bot.calendar import add_months
 from bot.clock import SCHOOL_TZ
 from models import Cardholder, LedgerEntry, post_entry
-from tests.factories import bind, make_cardholder
+from tests.support.factories import bind, make_cardholder
 
 OID = "oBalance000000000000000001"
 _event_times = itertools.count(int(time.time()))

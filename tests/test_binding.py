@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from bot.clock import SCHOOL_TZ
 from bot.emulator.push import Pusher
 from models import Binding
-from tests.factories import bind, make_cardholder
+from tests.support.factories import bind, make_cardholder
 
 STUDENT = "oBindStudent00000000000001"
 PARENT = "oBindParent000000000000001"

@@ -18,8 +18,8 @@ from bot.clock import SCHOOL_TZ
 from bot.config import ConfigError, load_config
 from models import Binding
 from tests.conftest import REDIS_URL
-from tests.factories import bind, make_cardholder
-from tests.test_autodebit_support import drain, notices, templates
+from tests.support.autodebit import drain, notices, templates
+from tests.support.factories import bind, make_cardholder
 
 OWNER = "oSafeOwner0000000000000001"
 PARENT = "oSafeParent000000000000001"

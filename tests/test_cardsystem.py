@@ -31,7 +31,7 @@ from bot.adapters.cardsystem import (
     make_card_system,
 )
 from bot.clock import SCHOOL_TZ
-from tests.test_topup_support import wait_for
+from tests.support.topup import wait_for
 
 ZHANG = ("20230001", "张三", "10200")  # demo roster: id number ...15102X → password 15102X with X as 0
 ZHANG_PW = "15102" + "0"
@@ -239,7 +239,7 @@ def test_answers_breaking_the_protocol_are_refused(cs_live, cs):
 
 
 def test_terminal_swipe_is_pushed_to_the_bot_signed(cs_live):
-    from tests.test_autodebit_support import balance, student
+    from tests.support.autodebit import balance, student
 
     card_id = student(cs_live, "oCardsysSwipe0001", student_no=ZHANG[0], balance_fen=10000)
     r = requests.post(cs_live.url + "/emulator/cardsys/terminals/swipe", timeout=15,

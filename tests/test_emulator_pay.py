@@ -21,14 +21,15 @@ from bot.adapters.pay import PayClient, PayError, parse_trade_bill
 from bot.clock import SCHOOL_TZ
 from bot.config import PayConfig
 from tests.conftest import free_port
-from tests.test_topup_support import (
+from tests.support.topup import (
     emu_pay,
-    ledger_checked,  # noqa: F401  (autouse: balance == ledger after each test)
     logged_in,
     student,
     verify_pay_sign,
     wait_for,
 )
+
+pytestmark = pytest.mark.usefixtures("ledger_checked")
 
 OPENID = "oEmuPayUser0000000000001"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from tests.factories import bind, make_cardholder
+from tests.support.factories import bind, make_cardholder
 
 OID = "oH5auth0000000000000000001"
 

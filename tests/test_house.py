@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 import models
 from models import LedgerEntry, post_entry
-from tests.factories import bind, make_cardholder
+from tests.support.factories import bind, make_cardholder
 
 ROOT = Path(__file__).resolve().parent.parent
 OID = "oHouse0000000000000000001"

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from models import Cardholder, ledger_sum, post_entry
-from tests.factories import make_cardholder
+from tests.support.factories import make_cardholder
 
 
 def test_post_entry_reads_the_balance_under_the_lock_not_a_stale_copy(live: Any) -> None:

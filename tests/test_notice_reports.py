@@ -10,7 +10,7 @@ from datetime import timedelta
 from bot import outbox
 from bot.emulator.wechat_api import job_finish_xml
 from bot.outbox import drain_once
-from tests.test_autodebit_support import drain, templates
+from tests.support.autodebit import drain, templates
 from tests.test_outbox import OPENID, follow, queue, row
 
 

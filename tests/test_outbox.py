@@ -13,7 +13,7 @@ from bot import outbox
 from bot.outbox import clean_value, drain_once
 from models import Notice
 from models.ledger import queue_notice
-from tests.test_autodebit_support import at, drain, notices, templates, wait_for
+from tests.support.autodebit import at, drain, notices, templates, wait_for
 
 OPENID = "oOutboxUser0000000000001"
 RECEIPT = {"amount": "50.00元", "fee": "0.15元", "balance": "123.45元", "time": "2026-11-25 12:00"}

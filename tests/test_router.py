@@ -14,7 +14,7 @@ import menus
 from bot.chat.router import Router, Routes
 from bot.chat.routes import build_router
 from bot.texts import zh
-from tests.factories import bind, make_cardholder
+from tests.support.factories import bind, make_cardholder
 
 OID = "oRouter000000000000000001"
 GUARDED_CLICKS = {"BALANCE": "not_bound", "BILLS": "not_bound", "TOPUP": "not_bound", "UNBIND": "not_bound", "BINDINGS": "not_bound", "AUTODEBIT": "autodebit_not_bound"}

@@ -13,7 +13,7 @@ import pytest
 
 from bot.emulator.simulator import UNAVAILABLE, USERS
 from models import TopupOrder
-from tests.factories import bind, make_cardholder
+from tests.support.factories import bind, make_cardholder
 
 OPENID = "oSimUser000000000000001"
 

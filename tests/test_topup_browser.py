@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 
 from bot.topup import settle_stuck_orders
-from tests.test_topup_support import (
+from tests.support.topup import (
     assert_ledger_consistent,
     card,
     emu_pay,
-    ledger_checked,  # noqa: F401  (autouse: balance == ledger after each test)
     logged_in,
     student,
     topup_entries,
 )
+
+pytestmark = pytest.mark.usefixtures("ledger_checked")
 
 pytestmark = pytest.mark.browser
 

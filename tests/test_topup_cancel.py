@@ -4,11 +4,12 @@ counting when WeChat Pay does not answer. The page, the chat and the server show
 
 from __future__ import annotations
 
-from tests.test_topup_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
+import pytest
+
+from tests.support.topup import (
     Phone,
     card,
     emu_pay,
-    ledger_checked,
     logged_in,
     notify,
     order_row,
@@ -16,6 +17,8 @@ from tests.test_topup_support import (  # noqa: F401  (ledger_checked is an auto
     topup_entries,
     transaction,
 )
+
+pytestmark = pytest.mark.usefixtures("ledger_checked")
 
 OPENID = "oTopupCancelUser00000001"
 

@@ -9,12 +9,11 @@ from datetime import datetime
 import pytest
 
 from bot.clock import SCHOOL_TZ
-from tests.test_topup_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
+from tests.support.topup import (
     Phone,
     assert_ledger_consistent,
     card,
     emu_pay,
-    ledger_checked,
     logged_in,
     notify,
     order_row,
@@ -26,6 +25,8 @@ from tests.test_topup_support import (  # noqa: F401  (ledger_checked is an auto
     wait_for,
     wait_paid,
 )
+
+pytestmark = pytest.mark.usefixtures("ledger_checked")
 
 OPENID = "oTopupFlowUser0000000001"
 

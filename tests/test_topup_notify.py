@@ -8,11 +8,10 @@ import logging
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.test_topup_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
+from tests.support.topup import (
     assert_ledger_consistent,
     card,
     emu_pay,
-    ledger_checked,
     logged_in,
     merchant_private_key,
     notify,
@@ -24,6 +23,8 @@ from tests.test_topup_support import (  # noqa: F401  (ledger_checked is an auto
     wait_for,
     wait_paid,
 )
+
+pytestmark = pytest.mark.usefixtures("ledger_checked")
 
 OPENID = "oTopupNotifyUser00000001"
 

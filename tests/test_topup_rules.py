@@ -13,13 +13,14 @@ from sqlalchemy import delete, func, select
 from bot.money import fee_for
 from bot.topup import ORDER_NO, new_order_no
 from models import Binding, Cardholder, TopupOrder
-from tests.test_topup_support import (
+from tests.support.topup import (
     assert_ledger_consistent,
     emu_pay,
-    ledger_checked,  # noqa: F401  (autouse: balance == ledger after each test)
     logged_in,
     student,
 )
+
+pytestmark = pytest.mark.usefixtures("ledger_checked")
 
 OPENID = "oTopupRulesUser000000001"
 

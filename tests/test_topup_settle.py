@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
 from bot.cli.topup import command as reconcile_command
 from bot.topup import reconcile, settle_stuck_orders
 from models import TopupOrder
-from tests.test_topup_support import (  # noqa: F401  (ledger_checked is an autouse fixture)
+from tests.support.topup import (
     assert_ledger_consistent,
     card,
     emu_pay,
-    ledger_checked,
     logged_in,
     order_row,
     receipts,
@@ -23,6 +23,8 @@ from tests.test_topup_support import (  # noqa: F401  (ledger_checked is an auto
     topup_entries,
     wait_paid,
 )
+
+pytestmark = pytest.mark.usefixtures("ledger_checked")
 
 OPENID = "oTopupSettleUser00000001"
 

@@ -7,20 +7,22 @@ import threading
 import time
 from types import SimpleNamespace
 
+import pytest
 from click.testing import CliRunner
 
 from bot import worker
 from bot.worker import JOBS, Job, run_due_jobs, run_job
-from tests.test_autodebit_support import (  # noqa: F401
+from tests.support.autodebit import (
     at,
     balance,
     entry,
-    ledger_checked,  # noqa: F401  (autouse)
     notices,
     signed,
     student,
     templates,
 )
+
+pytestmark = pytest.mark.usefixtures("ledger_checked")
 
 OPENID = "oWorkerUser0000000000001"
 NO = "20231006"

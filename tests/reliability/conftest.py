@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.reliability.support import FIGURES, TcpProxy, assert_books_balance
+from tests.support.reliability import FIGURES, TcpProxy, assert_books_balance
 
 
 class Proxies:

@@ -24,8 +24,8 @@ from sqlalchemy.exc import OperationalError
 from bot.texts import t
 from models import LedgerEntry, OutboxNotice, TopupOrder
 from models.db import make_sessionmaker
-from tests.reliability.support import PASSWORD, REDIS_URL, bindings_of, click, new_card, on_postgres, tally, timed
-from tests.test_topup_support import Phone, card, emu_pay, logged_in, notify, order_row, student, transaction
+from tests.support.reliability import PASSWORD, REDIS_URL, bindings_of, click, new_card, on_postgres, tally, timed
+from tests.support.topup import Phone, card, emu_pay, logged_in, notify, order_row, student, transaction
 
 OPENID = "oReliabilityFault0000001"
 SORRY = t("zh", "service_unavailable")

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from bot.chat.router import Router
 from bot.emulator.push import cdata
-from tests.reliability.support import bound, new_card, tally
+from tests.support.reliability import bound, new_card, tally
 
 BOUND = "oFuzzBoundUser0000000001"
 FRESH = "oFuzzFreshUser0000000001"

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.reliability.support import tally
 from tests.reliability.test_h5_security import _api_routes, _pages
-from tests.test_topup_support import Phone, card, emu_pay, logged_in, notify, order_row, student, transaction, wait_paid
+from tests.support.reliability import tally
+from tests.support.topup import Phone, card, emu_pay, logged_in, notify, order_row, student, transaction, wait_paid
 
 ALICE = "oH5HardeningAlice0000001"
 NO_SUCH_ORDER = "/api/topup/orders/T20261125000000AAAAAAAAAA"

@@ -16,8 +16,8 @@ import requests
 from flask.sessions import SecureCookieSessionInterface
 
 from bot.adapters import cardsys_signing
-from tests.reliability.support import tally
-from tests.test_topup_support import Phone, emu_pay, logged_in, student
+from tests.support.reliability import tally
+from tests.support.topup import Phone, emu_pay, logged_in, student
 
 ALICE = "oH5SecurityAlice00000001"
 MALLORY = "oH5SecurityMallory000001"
@@ -204,7 +204,7 @@ def _entry(student_no: str = "20230001", amount: int = -500, entry_id: str = "E-
 
 
 def test_integration_endpoint_refuses_unsigned_forged_and_stale_requests(live):
-    from tests.reliability.support import new_card
+    from tests.support.reliability import new_card
 
     new_card(live, balance_fen=10000)
     url = live.url + "/integration/card-entries"

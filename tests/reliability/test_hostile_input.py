@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 
 from bot.emulator.push import cdata
 from models import Cardholder, TopupOrder
-from tests.reliability.support import PASSWORD, bindings_of, click, new_card, tally, timed
-from tests.test_topup_support import emu_pay, logged_in, student
+from tests.support.reliability import PASSWORD, bindings_of, click, new_card, tally, timed
+from tests.support.topup import emu_pay, logged_in, student
 
 OPENID = "oHostileInput00000000001"
 NASTY = [

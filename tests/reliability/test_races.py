@@ -27,9 +27,9 @@ from bot.clock import SCHOOL_TZ
 from bot.texts import t
 from models import AutodebitAgreement, AutodebitAttempt, Binding, LedgerEntry, Notice, OutboxNotice, TopupOrder, post_entry
 from models.ledger import queue_notice
-from tests import test_autodebit_support as ad
-from tests.reliability.support import PASSWORD, bound, new_card, tally
-from tests.test_topup_support import card, emu_pay, logged_in, notify, receipts, student, transaction, wait_for
+from tests.support import autodebit as ad
+from tests.support.reliability import PASSWORD, bound, new_card, tally
+from tests.support.topup import card, emu_pay, logged_in, notify, receipts, student, transaction, wait_for
 
 OPENID = "oReliabilityRace00000001"
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,9 +16,9 @@ from sqlalchemy import select
 from bot.adapters import cardsys_signing
 from bot.logs import JsonFormatter
 from models import Cardholder
-from tests.factories import make_cardholder
-from tests.reliability.support import click, tally
-from tests.test_topup_support import logged_in, notify, transaction, wait_for, wait_paid
+from tests.support.factories import make_cardholder
+from tests.support.reliability import click, tally
+from tests.support.topup import logged_in, notify, transaction, wait_for, wait_paid
 
 OPENID = "oSecretsAuditStudent0042"
 ID_NUMBER = "44030519991231987X"

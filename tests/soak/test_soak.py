@@ -30,8 +30,8 @@ from bot.adapters import cardsys_signing
 from bot.topup import settle_stuck_orders
 from models import LedgerEntry, OutboxNotice, TopupOrder
 from models.db import make_engine
-from tests.reliability.support import REDIS_URL, TcpProxy, ledger_problems, on_postgres
-from tests.test_topup_support import Phone, emu_pay, student
+from tests.support.reliability import REDIS_URL, TcpProxy, ledger_problems, on_postgres
+from tests.support.topup import Phone, emu_pay, student
 
 SECONDS = float(os.environ.get("CARDBOT_SOAK_SECONDS", "120"))
 STUDENTS = 24

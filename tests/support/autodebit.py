@@ -16,8 +16,8 @@ from bot.adapters import cardsys_signing
 from bot.clock import SCHOOL_TZ
 from bot.outbox import drain_once
 from models import AutodebitAttempt, Cardholder, LedgerEntry, OutboxNotice
-from tests.factories import bind, make_cardholder
-from tests.test_topup_support import ledger_checked, wait_for  # noqa: F401  (re-exported: the same checks serve both)
+from tests.support.factories import bind, make_cardholder
+from tests.support.topup import wait_for  # noqa: F401  (re-exported for the auto top-up tests)
 
 CSRF = re.compile(r'"csrf":\s*"([^"]+)"')
 GOOD_ACCOUNT = "6222021234567890"

@@ -7,21 +7,18 @@ import base64
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from bot.emulator.pay import signed_notify
 from models import Cardholder, LedgerEntry, OutboxNotice, TopupOrder, ledger_sum
-from models.db import make_engine
-from tests.factories import bind, make_cardholder
+from tests.support.factories import bind, make_cardholder
 
 CSRF = re.compile(r'"csrf":\s*"([^"]+)"')
 
@@ -116,19 +113,6 @@ def assert_ledger_consistent(live: Any) -> None:
     with live.session() as db:
         for c in db.execute(select(Cardholder)).scalars():
             assert c.balance_fen == ledger_sum(db, c.id), f"card {c.student_no}: balance {c.balance_fen} != ledger"
-
-
-@pytest.fixture(autouse=True)
-def ledger_checked(make_live: Any, database_url: str) -> Iterator[None]:
-    """After every top-up test (before the database is cleaned): each card's balance equals its ledger."""
-    yield
-    engine = make_engine(database_url)
-    try:
-        with Session(engine) as db:
-            for c in db.execute(select(Cardholder)).scalars():
-                assert c.balance_fen == ledger_sum(db, c.id), f"card {c.student_no}: balance {c.balance_fen} != ledger"
-    finally:
-        engine.dispose()
 
 
 def platform_key(live: Any) -> Any:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from models import Binding, Cardholder, LedgerEntry, OutboxNotice, TopupOrder, ledger_sum
 from models.db import make_engine
-from tests.factories import bind, make_cardholder
+from tests.support.factories import bind, make_cardholder
 
 FIGURES: Counter[str] = Counter()
 

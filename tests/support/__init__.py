@@ -1,0 +1,1 @@
+"""Test helpers (builders, phones, signed requests, fault proxies); fixtures live in the conftest files."""
