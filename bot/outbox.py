@@ -45,6 +45,7 @@ from sqlalchemy import Connection, bindparam, func, or_, select, update
 
 from bot.adapters.wechat_api import WeChatAPIError
 from models import OutboxNotice, utcnow
+from models.enums import NoticeStatus
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -112,7 +113,7 @@ def claim(services: Services, token: str) -> list[Any]:
     due = (
         select(o.id)
         .where(
-            o.status == "pending",
+            o.status == NoticeStatus.PENDING,
             o.next_attempt_at <= now,
             or_(o.claimed_until.is_(None), o.claimed_until < now),
             *([o.urgent.is_(True)] if quiet else []),
@@ -123,7 +124,7 @@ def claim(services: Services, token: str) -> list[Any]:
     )
     stmt = (
         update(o)
-        .where(o.id.in_(due.scalar_subquery()), o.status == "pending")
+        .where(o.id.in_(due.scalar_subquery()), o.status == NoticeStatus.PENDING)
         .values(claimed_by=token, claimed_until=now + LEASE)
         .returning(o.id, o.openid, o.kind, o.data, o.url, o.attempts)
     )
@@ -134,18 +135,18 @@ def claim(services: Services, token: str) -> list[Any]:
 _O = OutboxNotice
 _SENDING = (
     update(_O)
-    .where(_O.id == bindparam("rid"), _O.status == "pending", _O.claimed_by == bindparam("tok"))
-    .values(status="sending", attempts=_O.attempts + 1, claimed_until=bindparam("until"))
+    .where(_O.id == bindparam("rid"), _O.status == NoticeStatus.PENDING, _O.claimed_by == bindparam("tok"))
+    .values(status=NoticeStatus.SENDING, attempts=_O.attempts + 1, claimed_until=bindparam("until"))
 )
 _SENT = (
     update(_O)
-    .where(_O.id == bindparam("rid"), _O.status == "sending", _O.claimed_by == bindparam("tok"))
-    .values(status="sent", msgid=bindparam("m"), sent_at=bindparam("at"), claimed_until=None, last_error=None,
+    .where(_O.id == bindparam("rid"), _O.status == NoticeStatus.SENDING, _O.claimed_by == bindparam("tok"))
+    .values(status=NoticeStatus.SENT, msgid=bindparam("m"), sent_at=bindparam("at"), claimed_until=None, last_error=None,
             delivery_status=func.coalesce(bindparam("ds"), _O.delivery_status))
 )
 
 
-def _set(conn: Connection, row_id: int, token: str, expect: str, **values: Any) -> bool:
+def _set(conn: Connection, row_id: int, token: str, expect: NoticeStatus, **values: Any) -> bool:
     """Move a row we hold from ``expect`` to new values in its own transaction; False if we no longer hold it."""
     with conn.begin():
         res = conn.execute(update(_O).where(_O.id == row_id, _O.status == expect, _O.claimed_by == token).values(**values))
@@ -174,7 +175,7 @@ def _send_slice(services: Services, token: str, rows: list[Any]) -> None:
                 continue
             if msgid is not None:
                 sent.append((row.id, msgid, remember_send(services, row.id, row.openid, msgid)))
-                services.metrics.notices.labels(kind=row.kind, outcome="sent").inc()
+                services.metrics.notices.labels(kind=row.kind, outcome=NoticeStatus.SENT).inc()
             if len(sent) >= MARK_EVERY:
                 mark_sent(services, conn, token, sent)
                 sent = []
@@ -190,7 +191,7 @@ def _send_one(services: Services, conn: Connection, token: str, row: Any) -> str
     try:
         template_id, data = template_payload(services, row.kind, row.data or {})
     except KeyError:
-        _finish(services, conn, row, token, "failed", f"no template configured for kind {row.kind!r}")
+        _finish(services, conn, row, token, NoticeStatus.FAILED, f"no template configured for kind {row.kind!r}")
         return None
     try:
         return services.wechat.send_template(row.openid, template_id, data, row.url or None)
@@ -206,27 +207,27 @@ def _failed_send(services: Services, conn: Connection, row: Any, token: str, exc
     error = f"{code}: {exc.errmsg}"[:500]
     if exc.maybe_sent:
         # No answer, but WeChat may have sent it: give its report time to arrive before deciding (module docstring).
-        _set(conn, row.id, token, "sending", status="unconfirmed", last_error=error,
+        _set(conn, row.id, token, NoticeStatus.SENDING, status=NoticeStatus.UNCONFIRMED, last_error=error,
              claimed_until=_now(services) + CONFIRM_WAIT)
-        services.metrics.notices.labels(kind=row.kind, outcome="unconfirmed").inc()
+        services.metrics.notices.labels(kind=row.kind, outcome=NoticeStatus.UNCONFIRMED).inc()
         log.warning("notice %s: no answer from WeChat (%s); waiting for its delivery report", row.id, error)
         return
     if code in UNDELIVERABLE:
-        _finish(services, conn, row, token, "undeliverable", error)
+        _finish(services, conn, row, token, NoticeStatus.UNDELIVERABLE, error)
         return
     attempts = row.attempts + 1
     if code in PERMANENT or attempts >= services.cfg.notices.max_attempts:
-        _finish(services, conn, row, token, "failed", error)
+        _finish(services, conn, row, token, NoticeStatus.FAILED, error)
         return
     delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempts - 1)) * random.uniform(1.0, 1.2)
-    _set(conn, row.id, token, "sending", status="pending", last_error=error, claimed_by=None, claimed_until=None,
+    _set(conn, row.id, token, NoticeStatus.SENDING, status=NoticeStatus.PENDING, last_error=error, claimed_by=None, claimed_until=None,
          next_attempt_at=_now(services) + timedelta(seconds=delay))
     services.metrics.notices.labels(kind=row.kind, outcome="retry").inc()
     log.info("notice %s: %s, retry in %.0f s", row.id, error, delay)
 
 
-def _finish(services: Services, conn: Connection, row: Any, token: str, status: str, error: str) -> None:
-    _set(conn, row.id, token, "sending", status=status, last_error=error, claimed_until=None)
+def _finish(services: Services, conn: Connection, row: Any, token: str, status: NoticeStatus, error: str) -> None:
+    _set(conn, row.id, token, NoticeStatus.SENDING, status=status, last_error=error, claimed_until=None)
     services.metrics.notices.labels(kind=row.kind, outcome=status).inc()
     log.warning("notice %s (%s) %s: %s", row.id, row.kind, status, error)
 
@@ -304,7 +305,7 @@ def _recover(services: Services, limit: int) -> int:
         rows = list(
             db.execute(
                 select(o)
-                .where(o.status.in_(("sending", "unconfirmed")), o.claimed_until < now)
+                .where(o.status.in_((NoticeStatus.SENDING, NoticeStatus.UNCONFIRMED)), o.claimed_until < now)
                 .order_by(o.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -314,21 +315,21 @@ def _recover(services: Services, limit: int) -> int:
             return 0
         msgids = r.mget([_key(services, "row", row.id) for row in rows])
         for row, msgid in zip(rows, msgids, strict=True):
-            began = (row.claimed_until or now) - LEASE - (CONFIRM_WAIT if row.status == "unconfirmed" else timedelta())
+            began = (row.claimed_until or now) - LEASE - (CONFIRM_WAIT if row.status == NoticeStatus.UNCONFIRMED else timedelta())
             if msgid:
                 report = r.get(_key(services, "report", str(msgid)))
-                row.status, row.msgid, row.sent_at = "sent", str(msgid)[:32], began
+                row.status, row.msgid, row.sent_at = NoticeStatus.SENT, str(msgid)[:32], began
                 row.delivery_status = row.delivery_status or _report_status(str(report) if report is not None else None, row.openid)
                 row.last_error = "its worker stopped before recording it; WeChat had accepted it (msgid kept)"
             elif unexplained := _unexplained_reports(services, db, row.openid, began):
-                row.status = "uncertain"
+                row.status = NoticeStatus.UNCERTAIN
                 row.last_error = (
                     f"no answer from WeChat; a delivery report to this user matching no notice (msgid "
                     f"{', '.join(unexplained[:3])}) came since: probably this one. Check, then mark-sent or requeue"
                 )[:500]
                 log.error("notice %s (%s) is uncertain: no answer, and an unmatched delivery report", row.id, row.kind)
             else:
-                row.status, row.next_attempt_at, row.claimed_by = "pending", now, None
+                row.status, row.next_attempt_at, row.claimed_by = NoticeStatus.PENDING, now, None
                 row.last_error = "no answer from WeChat and no delivery report: it did not send it"
             row.claimed_until = None
     return len(rows)
