@@ -27,20 +27,26 @@ OPENID = "oRefundUser000000000000001"
 
 
 class Receiver:
-    """The merchant's notify server: keeps every notify as received (headers, body); fails the first ``failures``."""
+    """The merchant's notify server: keeps every notify as received (headers, body); answers 500 to the first
+    ``failures`` refund notifies (payment notifies are always taken)."""
 
     def __init__(self, failures: int = 0) -> None:
         self.failures = failures
         self.got: list[tuple[dict[str, str], bytes]] = []
+        self.paths: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         app = Flask("refund-receiver")
 
-        @app.post("/notify")
+        @app.post("/pay/notify")
+        @app.post("/pay/refund-notify")  # PayClient.refund's default: the sibling of ``[pay] notify_url``
         def notify() -> Any:
+            body = request.get_data()
             with self.lock:
-                self.got.append((dict(request.headers), request.get_data()))
-                n = len(self.got)
-            return ("", 500) if n <= self.failures else ("", 204)
+                self.got.append((dict(request.headers), body))
+                self.paths.append((request.path, json.loads(body)["event_type"]))
+                refunds = sum(json.loads(b)["event_type"].startswith("REFUND.") for _, b in self.got)
+            failed = json.loads(body)["event_type"].startswith("REFUND.") and refunds <= self.failures
+            return ("", 500) if failed else ("", 204)
 
         self.port = free_port()
         self.server = make_server("127.0.0.1", self.port, app, threaded=True)
@@ -48,7 +54,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/notify"
+        return f"http://127.0.0.1:{self.port}/pay/notify"
 
     def events(self, event_type: str) -> list[tuple[dict[str, str], bytes]]:
         with self.lock:
@@ -102,6 +108,8 @@ def test_refund_is_processing_then_success_by_query_and_by_verified_notify(live)
         log = wait_for(lambda: (got := [x for x in emu_pay(live).notify_log if x.get("out_refund_no") == "RF00000000000000000001"])
                        and got[-1]["status"] == 204 and got)
         assert [x["status"] for x in log] == [500, 204]
+        assert {p for p, event in rx.paths if event.startswith("REFUND.")} == {"/pay/refund-notify"}
+        assert {p for p, event in rx.paths if event.startswith("TRANSACTION.")} == {"/pay/notify"}
         with pytest.raises(NotifyError):  # a payment notify is not a refund notify
             pay.parse_refund_notify(*rx.events("TRANSACTION.SUCCESS")[0])
     finally:
