@@ -35,7 +35,8 @@ REFUND_NOTIFY_PATH = "refund-notify"  # next to ``[pay] notify_url``; a refund n
 
 
 class PayError(Exception):
-    """WeChat Pay refused or could not be reached. ``code`` is WeChat's error code (or NETWORK / BAD_RESPONSE)."""
+    """WeChat Pay refused: it did nothing. ``code`` is WeChat's error code. The subclass ``PayUnavailable``
+    (NETWORK, BAD_RESPONSE, SYSTEM_ERROR, ...) means the outcome is unknown instead."""
 
     def __init__(self, status: int, code: str, message: str = "") -> None:
         super().__init__(f"{status} {code}: {message}")
@@ -169,6 +170,7 @@ class PayClient:
     # --- refunds -----------------------------------------------------------
     @property
     def refund_notify_url(self) -> str:
+        """Where refunds ask WeChat to notify unless the caller names a URL; never the payment route."""
         return urljoin(self.cfg.notify_url, REFUND_NOTIFY_PATH)
 
     def refund(
