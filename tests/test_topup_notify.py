@@ -147,13 +147,13 @@ def test_emulator_retries_until_the_bot_answers(make_live):
     real = live.services.pay.parse_notify
     calls = {"n": 0}
 
-    def flaky(headers, raw):
+    def flaky(headers, raw, now):
         calls["n"] += 1
         if calls["n"] <= 2:
             from sqlalchemy.exc import OperationalError
 
             raise OperationalError("SELECT 1", {}, Exception("database is restarting"))
-        return real(headers, raw)
+        return real(headers, raw, now)
 
     live.services.pay.parse_notify = flaky
     assert phone.pay(body["pay_params"]).json()["err_msg"].endswith(":ok")

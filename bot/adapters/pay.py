@@ -1,8 +1,10 @@
-"""WeChat Pay API v3 for JSAPI top-ups, over ``wechatpayv3`` in public-key mode (no platform certificates).
+"""WeChat Pay API v3 for JSAPI top-ups and their refunds, over ``wechatpayv3`` in public-key mode (no platform
+certificates).
 
 The SDK signs every request with the merchant key and verifies every response and notify with WeChat Pay's
-public key; this wrapper turns its ``(status, text)`` tuples into values or ``PayError`` and keeps the
-gateway configurable so the emulator can stand in for ``api.mch.weixin.qq.com``.
+public key; this wrapper turns its ``(status, text)`` tuples into values, ``PayError`` (WeChat refused: nothing
+happened) or ``PayUnavailable`` (no answer we can trust: WeChat may have acted), and keeps the gateway
+configurable so the emulator can stand in for ``api.mch.weixin.qq.com``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import requests
 from wechatpayv3 import WeChatPay, WeChatPayType
@@ -26,10 +30,13 @@ from bot.config import PayConfig
 log = logging.getLogger(__name__)
 
 TIMEOUT = (3, 8)
+NOTIFY_MAX_SKEW_SECONDS = 300  # WeChat signs each notify (and each retry) afresh: an older one is a replay
+REFUND_NOTIFY_PATH = "refund-notify"  # next to ``[pay] notify_url``; a refund notify must not reach the payment route
 
 
 class PayError(Exception):
-    """WeChat Pay refused or could not be reached. ``code`` is WeChat's error code (or NETWORK / BAD_RESPONSE)."""
+    """WeChat Pay refused: it did nothing. ``code`` is WeChat's error code. The subclass ``PayUnavailable``
+    (NETWORK, BAD_RESPONSE, SYSTEM_ERROR, ...) means the outcome is unknown instead."""
 
     def __init__(self, status: int, code: str, message: str = "") -> None:
         super().__init__(f"{status} {code}: {message}")
@@ -38,11 +45,39 @@ class PayError(Exception):
         self.message = message
 
 
-NOTIFY_MAX_SKEW_SECONDS = 300  # WeChat Pay signs each notify and each retry afresh: an older one is a replay
+class PayUnavailable(PayError):
+    """No answer we can trust (network, timeout, 5xx, 429, an unverifiable or unreadable answer): WeChat may have
+    acted. Ask again with the same reference (out_trade_no, out_refund_no) before deciding anything else."""
 
 
 class NotifyError(Exception):
-    """A notify that must be refused: bad signature, undecryptable, or not a transaction we can read."""
+    """A notify that must be refused: bad signature, stale, undecryptable, or not something we can read."""
+
+
+class RefundStatus(StrEnum):
+    SUCCESS = "SUCCESS"
+    PROCESSING = "PROCESSING"
+    ABNORMAL = "ABNORMAL"  # the money could not reach the payer (e.g. card cancelled): handled in the merchant platform
+    CLOSED = "CLOSED"  # the refund was closed: the money stayed with the merchant
+
+
+REFUND_EVENTS = {f"REFUND.{s}": s for s in (RefundStatus.SUCCESS, RefundStatus.ABNORMAL, RefundStatus.CLOSED)}
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    """One refund as WeChat Pay reports it (answer, query or notify); amounts in fen."""
+
+    out_refund_no: str
+    refund_id: str
+    out_trade_no: str
+    transaction_id: str
+    status: RefundStatus
+    refund_fen: int
+    total_fen: int
+    payer_refund_fen: int
+    success_time: datetime | None
+    user_received_account: str = ""
 
 
 def check_notify_time(headers: Any, now: float) -> None:
@@ -64,6 +99,8 @@ class BillRow:
     total_fen: int
     refund_fen: int
     trade_time: str
+    out_refund_no: str = ""
+    refund_status: str = ""  # refund rows: SUCCESS / PROCESSING / ABNORMAL
 
 
 class PayClient:
@@ -91,9 +128,9 @@ class PayClient:
         try:
             status, body = fn(*args, **kwargs)
         except requests.RequestException as exc:
-            raise PayError(0, "NETWORK", type(exc).__name__) from None
+            raise PayUnavailable(0, "NETWORK", type(exc).__name__) from None
         except Exception as exc:  # the SDK raises bare Exception when a response signature does not verify
-            raise PayError(0, "BAD_RESPONSE", str(exc)[:200]) from None
+            raise PayUnavailable(0, "BAD_RESPONSE", str(exc)[:200]) from None
         if 200 <= status < 300:
             return status, body
         code, message = f"HTTP_{status}", ""
@@ -102,16 +139,17 @@ class PayClient:
             code, message = str(err.get("code", code)), str(err.get("message", ""))
         except (TypeError, ValueError, AttributeError):
             pass
-        raise PayError(status, code, message)
+        # 5xx (SYSTEM_ERROR: "do not change the out_refund_no, call again") and 429 FREQUENCY_LIMITED decide nothing.
+        raise (PayUnavailable if status >= 500 or status == 429 else PayError)(status, code, message)
 
     @staticmethod
     def _json(body: Any) -> dict[str, Any]:
         try:
             data = json.loads(body)
         except (TypeError, ValueError):
-            raise PayError(0, "BAD_RESPONSE", "not JSON") from None
+            raise PayUnavailable(0, "BAD_RESPONSE", "not JSON") from None
         if not isinstance(data, dict):
-            raise PayError(0, "BAD_RESPONSE", "not an object")
+            raise PayUnavailable(0, "BAD_RESPONSE", "not an object")
         return data
 
     def jsapi_order(self, out_trade_no: str, total_fen: int, openid: str, description: str, time_expire: datetime) -> str:
@@ -137,6 +175,48 @@ class PayClient:
     def close(self, out_trade_no: str) -> None:
         """Close an unpaid order so it can no longer be paid (raises PayError ORDERPAID if it was paid)."""
         self._call(self.client.close, out_trade_no=out_trade_no)
+
+    # --- refunds -----------------------------------------------------------
+    @property
+    def refund_notify_url(self) -> str:
+        """Where refunds ask WeChat to notify unless the caller names a URL; never the payment route."""
+        return urljoin(self.cfg.notify_url, REFUND_NOTIFY_PATH)
+
+    def refund(
+        self, out_trade_no: str, out_refund_no: str, amount_fen: int, total_fen: int, reason: str, *, notify_url: str | None = None
+    ) -> RefundResult:
+        """Refund ``amount_fen`` of the paid order ``out_trade_no`` (``total_fen`` is what it was paid).
+
+        WeChat keys refunds on ``out_refund_no``: asking again with it returns the same refund and never pays twice.
+        ``PayUnavailable``: the outcome is unknown, ask again (or ``query_refund``) with the same out_refund_no,
+        never a new one. ``PayError``: WeChat refused (INVALID_REQUEST, NOT_ENOUGH, ...) and refunded nothing.
+        """
+        _, body = self._call(
+            self.client.refund,
+            out_refund_no=out_refund_no,
+            amount={"refund": amount_fen, "total": total_fen, "currency": "CNY"},
+            out_trade_no=out_trade_no,
+            reason=reason[:80] or None,
+            notify_url=notify_url or self.refund_notify_url,
+        )
+        result = self._refund(body, "status")
+        if (result.out_refund_no, result.out_trade_no, result.refund_fen) != (out_refund_no, out_trade_no, amount_fen):
+            raise PayUnavailable(0, "BAD_RESPONSE", "the answer names another refund")
+        return result
+
+    def query_refund(self, out_refund_no: str) -> RefundResult:
+        """The refund as WeChat sees it now; ``PayError`` RESOURCE_NOT_EXISTS means it was never made."""
+        _, body = self._call(self.client.query_refund, out_refund_no)
+        result = self._refund(body, "status")
+        if result.out_refund_no != out_refund_no:
+            raise PayUnavailable(0, "BAD_RESPONSE", "the answer names another refund")
+        return result
+
+    def _refund(self, body: Any, status_key: str) -> RefundResult:
+        try:
+            return _refund_result(self._json(body), status_key)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PayUnavailable(0, "BAD_RESPONSE", f"unreadable refund: {exc}"[:200]) from None
 
     def pay_params(self, prepay_id: str) -> dict[str, str]:
         """What the page passes to ``WeixinJSBridge.invoke('getBrandWCPayRequest', ...)``."""
@@ -170,11 +250,13 @@ class PayClient:
         return parse_trade_bill(text.decode("utf-8-sig"))
 
     # --- notifies ----------------------------------------------------------
-    def parse_notify(self, headers: Any, body: bytes) -> dict[str, Any]:
-        """Verify the signature and decrypt the resource; returns the envelope with ``resource`` decrypted."""
+    def parse_notify(self, headers: Any, body: bytes, now: float) -> dict[str, Any]:
+        """Verify the signature and freshness (against ``now``, the business clock's epoch seconds) and decrypt the
+        resource; returns the envelope with ``resource`` decrypted. Every notify (payment or refund) goes through here."""
         if headers.get("Wechatpay-Serial") != self.cfg.public_key_id:
             # Public-key mode: anything else would make the SDK fetch platform certificates for every forged notify.
             raise NotifyError("unknown Wechatpay-Serial")
+        check_notify_time(headers, now)
         try:
             data = self.client.callback(headers, body)
         except Exception as exc:  # unsupported algorithm / malformed JSON surface as bare Exception or ValueError
@@ -182,6 +264,47 @@ class PayClient:
         if not data or not isinstance(data.get("resource"), dict):
             raise NotifyError("signature or decryption failed")
         return data
+
+    def parse_refund_notify(self, headers: Any, body: bytes, now: float) -> RefundResult:
+        """A verified, fresh, decrypted REFUND.SUCCESS / REFUND.ABNORMAL / REFUND.CLOSED notify for this merchant."""
+        data = self.parse_notify(headers, body, now)
+        event, resource = data.get("event_type"), data["resource"]
+        if event not in REFUND_EVENTS:
+            raise NotifyError(f"not a refund notify: {str(event)[:40]}")
+        if resource.get("mchid") != self.cfg.mchid:
+            raise NotifyError("another merchant's refund")
+        try:
+            result = _refund_result(resource, "refund_status")
+        except (KeyError, TypeError, ValueError):
+            raise NotifyError("unreadable refund") from None
+        if result.status != REFUND_EVENTS[event]:
+            raise NotifyError("event_type does not match refund_status")
+        return result
+
+
+def _fen(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError("amount is not a count of fen")
+    return value
+
+
+def _refund_result(data: dict[str, Any], status_key: str) -> RefundResult:
+    """A refund from an answer or query (``status``) or a notify resource (``refund_status``); ValueError if unreadable."""
+    amount = data["amount"]
+    texts = {k: data[k] for k in ("out_refund_no", "refund_id", "out_trade_no", "transaction_id")}
+    if not all(isinstance(v, str) and v for v in texts.values()):
+        raise ValueError("missing refund identifiers")
+    status = RefundStatus(data[status_key])
+    success = data.get("success_time") if status is RefundStatus.SUCCESS else None
+    return RefundResult(
+        **texts,
+        status=status,
+        refund_fen=_fen(amount["refund"]),
+        total_fen=_fen(amount["total"]),
+        payer_refund_fen=_fen(amount.get("payer_refund", amount["refund"])),
+        success_time=datetime.fromisoformat(success) if success else None,
+        user_received_account=str(data.get("user_received_account", "")),
+    )
 
 
 def _yuan_to_fen(text: str) -> int:
@@ -210,6 +333,8 @@ def parse_trade_bill(text: str) -> list[BillRow]:
                 total_fen=_yuan_to_fen(f[col["应结订单金额"]]),
                 refund_fen=_yuan_to_fen(f[col["退款金额"]]),
                 trade_time=f[col["交易时间"]],
+                out_refund_no=f[col["商户退款单号"]] if f[col["商户退款单号"]] != "0" else "",
+                refund_status=f[col["退款状态"]],
             )
         )
     return rows

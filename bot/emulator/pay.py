@@ -9,10 +9,17 @@ WeChat's schedule (scaled by ``[emulator] notify_retry_scale``), sometimes sendi
 ``POST /emulator/pay/confirm`` is the phone's side of ``WeixinJSBridge.invoke('getBrandWCPayRequest')``: the
 simulator's shim posts the page's pay params there; the paySign is verified and the order is paid or cancelled.
 
+Refunds (``/v3/refund/domestic/refunds``) follow v3: only a paid order, never more than it was paid in all, one
+refund per ``out_refund_no`` (a repeat gets the same refund; the same number for something else is refused). A
+refund answers PROCESSING, settles after ``REFUND_SETTLE_SECONDS`` (scaled like the notify retries), then sends a
+signed, encrypted ``REFUND.*`` notify to its notify_url on the payment notifies' schedule.
+
 Tests reach the state through ``app.extensions["emulator_pay"]`` (``notify_enabled``, ``notify_log``, ``orders``,
-``faults``). Faults, by endpoint (``"query"``, ``"close"``), as ``bot.emulator.state`` describes:
-``"5xx"`` answers 500 SYSTEM_ERROR without acting; ``"lost"`` acts, then answers 500 as if the answer got lost;
-``"paid_meanwhile"`` (close only) lets the student's payment land just before the close, which WeChat then refuses.
+``refunds``, ``faults``). Faults, by endpoint (``"query"``, ``"close"``, ``"refund"``, ``"refund_query"``), as
+``bot.emulator.state`` describes: ``"5xx"`` answers 500 SYSTEM_ERROR without acting; ``"lost"`` acts, then answers
+500 as if the answer got lost; ``"paid_meanwhile"`` (close only) lets the student's payment land just before the
+close, which WeChat then refuses; refund only: ``"not_enough"`` refuses with 403 NOT_ENOUGH (the merchant's
+balance), ``"abnormal"`` / ``"closed"`` make the refund end ABNORMAL / CLOSED instead of SUCCESS.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -50,6 +58,8 @@ bp = Blueprint("emulator_pay", __name__)
 
 BEIJING = timezone(timedelta(hours=8))
 OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
+OUT_REFUND_NO = re.compile(r"^[0-9A-Za-z_\-|*@]{1,64}$")
+REFUND_SETTLE_SECONDS = 60  # PROCESSING → final state, scaled by ``notify_retry_scale``
 AUTH = re.compile(r'^WECHATPAY2-SHA256-RSA2048 (.+)$')
 RETRY_SCHEDULE = (15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600)
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
@@ -58,6 +68,9 @@ BILL_HEADER = (
     "应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,"
     "手续费,费率,订单金额,申请退款金额,费率备注"
 )
+
+
+SUMMARIES = {"TRANSACTION.SUCCESS": "支付成功", "REFUND.SUCCESS": "退款成功", "REFUND.ABNORMAL": "退款异常", "REFUND.CLOSED": "退款关闭"}
 
 
 def rfc3339(ts: float) -> str:
@@ -84,23 +97,25 @@ def signed_notify(
     apiv3_key: str,
     event_type: str = "TRANSACTION.SUCCESS",
     notify_id: str | None = None,
+    kind: str = "transaction",
     at: float | None = None,
 ) -> tuple[dict[str, str], bytes]:
     """A notify exactly as WeChat Pay builds it: AES-256-GCM resource, envelope signed with the platform key.
     Retries and duplicates of one notification share its ``id``; each copy is encrypted and signed afresh, stamped
-    ``at`` (epoch seconds, default now): the emulator passes the bot's business clock, a test a stale or future time."""
+    ``at`` (epoch seconds, default now): the emulator passes the bot's business clock, a test a stale or future time.
+    ``kind`` is ``transaction`` or ``refund``."""
     at = time.time() if at is None else at
     nonce = secrets.token_hex(6)  # 12 ASCII characters, as WeChat uses
-    associated = "transaction"
+    associated = kind
     ciphertext = AESGCM(apiv3_key.encode()).encrypt(nonce.encode(), json.dumps(resource, ensure_ascii=False).encode(), associated.encode())
     envelope = {
         "id": notify_id or str(uuid.uuid4()),
         "create_time": rfc3339(at),
         "resource_type": "encrypt-resource",
         "event_type": event_type,
-        "summary": "支付成功",
+        "summary": SUMMARIES.get(event_type, "通知"),
         "resource": {
-            "original_type": "transaction",
+            "original_type": kind,
             "algorithm": "AEAD_AES_256_GCM",
             "ciphertext": base64.b64encode(ciphertext).decode(),
             "associated_data": associated,
@@ -118,6 +133,18 @@ def signed_notify(
         "Wechatpay-Signature-Type": SIGNATURE_TYPE,
     }
     return headers, body.encode()
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What one notify attempt sends, read afresh under the lock before each attempt."""
+
+    url: str
+    resource: dict[str, Any]
+    notify_id: str
+    event_type: str
+    kind: str
+    log: dict[str, Any]
 
 
 @dataclass
@@ -160,6 +187,10 @@ class Order:
             tx["amount"].update(payer_total=self.total, payer_currency="CNY")
         return tx
 
+    def notification(self) -> Notification:
+        return Notification(self.notify_url, self.transaction(), self.notify_id, "TRANSACTION.SUCCESS", "transaction",
+                            {"out_trade_no": self.out_trade_no})
+
 
 @dataclass
 class Refund:
@@ -167,22 +198,31 @@ class Refund:
     out_refund_no: str
     out_trade_no: str
     transaction_id: str
+    mchid: str
     amount: int
     total: int
     at: float
     reason: str = ""
+    notify_url: str = ""
+    outcome: str = "SUCCESS"  # what PROCESSING turns into (a fault may make it ABNORMAL or CLOSED)
+    status: str = "PROCESSING"
+    success_at: float | None = None
+    notify_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def _amount(self) -> dict[str, Any]:
+        return {"total": self.total, "refund": self.amount, "payer_total": self.total, "payer_refund": self.amount}
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        """The refund as the apply and query endpoints answer it."""
+        answer: dict[str, Any] = {
             "refund_id": self.refund_id,
             "out_refund_no": self.out_refund_no,
             "transaction_id": self.transaction_id,
             "out_trade_no": self.out_trade_no,
             "channel": "ORIGINAL",
             "user_received_account": "支付用户零钱",
-            "success_time": rfc3339(self.at),
             "create_time": rfc3339(self.at),
-            "status": "SUCCESS",
+            "status": self.status,
             "funds_account": "AVAILABLE",
             "amount": {
                 "total": self.total,
@@ -195,6 +235,30 @@ class Refund:
                 "currency": "CNY",
             },
         }
+        if self.success_at is not None:
+            answer["success_time"] = rfc3339(self.success_at)
+        return answer
+
+    def notify_resource(self) -> dict[str, Any]:
+        """The decrypted resource of a REFUND.* notify (v3 names the state ``refund_status`` there)."""
+        resource: dict[str, Any] = {
+            "mchid": self.mchid,
+            "out_trade_no": self.out_trade_no,
+            "transaction_id": self.transaction_id,
+            "out_refund_no": self.out_refund_no,
+            "refund_id": self.refund_id,
+            "refund_status": self.status,
+            "user_received_account": "支付用户零钱",
+            "amount": self._amount(),
+        }
+        if self.success_at is not None:
+            resource["success_time"] = rfc3339(self.success_at)
+        return resource
+
+    def notification(self) -> Notification:
+        event = f"REFUND.{self.status}"
+        return Notification(self.notify_url, self.notify_resource(), self.notify_id, event, "refund",
+                            {"out_trade_no": self.out_trade_no, "out_refund_no": self.out_refund_no, "event_type": event})
 
 
 @dataclass
@@ -240,38 +304,61 @@ class PayEmulator:
     # --- notifies --------------------------------------------------------------
     def schedule_notify(self, order: Order) -> None:
         if self.notify_enabled:
-            threading.Thread(target=self._notify_loop, args=(order.out_trade_no,), daemon=True, name="emu-pay-notify").start()
+            no = order.out_trade_no
+            threading.Thread(target=self._notify_loop, args=(lambda: self.orders[no].notification(),), daemon=True,
+                             name="emu-pay-notify").start()
 
-    def _notify_loop(self, out_trade_no: str) -> None:
+    def schedule_refund(self, refund: Refund) -> None:
+        """PROCESSING for a while, then the refund's outcome, then its notify (when it named a notify_url)."""
+        threading.Thread(target=self._settle_refund, args=(refund.out_refund_no,), daemon=True, name="emu-pay-refund").start()
+
+    def _settle_refund(self, out_refund_no: str) -> None:
+        time.sleep(REFUND_SETTLE_SECONDS * self.cfg.emulator.notify_retry_scale)
+        with self.lock:
+            r = self.refunds[out_refund_no]
+            r.status = r.outcome
+            if r.status == "SUCCESS":
+                r.success_at = self.now()
+            elif r.status == "CLOSED":  # the money stays with the merchant: refundable again
+                order = self.orders[r.out_trade_no]
+                order.refunded -= r.amount
+                if not any(x.out_trade_no == order.out_trade_no and x.status != "CLOSED" for x in self.refunds.values()):
+                    order.trade_state = "SUCCESS"
+            notify = self.notify_enabled and bool(r.notify_url)
+        if notify:
+            self._notify_loop(lambda: self.refunds[out_refund_no].notification())
+
+    def _notify_loop(self, current: Callable[[], Notification]) -> None:
         scale = self.cfg.emulator.notify_retry_scale
         for attempt, delay in enumerate((0, *RETRY_SCHEDULE), start=1):
             time.sleep(delay * scale)
             with self.lock:
-                order = self.orders[out_trade_no]
-                tx, url, nid = order.transaction(), order.notify_url, order.notify_id
+                n = current()
             copies = 2 if random.random() < self.cfg.emulator.notify_duplicate_rate else 1
             with ThreadPoolExecutor(max_workers=copies) as pool:
-                results = list(pool.map(lambda _n, u=url, t=tx, a=attempt, i=nid: self._post_notify(u, t, a, i), range(copies)))
+                results = list(pool.map(lambda _n, a=attempt, m=n: self._post_notify(m, a), range(copies)))
             if any(s in (200, 204) for s in results) or -1 in results:
                 return
 
-    def _post_notify(self, url: str, tx: dict[str, Any], attempt: int, notify_id: str) -> int:
+    def _post_notify(self, n: Notification, attempt: int) -> int:
         headers, body = signed_notify(
-            tx,
+            n.resource,
             private_key=self.key("platform_private"),
             serial=self.cfg.pay.public_key_id,
             apiv3_key=self.cfg.pay.apiv3_key,
-            notify_id=notify_id,
+            event_type=n.event_type,
+            notify_id=n.notify_id,
+            kind=n.kind,
             at=self.clock.now().timestamp(),
         )
         try:
-            status = requests.post(url, data=body, headers=headers, timeout=5).status_code
+            status = requests.post(n.url, data=body, headers=headers, timeout=5).status_code
         except requests.ConnectionError:
             status = -1  # nobody listens any more (the app shut down): stop, the emulator went with it
         except requests.RequestException:
             status = 0
         with self.lock:
-            self.notify_log.append({"out_trade_no": tx["out_trade_no"], "attempt": attempt, "status": status})
+            self.notify_log.append({**n.log, "attempt": attempt, "status": status})
         return status
 
 
@@ -502,12 +589,12 @@ def _bill_rows(day: str, bill_type: str) -> list[list[str]]:
                                  _yuan(o.total * 6 // 1000), "0.60%", _yuan(o.total), "0.00", ""])
         if bill_type in ("ALL", "REFUND"):
             for r in e.refunds.values():
-                if on_day(r.at):
+                if r.status != "CLOSED" and on_day(r.at):
                     o = e.orders[r.out_trade_no]
                     when = datetime.fromtimestamp(r.at, BEIJING).strftime("%Y-%m-%d %H:%M:%S")
                     rows.append([when, o.appid, o.mchid, "0", "", o.transaction_id, o.out_trade_no, o.openid, "JSAPI", "REFUND",
                                  "OTHERS", "CNY", "0.00", "0.00", r.refund_id, r.out_refund_no, _yuan(r.amount), "0.00",
-                                 "ORIGINAL", "SUCCESS", o.description, "", "0.00", "0.60%", _yuan(o.total), _yuan(r.amount), ""])
+                                 "ORIGINAL", r.status, o.description, "", "0.00", "0.60%", _yuan(o.total), _yuan(r.amount), ""])
     return rows
 
 
@@ -559,36 +646,62 @@ def refund() -> Response:
         return _error(400, "PARAM_ERROR", "请求体不是合法的JSON")
     e = emu()
     amount = b.get("amount") or {}
-    if not isinstance(b.get("out_refund_no"), str) or not OUT_TRADE_NO.match(b["out_refund_no"]):
-        return _error(400, "PARAM_ERROR", "out_refund_no 格式错误")
-    if not isinstance(amount, dict) or type(amount.get("refund")) is not int or type(amount.get("total")) is not int or amount["refund"] <= 0:
-        return _error(400, "PARAM_ERROR", "amount 参数错误")
+    problems = [
+        (not isinstance(b.get("out_refund_no"), str) or not OUT_REFUND_NO.match(b["out_refund_no"]), "out_refund_no 格式错误"),
+        (not isinstance(b.get("out_trade_no", ""), str) or not isinstance(b.get("transaction_id", ""), str), "订单号格式错误"),
+        (not b.get("out_trade_no") and not b.get("transaction_id"), "transaction_id 与 out_trade_no 必填其一"),
+        (not isinstance(amount, dict) or type(amount.get("refund")) is not int or type(amount.get("total")) is not int
+         or amount["refund"] <= 0, "amount 参数错误"),
+        (isinstance(amount, dict) and amount.get("currency", "CNY") != "CNY", "currency 仅支持 CNY"),
+        (not isinstance(b.get("reason", ""), str) or len(b.get("reason", "")) > 80, "reason 长度不能超过80"),
+        (not isinstance(b.get("notify_url", ""), str) or (b.get("notify_url") and not b["notify_url"].startswith(("https://", "http://"))),
+         "notify_url 格式错误"),
+    ]
+    for failed, message in problems:
+        if failed:
+            return _error(400, "PARAM_ERROR", message)
+    fault = e.take_fault("refund")
+    if fault == "5xx":
+        return _busy()
+    if fault == "not_enough":
+        return _error(403, "NOT_ENOUGH", "基本账户余额不足，请充值后重新发起")
     with e.lock:
-        if (old := e.refunds.get(b["out_refund_no"])) is not None:
-            return _signed(200, old.as_json())
-        order = e.orders.get(str(b.get("out_trade_no", "")))
+        order = e.orders.get(b.get("out_trade_no", ""))
         if order is None and b.get("transaction_id"):
             order = next((o for o in e.orders.values() if o.transaction_id == b["transaction_id"]), None)
-        if order is None or not order.transaction_id:
-            return _error(404, "RESOURCE_NOT_EXISTS", "订单不存在或未支付")
+        if (old := e.refunds.get(b["out_refund_no"])) is not None:
+            if old.out_trade_no != getattr(order, "out_trade_no", None) or (old.amount, old.total) != (amount["refund"], amount["total"]):
+                return _error(400, "INVALID_REQUEST", "商户退款单号已存在，且与原退款请求参数不一致")
+            return _busy() if fault == "lost" else _signed(200, old.as_json())
+        if order is None:
+            return _error(404, "RESOURCE_NOT_EXISTS", "订单不存在")
+        if order.trade_state not in ("SUCCESS", "REFUND"):
+            return _error(400, "INVALID_REQUEST", "订单未支付，不能退款" if order.trade_state == "NOTPAY" else "订单已关闭，不能退款")
         if amount["total"] != order.total:
             return _error(400, "PARAM_ERROR", "订单金额与原订单不一致")
+        if order.refunded >= order.total:
+            return _error(400, "INVALID_REQUEST", "订单已全额退款")
         if amount["refund"] > order.total - order.refunded:
-            return _error(403, "NOT_ENOUGH", "退款金额超过可退金额")
+            return _error(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
         r = Refund(
-            "50" + secrets.token_hex(14), b["out_refund_no"], order.out_trade_no, order.transaction_id,
-            amount["refund"], order.total, e.now(), str(b.get("reason", "")),
+            "50" + secrets.token_hex(14), b["out_refund_no"], order.out_trade_no, order.transaction_id, order.mchid,
+            amount["refund"], order.total, e.now(), b.get("reason", ""), b.get("notify_url", ""),
+            outcome={"abnormal": "ABNORMAL", "closed": "CLOSED"}.get(fault, "SUCCESS"),
         )
         e.refunds[r.out_refund_no] = r
         order.refunded += r.amount
         order.trade_state = "REFUND"
-        return _signed(200, r.as_json())
+        answer = r.as_json()
+    e.schedule_refund(r)
+    return _busy() if fault == "lost" else _signed(200, answer)
 
 
 @bp.get("/v3/refund/domestic/refunds/<out_refund_no>")
 def refund_query(out_refund_no: str) -> Response:
     if (bad := _check_auth()) is not None:
         return bad
+    if emu().take_fault("refund_query") in ("5xx", "lost"):
+        return _busy()
     with emu().lock:
         r = emu().refunds.get(out_refund_no)
         if r is None:

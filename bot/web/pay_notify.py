@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from bot.adapters.pay import NotifyError, check_notify_time
+from bot.adapters.pay import NotifyError
 from bot.topup import Mismatch, apply_payment
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,7 @@ def _fail(status: int, message: str) -> Any:
 def notify() -> Any:
     svc = current_app.extensions["cardbot"]
     try:
-        check_notify_time(request.headers, svc.clock.now().timestamp())
-        data = svc.pay.parse_notify(request.headers, request.get_data())
+        data = svc.pay.parse_notify(request.headers, request.get_data(), svc.clock.now().timestamp())
     except NotifyError as exc:
         log.warning("pay notify refused: %s (serial %s)", exc, request.headers.get("Wechatpay-Serial", "-")[:64])
         return _fail(401, "签名验证失败")
