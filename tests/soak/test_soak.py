@@ -378,7 +378,9 @@ def _bank_matches_ledger(db: Session, bank: Any) -> Counter[str]:
         attempt_id = int(key.removeprefix("autodebit:"))
         d = debits[f"AD{attempt_id}"]
         assert (amount, bank_ref, card_id, owners[attempt_id]) == (d["amount_fen"], d["bank_ref"], cards[attempt_id], d["account"]), (key, d)
-    return Counter({"bank debits → credited once": len(debits), "bank debits, yuan": sum(d["amount_fen"] for d in statement) // 100})
+    with bank.lock:
+        calls = Counter(f"bank calls: {c['op']}" for c in bank.calls)
+    return calls + Counter({"bank debits → credited once": len(debits), "bank debits, yuan": sum(d["amount_fen"] for d in statement) // 100})
 
 
 def _notices_checked(live: Any, rows: list[OutboxNotice], delivered: dict[str, list[dict[str, Any]]]) -> Counter[str]:
@@ -410,7 +412,8 @@ def _notices_checked(live: Any, rows: list[OutboxNotice], delivered: dict[str, l
     assert {r.status for r in rows} <= {"sent", "uncertain"}, Counter(r.status for r in rows)
     lost = {k: n for k, n in sent.items() if got[k] < n}
     assert not lost, lost
-    figures = Counter(f"notices {r.status}" for r in rows)
+    figures = Counter({"notices uncertain": 0, "notices failed": 0})
+    figures.update(f"notices {r.status}" for r in rows)
     figures["notices delivered"] = sum(got.values())
     figures["notices with WeChat's delivery report"] = sum(1 for r in rows if r.delivery_status)
     return figures
