@@ -14,8 +14,9 @@ from sqlalchemy import select
 from bot.clock import to_local
 from bot.logs import hash_openid
 from models import OutboxNotice
+from models.enums import NoticeStatus
 
-NEEDS_AN_OPERATOR = ("uncertain", "failed", "undeliverable")
+NEEDS_AN_OPERATOR = (NoticeStatus.UNCERTAIN, NoticeStatus.FAILED, NoticeStatus.UNDELIVERABLE)
 
 
 @click.group("notices")
@@ -24,7 +25,7 @@ def command() -> None:
 
 
 @command.command("list")
-@click.option("--status", "statuses", multiple=True, type=click.Choice(NEEDS_AN_OPERATOR), help="default: all three")
+@click.option("--status", "statuses", multiple=True, type=click.Choice([s.value for s in NEEDS_AN_OPERATOR]), help="default: all three")
 @click.pass_obj
 def notices_list(obj: Any, statuses: tuple[str, ...]) -> None:
     """Notices that need a decision: id, status, kind, queued at, user (hashed), last error."""
@@ -49,7 +50,7 @@ def _settle(obj: Any, notice_id: int, status: str, note: str) -> None:
             raise click.ClickException(f"notice {notice_id} is {row.status}: nothing to decide")
         now = obj.services.clock.utcnow()
         row.status, row.last_error, row.claimed_by, row.claimed_until = status, note, None, None
-        if status == "pending":
+        if status == NoticeStatus.PENDING:
             row.next_attempt_at = now
         else:
             row.sent_at = row.sent_at or now
@@ -61,7 +62,7 @@ def _settle(obj: Any, notice_id: int, status: str, note: str) -> None:
 @click.pass_obj
 def notices_requeue(obj: Any, notice_id: int) -> None:
     """Send the notice again (the worker picks it up on its next pass)."""
-    _settle(obj, notice_id, "pending", "requeued by an operator")
+    _settle(obj, notice_id, NoticeStatus.PENDING, "requeued by an operator")
 
 
 @command.command("mark-sent")
@@ -69,4 +70,4 @@ def notices_requeue(obj: Any, notice_id: int) -> None:
 @click.pass_obj
 def notices_mark_sent(obj: Any, notice_id: int) -> None:
     """The student did receive it: close it without sending."""
-    _settle(obj, notice_id, "sent", "marked sent by an operator")
+    _settle(obj, notice_id, NoticeStatus.SENT, "marked sent by an operator")
