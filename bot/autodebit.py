@@ -22,18 +22,23 @@ from __future__ import annotations
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import String, and_, cast, exists, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bot import notices
 from bot.adapters.bank import INSUFFICIENT_FUNDS, NO_ACCOUNT, UNKNOWN_REFERENCE, BankResult, BankUnavailable
+from bot.calendar import day_start_utc, month_start
+from bot.cards import can_add_money, card_for
 from bot.clock import SCHOOL_TZ, to_local
-from bot.texts import t, yuan
-from bot.topup import card_for, fen
+from bot.errors import UserError
+from bot.money import fen, yuan
+from bot.notices import Said
+from bot.texts import t
 from models import (
     AutodebitAgreement,
     AutodebitAttempt,
@@ -47,30 +52,24 @@ from models import (
     lock_card,
     post_entry,
 )
-from models.ledger import queue_notice
+from models.enums import AgreementStatus, AttemptStatus, CardStatus, EntryKind, RefundStatus
 
 if TYPE_CHECKING:
     from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-OPEN = ("waiting", "processing")
+OPEN = (AttemptStatus.WAITING, AttemptStatus.PROCESSING)
 ACCOUNT = re.compile(r"^\d{12,20}$")
 STALE_PROCESSING = timedelta(minutes=2)  # a 'processing' attempt older than this is no longer in anyone's hands
 SWEEP_THREADS = 8
 
 
-class AutodebitError(Exception):
-    """Something the student or operator asked for that cannot be done; ``code`` for APIs, text key ``autodebit_err_{code}``."""
+TEXTS = "autodebit_err_"  # an auto top-up refusal's text is ``autodebit_err_{code}``
 
-    def __init__(self, code: str, status: int = 400, **values: Any) -> None:
-        super().__init__(code)
-        self.code = code
-        self.status = status
-        self.values = values
 
-    def message(self, lang: str) -> str:
-        return t(lang, f"autodebit_err_{self.code}", **self.values)
+def refused(code: str, status: int = 400, **values: Any) -> UserError:
+    return UserError(code, status, f"{TEXTS}{code}", **values)
 
 
 # --- small helpers -----------------------------------------------------------------
@@ -94,16 +93,6 @@ def next_window(services: Services) -> datetime:
     return at if at > now else at + timedelta(days=1)
 
 
-def day_start_utc(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=SCHOOL_TZ).astimezone(UTC).replace(tzinfo=None)
-
-
-def month_start(day: date, back: int = 0) -> date:
-    """The 1st of ``day``'s month, ``back`` months earlier (negative: later)."""
-    total = day.year * 12 + day.month - 1 - back
-    return date(total // 12, total % 12 + 1, 1)
-
-
 def refund_deadline(services: Services, done_at_utc: datetime) -> date:
     """The last day a refund of this top-up may be asked for: ``refund_request_day`` of the following month."""
     return month_start(to_local(done_at_utc).date(), back=-1).replace(day=services.cfg.autodebit.refund_request_day)
@@ -113,24 +102,12 @@ def stamp(services: Services) -> str:
     return f"{services.clock.now():%Y-%m-%d %H:%M}"
 
 
-def notice(services: Services, openid: str, kind: str, dedup_key: str, **keys: str) -> Notice:
-    """A template notice for ``openid`` (values already in the recipient's language), linking to the page."""
-    return Notice(
-        openid=openid,
-        kind=kind,
-        data=dict(keys),
-        url=f"{services.cfg.server.public_base_url}/autodebit",
-        urgent=services.cfg.notices.template(kind).urgent,
-        dedup_key=dedup_key,
-    )
-
-
 def active_agreement(db: Session, cardholder_id: int, today: date) -> AutodebitAgreement | None:
     return db.execute(
         select(AutodebitAgreement)
         .where(
             AutodebitAgreement.cardholder_id == cardholder_id,
-            AutodebitAgreement.status == "active",
+            AutodebitAgreement.status == AgreementStatus.ACTIVE,
             AutodebitAgreement.expires_on > today,
         )
         .order_by(AutodebitAgreement.id.desc())
@@ -139,57 +116,82 @@ def active_agreement(db: Session, cardholder_id: int, today: date) -> AutodebitA
 
 
 # --- agreements --------------------------------------------------------------------
-def sign(services: Services, db: Session, openid: str, bank_account: Any) -> AutodebitAgreement:
-    """Sign for the openid's bound card after the bank confirms the account. The caller commits.
+@dataclass(frozen=True)
+class Signed:
+    """A new agreement as the page shows it; ``autodebit`` is the status of the top-up signing started, if any."""
 
-    The bank is asked before the card row is locked (no lock held over a network call); under the lock the check for
-    an active agreement is repeated, so a family member who signed meanwhile wins and this one gets a clean 409. The
-    partial unique index stays the last word."""
-    card = card_for(db, openid)
-    if card is None:
-        raise AutodebitError("not_bound", 409)
-    if card.status != "active":
-        raise AutodebitError("card_blocked", 409)
-    account = re.sub(r"[\s-]", "", bank_account) if isinstance(bank_account, str) else ""
-    if not ACCOUNT.match(account):
-        raise AutodebitError("invalid_account")
+    bank_last4: str
+    expires_on: date
+    threshold_fen: int
+    amount_fen: int
+    autodebit: str | None = None
+
+
+def sign(services: Services, openid: str, bank_account: Any) -> Signed:
+    """Sign for the openid's bound card after the bank confirms the account; a card already below the threshold
+    gets its top-up at once (signing is a trigger too).
+
+    The bank is asked before the card row is locked (no lock held over a network call); under the lock the binding
+    and the check for an active agreement are repeated, so a family member who signed meanwhile wins and this one
+    gets a clean 409. The partial unique index stays the last word."""
     today = services.clock.today()
-    if active_agreement(db, card.id, today) is not None:
-        raise AutodebitError("already_signed", 409)
+    with services.session() as db:
+        card = card_for(db, openid)
+        if (refusal := can_add_money(card)) is not None:
+            raise _blocked(refusal)
+        assert card is not None
+        card_id = card.id
+        account = re.sub(r"[\s-]", "", bank_account) if isinstance(bank_account, str) else ""
+        if not ACCOUNT.match(account):
+            raise refused("invalid_account")
+        if active_agreement(db, card_id, today) is not None:
+            raise refused("already_signed", 409)
     try:
         checked = services.bank.check_account(account)
     except BankUnavailable:
-        raise AutodebitError("bank_unavailable", 503) from None
+        raise refused("bank_unavailable", 503) from None
     if not checked.ok:
-        raise AutodebitError("no_account" if checked.reason == NO_ACCOUNT else "bank_refused_sign", 409)
-    card = lock_card(db, card.id)
-    if card.status != "active":
-        raise AutodebitError("card_blocked", 409)
-    for ended in _active_agreements(db, card.id):
-        if ended.expires_on > today:
-            raise AutodebitError("already_signed", 409)
-        ended.status = "expired"  # its day has come; the hourly job has not marked it yet
-    c = services.cfg.autodebit
-    ends = expires_on(services, today)
-    agreement = AutodebitAgreement(
-        cardholder_id=card.id,
-        openid=openid,
-        bank_account=account,
-        bank_last4=account[-4:],
-        threshold_fen=fen(c.threshold),
-        amount_fen=fen(c.amount),
-        status="active",
-        signed_at=services.clock.utcnow(),
-        expires_on=ends,
-        # signed inside the reminder window: the page already says when it ends, no reminder needed
-        reminder_sent_on=today if ends - timedelta(days=c.reminder_days_before) <= today else None,
-    )
-    try:
-        with db.begin_nested():
-            db.add(agreement)
-    except IntegrityError:
-        raise AutodebitError("already_signed", 409) from None
-    return agreement
+        raise refused("no_account" if checked.reason == NO_ACCOUNT else "bank_refused_sign", 409)
+    with services.session() as db, db.begin():
+        card = lock_card(db, card_id)
+        still = card_for(db, openid)
+        if (refusal := can_add_money(still if still is not None and still.id == card_id else None)) is not None:
+            raise _blocked(refusal)
+        for ended in _active_agreements(db, card.id):
+            if ended.expires_on > today:
+                raise refused("already_signed", 409)
+            ended.status = AgreementStatus.EXPIRED  # its day has come; the hourly job has not marked it yet
+        c = services.cfg.autodebit
+        ends = expires_on(services, today)
+        agreement = AutodebitAgreement(
+            cardholder_id=card.id,
+            openid=openid,
+            bank_account=account,
+            bank_last4=account[-4:],
+            threshold_fen=fen(c.threshold),
+            amount_fen=fen(c.amount),
+            status=AgreementStatus.ACTIVE,
+            signed_at=services.clock.utcnow(),
+            expires_on=ends,
+            # signed inside the reminder window: the page already says when it ends, no reminder needed
+            reminder_sent_on=today if ends - timedelta(days=c.reminder_days_before) <= today else None,
+        )
+        try:
+            with db.begin_nested():
+                db.add(agreement)
+        except IntegrityError:
+            raise refused("already_signed", 409) from None
+        signed = Signed(agreement.bank_last4, agreement.expires_on, agreement.threshold_fen, agreement.amount_fen)
+        attempt = open_attempt(services, db, card, f"sign:{agreement.id}")
+        attempt_id = attempt.id if attempt else None
+    if attempt_id is None:
+        return signed
+    return replace(signed, autodebit=process_attempt(services, attempt_id))
+
+
+def _blocked(refusal: UserError) -> UserError:
+    """The card rule's refusal in the auto top-up's words (409: the card's state, not the request, is the problem)."""
+    return refused("not_bound" if refusal.code == "not_bound" else "card_blocked", 409)
 
 
 def _active_agreements(db: Session, cardholder_id: int) -> list[AutodebitAgreement]:
@@ -197,37 +199,37 @@ def _active_agreements(db: Session, cardholder_id: int) -> list[AutodebitAgreeme
     return list(
         db.execute(
             select(AutodebitAgreement)
-            .where(AutodebitAgreement.cardholder_id == cardholder_id, AutodebitAgreement.status == "active")
+            .where(AutodebitAgreement.cardholder_id == cardholder_id, AutodebitAgreement.status == AgreementStatus.ACTIVE)
             .with_for_update()
         ).scalars()
     )
 
 
-def cancel(services: Services, db: Session, openid: str) -> AutodebitAgreement:
+def cancel(services: Services, openid: str) -> None:
     """End the card's agreement and its waiting attempts (locks: card → agreement → attempts). Once this commits no
     new debit starts: ``process_attempt`` re-reads the agreement under the same locks before claiming an attempt."""
-    card = card_for(db, openid)
-    if card is None:
-        raise AutodebitError("not_bound", 409)
-    lock_card(db, card.id)
-    today = services.clock.today()
-    agreement = next((a for a in _active_agreements(db, card.id) if a.expires_on > today), None)
-    if agreement is None:
-        raise AutodebitError("no_agreement", 404)
-    now = services.clock.utcnow()
-    agreement.status, agreement.cancelled_at = "cancelled", now
-    for attempt in db.execute(
-        select(AutodebitAttempt).where(AutodebitAttempt.agreement_id == agreement.id, AutodebitAttempt.status == "waiting").with_for_update()
-    ).scalars():
-        attempt.status, attempt.reason, attempt.done_at = "cancelled", "agreement_cancelled", now
-    return agreement
+    with services.session() as db, db.begin():
+        card = card_for(db, openid)
+        if card is None:
+            raise refused("not_bound", 409)
+        lock_card(db, card.id)
+        today = services.clock.today()
+        agreement = next((a for a in _active_agreements(db, card.id) if a.expires_on > today), None)
+        if agreement is None:
+            raise refused("no_agreement", 404)
+        now = services.clock.utcnow()
+        agreement.status, agreement.cancelled_at = AgreementStatus.CANCELLED, now
+        waiting = select(AutodebitAttempt).where(AutodebitAttempt.agreement_id == agreement.id, AutodebitAttempt.status == AttemptStatus.WAITING)
+        for attempt in db.execute(waiting.with_for_update()).scalars():
+            attempt.status, attempt.reason, attempt.done_at = AttemptStatus.CANCELLED, "agreement_cancelled", now
 
 
 # --- triggers ------------------------------------------------------------------------
 def open_attempt(services: Services, db: Session, card: Cardholder, trigger_key: str) -> AutodebitAttempt | None:
-    """Create a waiting attempt if this card needs one now (call with the card row locked, e.g. after post_entry)."""
+    """Create a waiting attempt if this card needs one now. Part of its trigger's transaction (the debit that left the
+    card low, or the signing), with the card row locked: the trigger and its attempt land together or not at all."""
     today = services.clock.today()
-    if card.status != "active":
+    if card.status != CardStatus.ACTIVE:
         return None
     agreement = active_agreement(db, card.id, today)
     if agreement is None or card.balance_fen >= agreement.threshold_fen:
@@ -238,7 +240,7 @@ def open_attempt(services: Services, db: Session, card: Cardholder, trigger_key:
             or_(
                 AutodebitAttempt.status.in_(OPEN),
                 AutodebitAttempt.trigger_key == trigger_key,
-                and_(AutodebitAttempt.status == "failed", AutodebitAttempt.created_at >= day_start_utc(today)),
+                and_(AutodebitAttempt.status == AttemptStatus.FAILED, AutodebitAttempt.created_at >= day_start_utc(today)),
             ),
         ).limit(1)
     ).first()
@@ -249,7 +251,7 @@ def open_attempt(services: Services, db: Session, card: Cardholder, trigger_key:
         agreement_id=agreement.id,
         cardholder_id=card.id,
         amount_fen=agreement.amount_fen,
-        status="waiting",
+        status=AttemptStatus.WAITING,
         created_at=services.clock.utcnow(),
     )
     db.add(attempt)
@@ -275,18 +277,18 @@ def process_attempt(services: Services, attempt_id: int) -> str:
     reference first, and only a reference the bank never received is decided again (cancel, or debit once more with
     the same reference)."""
     if not in_bank_hours(services):
-        return "waiting"
+        return AttemptStatus.WAITING
     ref = f"AD{attempt_id}"
     with services.session() as db:
         status = db.execute(select(AutodebitAttempt.status).where(AutodebitAttempt.id == attempt_id)).scalar_one()
     if status not in OPEN:
         return status
-    if status == "processing":
+    if status == AttemptStatus.PROCESSING:
         try:
             known = services.bank.query(ref)
         except BankUnavailable as exc:
             log.warning("auto top-up %s: bank did not answer the query (%s); the sweep will ask again", attempt_id, exc)
-            return "processing"
+            return AttemptStatus.PROCESSING
         if known.ok or known.reason != UNKNOWN_REFERENCE:
             return _settle(services, attempt_id, known)
     with services.session() as db, db.begin():
@@ -295,15 +297,15 @@ def process_attempt(services: Services, attempt_id: int) -> str:
             return attempt.status
         why = _no_longer_needed(services, db, attempt, agreement, card)
         if why:
-            attempt.status, attempt.reason, attempt.done_at = "cancelled", why, services.clock.utcnow()
+            attempt.status, attempt.reason, attempt.done_at = AttemptStatus.CANCELLED, why, services.clock.utcnow()
             return attempt.status
-        attempt.status = "processing"
+        attempt.status = AttemptStatus.PROCESSING
         account, amount = agreement.bank_account, attempt.amount_fen
     try:
         result = services.bank.debit(account, amount, ref)
     except BankUnavailable as exc:
         log.warning("auto top-up %s: bank unavailable (%s); the sweep will ask the bank about it", attempt_id, exc)
-        return "processing"
+        return AttemptStatus.PROCESSING
     return _settle(services, attempt_id, result)
 
 
@@ -312,44 +314,36 @@ def _settle(services: Services, attempt_id: int, result: BankResult) -> str:
     (the money is the student's); a refusal only fails an attempt still in flight."""
     with services.session() as db, db.begin():
         attempt, agreement, _ = _locked(db, attempt_id)
-        if attempt.status == "succeeded" or (not result.ok and attempt.status != "processing"):
+        if attempt.status == AttemptStatus.SUCCEEDED or (not result.ok and attempt.status != AttemptStatus.PROCESSING):
             return attempt.status
         lang = lang_of(db, agreement.openid)
         now = services.clock.utcnow()
         amount = attempt.amount_fen
         if result.ok:
-            if attempt.status != "processing":
+            if attempt.status != AttemptStatus.PROCESSING:
                 log.warning("auto top-up %s: the bank debited an attempt left %s; crediting it", attempt_id, attempt.status)
-            attempt.status, attempt.reason, attempt.bank_ref, attempt.done_at = "succeeded", None, result.bank_ref[:64], now
+            attempt.status, attempt.reason, attempt.bank_ref, attempt.done_at = AttemptStatus.SUCCEEDED, None, result.bank_ref[:64], now
 
             def success(card: Cardholder, entry: Any) -> list[Notice]:
-                return [
-                    notice(services, agreement.openid, "autodebit_success", f"autodebit:{attempt_id}:ok",
-                           amount=t(lang, "notice_yuan", amount=yuan(amount)), balance=t(lang, "notice_yuan", amount=yuan(card.balance_fen)),
-                           time=stamp(services))
-                ]
+                return [notices.build(db, services.cfg, "autodebit_success", agreement.openid, f"autodebit:{attempt_id}:ok", lang,
+                                      amount=amount, balance=card.balance_fen, time=stamp(services))]
 
-            post_entry(db, attempt.cardholder_id, amount, "autodebit", f"autodebit:{attempt_id}", description=t(lang, "kind_autodebit"),
+            post_entry(db, attempt.cardholder_id, amount, EntryKind.AUTODEBIT, f"autodebit:{attempt_id}", description=t(lang, "kind_autodebit"),
                        ref=result.bank_ref[:64] or None, build_notices=success, at=now)
-            services.metrics.credits.labels(kind="autodebit").inc()
+            services.metrics.credits.labels(kind=EntryKind.AUTODEBIT).inc()
         else:
             reason = result.reason if result.reason in (INSUFFICIENT_FUNDS, NO_ACCOUNT) else "refused"
-            attempt.status, attempt.reason, attempt.done_at = "failed", reason, now
-            queue_notice(
-                db,
-                notice(services, agreement.openid, "autodebit_failure", f"autodebit:{attempt_id}:fail",
-                       amount=t(lang, "notice_yuan", amount=yuan(amount)), reason=t(lang, f"notice_reason_{reason}"),
-                       advice=t(lang, f"notice_advice_{reason}"), time=stamp(services)),
-                f"autodebit:{attempt_id}",
-            )
+            attempt.status, attempt.reason, attempt.done_at = AttemptStatus.FAILED, reason, now
+            notices.send(db, services.cfg, "autodebit_failure", agreement.openid, f"autodebit:{attempt_id}:fail", lang, amount=amount,
+                         reason=Said(f"notice_reason_{reason}"), advice=Said(f"notice_advice_{reason}"), time=stamp(services))
         log.info("auto top-up %s: %s", attempt_id, attempt.status)
         return attempt.status
 
 
 def _no_longer_needed(services: Services, db: Session, attempt: AutodebitAttempt, agreement: AutodebitAgreement, card: Cardholder) -> str:
-    if agreement.status != "active" or agreement.expires_on <= services.clock.today():
+    if agreement.status != AgreementStatus.ACTIVE or agreement.expires_on <= services.clock.today():
         return "agreement_ended"
-    if card.status != "active":
+    if card.status != CardStatus.ACTIVE:
         return "card_blocked"
     if card.balance_fen >= agreement.threshold_fen:
         return "not_needed"
@@ -357,15 +351,10 @@ def _no_longer_needed(services: Services, db: Session, attempt: AutodebitAttempt
         select(AutodebitAttempt.id).where(
             AutodebitAttempt.cardholder_id == attempt.cardholder_id,
             AutodebitAttempt.id != attempt.id,
-            AutodebitAttempt.status == "processing",
+            AutodebitAttempt.status == AttemptStatus.PROCESSING,
         ).limit(1)
     ).first()
     return "superseded" if other else ""
-
-
-def on_card_entry(services: Services, db: Session, card: Cardholder, entry_id: str) -> AutodebitAttempt | None:
-    """Called in the card entry's transaction: open an attempt if the entry left the card below its threshold."""
-    return open_attempt(services, db, card, f"entry:{entry_id}")
 
 
 # --- the sweep -----------------------------------------------------------------------
@@ -380,7 +369,10 @@ def sweep(services: Services) -> dict[str, int]:
         ids = list(
             db.execute(
                 select(AutodebitAttempt.id)
-                .where(or_(AutodebitAttempt.status == "waiting", and_(AutodebitAttempt.status == "processing", AutodebitAttempt.created_at < stale)))
+                .where(
+                    or_(AutodebitAttempt.status == AttemptStatus.WAITING,
+                        and_(AutodebitAttempt.status == AttemptStatus.PROCESSING, AutodebitAttempt.created_at < stale))
+                )
                 .order_by(AutodebitAttempt.id)
             ).scalars()
         )
@@ -405,12 +397,12 @@ def create_missed_attempts(services: Services) -> int:
     a, c, t_ = AutodebitAgreement, Cardholder, AutodebitAttempt
     key = literal(f"sweep:{today.isoformat()}:", String) + cast(a.cardholder_id, String)
     rows = (
-        select(key, a.id, a.cardholder_id, a.amount_fen, literal("waiting", String), literal(services.clock.utcnow()))
+        select(key, a.id, a.cardholder_id, a.amount_fen, literal(AttemptStatus.WAITING.value, String), literal(services.clock.utcnow()))
         .join(c, c.id == a.cardholder_id)
         .where(
-            a.status == "active",
+            a.status == AgreementStatus.ACTIVE,
             a.expires_on > today,
-            c.status == "active",
+            c.status == CardStatus.ACTIVE,
             c.balance_fen < a.threshold_fen,
             ~exists().where(t_.cardholder_id == a.cardholder_id, or_(t_.status.in_(OPEN), t_.created_at >= day_start_utc(today))),
         )
@@ -453,7 +445,7 @@ def reconcile_bank(services: Services, day: date) -> list[BankDifference]:
         } if keys else {}
         credits = db.execute(
             select(LedgerEntry.idempotency_key, LedgerEntry.amount_fen)
-            .where(LedgerEntry.kind == "autodebit", LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
+            .where(LedgerEntry.kind == EntryKind.AUTODEBIT, LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
             .order_by(LedgerEntry.id)
         ).all()
     diffs: list[BankDifference] = []
@@ -482,7 +474,7 @@ def run_agreement_reminders(services: Services, batch: int = 500) -> dict[str, i
     before = today + timedelta(days=services.cfg.autodebit.reminder_days_before)
 
     def expire(ag: AutodebitAgreement) -> None:
-        ag.status = "expired"
+        ag.status = AgreementStatus.EXPIRED
 
     def remind(ag: AutodebitAgreement) -> None:
         ag.reminder_sent_on = today
@@ -503,16 +495,15 @@ def _agreement_notices(services: Services, batch: int, where: list[Any], change:
             rows = db.execute(
                 select(AutodebitAgreement, WechatUser.lang)
                 .outerjoin(WechatUser, WechatUser.openid == AutodebitAgreement.openid)
-                .where(AutodebitAgreement.status == "active", *where)
+                .where(AutodebitAgreement.status == AgreementStatus.ACTIVE, *where)
                 .order_by(AutodebitAgreement.id)
                 .limit(batch)
                 .with_for_update(of=AutodebitAgreement, skip_locked=True)
             ).all()
             for ag, lang in rows:
                 change(ag)
-                lang = lang or "zh"
-                queue_notice(db, notice(services, ag.openid, kind, f"agreement:{ag.id}:{kind}", status=t(lang, status_key),
-                                        date=f"{ag.expires_on:%Y-%m-%d}", advice=t(lang, "notice_agreement_advice")), f"agreement:{ag.id}")
+                notices.send(db, services.cfg, kind, ag.openid, f"agreement:{ag.id}:{kind}", lang or "zh", status=Said(status_key),
+                             date=f"{ag.expires_on:%Y-%m-%d}", advice=Said("notice_agreement_advice"))
         done += len(rows)
         if len(rows) < batch:
             return done
@@ -533,7 +524,7 @@ def recent_topups(services: Services, db: Session, cardholder_id: int) -> list[R
     since = day_start_utc(month_start(today, back=1))
     attempts = db.execute(
         select(AutodebitAttempt)
-        .where(AutodebitAttempt.cardholder_id == cardholder_id, AutodebitAttempt.status == "succeeded", AutodebitAttempt.done_at >= since)
+        .where(AutodebitAttempt.cardholder_id == cardholder_id, AutodebitAttempt.status == AttemptStatus.SUCCEEDED, AutodebitAttempt.done_at >= since)
         .order_by(AutodebitAttempt.done_at.desc())
     ).scalars().all()
     requests = {
@@ -548,24 +539,27 @@ def recent_topups(services: Services, db: Session, cardholder_id: int) -> list[R
     return out
 
 
-def request_refund(services: Services, db: Session, openid: str, attempt_id: Any) -> RefundRequest:
-    card = card_for(db, openid)
-    if card is None:
-        raise AutodebitError("not_bound", 409)
-    if not isinstance(attempt_id, int) or isinstance(attempt_id, bool) or not 0 < attempt_id < 2**31:
-        raise AutodebitError("not_found", 404)
-    attempt = db.get(AutodebitAttempt, attempt_id)
-    if attempt is None or attempt.cardholder_id != card.id or attempt.status != "succeeded" or attempt.done_at is None:
-        raise AutodebitError("not_found", 404)
-    deadline = refund_deadline(services, attempt.done_at)
-    if services.clock.today() > deadline:
-        raise AutodebitError("too_late", 409, deadline=f"{deadline:%Y-%m-%d}")
-    if db.execute(select(RefundRequest.id).where(RefundRequest.attempt_id == attempt.id)).first():
-        raise AutodebitError("already_requested", 409)
-    req = RefundRequest(attempt_id=attempt.id, openid=openid, status="pending", requested_at=services.clock.utcnow())
-    db.add(req)
-    db.flush()
-    return req
+def request_refund(services: Services, openid: str, attempt_id: Any) -> RefundRequest:
+    """Ask for a refund of one of the card's own auto top-ups until its deadline; one request per top-up."""
+    with services.session() as db, db.begin():
+        card = card_for(db, openid)
+        if card is None:
+            raise refused("not_bound", 409)
+        if not isinstance(attempt_id, int) or isinstance(attempt_id, bool) or not 0 < attempt_id < 2**31:
+            raise refused("not_found", 404)
+        attempt = db.get(AutodebitAttempt, attempt_id)
+        if attempt is None or attempt.cardholder_id != card.id or attempt.status != AttemptStatus.SUCCEEDED or attempt.done_at is None:
+            raise refused("not_found", 404)
+        deadline = refund_deadline(services, attempt.done_at)
+        if services.clock.today() > deadline:
+            raise refused("too_late", 409, deadline=f"{deadline:%Y-%m-%d}")
+        req = RefundRequest(attempt_id=attempt.id, openid=openid, status=RefundStatus.PENDING, requested_at=services.clock.utcnow())
+        try:
+            with db.begin_nested():
+                db.add(req)
+        except IntegrityError:  # the unique attempt_id: asked before, or by a family member at the same moment
+            raise refused("already_requested", 409) from None
+        return req
 
 
 def approve_refund(services: Services, request_id: int, operator: str) -> RefundRequest:
@@ -574,47 +568,46 @@ def approve_refund(services: Services, request_id: int, operator: str) -> Refund
     with services.session() as db, db.begin():
         req = db.execute(select(RefundRequest).where(RefundRequest.id == request_id).with_for_update()).scalar_one_or_none()
         if req is None:
-            raise AutodebitError("not_found", 404)
-        if req.status == "approved":
+            raise refused("not_found", 404)
+        if req.status == RefundStatus.APPROVED:
             return req
-        if req.status not in ("pending", "approving"):
-            raise AutodebitError("already_decided", 409, state=req.status)
+        if req.status not in (RefundStatus.PENDING, RefundStatus.APPROVING):
+            raise refused("already_decided", 409, state=req.status)
         attempt = db.get(AutodebitAttempt, req.attempt_id)
         assert attempt is not None and attempt.bank_ref
         agreement = db.get(AutodebitAgreement, attempt.agreement_id)
         assert agreement is not None
         lang = lang_of(db, req.openid)
         try:
-            post_entry(db, attempt.cardholder_id, -attempt.amount_fen, "refund", f"autodebit-refund:{attempt.id}",
+            post_entry(db, attempt.cardholder_id, -attempt.amount_fen, EntryKind.REFUND, f"autodebit-refund:{attempt.id}",
                        description=t(lang, "kind_refund"), ref=attempt.bank_ref, at=services.clock.utcnow())
         except InsufficientBalance:
-            raise AutodebitError("balance_too_low", 409) from None
-        req.status = "approving"
+            raise refused("balance_too_low", 409) from None
+        req.status = RefundStatus.APPROVING
         account, amount, original = agreement.bank_account, attempt.amount_fen, attempt.bank_ref
         attempt_id, card_id = attempt.id, attempt.cardholder_id
     try:
         result = services.bank.refund(account, amount, f"RF{attempt_id}", original)
     except BankUnavailable:
-        raise AutodebitError("bank_unavailable", 503) from None
+        raise refused("bank_unavailable", 503) from None
     with services.session() as db, db.begin():
         req = db.execute(select(RefundRequest).where(RefundRequest.id == request_id).with_for_update()).scalar_one()
-        if req.status != "approving":
+        if req.status != RefundStatus.APPROVING:
             return req
         lang = lang_of(db, req.openid)
         now = services.clock.utcnow()
         req.decided_at, req.decided_by = now, operator[:64]
         if not result.ok:
             # The bank will not take it back: give the card its money again and leave the case to the service center.
-            post_entry(db, card_id, amount, "adjust", f"autodebit-refund-undo:{attempt_id}",
+            post_entry(db, card_id, amount, EntryKind.ADJUST, f"autodebit-refund-undo:{attempt_id}",
                        description=t(lang, "kind_adjust"), at=now)
-            req.status, req.note = "failed", f"bank: {result.reason} {result.message}"[:256]
-            raise_after = AutodebitError("bank_refused_refund", 409, reason=result.reason)
+            req.status, req.note = RefundStatus.FAILED, f"bank: {result.reason} {result.message}"[:256]
+            raise_after = refused("bank_refused_refund", 409, reason=result.reason)
         else:
-            req.status = "approved"
+            req.status = RefundStatus.APPROVED
             raise_after = None
-            queue_notice(db, notice(services, req.openid, "refund_result", f"refund:{req.id}:approved",
-                                    amount=t(lang, "notice_yuan", amount=yuan(amount)), result=t(lang, "notice_refund_approved"),
-                                    time=stamp(services)), f"refund:{req.id}")
+            notices.send(db, services.cfg, "refund_result", req.openid, f"refund:{req.id}:approved", lang, amount=amount,
+                         result=Said("notice_refund_approved"), time=stamp(services))
     if raise_after is not None:
         raise raise_after
     return req
@@ -624,16 +617,14 @@ def reject_refund(services: Services, request_id: int, operator: str, note: str 
     with services.session() as db, db.begin():
         req = db.execute(select(RefundRequest).where(RefundRequest.id == request_id).with_for_update()).scalar_one_or_none()
         if req is None:
-            raise AutodebitError("not_found", 404)
-        if req.status == "rejected":
+            raise refused("not_found", 404)
+        if req.status == RefundStatus.REJECTED:
             return req
-        if req.status != "pending":
-            raise AutodebitError("already_decided", 409, state=req.status)
+        if req.status != RefundStatus.PENDING:
+            raise refused("already_decided", 409, state=req.status)
         attempt = db.get(AutodebitAttempt, req.attempt_id)
         assert attempt is not None
-        lang = lang_of(db, req.openid)
-        req.status, req.decided_at, req.decided_by, req.note = "rejected", services.clock.utcnow(), operator[:64], note[:256] or None
-        queue_notice(db, notice(services, req.openid, "refund_result", f"refund:{req.id}:rejected",
-                                amount=t(lang, "notice_yuan", amount=yuan(attempt.amount_fen)), result=t(lang, "notice_refund_rejected"),
-                                time=stamp(services)), f"refund:{req.id}")
+        req.status, req.decided_at, req.decided_by, req.note = RefundStatus.REJECTED, services.clock.utcnow(), operator[:64], note[:256] or None
+        notices.send(db, services.cfg, "refund_result", req.openid, f"refund:{req.id}:rejected", amount=attempt.amount_fen,
+                     result=Said("notice_refund_rejected"), time=stamp(services))
         return req

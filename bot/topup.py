@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot import notices
 from bot.adapters.pay import BillRow, PayError
 from bot.calendar import day_start_utc
 from bot.cards import can_add_money, card_for
@@ -258,13 +259,8 @@ def apply_payment(services: Services, tx: dict[str, Any]) -> bool:
         when = to_local(order.paid_at).strftime("%Y-%m-%d %H:%M:%S")
 
         def receipt(card: Cardholder, _entry: Any) -> list[Notice]:
-            data = {
-                "amount": f"{yuan(order.amount_fen)}元",
-                "fee": f"{yuan(order.fee_fen)}元",
-                "balance": f"{yuan(card.balance_fen)}元",
-                "time": when,
-            }
-            return [Notice(openid=order.openid, kind="topup_receipt", data=data, url=f"{cfg.server.public_base_url}/topup")]
+            return [notices.build(db, cfg, "topup_receipt", order.openid, f"topup:{order_no}:topup_receipt:{order.openid}",
+                                  amount=order.amount_fen, fee=order.fee_fen, balance=card.balance_fen, time=when)]
 
         posted = post_entry(
             db,
@@ -277,7 +273,7 @@ def apply_payment(services: Services, tx: dict[str, Any]) -> bool:
             build_notices=receipt,
         )
     if posted.created:
-        services.metrics.credits.labels(kind="topup").inc()
+        services.metrics.credits.labels(kind=EntryKind.TOPUP).inc()
     return posted.created
 
 

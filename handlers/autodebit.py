@@ -8,6 +8,7 @@ from bot.autodebit import active_agreement
 from bot.chat.context import Context
 from bot.chat.replies import Article
 from bot.chat.router import Routes
+from models.enums import CardStatus
 
 routes = Routes()
 
@@ -17,7 +18,7 @@ routes = Routes()
 @routes.needs_card("autodebit_not_bound")
 def autodebit(msg: Any, ctx: Context) -> Article | str:
     card = ctx.card()
-    if card.status != "active":
+    if card.status != CardStatus.ACTIVE:
         return ctx.t("autodebit_card_blocked", center=ctx.cfg.school.service_center)
     c = ctx.cfg.autodebit
     agreement = active_agreement(ctx.db, card.id, ctx.services.clock.today())

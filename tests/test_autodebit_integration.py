@@ -8,11 +8,13 @@ import hmac
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 import requests
 
 from bot.adapters import cardsys_signing
+from tests.support.factories import make_cardholder
 from tests.support.autodebit import (
     at,
     attempts,
@@ -151,3 +153,19 @@ def test_blocked_card_spend_refused_and_entry_id_bound_to_its_card(live):
     assert entry(live, "20231005", -100, entry_id="SHARED").status_code == 200
     assert entry(live, NO, 100, entry_id="SHARED").status_code == 409
     assert balance(live, other) == 9900
+
+
+def test_a_graduate_may_spend_until_the_freeze_day(live):
+    """The school's guide: a graduate's balance is to be spent or withdrawn before the account freezes
+    (``left_on`` + ``freeze_after_months``); from that day the terminal's debit is refused."""
+    today = live.services.clock.today()
+    with live.session() as db, db.begin():
+        spending = make_cardholder(db, student_no="20231006", balance_fen=10000, status="graduated", left_on=today - timedelta(days=30))
+        frozen = make_cardholder(db, student_no="20231007", balance_fen=10000, status="graduated", left_on=today - timedelta(days=120))
+        spending_id, frozen_id = spending.id, frozen.id
+    r = entry(live, "20231006", -1200)
+    assert r.status_code == 200, r.text
+    assert r.json()["balance_fen"] == 8800 and r.json()["autodebit"] is None
+    r = entry(live, "20231007", -1200)
+    assert r.status_code == 409 and r.json()["error"] == "card_blocked"
+    assert (balance(live, spending_id), balance(live, frozen_id)) == (8800, 10000)

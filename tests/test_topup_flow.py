@@ -154,6 +154,22 @@ def test_order_pay_notify_credits_once_even_with_concurrent_duplicates(make_live
     assert_ledger_consistent(live)
 
 
+def test_an_english_students_receipt_says_yuan_and_follows_the_templates_urgency(make_live):
+    """The receipt is built like every notice: money in the recipient's language, ``urgent`` from ``[notices.topup_receipt]``."""
+    receipt = {"template_id": "TPL_TOPUP_RECEIPT", "fields": {"amount": "amount1", "fee": "amount2", "balance": "amount3", "time": "time4"},
+               "urgent": False}
+    live = make_live(notices={"topup_receipt": receipt})
+    student(live, OPENID, balance_fen=10000, lang="en")
+    phone = logged_in(live, OPENID)
+    body = phone.order(5000, "quick").json()
+    assert phone.pay(body["pay_params"]).json() == {"err_msg": "get_brand_wcpay_request:ok"}
+    wait_paid(live, body["order_no"])
+    [note] = receipts(live)
+    assert (note.data["amount"], note.data["fee"], note.data["balance"]) == ("50.00 yuan", "0.15 yuan", "150.00 yuan")
+    assert note.urgent is False and note.url == live.cfg.server.public_base_url + "/topup"
+    assert_ledger_consistent(live)
+
+
 def test_cancelled_payment_changes_nothing(live):
     card_id = student(live, OPENID)
     phone = logged_in(live, OPENID)

@@ -6,14 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.cards import card_for
 from bot.chat.dialogs import Dialog
 from bot.money import yuan
 from bot.texts import t as _t
-from models import Binding, Cardholder, WechatUser
+from models import Cardholder, WechatUser
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -60,11 +59,10 @@ class Context:
         return self.services.dialogs.clear(self.openid)
 
     # --- the bound card -------------------------------------------------
-    def binding(self) -> Binding | None:
-        return self.db.execute(select(Binding).where(Binding.openid == self.openid)).scalar_one_or_none()
-
     def card(self) -> Cardholder | None:
-        """Looked up once per message: a route that needs a card has already asked before its handler runs."""
+        """Looked up once per message, in a session of its own (``db`` stays free of a transaction until a handler
+        uses it): a route that needs a card has already asked before its handler runs."""
         if not self._card_loaded:
-            self._card, self._card_loaded = card_for(self.db, self.openid), True
+            with self.services.session() as db:
+                self._card, self._card_loaded = card_for(db, self.openid), True
         return self._card

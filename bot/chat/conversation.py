@@ -47,6 +47,7 @@ def run_message(services: Services, router: Router, msg: Any, info: dict[str, An
     try:
         with services.session() as db:
             user = load_user(db, msg.source, services.clock.utcnow())
+            db.commit()  # nothing held while the handler runs: the domain functions it calls own their transactions
             info["lang"] = user.lang or "zh"
             dialog = services.dialogs.get(msg.source)
             expired = services.dialogs.take_expired(msg.source) if dialog is None and msg.type == "text" else None

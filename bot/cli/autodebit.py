@@ -8,10 +8,12 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from bot.autodebit import AutodebitError, approve_refund, reject_refund
+from bot.autodebit import approve_refund, reject_refund
 from bot.clock import to_local
-from bot.texts import yuan
+from bot.errors import UserError
+from bot.money import yuan
 from models import AutodebitAgreement, AutodebitAttempt, Cardholder, RefundRequest
+from models.enums import RefundStatus
 
 
 @click.group("autodebit")
@@ -44,7 +46,7 @@ def refunds_list(obj: Any, show_all: bool) -> None:
         .order_by(RefundRequest.id)
     )
     if not show_all:
-        q = q.where(RefundRequest.status.in_(("pending", "approving")))
+        q = q.where(RefundRequest.status.in_((RefundStatus.PENDING, RefundStatus.APPROVING)))
     with obj.services.session() as db:
         rows = db.execute(q).all()
     if not rows:
@@ -66,7 +68,7 @@ def refunds_approve(obj: Any, request_id: int) -> None:
     """Take the top-up back from the card, return it to the bank card, tell the student (safe to repeat)."""
     try:
         req = approve_refund(obj.services, request_id, _operator())
-    except AutodebitError as err:
+    except UserError as err:
         raise click.ClickException(f"refund {request_id} not approved: {err.message('en')}") from None
     click.echo(f"refund {req.id}: {req.status}")
 
@@ -79,6 +81,6 @@ def refunds_reject(obj: Any, request_id: int, note: str) -> None:
     """Decline the request and tell the student."""
     try:
         req = reject_refund(obj.services, request_id, _operator(), note)
-    except AutodebitError as err:
+    except UserError as err:
         raise click.ClickException(f"refund {request_id} not rejected: {err.message('en')}") from None
     click.echo(f"refund {req.id}: {req.status}")

@@ -5,10 +5,9 @@
 
 from __future__ import annotations
 
-from bot.money import yuan  # still imported from here by bot/autodebit.py and bot/web/autodebit.py (issue 12 phase B)
 from bot.texts import en, zh
 
-__all__ = ["t", "yuan"]
+__all__ = ["t"]
 
 LANGS = {"zh": zh.TEXTS, "en": en.TEXTS}
 

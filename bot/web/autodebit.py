@@ -10,41 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.autodebit import (
-    AutodebitError,
-    active_agreement,
-    cancel,
-    lang_of,
-    next_window,
-    open_attempt,
-    process_attempt,
-    recent_topups,
-    request_refund,
-    sign,
-)
+from bot.autodebit import active_agreement, cancel, next_window, recent_topups, request_refund, sign
+from bot.cards import card_for
 from bot.clock import to_local
+from bot.errors import UserError
+from bot.money import yuan
 from bot.services import Services
-from bot.texts import t, yuan
-from bot.topup import card_for
-from bot.web.auth import csrf_token, current_openid, login_api, login_page
-from models import AutodebitAttempt, lock_card
+from bot.web.auth import csrf_token, login_api, login_page
+from bot.web.h5 import blueprint, refuse, tr
+from models import AutodebitAttempt
+from models.enums import AgreementStatus, AttemptStatus, CardStatus
 
-bp = Blueprint("autodebit", __name__)
-
-
-def _svc() -> Services:
-    return current_app.extensions["cardbot"]
+bp = blueprint("autodebit", __name__)
 
 
-def _refused(err: AutodebitError, lang: str) -> Any:
-    return jsonify(error=err.code, message=err.message(lang)), err.status
-
-
-def state(svc: Services, db: Session, openid: str, lang: str) -> dict[str, Any]:
+def state(svc: Services, db: Session, openid: str) -> dict[str, Any]:
     """Everything the page shows, as plain data (also the JSON API's answer)."""
     card = card_for(db, openid)
     if card is None:
@@ -52,7 +36,7 @@ def state(svc: Services, db: Session, openid: str, lang: str) -> dict[str, Any]:
     c = svc.cfg.autodebit
     out: dict[str, Any] = {
         "bound": True,
-        "card_active": card.status == "active",
+        "card_active": card.status == CardStatus.ACTIVE,
         "balance": yuan(card.balance_fen),
         "threshold": c.threshold,
         "amount": c.amount,
@@ -72,20 +56,20 @@ def state(svc: Services, db: Session, openid: str, lang: str) -> dict[str, Any]:
         a, req = item.attempt, item.request
         assert a.done_at is not None
         if req is not None:
-            refund = {"state": req.status, "text": t(lang, f"autodebit_refund_{req.status}")}
+            refund = {"state": req.status, "text": tr(f"autodebit_refund_{req.status}")}
         elif item.refundable:
-            refund = {"state": "open", "text": t(lang, "autodebit_refund_until", date=f"{item.deadline:%Y-%m-%d}")}
+            refund = {"state": "open", "text": tr("autodebit_refund_until", date=f"{item.deadline:%Y-%m-%d}")}
         else:
-            refund = {"state": "too_late", "text": t(lang, "autodebit_refund_too_late", date=f"{item.deadline:%Y-%m-%d}")}
+            refund = {"state": "too_late", "text": tr("autodebit_refund_too_late", date=f"{item.deadline:%Y-%m-%d}")}
         out["topups"].append(
             {"id": a.id, "time": f"{to_local(a.done_at):%Y-%m-%d %H:%M}", "amount": yuan(a.amount_fen), "refund": refund}
         )
     last = db.execute(
         select(AutodebitAttempt).where(AutodebitAttempt.cardholder_id == card.id).order_by(AutodebitAttempt.id.desc()).limit(1)
     ).scalar_one_or_none()
-    if last is not None and last.status == "failed":
-        out["last_failed"] = t(lang, f"notice_reason_{last.reason or 'refused'}")
-    if last is not None and last.status == "waiting":
+    if last is not None and last.status == AttemptStatus.FAILED:
+        out["last_failed"] = tr(f"notice_reason_{last.reason or 'refused'}")
+    if last is not None and last.status == AttemptStatus.WAITING:
         out["waiting_until"] = f"{next_window(svc):%m-%d %H:%M}"
     return out
 
@@ -93,78 +77,56 @@ def state(svc: Services, db: Session, openid: str, lang: str) -> dict[str, Any]:
 @bp.get("/autodebit")
 @login_page
 def page() -> Any:
-    svc, openid = _svc(), current_openid() or ""
-    with svc.session() as db:
-        lang = lang_of(db, openid)
-        data = state(svc, db, openid, lang)
-
-    def tr(key: str, **values: Any) -> str:
-        return t(lang, key, **values)
-
+    with g.svc.session() as db:
+        data = state(g.svc, db, g.openid)
     keys = ("signed", "cancelled", "requested", "error", "cancel_confirm", "refund_confirm")
     data["csrf"] = csrf_token()
     data["texts"] = {k: tr(f"autodebit_js_{k}" if not k.endswith("confirm") else f"autodebit_{k}") for k in keys}
-    c = svc.cfg.autodebit
-    return render_template(
-        "autodebit/page.html", t=tr, lang=lang, data=data, month=c.renew_month, day=c.refund_request_day, center=svc.cfg.school.service_center
-    )
+    c = g.svc.cfg.autodebit
+    return render_template("autodebit/page.html", data=data, month=c.renew_month, day=c.refund_request_day, center=g.svc.cfg.school.service_center)
 
 
 @bp.get("/api/autodebit")
 @login_api
 def show() -> Any:
-    svc, openid = _svc(), current_openid() or ""
-    with svc.session() as db:
-        return jsonify(state(svc, db, openid, lang_of(db, openid)))
+    with g.svc.session() as db:
+        return jsonify(state(g.svc, db, g.openid))
 
 
 @bp.post("/api/autodebit/agreement")
 @login_api
 def create() -> Any:
-    svc, openid = _svc(), current_openid() or ""
     body = request.get_json(silent=True)
-    with svc.session() as db, db.begin():
-        lang = lang_of(db, openid)
-        try:
-            agreement = sign(svc, db, openid, body.get("bank_account") if isinstance(body, dict) else None)
-        except AutodebitError as err:
-            return _refused(err, lang)
-        out = {"bank_last4": agreement.bank_last4, "expires_on": f"{agreement.expires_on:%Y-%m-%d}",
-               "threshold_fen": agreement.threshold_fen, "amount_fen": agreement.amount_fen}
-        # already below the threshold when signing: that is a trigger too
-        attempt = open_attempt(svc, db, lock_card(db, agreement.cardholder_id), f"sign:{agreement.id}")
-        attempt_id = attempt.id if attempt else None
-    if attempt_id is not None:
-        out["autodebit"] = process_attempt(svc, attempt_id)
+    try:
+        signed = sign(g.svc, g.openid, body.get("bank_account") if isinstance(body, dict) else None)
+    except UserError as err:
+        return refuse(err)
+    out: dict[str, Any] = {"bank_last4": signed.bank_last4, "expires_on": f"{signed.expires_on:%Y-%m-%d}",
+                           "threshold_fen": signed.threshold_fen, "amount_fen": signed.amount_fen}
+    if signed.autodebit is not None:
+        out["autodebit"] = signed.autodebit
     return jsonify(out), 201
 
 
 @bp.post("/api/autodebit/agreement/cancel")
 @login_api
 def cancel_agreement() -> Any:
-    svc, openid = _svc(), current_openid() or ""
-    with svc.session() as db, db.begin():
-        lang = lang_of(db, openid)
-        try:
-            cancel(svc, db, openid)
-        except AutodebitError as err:
-            return _refused(err, lang)
-    return jsonify(status="cancelled")
+    try:
+        cancel(g.svc, g.openid)
+    except UserError as err:
+        return refuse(err)
+    return jsonify(status=AgreementStatus.CANCELLED)
 
 
 @bp.post("/api/autodebit/refunds")
 @login_api
 def refund() -> Any:
-    svc, openid = _svc(), current_openid() or ""
     body = request.get_json(silent=True)
-    with svc.session() as db, db.begin():
-        lang = lang_of(db, openid)
-        try:
-            req = request_refund(svc, db, openid, body.get("attempt_id") if isinstance(body, dict) else None)
-        except AutodebitError as err:
-            return _refused(err, lang)
-        out = {"request_id": req.id, "status": req.status}
-    return jsonify(out), 201
+    try:
+        req = request_refund(g.svc, g.openid, body.get("attempt_id") if isinstance(body, dict) else None)
+    except UserError as err:
+        return refuse(err)
+    return jsonify(request_id=req.id, status=req.status), 201
 
 
 def init_app(app: Flask) -> None:

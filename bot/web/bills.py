@@ -6,25 +6,20 @@ import re
 from datetime import date
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, render_template, request, url_for
+from flask import Flask, g, render_template, request, url_for
 
 from bot.bills import entry_view, month_bill, month_label, next_month, prev_month
 from bot.cards import can_transact, card_for, mask_student_no
 from bot.config import Config
 from bot.money import yuan
-from bot.services import Services
-from bot.texts import t
-from bot.web.auth import current_openid, login_page
-from models import Cardholder, lang_of
+from bot.web.auth import login_page
+from bot.web.h5 import blueprint, tr
+from models import Cardholder
 from models.enums import CardStatus
 
-bp = Blueprint("bills", __name__)
+bp = blueprint("bills", __name__)
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 OLDEST_YEAR = 2000
-
-
-def _svc() -> Services:
-    return current_app.extensions["cardbot"]
 
 
 def _private(html: str, status: int = 200) -> Any:
@@ -35,32 +30,25 @@ def _private(html: str, status: int = 200) -> Any:
 @bp.get("/bills")
 @login_page
 def page() -> Any:
-    svc, openid = _svc(), current_openid() or ""
+    svc, openid = g.svc, g.openid
     today = svc.clock.today()
     with svc.session() as db:
-        lang = lang_of(db, openid)
-
-        def tr(key: str, **values: Any) -> str:
-            return t(lang, key, **values)
-
         year, month = today.year, today.month
         wanted = request.args.get("month")
         if wanted is not None:
             m = MONTH.match(wanted)
             if not m or not 1 <= int(m.group(2)) <= 12 or not (OLDEST_YEAR, 1) <= (int(m.group(1)), int(m.group(2))) <= (year, month):
-                return _private(_message(tr, lang, tr("bills_page_bad_month")), 400)
+                return _private(_message(tr("bills_page_bad_month")), 400)
             year, month = int(m.group(1)), int(m.group(2))
 
         card = card_for(db, openid)
         if card is None:
-            return _private(_message(tr, lang, tr("not_bound")))
+            return _private(_message(tr("not_bound")))
         bill = month_bill(db, card.id, year, month)
         prev = prev_month(year, month)
         nxt = next_month(year, month)
         html = render_template(
             "bills/page.html",
-            t=tr,
-            lang=lang,
             school=svc.cfg.school.name,
             center=svc.cfg.school.service_center,
             name=card.masked_name,
@@ -91,5 +79,5 @@ def _status_key(card: Cardholder, today: date, cfg: Config) -> str:
     return f"status_{card.status}"
 
 
-def _message(tr: Any, lang: str, message: str) -> str:
-    return render_template("message.html", lang=lang, title=tr("bills_page_title"), message=message, message_id="message")
+def _message(message: str) -> str:
+    return render_template("message.html", title=tr("bills_page_title"), message=message, message_id="message")

@@ -10,51 +10,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request
 from markupsafe import Markup, escape  # Markup only wraps our own constant tag; values are escaped
 from sqlalchemy import select
 
 from bot.cards import card_for
 from bot.errors import UserError
 from bot.money import fen, percent, yuan
-from bot.services import Services
-from bot.texts import t
 from bot.topup import ORDER_NO, cancel_order, card_refusal, create_order, in_peak, quick_options, refused, remaining_today
-from bot.web.auth import csrf_token, current_openid, login_api, login_page
-from models import TopupOrder, lang_of
+from bot.web.auth import csrf_token, login_api, login_page
+from bot.web.h5 import blueprint, refuse, tr
+from models import TopupOrder
 from models.enums import OrderStatus
 
-bp = Blueprint("topup", __name__)
-
-
-def _svc() -> Services:
-    return current_app.extensions["cardbot"]
-
-
-def _lang(svc: Services, openid: str) -> str:
-    with svc.session() as db:
-        return lang_of(db, openid)
-
-
-def _refused(refusal: UserError, lang: str) -> Any:
-    return jsonify(error=refusal.code, message=refusal.message(lang)), refusal.status
+bp = blueprint("topup", __name__)
 
 
 @bp.get("/topup")
 @login_page
 def page() -> Any:
-    svc, openid = _svc(), current_openid() or ""
-    cfg, lang = svc.cfg, _lang(svc, openid)
-
-    def tr(key: str, **values: Any) -> str:
-        return t(lang, key, **values)
-
+    svc, openid, cfg = g.svc, g.openid, g.svc.cfg
     with svc.session() as db:
         card = card_for(db, openid)
         refusal = card_refusal(card)
         if refusal is not None or card is None:
-            msg = refusal.message(lang) if refusal else ""
-            return render_template("message.html", lang=lang, title=tr("topup_blocked_title"), message=msg, message_id="blocked")
+            msg = refusal.message(g.lang) if refusal else ""
+            return render_template("message.html", title=tr("topup_blocked_title"), message=msg, message_id="blocked")
         now = svc.clock.now()
         remaining = remaining_today(cfg, db, card.id, now.date())
         c = cfg.topup
@@ -72,8 +53,6 @@ def page() -> Any:
         }
         return render_template(
             "topup/page.html",
-            t=tr,
-            lang=lang,
             data=data,
             card_line=escape(tr("topup_card_line")).format(
                 name=card.masked_name, balance=Markup('<b id="balance">{}</b>').format(yuan(card.balance_fen))
@@ -92,15 +71,13 @@ def page() -> Any:
 @bp.post("/api/topup/orders")
 @login_api
 def create() -> Any:
-    svc, openid = _svc(), current_openid() or ""
-    lang = _lang(svc, openid)
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return _refused(refused("invalid_amount"), lang)
+        return refuse(refused("invalid_amount"))
     try:
-        made = create_order(svc, openid, body.get("amount_fen"), body.get("mode"))
+        made = create_order(g.svc, g.openid, body.get("amount_fen"), body.get("mode"))
     except UserError as refusal:
-        return _refused(refusal, lang)
+        return refuse(refusal)
     o = made.order
     return jsonify(order_no=o.order_no, amount_fen=o.amount_fen, fee_fen=o.fee_fen, pay_params=made.pay_params), 201
 
@@ -108,12 +85,11 @@ def create() -> Any:
 @bp.get("/api/topup/orders/<order_no>")
 @login_api
 def status(order_no: str) -> Any:
-    svc, openid = _svc(), current_openid() or ""
-    lang = _lang(svc, openid)
+    svc, openid = g.svc, g.openid
     with svc.session() as db:
         order = db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one_or_none() if ORDER_NO.match(order_no) else None
         if order is None or order.openid != openid:
-            return _refused(refused("not_found", 404), lang)
+            return refuse(refused("not_found", 404))
         out: dict[str, Any] = {
             "order_no": order.order_no,
             "status": order.status,
@@ -132,12 +108,10 @@ def status(order_no: str) -> Any:
 @login_api
 def cancel(order_no: str) -> Any:
     """200 with the order's state (closed, or paid after all); 503 while WeChat Pay has not confirmed the close."""
-    svc, openid = _svc(), current_openid() or ""
-    lang = _lang(svc, openid)
     try:
-        done = cancel_order(svc, openid, order_no)
+        done = cancel_order(g.svc, g.openid, order_no)
     except UserError as refusal:
-        return _refused(refusal, lang)
+        return refuse(refusal)
     o = done.order
     out: dict[str, Any] = {
         "order_no": o.order_no,
@@ -148,10 +122,10 @@ def cancel(order_no: str) -> Any:
         "remaining": yuan(done.remaining_fen),
     }
     if o.status == OrderStatus.PAID:
-        return jsonify(out | {"message": t(lang, "topup_js_success", amount=out["amount"], balance=out["balance"])})
+        return jsonify(out | {"message": tr("topup_js_success", amount=out["amount"], balance=out["balance"])})
     if o.status == OrderStatus.CLOSED:
-        return jsonify(out | {"message": t(lang, "topup_js_cancel")})
-    return jsonify(out | {"error": "cancel_unconfirmed", "message": t(lang, "topup_cancel_unconfirmed")}), 503
+        return jsonify(out | {"message": tr("topup_js_cancel")})
+    return jsonify(out | {"error": "cancel_unconfirmed", "message": tr("topup_cancel_unconfirmed")}), 503
 
 
 def init_app(app: Flask) -> None:

@@ -1,0 +1,194 @@
+"""Binding rules: who may bind a card, how many accounts may hold it, and who is told (the chat dialog is handlers/binding.py).
+
+A card is found by student number or passport number; its password is checked only with a try reserved under the
+lockout (bot.binding_lock), and a mismatch never says which field was wrong. Binding happens under the card's row
+lock, so family members binding at once cannot pass ``max_bindings_per_card``. The card's other accounts are told
+of a new binding, and all of them when guessing locks the card. Each function that writes owns its transaction.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot import notices
+from bot.binding_lock import Attempt, BindingLock, Lock
+from bot.cards import mask_student_no
+from bot.notices import Said
+from bot.web.auth import end_sessions
+from models import Binding, Cardholder, lock_card
+from models.passwords import hash_password, verify_password
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+
+def compact(text: str) -> str:
+    """Full-width to half-width (NFKC) and every space removed: '２０２３ ０００１' → '20230001'."""
+    return "".join(unicodedata.normalize("NFKC", text or "").split())
+
+
+def clean_name(text: str) -> str:
+    """Names compare after NFKC and squeezing spaces; letters stay case-sensitive."""
+    return " ".join(unicodedata.normalize("NFKC", text or "").split())
+
+
+@cache
+def _decoy_hash() -> str:
+    """Checked when no card matches, so an unknown student number takes as long as a wrong password."""
+    return hash_password("no-such-card")
+
+
+def locked(services: Services, openid: str, student_no: str | None = None) -> Lock | None:
+    """The account's lock, else the card's (reserves nothing)."""
+    return BindingLock(services).locked(openid, student_no)
+
+
+def student_no_for_passport(services: Services, passport_no: str) -> str | None:
+    with services.session() as db:
+        card = db.execute(select(Cardholder).where(Cardholder.passport_no == passport_no)).scalars().first()
+        return card.student_no if card else None
+
+
+class Outcome(StrEnum):
+    """How a bind request ended (an outcome, not a stored state)."""
+
+    BOUND = "bound"
+    LOCKED = "locked"  # no try left: ``lock`` says until when
+    MISMATCH = "mismatch"  # ``left`` tries remain (0: ``lock`` now holds)
+    ALREADY = "already"  # this account holds another card
+    FULL = "full"  # the card has max_bindings_per_card accounts
+    RACED = "raced"  # the same account bound at the same moment from another message
+
+
+@dataclass(frozen=True)
+class Bound:
+    outcome: Outcome
+    card: Cardholder | None = None  # the card bound (BOUND) or already held (ALREADY)
+    left: int = 0
+    lock: Lock | None = None
+
+
+def bind(services: Services, openid: str, student_no: str, name: str, password: str) -> Bound:
+    """Check the card's password and name under the lockout, then bind this account to the card."""
+    lock = locked(services, openid, student_no)
+    if lock is not None:
+        return Bound(Outcome.LOCKED, lock=lock)
+    with services.session() as db:
+        card = _card_by_no(db, student_no)
+
+    def check() -> bool:
+        if card is None:
+            verify_password(_decoy_hash(), password)  # same cost as a real check
+            return False
+        return verify_password(card.password_hash, password) and clean_name(card.name) == name
+
+    attempt, matches = _check_password(services, openid, student_no, check)
+    if not attempt.allowed:
+        return Bound(Outcome.LOCKED, lock=attempt.lock)
+    if not matches:
+        return Bound(Outcome.MISMATCH, left=attempt.left, lock=attempt.lock)
+    assert card is not None
+    return _attach(services, openid, card.id)
+
+
+def _attach(services: Services, openid: str, card_id: int) -> Bound:
+    """Bind under the card's row lock, so concurrent family members cannot exceed the per-card maximum."""
+    with services.session() as db, db.begin():
+        card = lock_card(db, card_id)
+        current = db.execute(select(Binding).where(Binding.openid == openid)).scalar_one_or_none()
+        if current is not None:
+            return Bound(Outcome.BOUND if current.cardholder_id == card.id else Outcome.ALREADY, card=current.cardholder)
+        count = db.execute(select(func.count()).select_from(Binding).where(Binding.cardholder_id == card.id)).scalar_one()
+        if count >= services.cfg.binding.max_bindings_per_card:
+            return Bound(Outcome.FULL)
+        try:
+            with db.begin_nested():
+                binding = Binding(openid=openid, cardholder_id=card.id, created_at=services.clock.utcnow())
+                db.add(binding)
+        except IntegrityError:
+            return Bound(Outcome.RACED)
+        _tell_bound(services, db, card, "binding_added", f"bindadd:{binding.id}", skip=openid)
+        return Bound(Outcome.BOUND, card=card)
+
+
+def _check_password(services: Services, openid: str, student_no: str, check: Callable[[], bool]) -> tuple[Attempt, bool]:
+    """Reserve a try on the account and the card, then run ``check()``; a wrong try that locks the card tells its
+    owners (a right one gives its try back, so it locks nothing)."""
+    lock = BindingLock(services)
+    attempt = lock.reserve(openid, student_no)
+    if not attempt.allowed:
+        return attempt, False
+    if check():
+        lock.succeeded(openid, student_no)
+        return attempt, True
+    if attempt.card_tripped and attempt.lock is not None:
+        with services.session() as db, db.begin():
+            if (card := _card_by_no(db, student_no)) is not None:
+                _tell_bound(services, db, card, "binding_guessed", f"bindguess:{student_no}:{attempt.lock.until:%Y%m%d%H%M}")
+    return attempt, False
+
+
+def _card_by_no(db: Session, student_no: str) -> Cardholder | None:
+    return db.execute(select(Cardholder).where(Cardholder.student_no == student_no)).scalar_one_or_none()
+
+
+def _tell_bound(services: Services, db: Session, card: Cardholder, kind: str, dedup: str, skip: str | None = None) -> None:
+    """A notice to each account bound to the card (but ``skip``), in its language: masked number, no person."""
+    openids = db.execute(select(Binding.openid).where(Binding.cardholder_id == card.id, Binding.openid != (skip or ""))).scalars().all()
+    for openid in openids:
+        notices.send(db, services.cfg, kind, openid, f"{dedup}:{kind}:{openid}", card=mask_student_no(card.student_no),
+                     event=Said(f"notice_{kind}_event"), advice=Said(f"notice_{kind}_advice"), time=f"{services.clock.now():%Y-%m-%d %H:%M}")
+
+
+def unbind(services: Services, openid: str, cardholder_id: int) -> bool:
+    """Remove this account's binding of that card (False: not bound to it any more) and end its H5 sessions."""
+    with services.session() as db, db.begin():
+        removed = db.execute(delete(Binding).where(Binding.openid == openid, Binding.cardholder_id == cardholder_id)).rowcount
+    if removed:
+        end_sessions(services, openid)
+    return bool(removed)
+
+
+def check_owner(services: Services, openid: str, student_no: str, password: str) -> tuple[Attempt, bool]:
+    """The card password again, counted like a binding try: being bound is not enough to see or remove others."""
+    with services.session() as db:
+        card = _card_by_no(db, student_no)
+    return _check_password(services, openid, student_no, lambda: card is not None and verify_password(card.password_hash, password))
+
+
+def bindings_of(services: Services, cardholder_id: int) -> list[Binding]:
+    with services.session() as db:
+        return list(db.execute(select(Binding).where(Binding.cardholder_id == cardholder_id).order_by(Binding.created_at, Binding.id)).scalars())
+
+
+class Removal(StrEnum):
+    REMOVED = "removed"
+    GONE = "gone"  # removed meanwhile, or not the binding that was listed
+    NOT_BOUND = "not_bound"  # the asking account no longer holds the card
+
+
+def remove_binding(services: Services, openid: str, cardholder_id: int, binding_id: int, created_at: str) -> tuple[Removal, Binding | None]:
+    """Remove a binding of the card listed to ``openid`` (who must still hold that card); it loses access at once.
+
+    ``created_at`` is the listed binding's time, so a reused id never matches."""
+    with services.session() as db, db.begin():
+        mine = db.execute(select(Binding).where(Binding.openid == openid)).scalar_one_or_none()
+        if mine is None or mine.cardholder_id != cardholder_id:
+            return Removal.NOT_BOUND, None
+        target = db.get(Binding, binding_id)
+        if target is None or target.cardholder_id != cardholder_id or target.created_at.isoformat() != created_at:
+            return Removal.GONE, None
+        removed = db.execute(delete(Binding).where(Binding.id == target.id, Binding.cardholder_id == cardholder_id))
+        if removed.rowcount != 1:  # removed by another account meanwhile
+            return Removal.GONE, None
+    end_sessions(services, target.openid)
+    return Removal.REMOVED, target

@@ -1,0 +1,99 @@
+"""The one debit path: what the card system's terminals report lands here (POST /integration/card-entries).
+
+An entry is posted once (ledger key ``card:{entry_id}``) under the card's row lock, and a debit that leaves the card
+below its auto top-up threshold opens the attempt in the same transaction, so no debit can forget it. Inside bank
+hours the attempt is carried out before answering, otherwise it waits for the next window. Whether the terminal may
+debit is ``can_transact``: a graduate may spend until the freeze day (the school asks graduates to spend or withdraw
+the balance before it); a credit is always recorded, because the card system has already made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from bot.autodebit import next_window, open_attempt, process_attempt
+from bot.cards import can_transact
+from bot.errors import UserError
+from models import AutodebitAttempt, Cardholder, InsufficientBalance, lock_card, post_entry
+from models.enums import AttemptStatus, EntryKind
+
+if TYPE_CHECKING:
+    from bot.services import Services
+
+TEXTS = "entry_err_"  # a refused entry's text is ``entry_err_{code}``
+
+
+def refused(code: str, status: int = 409, **values: Any) -> UserError:
+    return UserError(code, status, f"{TEXTS}{code}", **values)
+
+
+@dataclass(frozen=True)
+class CardEntry:
+    """One terminal entry as the card system reported it (already parsed and checked for shape)."""
+
+    entry_id: str
+    student_no: str
+    amount_fen: int  # negative: a spend
+    merchant: str
+    at: datetime  # naive UTC
+
+
+@dataclass(frozen=True)
+class Recorded:
+    entry_id: str
+    duplicate: bool
+    balance_after_entry_fen: int
+    balance_fen: int
+    autodebit: dict[str, Any] | None
+
+
+def record_entry(services: Services, entry: CardEntry) -> Recorded:
+    """Post the entry once and open the auto top-up it calls for; a replay changes nothing and reports the same attempt."""
+    debit = entry.amount_fen < 0
+    with services.session() as db, db.begin():
+        card_id = db.execute(select(Cardholder.id).where(Cardholder.student_no == entry.student_no)).scalar_one_or_none()
+        if card_id is None:
+            raise refused("unknown_card", 404)
+        card = lock_card(db, card_id)
+        if debit and can_transact(card, services.clock.today(), services.cfg) is not None:
+            raise refused("card_blocked", state=card.status)
+        try:
+            posted = post_entry(db, card.id, entry.amount_fen, EntryKind.SPEND if debit else EntryKind.ADJUST, f"card:{entry.entry_id}",
+                                description=entry.merchant, ref=entry.entry_id, at=entry.at)
+        except InsufficientBalance:
+            raise refused("insufficient_balance") from None
+        if not posted.created and posted.entry.cardholder_id != card.id:
+            raise refused("entry_id_reused")
+        attempt = open_attempt(services, db, card, f"entry:{entry.entry_id}") if posted.created and debit else None
+        attempt_id = attempt.id if attempt else None
+        after = posted.entry.balance_after_fen
+    if not posted.created:  # a replay: report the attempt the first delivery opened, if any
+        attempt_id = _attempt_for(services, entry.entry_id)
+    autodebit = None
+    if attempt_id is not None:
+        status = process_attempt(services, attempt_id) if posted.created else None
+        autodebit = _describe(services, attempt_id, status)
+    with services.session() as db:
+        balance = db.execute(select(Cardholder.balance_fen).where(Cardholder.id == card_id)).scalar_one()
+    return Recorded(entry.entry_id, not posted.created, after, balance, autodebit)
+
+
+def _attempt_for(services: Services, entry_id: str) -> int | None:
+    with services.session() as db:
+        return db.execute(select(AutodebitAttempt.id).where(AutodebitAttempt.trigger_key == f"entry:{entry_id}")).scalar_one_or_none()
+
+
+def _describe(services: Services, attempt_id: int, status: str | None) -> dict[str, Any]:
+    with services.session() as db:
+        a = db.get(AutodebitAttempt, attempt_id)
+        assert a is not None
+        out: dict[str, Any] = {"attempt_id": a.id, "status": a.status, "amount_fen": a.amount_fen}
+        if a.reason:
+            out["reason"] = a.reason
+        if a.status == AttemptStatus.WAITING and status == AttemptStatus.WAITING:
+            out["next_window"] = next_window(services).isoformat(timespec="minutes")
+        return out
