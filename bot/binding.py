@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, Delete, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -149,10 +149,15 @@ def _tell_bound(services: Services, db: Session, card: Cardholder, kind: str, de
                      event=Said(f"notice_{kind}_event"), advice=Said(f"notice_{kind}_advice"), time=f"{services.clock.now():%Y-%m-%d %H:%M}")
 
 
+def _rowcount(db: Session, statement: Delete) -> int:
+    """How many rows a DELETE removed (SQLAlchemy types ``Session.execute`` as a plain ``Result``)."""
+    return cast("CursorResult[Any]", db.execute(statement)).rowcount
+
+
 def unbind(services: Services, openid: str, cardholder_id: int) -> bool:
     """Remove this account's binding of that card (False: not bound to it any more) and end its H5 sessions."""
     with services.session() as db, db.begin():
-        removed = db.execute(delete(Binding).where(Binding.openid == openid, Binding.cardholder_id == cardholder_id)).rowcount
+        removed = _rowcount(db, delete(Binding).where(Binding.openid == openid, Binding.cardholder_id == cardholder_id))
     if removed:
         end_sessions(services, openid)
     return bool(removed)
@@ -187,8 +192,8 @@ def remove_binding(services: Services, openid: str, cardholder_id: int, binding_
         target = db.get(Binding, binding_id)
         if target is None or target.cardholder_id != cardholder_id or target.created_at.isoformat() != created_at:
             return Removal.GONE, None
-        removed = db.execute(delete(Binding).where(Binding.id == target.id, Binding.cardholder_id == cardholder_id))
-        if removed.rowcount != 1:  # removed by another account meanwhile
+        gone = delete(Binding).where(Binding.id == target.id, Binding.cardholder_id == cardholder_id)
+        if _rowcount(db, gone) != 1:  # removed by another account meanwhile
             return Removal.GONE, None
     end_sessions(services, target.openid)
     return Removal.REMOVED, target

@@ -17,7 +17,7 @@ routes = Routes()
 @routes.text("自动代扣", "auto debit", "autodebit", "auto-debit", "自动充值", "自动圈存", "auto top-up", "auto topup")
 @routes.needs_card("autodebit_not_bound")
 def autodebit(msg: Any, ctx: Context) -> Article | str:
-    card = ctx.card()
+    card = ctx.bound_card
     if card.status != CardStatus.ACTIVE:
         return ctx.t("autodebit_card_blocked", center=ctx.cfg.school.service_center)
     c = ctx.cfg.autodebit

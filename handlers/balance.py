@@ -41,7 +41,7 @@ def status_lines(ctx: Context, card: Cardholder) -> list[str]:
 @routes.text("余额", "balance", "查余额", "余额查询", "查询余额")
 @routes.needs_card()
 def balance(msg: Any, ctx: Context) -> str:
-    card = ctx.card()
+    card = ctx.bound_card
     lines = [
         ctx.t("balance_header", name=card.masked_name, no=mask_student_no(card.student_no)),
         ctx.t("balance_amount", balance=ctx.yuan(card.balance_fen)),

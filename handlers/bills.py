@@ -21,7 +21,7 @@ CHAT_LINES = 6
 @routes.text("账单", "bills", "bill", "账单查询", "本月账单", "查账单")
 @routes.needs_card()
 def bills(msg: Any, ctx: Context) -> str | Article:
-    card = ctx.card()
+    card = ctx.bound_card
     today = ctx.services.clock.today()
     bill = month_bill(ctx.db, card.id, today.year, today.month, limit=CHAT_LINES)
     lines = [ctx.t("bills_totals", income=ctx.yuan(bill.income_fen), spent=ctx.yuan(bill.spent_fen), count=bill.count)]

@@ -105,7 +105,7 @@ def bind_password(msg: Any, ctx: Context) -> str:
 @routes.text("解绑", "unbind", "解除绑定", "解绑校园卡")
 @routes.needs_card()
 def unbind(msg: Any, ctx: Context) -> str:
-    card = ctx.card()
+    card = ctx.bound_card
     ctx.start_dialog("unbind.confirm", {"cardholder_id": card.id})
     return ctx.t("unbind_confirm", name=card.masked_name, no=mask_student_no(card.student_no))
 
@@ -126,7 +126,7 @@ def unbind_confirm(msg: Any, ctx: Context) -> str:
 @routes.text("绑定管理", "manage bindings", "bindings", "管理绑定")
 @routes.needs_card()
 def bindings(msg: Any, ctx: Context) -> str:
-    card = ctx.card()
+    card = ctx.bound_card
     locked = rules.locked(ctx.services, ctx.openid, card.student_no)
     if locked is not None:
         return _locked_text(ctx, locked)
@@ -168,7 +168,10 @@ def bindings_manage(msg: Any, ctx: Context) -> str:
         return ctx.t("bindings_bad_choice", count=len(listed))
     ctx.end_dialog()
     binding_id, created = listed[int(choice) - 1]
-    outcome, target = rules.remove_binding(ctx.services, ctx.openid, data.get("cardholder_id"), binding_id, created)
+    card_id = data.get("cardholder_id")
+    if not isinstance(card_id, int):
+        return ctx.t("not_bound")
+    outcome, target = rules.remove_binding(ctx.services, ctx.openid, card_id, binding_id, created)
     if outcome == Removal.NOT_BOUND:
         return ctx.t("not_bound")
     if target is None:

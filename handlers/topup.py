@@ -19,7 +19,7 @@ routes = Routes()
 @routes.text("充值", "top up", "topup", "top-up", "recharge")
 @routes.needs_card()
 def topup(msg: Any, ctx: Context) -> Article | str:
-    card = ctx.card()
+    card = ctx.bound_card
     refusal = card_refusal(card)
     if refusal is not None:
         return refusal.message(ctx.lang)

@@ -14,7 +14,6 @@ import pytest
 import requests
 
 from bot.adapters import cardsys_signing
-from tests.support.factories import make_cardholder
 from tests.support.autodebit import (
     at,
     attempts,
@@ -24,6 +23,7 @@ from tests.support.autodebit import (
     signed,
     student,
 )
+from tests.support.factories import make_cardholder
 
 pytestmark = pytest.mark.usefixtures("ledger_checked")
 

@@ -66,3 +66,11 @@ class Context:
             with self.services.session() as db:
                 self._card, self._card_loaded = card_for(db, self.openid), True
         return self._card
+
+    @property
+    def bound_card(self) -> Cardholder:
+        """The card of a ``needs_card`` route's handler: the router has checked that there is one."""
+        card = self.card()
+        if card is None:
+            raise LookupError("bound_card used outside a needs_card route")
+        return card

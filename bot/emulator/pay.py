@@ -542,8 +542,8 @@ def confirm() -> Response:
     if not isinstance(b, dict):
         return fail("bad request")
     e = emu()
-    fields = [b.get(k) for k in ("appId", "timeStamp", "nonceStr", "package")]
-    if not all(isinstance(f, str) and f for f in fields) or b.get("signType") != "RSA":
+    fields = [str(b.get(k) or "") for k in ("appId", "timeStamp", "nonceStr", "package")]
+    if not all(isinstance(b.get(k), str) for k in ("appId", "timeStamp", "nonceStr", "package")) or not all(fields) or b.get("signType") != "RSA":
         return fail("支付参数缺失 / missing pay params")
     if b["appId"] != e.cfg.wechat.appid:
         return fail("appId 不正确 / wrong appId")

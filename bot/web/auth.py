@@ -116,12 +116,13 @@ def login_api(view: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not current_openid():
+        openid = current_openid()
+        if not openid:
             return jsonify(error="not_signed_in", message="请从公众号菜单重新打开页面 / Please reopen this page from the menu."), 401
         cfg = _svc().cfg.server
         write = request.method not in ("GET", "HEAD")
         wait = RateLimiter(_svc().store).hit(
-            "h5w" if write else "h5r", current_openid(), cfg.h5_writes_per_minute if write else cfg.h5_reads_per_minute
+            "h5w" if write else "h5r", openid, cfg.h5_writes_per_minute if write else cfg.h5_reads_per_minute
         )
         if wait:
             resp = jsonify(error="rate_limited", message="操作太频繁，请稍后再试 / Too many requests, please wait a moment.")
