@@ -33,8 +33,7 @@ run: install
 	mkdir -p var
 	$(VENV)/bin/cardbot demo
 
-test: install-test browser
-	$(VENV)/bin/ruff check .
+test: lint browser
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 # The pure-rule unit tests (money, calendar, card rules): seconds, no database or Redis.
