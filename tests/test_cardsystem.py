@@ -28,23 +28,12 @@ from bot.adapters.cardsystem import (
     LossResult,
     Refusal,
     VerifyResult,
-    make_card_system,
 )
 from bot.clock import SCHOOL_TZ
 from tests.support.topup import wait_for
 
 ZHANG = ("20230001", "张三", "10200")  # demo roster: id number ...15102X → password 15102X with X as 0
 ZHANG_PW = "15102" + "0"
-
-
-@pytest.fixture
-def cs_live(make_live):
-    return make_live(cardsystem={"adapter": "http", "timeout_seconds": 1.0})
-
-
-@pytest.fixture
-def cs(cs_live):
-    return make_card_system(cs_live.cfg)
 
 
 def emu(live):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from bot.chat.router import Routes
@@ -11,12 +10,7 @@ from models import WechatUser
 
 OID = "oConv000000000000000000001"
 test_routes = Routes()
-
-
-@pytest.fixture
-def live(make_live):
-    """The app with this file's test handlers in its router."""
-    return make_live(routes=[test_routes])
+ROUTES = [test_routes]  # conftest ``live`` adds this file's test handlers to the router
 
 
 @test_routes.text("__test_dialog__")

@@ -6,8 +6,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from bot.chat.router import Routes
 from bot.chat.wechat_xml import check_signature, sha1_signature
 
@@ -92,12 +90,7 @@ def test_cdata_terminator_in_user_text_is_safe(wx):
 _calls: list[str] = []
 _slow = threading.Event()
 test_routes = Routes()
-
-
-@pytest.fixture
-def live(make_live):
-    """The app with this file's test handlers in its router."""
-    return make_live(routes=[test_routes])
+ROUTES = [test_routes]  # conftest ``live`` adds this file's test handlers to the router
 
 
 @test_routes.text("__test_count__")
