@@ -41,6 +41,16 @@ def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
+SERVICE_FIXTURES = {"database_url", "redis_client", "make_live", "keys_dir"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``make test-fast`` runs the ``unit`` tests in seconds on a machine without services: none may ask for one."""
+    wrong = [item.nodeid for item in items if item.get_closest_marker("unit") and SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    if wrong:
+        raise pytest.UsageError("unit tests asking for a database, Redis or the app: " + ", ".join(wrong))
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh, migrated database for this test process; dropped at the end."""
@@ -202,9 +212,15 @@ def wx_aes(live: LiveApp) -> Pusher:
 
 
 @pytest.fixture
-def ledger_checked(make_live: Any, database_url: str) -> Iterator[None]:
+def ledger_checked(request: pytest.FixtureRequest) -> Iterator[None]:
     """After the test (before the database is cleaned): each card's balance equals the sum of its ledger entries.
-    Money modules ask for it with ``pytestmark = pytest.mark.usefixtures("ledger_checked")``."""
+    Money modules ask for it with ``pytestmark = pytest.mark.usefixtures("ledger_checked")``; their ``unit`` tests
+    touch no database, so for them it asks for none."""
+    if request.node.get_closest_marker("unit"):
+        yield
+        return
+    request.getfixturevalue("make_live")  # set up first, so the database is cleaned only after this check
+    database_url = request.getfixturevalue("database_url")
     yield
     engine = create_engine(database_url)
     try:

@@ -14,6 +14,7 @@ from bench import loadgen, runner, webhook
 from bot.chat.wechat_xml import check_signature, decode_push, dedup_key
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("mode", ["plain", "aes"])
 def test_click_requests_are_signed_and_unique(demo_cfg, mode: str) -> None:  # type: ignore[no-untyped-def]
     users = ["o_a", "o_b", "o_c"]
@@ -31,6 +32,7 @@ def test_click_requests_are_signed_and_unique(demo_cfg, mode: str) -> None:  # t
     assert len(nonces) > len(reqs) * 0.9
 
 
+@pytest.mark.unit
 def test_text_requests_carry_unique_msgids(demo_cfg) -> None:  # type: ignore[no-untyped-def]
     reqs = webhook.text_requests(demo_cfg, ["o_x", "o_x"], ["2000000001", "2000000001"])
     msgs = [decode_push(body, dict(parse_qsl(urlsplit(path).query)), demo_cfg.wechat)[0] for path, body in reqs]

@@ -51,6 +51,7 @@ def emu_balance(live, student_no: str) -> int:
 
 # -- signing ---------------------------------------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_signature_vectors_both_ways():
     body = b'{"ref":"A1","amount_fen":100}'
     # computed independently: printf 'POST\n/cardsys/v1/credits?x=1\n1764500000\n0123456789abcdefABCDEF\n{body}' | openssl dgst -sha256 -hmac test-secret

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from bot.chat.router import Routes
@@ -25,6 +26,7 @@ def _answer(msg, ctx):
     return f"answer was {msg.content}"
 
 
+@pytest.mark.unit
 def test_texts_have_the_same_keys_in_both_languages():
     assert set(zh.TEXTS) == set(en.TEXTS)
     for key in zh.TEXTS:

@@ -6,10 +6,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from bot.chat.router import Routes
 from bot.chat.wechat_xml import check_signature, sha1_signature
 
 
+@pytest.mark.unit
 def test_url_check_vector_from_wechat_facts():
     assert sha1_signature("AAAAA", "1714036504", "1514711492") == "f464b24fc39322e44b38aa78f5edd27bd1441696"
     assert check_signature("AAAAA", "f464b24fc39322e44b38aa78f5edd27bd1441696", "1714036504", "1514711492")
