@@ -1,6 +1,8 @@
 """Fixtures: a real database (PostgreSQL when CARDBOT_TEST_DATABASE_URL names one, else SQLite), real Redis
 with a key prefix per test, the Flask app served over real HTTP on a loopback port with the emulator mounted,
-and a ``wx`` pusher that sends signed (or AES) pushes as WeChat does.
+a ``wx`` pusher that sends signed (or AES) pushes as WeChat does, and headless Chromium for the browser tests.
+
+Fixtures live only in conftest.py files (tests/test_house.py checks it); helpers live in tests/support/.
 """
 
 from __future__ import annotations
@@ -21,20 +23,32 @@ from sqlalchemy.engine import make_url
 from werkzeug.serving import make_server
 
 from bot import create_app
+from bot.adapters.cardsystem import make_card_system
 from bot.chat.router import Routes
 from bot.config import Config, load_config
 from bot.emulator.keys import ensure_keys
 from bot.emulator.push import Pusher
 from bot.migrate import upgrade
 from models import Base
-
-pytestmark = pytest.mark.usefixtures("ledger_checked")
+from tests.support import browser as chromium
+from tests.support.refunds import Receiver
+from tests.support.topup import emu_pay, logged_in, student
 
 REDIS_URL = os.environ.get("CARDBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+SERVICE_FIXTURES = {"database_url", "redis_client", "make_live", "keys_dir"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``make test-fast`` runs the ``unit`` tests in seconds on a machine without services: none may ask for one."""
+    wrong = [item.nodeid for item in items if item.get_closest_marker("unit") and SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    if wrong:
+        raise pytest.UsageError("unit tests asking for a database, Redis or the app: " + ", ".join(wrong))
 
 
 @pytest.fixture(scope="session")
@@ -177,8 +191,9 @@ def make_live(database_url: str, keys_dir: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def live(make_live: Any) -> LiveApp:
-    return make_live()
+def live(make_live: Any, request: pytest.FixtureRequest) -> LiveApp:
+    """The app; a module that declares ``ROUTES = [routes, ...]`` gets its own test handlers in the router."""
+    return make_live(routes=getattr(request.module, "ROUTES", ()))
 
 
 @pytest.fixture
@@ -197,9 +212,15 @@ def wx_aes(live: LiveApp) -> Pusher:
 
 
 @pytest.fixture
-def ledger_checked(make_live: Any, database_url: str) -> Iterator[None]:
+def ledger_checked(request: pytest.FixtureRequest) -> Iterator[None]:
     """After the test (before the database is cleaned): each card's balance equals the sum of its ledger entries.
-    Money modules ask for it with ``pytestmark = pytest.mark.usefixtures("ledger_checked")``."""
+    Money modules ask for it with ``pytestmark = pytest.mark.usefixtures("ledger_checked")``; their ``unit`` tests
+    touch no database, so for them it asks for none."""
+    if request.node.get_closest_marker("unit"):
+        yield
+        return
+    request.getfixturevalue("make_live")  # set up first, so the database is cleaned only after this check
+    database_url = request.getfixturevalue("database_url")
     yield
     engine = create_engine(database_url)
     try:
@@ -212,3 +233,95 @@ def ledger_checked(make_live: Any, database_url: str) -> Iterator[None]:
     finally:
         engine.dispose()
     assert not wrong, f"balance != ledger: {wrong}"
+
+
+# --- the card system over HTTP (cardsys/1, CARD-SYSTEM.md) ------------------------------------------------
+@pytest.fixture
+def cs_live(make_live: Any) -> LiveApp:
+    """The app on the ``http`` card-system adapter, talking to the emulator's card system."""
+    return make_live(cardsystem={"adapter": "http", "timeout_seconds": 1.0})
+
+
+@pytest.fixture
+def cs(cs_live: LiveApp) -> Any:
+    return make_card_system(cs_live.cfg)
+
+
+# --- WeChat Pay -------------------------------------------------------------------------------------------
+@pytest.fixture
+def paid_at_wechat(live: LiveApp) -> tuple[int, str]:
+    """``(card_id, order_no)``: an order the student paid, whose notify WeChat has not sent yet (emulator notifies off)."""
+    openid = "oTopupNotifyUser00000001"
+    emu_pay(live).notify_enabled = False
+    card_id = student(live, openid, balance_fen=2000)
+    phone = logged_in(live, openid)
+    body = phone.order(5000, "quick").json()
+    assert phone.pay(body["pay_params"]).json()["err_msg"].endswith(":ok")
+    return card_id, body["order_no"]
+
+
+@pytest.fixture
+def rx() -> Iterator[Receiver]:
+    """The merchant's notify server, taking every notify."""
+    receiver = Receiver()
+    yield receiver
+    receiver.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def demo_cfg() -> Config:
+    """The built-in demo defaults (no file, no services)."""
+    return load_config(None)
+
+
+# --- headless Chromium (tests marked ``browser``) ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium.playwright().sync_playwright() as p:
+        b = chromium.launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, live: LiveApp) -> Iterator[Any]:
+    """The chat simulator in a desktop window; fails the test on any uncaught script error."""
+    context = browser.new_context(viewport={"width": 900, "height": 860}, locale="zh-CN")
+    context.set_default_timeout(chromium.TIMEOUT_MS)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(live.url + "/simulator")
+    yield pg
+    context.close()
+    assert errors == [], errors
+
+
+@pytest.fixture
+def phone(browser: Any, live: LiveApp) -> Iterator[Any]:
+    """A phone's WeChat web view for ``PHONE_OPENID``: the bridge shim pays through the emulator; script errors fail the test."""
+    context = browser.new_context(viewport={"width": 375, "height": 740}, locale="zh-CN")
+    context.set_default_timeout(chromium.TIMEOUT_MS)
+    context.add_cookies([{"name": "sim_openid", "value": chromium.PHONE_OPENID, "url": live.url}])
+    context.add_init_script(chromium.BRIDGE)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    context.close()
+    assert errors == [], errors
+
+
+@pytest.fixture
+def pay_test_route(live: LiveApp) -> str:
+    """A page behind the bot's own OAuth login that asks WeixinJSBridge to pay (registered before the first request)."""
+    from flask import session
+
+    from bot.web.auth import login_page
+
+    @login_page
+    def view() -> str:
+        return chromium.PAY_TEST_PAGE.format(openid=session["openid"])
+
+    live.app.add_url_rule("/_e2e/pay", "e2e_pay", view)
+    return live.url + "/_e2e/pay"

@@ -226,6 +226,7 @@ def test_signing_while_below_threshold_tops_up_at_once(live):
     assert balance(live, card_id) == 5500
 
 
+@pytest.mark.unit
 def test_renewal_date_follows_the_clock():
     from types import SimpleNamespace
 

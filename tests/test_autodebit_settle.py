@@ -223,6 +223,7 @@ def test_http_adapter_speaks_the_protocol(live):
     assert gw.debits(DAY + timedelta(days=1)) == []
 
 
+@pytest.mark.unit
 def test_http_adapter_needs_the_bank_address():
     with pytest.raises(ConfigError, match="api_base_url"):
         load_config(None, bank={"adapter": "http"})

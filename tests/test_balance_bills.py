@@ -7,6 +7,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from sqlalchemy import update
 
 from bot.calendar import add_months
@@ -102,6 +103,7 @@ def test_graduate_freeze_follows_config(make_live):
     assert "还剩1天" in live.pusher().text(OID, "余额").content
 
 
+@pytest.mark.unit
 def test_add_months_clamps_to_month_end():
     assert add_months(date(2026, 11, 30), 3) == date(2027, 2, 28)
     assert add_months(date(2026, 9, 30), 3) == date(2026, 12, 30)

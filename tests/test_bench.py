@@ -12,23 +12,18 @@ from werkzeug.wrappers import Request, Response
 
 from bench import loadgen, runner, webhook
 from bot.chat.wechat_xml import check_signature, decode_push, dedup_key
-from bot.config import load_config
 
 
-@pytest.fixture(scope="module")
-def cfg():  # type: ignore[no-untyped-def]
-    return load_config(None)
-
-
+@pytest.mark.unit
 @pytest.mark.parametrize("mode", ["plain", "aes"])
-def test_click_requests_are_signed_and_unique(cfg, mode: str) -> None:  # type: ignore[no-untyped-def]
+def test_click_requests_are_signed_and_unique(demo_cfg, mode: str) -> None:  # type: ignore[no-untyped-def]
     users = ["o_a", "o_b", "o_c"]
-    reqs = webhook.click_requests(cfg, mode, "BALANCE", users, 30) + webhook.click_requests(cfg, mode, "BALANCE", users, 30)
+    reqs = webhook.click_requests(demo_cfg, mode, "BALANCE", users, 30) + webhook.click_requests(demo_cfg, mode, "BALANCE", users, 30)
     keys, nonces = set(), set()
     for path, body in reqs:
         args = dict(parse_qsl(urlsplit(path).query))
-        assert check_signature(cfg.wechat.token, args["signature"], args["timestamp"], args["nonce"])
-        msg, encrypted = decode_push(body, args, cfg.wechat)
+        assert check_signature(demo_cfg.wechat.token, args["signature"], args["timestamp"], args["nonce"])
+        msg, encrypted = decode_push(body, args, demo_cfg.wechat)
         assert encrypted == (mode == "aes")
         assert (msg.type, msg.event, msg.key) == ("event", "click", "BALANCE")
         keys.add(dedup_key(msg))
@@ -37,9 +32,10 @@ def test_click_requests_are_signed_and_unique(cfg, mode: str) -> None:  # type: 
     assert len(nonces) > len(reqs) * 0.9
 
 
-def test_text_requests_carry_unique_msgids(cfg) -> None:  # type: ignore[no-untyped-def]
-    reqs = webhook.text_requests(cfg, ["o_x", "o_x"], ["2000000001", "2000000001"])
-    msgs = [decode_push(body, dict(parse_qsl(urlsplit(path).query)), cfg.wechat)[0] for path, body in reqs]
+@pytest.mark.unit
+def test_text_requests_carry_unique_msgids(demo_cfg) -> None:  # type: ignore[no-untyped-def]
+    reqs = webhook.text_requests(demo_cfg, ["o_x", "o_x"], ["2000000001", "2000000001"])
+    msgs = [decode_push(body, dict(parse_qsl(urlsplit(path).query)), demo_cfg.wechat)[0] for path, body in reqs]
     assert [m.content for m in msgs] == ["2000000001", "2000000001"]
     assert dedup_key(msgs[0]) != dedup_key(msgs[1])
 

@@ -168,6 +168,7 @@ def test_manage_refuses_a_bad_number_and_a_binding_removed_meanwhile(live, wx):
     assert _bound(live, OWNER) and _bound(live, PARENT) and not _bound(live, STRANGER)
 
 
+@pytest.mark.unit
 def test_card_limit_below_the_account_limit_is_refused():
     with pytest.raises(ConfigError, match="binding"):
         load_config(None, binding={"max_failures": 5, "card_max_failures": 3})

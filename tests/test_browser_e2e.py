@@ -15,38 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import playwright
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 ROSTER = Path(__file__).resolve().parent.parent / "bot" / "emulator" / "demo_roster.csv"
-TIMEOUT_MS = 15_000
 
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (make browser)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
-expect = sync_api.expect
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, live):
-    context = browser.new_context(viewport={"width": 900, "height": 860}, locale="zh-CN")
-    context.set_default_timeout(TIMEOUT_MS)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.goto(live.url + "/simulator")
-    yield pg
-    context.close()
-    assert errors == [], errors
+expect = playwright().expect
 
 
 def _bot_bubbles(page):
@@ -113,33 +88,6 @@ def test_template_notice_arrives_in_the_chat(page, live):
     notice = page.locator(".notice")
     expect(notice).to_contain_text("充值成功通知")
     expect(notice).to_contain_text("150.00")
-
-
-PAY_TEST_PAGE = """<!doctype html><meta charset="utf-8"><title>付款测试 Pay test</title>
-<p id="who">{openid}</p><button id="pay" type="button">支付 Pay</button><p id="out"></p>
-<script>
-document.getElementById("pay").onclick = () => {{
-  const go = () => WeixinJSBridge.invoke("getBrandWCPayRequest",
-    {{appId: "wx", timeStamp: "1", nonceStr: "n", package: "prepay_id=none", signType: "RSA", paySign: "bogus"}},
-    (r) => {{ document.getElementById("out").textContent = r.err_msg; }});
-  if (typeof WeixinJSBridge === "undefined") document.addEventListener("WeixinJSBridgeReady", go); else go();
-}};
-</script>"""
-
-
-@pytest.fixture
-def pay_test_route(live):
-    """A page behind the bot's own OAuth login that asks WeixinJSBridge to pay (registered before the first request)."""
-    from flask import session
-
-    from bot.web.auth import login_page
-
-    @login_page
-    def view():
-        return PAY_TEST_PAGE.format(openid=session["openid"])
-
-    live.app.add_url_rule("/_e2e/pay", "e2e_pay", view)
-    return live.url + "/_e2e/pay"
 
 
 def test_link_opens_web_view_with_oauth_identity_and_pay_bridge(pay_test_route, page, live):

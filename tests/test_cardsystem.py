@@ -28,23 +28,12 @@ from bot.adapters.cardsystem import (
     LossResult,
     Refusal,
     VerifyResult,
-    make_card_system,
 )
 from bot.clock import SCHOOL_TZ
 from tests.support.topup import wait_for
 
 ZHANG = ("20230001", "张三", "10200")  # demo roster: id number ...15102X → password 15102X with X as 0
 ZHANG_PW = "15102" + "0"
-
-
-@pytest.fixture
-def cs_live(make_live):
-    return make_live(cardsystem={"adapter": "http", "timeout_seconds": 1.0})
-
-
-@pytest.fixture
-def cs(cs_live):
-    return make_card_system(cs_live.cfg)
 
 
 def emu(live):
@@ -62,6 +51,7 @@ def emu_balance(live, student_no: str) -> int:
 
 # -- signing ---------------------------------------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_signature_vectors_both_ways():
     body = b'{"ref":"A1","amount_fen":100}'
     # computed independently: printf 'POST\n/cardsys/v1/credits?x=1\n1764500000\n0123456789abcdefABCDEF\n{body}' | openssl dgst -sha256 -hmac test-secret

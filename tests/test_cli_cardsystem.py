@@ -11,11 +11,6 @@ from bot.cli import cli
 ZHANG = ["--student-no", "20230001", "--name", "张三", "--password", "151020"]
 
 
-@pytest.fixture
-def cs_live(make_live):
-    return make_live(cardsystem={"adapter": "http", "timeout_seconds": 2.0})
-
-
 def run_check(live, *args: str):
     env = {"CARDBOT_CONFIG": "", "CARDBOT_CARDSYSTEM__API_BASE_URL": live.url + "/emulator",
            "CARDBOT_CARDSYSTEM__SECRET": live.cfg.cardsystem.secret}

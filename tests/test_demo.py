@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from bot.emulator.demo import demo_config
@@ -17,6 +18,7 @@ from tests.conftest import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.unit
 def test_demo_config_points_every_wechat_address_at_the_emulator(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = demo_config(None, "127.0.0.1", 8123)

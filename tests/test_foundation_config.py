@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from bot.cli import cli
 from bot.config import Config, ConfigError, load_config
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

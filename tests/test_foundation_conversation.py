@@ -11,12 +11,7 @@ from models import WechatUser
 
 OID = "oConv000000000000000000001"
 test_routes = Routes()
-
-
-@pytest.fixture
-def live(make_live):
-    """The app with this file's test handlers in its router."""
-    return make_live(routes=[test_routes])
+ROUTES = [test_routes]  # conftest ``live`` adds this file's test handlers to the router
 
 
 @test_routes.text("__test_dialog__")
@@ -31,6 +26,7 @@ def _answer(msg, ctx):
     return f"answer was {msg.content}"
 
 
+@pytest.mark.unit
 def test_texts_have_the_same_keys_in_both_languages():
     assert set(zh.TEXTS) == set(en.TEXTS)
     for key in zh.TEXTS:

@@ -11,6 +11,8 @@ import menus
 from bot.chat.routes import build_router
 from bot.cli import cli
 
+pytestmark = pytest.mark.unit
+
 
 def _menu(*buttons):
     return {"button": list(buttons)}

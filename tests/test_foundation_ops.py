@@ -57,6 +57,7 @@ def test_logs_are_json_with_request_id_and_hashed_openid(make_live, caplog):
     assert payload["request_id"] != "-"
 
 
+@pytest.mark.unit
 def test_scrub_hides_secrets():
     line = scrub('GET /cgi-bin/token?appid=wx1&secret=abc123&access_token=TOKEN9 {"password": "123456"}')
     assert "abc123" not in line and "TOKEN9" not in line and "123456" not in line

@@ -12,6 +12,7 @@ from bot.chat.router import Routes
 from bot.chat.wechat_xml import check_signature, sha1_signature
 
 
+@pytest.mark.unit
 def test_url_check_vector_from_wechat_facts():
     assert sha1_signature("AAAAA", "1714036504", "1514711492") == "f464b24fc39322e44b38aa78f5edd27bd1441696"
     assert check_signature("AAAAA", "f464b24fc39322e44b38aa78f5edd27bd1441696", "1714036504", "1514711492")
@@ -92,12 +93,7 @@ def test_cdata_terminator_in_user_text_is_safe(wx):
 _calls: list[str] = []
 _slow = threading.Event()
 test_routes = Routes()
-
-
-@pytest.fixture
-def live(make_live):
-    """The app with this file's test handlers in its router."""
-    return make_live(routes=[test_routes])
+ROUTES = [test_routes]  # conftest ``live`` adds this file's test handlers to the router
 
 
 @test_routes.text("__test_count__")

@@ -1,5 +1,5 @@
-"""The house rules that a grep could check, checked: who imports handlers, status values the database refuses,
-and the chat bill that totals a long month in SQL instead of loading it."""
+"""The house rules that a grep could check, checked: who imports handlers, fixtures only in a conftest.py, status
+values the database refuses, and the chat bill that totals a long month in SQL instead of loading it."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+@pytest.mark.unit
 def test_only_the_router_builder_imports_handlers():
     """Pages, CLI, worker, benchmarks and tests reach the rules through domain modules; handlers never import each other."""
     offenders = []
@@ -42,6 +43,29 @@ def test_only_the_router_builder_imports_handlers():
         names = {n for n in _imports(path) if n == "handlers" or n.startswith("handlers.")}
         if names and rel.parts[0] != "handlers" or rel.parts[0] == "handlers" and names:
             offenders.append(f"{rel}: {sorted(names)}")
+    assert offenders == []
+
+
+# Its ``breakable`` fixture moves to tests/soak/conftest.py with the soak rework (issue 12), which owns that file.
+FIXTURES_PENDING = {Path("tests/soak/test_soak.py")}
+
+
+def _is_fixture(decorator: ast.expr) -> bool:
+    target = decorator.func if isinstance(decorator, ast.Call) else decorator
+    return isinstance(target, ast.Attribute) and target.attr == "fixture" or isinstance(target, ast.Name) and target.id == "fixture"
+
+
+@pytest.mark.unit
+def test_fixtures_are_defined_only_in_a_conftest():
+    """Test modules share helpers through tests/support/ and fixtures through conftest.py, so no module shadows another's."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if path.name == "conftest.py" or rel in FIXTURES_PENDING:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(_is_fixture(d) for d in node.decorator_list):
+                offenders.append(f"{rel}:{node.lineno} {node.name}")
     assert offenders == []
 
 

@@ -6,66 +6,22 @@ Only the plumbing is here (client, emulator, notify parsing); the credits featur
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
-from flask import Flask, request
-from werkzeug.serving import make_server
 
 from bot.adapters.pay import NotifyError, PayClient, PayError, PayUnavailable, RefundResult, RefundStatus
 from bot.clock import SCHOOL_TZ
 from bot.config import PayConfig
 from bot.emulator.pay import signed_notify
 from tests.conftest import free_port
+from tests.support.refunds import Receiver
 from tests.support.topup import emu_pay, merchant_private_key, platform_key, wait_for
 
 OPENID = "oRefundUser000000000000001"
-
-
-class Receiver:
-    """The merchant's notify server: keeps every notify as received (headers, body); answers 500 to the first
-    ``failures`` refund notifies (payment notifies are always taken)."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.failures = failures
-        self.got: list[tuple[dict[str, str], bytes]] = []
-        self.paths: list[tuple[str, str]] = []
-        self.lock = threading.Lock()
-        app = Flask("refund-receiver")
-
-        @app.post("/pay/notify")
-        @app.post("/pay/refund-notify")  # PayClient.refund's default: the sibling of ``[pay] notify_url``
-        def notify() -> Any:
-            body = request.get_data()
-            with self.lock:
-                self.got.append((dict(request.headers), body))
-                self.paths.append((request.path, json.loads(body)["event_type"]))
-                refunds = sum(json.loads(b)["event_type"].startswith("REFUND.") for _, b in self.got)
-            failed = json.loads(body)["event_type"].startswith("REFUND.") and refunds <= self.failures
-            return ("", 500) if failed else ("", 204)
-
-        self.port = free_port()
-        self.server = make_server("127.0.0.1", self.port, app, threaded=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/pay/notify"
-
-    def events(self, event_type: str) -> list[tuple[dict[str, str], bytes]]:
-        with self.lock:
-            return [(h, b) for h, b in self.got if json.loads(b)["event_type"] == event_type]
-
-
-@pytest.fixture
-def rx() -> Any:
-    receiver = Receiver()
-    yield receiver
-    receiver.server.shutdown()
 
 
 def client(live: Any, **changes: Any) -> PayClient:

@@ -165,6 +165,7 @@ def test_passport_of_another_card_in_the_database_is_refused(live, tmp_path):
     assert err.value.line_no == 2 and "belongs to student_no 20230003" in err.value.message
 
 
+@pytest.mark.unit
 def test_parse_yuan_is_exact():
     assert parse_yuan("0.1") == 10 and parse_yuan("19.99") == 1999 and parse_yuan("100") == 10000
     for bad in ("1.001", "NaN", "inf", "1e-3"):

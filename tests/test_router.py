@@ -30,6 +30,7 @@ def _guarded(msg, ctx):
     return "ran"
 
 
+@pytest.mark.unit
 def test_builder_refuses_a_duplicate_key_naming_both_handlers():
     mine = Routes()
 
@@ -43,6 +44,7 @@ def test_builder_refuses_a_duplicate_key_naming_both_handlers():
     assert "handlers.balance.balance" in str(err.value) and "my_balance" in str(err.value)
 
 
+@pytest.mark.unit
 def test_needs_card_refuses_an_unknown_text_and_a_handler_without_route():
     routes = Routes()
     with pytest.raises(ValueError, match="no text 'not_bund'"):
@@ -52,6 +54,7 @@ def test_needs_card_refuses_an_unknown_text_and_a_handler_without_route():
         Router(routes)
 
 
+@pytest.mark.unit
 def test_a_duplicate_word_is_refused_after_normalising():
     a, b = Routes(), Routes()
     a.text("余额")(lambda msg, ctx: "a")

@@ -4,11 +4,11 @@ that pays through the emulator (like the simulator's shim), then "processing" un
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from bot.topup import settle_stuck_orders
+from tests.support.browser import PHONE_OPENID, playwright
 from tests.support.topup import (
     assert_ledger_consistent,
     card,
@@ -18,57 +18,10 @@ from tests.support.topup import (
     topup_entries,
 )
 
-pytestmark = pytest.mark.usefixtures("ledger_checked")
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("ledger_checked")]
 
-pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-OPENID = "oTopupBrowserUser0000001"
-
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (make browser)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
-expect = sync_api.expect
-
-BRIDGE = """
-document.addEventListener("DOMContentLoaded", () => {
-  setTimeout(() => {
-    window.WeixinJSBridge = {
-      invoke(name, params, cb) {
-        if (window.__outcome === "fail") { cb({err_msg: "get_brand_wcpay_request:fail", err_desc: "网络异常"}); return; }
-        fetch("/emulator/pay/confirm", {method: "POST", headers: {"Content-Type": "application/json"},
-          body: JSON.stringify({...params, openid: "__OPENID__", outcome: window.__outcome || "success"})})
-          .then(r => r.json()).then(cb);
-      }
-    };
-    document.dispatchEvent(new Event("WeixinJSBridgeReady"));
-  }, 100);
-});
-""".replace("__OPENID__", OPENID)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def phone(browser, live):
-    context = browser.new_context(viewport={"width": 375, "height": 740}, locale="zh-CN")
-    context.set_default_timeout(15_000)
-    context.add_cookies([{"name": "sim_openid", "value": OPENID, "url": live.url}])
-    context.add_init_script(BRIDGE)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield pg
-    context.close()
-    assert errors == [], errors
-
+OPENID = PHONE_OPENID
+expect = playwright().expect
 
 def test_quick_top_up_in_the_page(phone, live):
     card_id = student(live, OPENID, balance_fen=10000)

@@ -29,17 +29,6 @@ pytestmark = pytest.mark.usefixtures("ledger_checked")
 OPENID = "oTopupNotifyUser00000001"
 
 
-@pytest.fixture
-def paid_at_wechat(live):
-    """An order the student paid, whose notify WeChat has not sent yet (emulator notifies off)."""
-    emu_pay(live).notify_enabled = False
-    card_id = student(live, OPENID, balance_fen=2000)
-    phone = logged_in(live, OPENID)
-    body = phone.order(5000, "quick").json()
-    assert phone.pay(body["pay_params"]).json()["err_msg"].endswith(":ok")
-    return card_id, body["order_no"]
-
-
 def _unchanged(live, card_id, order_no):
     assert order_row(live, order_no).status == "created"
     assert topup_entries(live, card_id) == []

@@ -26,6 +26,7 @@ OPENID = "oTopupRulesUser000000001"
 
 
 # --- fee rounding --------------------------------------------------------------------
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("amount_fen", "rate", "fee"),
     [
@@ -149,6 +150,7 @@ def test_unbound_user_cannot_order(live):
     assert r.status_code == 403 and r.json()["error"] == "not_bound"
 
 
+@pytest.mark.unit
 def test_order_numbers_are_unique_and_valid():
     from bot.clock import Clock
 

@@ -28,6 +28,7 @@ OPENID = "oWorkerUser0000000000001"
 NO = "20231006"
 
 
+@pytest.mark.unit
 def test_schedule_has_the_sweep_the_stuck_orders_and_the_reminders():
     assert {j.name for j in JOBS} == {"autodebit_sweep", "topup_settle_stuck", "agreement_reminders"}
 

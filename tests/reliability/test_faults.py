@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -32,13 +31,6 @@ SORRY = t("zh", "service_unavailable")
 
 
 # --- Redis -----------------------------------------------------------------------------------------
-@pytest.fixture
-def redis_proxied(proxies: Any, make_live: Any) -> tuple[Any, Any]:
-    """The app talks to the real Redis through a proxy the test can break."""
-    proxy = proxies(REDIS_URL)
-    return make_live(redis={"url": proxy.url_for(REDIS_URL)}), proxy
-
-
 @pytest.mark.parametrize("fault", ["down", "blackhole"])
 def test_redis_gone_mid_dialog_polite_then_resumes(redis_proxied, fault):
     live, proxy = redis_proxied
@@ -192,15 +184,6 @@ def cut_at(live: Any, statement: str, proxy: Any = None) -> Iterator[dict[str, i
         event.remove(engine, "before_cursor_execute", before)
 
 
-@pytest.fixture
-def db_live(make_live: Any, proxies: Any, database_url: str) -> tuple[Any, Any]:
-    """On PostgreSQL the app reaches the database through a breakable proxy."""
-    if not on_postgres(database_url):
-        return make_live(), None
-    proxy = proxies(database_url)
-    return make_live(database={"url": proxy.url_for(database_url)}), proxy
-
-
 def test_connection_lost_mid_credit_writes_nothing_then_retry_credits_once(db_live):
     live, proxy = db_live
     emu_pay(live).notify_enabled = False
@@ -265,33 +248,6 @@ def test_postgres_backends_terminated_mid_run(make_live, database_url):
 
 
 # --- WeChat's API ----------------------------------------------------------------------------------
-class _BadGateway(BaseHTTPRequestHandler):
-    def _answer(self) -> None:
-        body = b"<html><body>502 Bad Gateway</body></html>"
-        self.send_response(502)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _answer  # noqa: N815
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def bad_wechat(proxies: Any) -> Iterator[dict[str, str]]:
-    """``{"502": url, "silent": url}``: a WeChat API that answers 502, and one that accepts and never answers."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _BadGateway)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    silent = proxies(REDIS_URL)
-    silent.blackhole()
-    yield {"502": f"http://127.0.0.1:{server.server_address[1]}", "silent": f"http://127.0.0.1:{silent.port}"}
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.mark.parametrize("fault", ["502", "silent"])
 def test_oauth_exchange_failing_is_refused_politely(make_live, bad_wechat, fault):
     """The page's OAuth code exchange against a WeChat API that fails: 4xx/503 in bounded time, no session."""

@@ -6,9 +6,7 @@ the reply XML or the database, full-width digits, and amounts on the top-up API 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlencode
 
@@ -51,31 +49,6 @@ def _text_xml(wx: Any, content: str, body: str | None = None) -> bytes:
         f"<CreateTime>{int(time.time())}</CreateTime><MsgType>{cdata('text')}</MsgType>"
         f"<Content>{inner}</Content><MsgId>{time.time_ns() % 10**15}</MsgId></xml>"
     ).encode()
-
-
-class _Spy(BaseHTTPRequestHandler):
-    hits: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802
-        _Spy.hits.append(self.path)
-        body = b'<!ENTITY x "pwned">'
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def spy() -> Any:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Spy)
-    _Spy.hits = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", _Spy.hits
-    server.shutdown()
-    server.server_close()
 
 
 # --- XML attacks -------------------------------------------------------------------------------------

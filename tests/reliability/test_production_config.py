@@ -8,23 +8,18 @@ the session cookie is ``Secure`` because ``public_base_url`` is https.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import redis
 import requests
 
 from bot.config import Config
-from tests.conftest import REDIS_URL, free_port
+from tests.conftest import free_port
 
 CARDBOT = str(Path(sys.executable).parent / "cardbot")
 DEMO = Config()
@@ -55,41 +50,6 @@ PRODUCTION_READY = {
     "bank": {"adapter": "http", "api_base_url": "https://bank.example.edu.cn"},
 }
 GOOD = {**PRODUCTION_READY, "server": {**PRODUCTION_READY["server"], "public_base_url": "https://card.example.edu.cn"}}
-
-
-def _toml(sections: dict[str, dict[str, Any]]) -> str:
-    return "".join(
-        f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()) + "\n"
-        for name, values in sections.items()
-    )
-
-
-@pytest.fixture
-def prod_config(tmp_path: Path, database_url: str, keys_dir: Path) -> Iterator[Any]:
-    """``prod_config(**sections)`` → path of a production config file (emulator off) on the test database and Redis."""
-    prefixes: list[str] = []
-
-    def write(**sections: dict[str, Any]) -> Path:
-        prefix = f"t{uuid.uuid4().hex[:10]}:"
-        prefixes.append(prefix)
-        base: dict[str, dict[str, Any]] = {
-            "database": {"url": database_url},
-            "redis": {"url": REDIS_URL, "key_prefix": prefix, "embedded_path": str(tmp_path / "redis.db")},
-            "pay": {"private_key_path": str(keys_dir / "merchant_private.pem"), "public_key_path": str(keys_dir / "platform_public.pem")},
-            "emulator": {"enabled": False},
-        }
-        for name, values in sections.items():
-            base.setdefault(name, {}).update(values)
-        path = tmp_path / f"config-{prefix[:-1]}.toml"
-        path.write_text(_toml(base), encoding="utf-8")
-        return path
-
-    yield write
-    r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    for prefix in prefixes:
-        keys = list(r.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            r.delete(*keys)
 
 
 def _env() -> dict[str, str]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from sqlalchemy import func, select
@@ -199,3 +202,56 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
 def bindings_of(live: Any, openid: str) -> int:
     with live.session() as db:
         return db.execute(select(func.count()).select_from(Binding).where(Binding.openid == openid)).scalar_one()
+
+
+class BadGateway(BaseHTTPRequestHandler):
+    """A WeChat API behind a broken gateway: 502 with an HTML body to every request."""
+
+    def _answer(self) -> None:
+        body = b"<html><body>502 Bad Gateway</body></html>"
+        self.send_response(502)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer  # noqa: N815
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class Spy(BaseHTTPRequestHandler):
+    """Records every path fetched from it (``hits``) and serves an entity, as an attacker's DTD server would."""
+
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        Spy.hits.append(self.path)
+        body = b'<!ENTITY x "pwned">'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served on a loopback port for the block; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def toml_text(sections: dict[str, dict[str, Any]]) -> str:
+    return "".join(
+        f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()) + "\n"
+        for name, values in sections.items()
+    )
