@@ -23,7 +23,7 @@ from bot import notices
 from bot.binding_lock import Attempt, BindingLock, Lock
 from bot.cards import mask_student_no
 from bot.notices import Said
-from bot.web.auth import end_sessions
+from bot.sessions import end_sessions
 from models import Binding, Cardholder, lock_card
 from models.passwords import hash_password, verify_password
 

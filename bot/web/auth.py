@@ -5,7 +5,7 @@ API call must echo the session's CSRF token in ``X-CSRF-Token``.
 
 A signed cookie cannot be recalled, so the session carries its login time and the user's session generation:
 it ends ``SESSION_LIFETIME`` after login on the business clock however often it is replayed, and unbinding
-bumps the generation in Redis (``end_sessions``), which ends every session of that openid at once.
+bumps the generation in Redis (``bot.sessions.end_sessions``), which ends every session of that openid at once.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import requests
 from flask import abort, current_app, g, jsonify, redirect, request, session
 
 from bot.adapters.wechat_api import WeChatAPIError
+from bot.sessions import session_generation
 from bot.web.ratelimit import RateLimiter
 
 SESSION_LIFETIME = timedelta(hours=12)
@@ -55,15 +56,6 @@ def csrf_token() -> str:
     return session["csrf"]
 
 
-def _generation(services: Any, openid: str) -> int:
-    return int(services.store.r.get(services.store.key("h5gen", openid)) or 0)
-
-
-def end_sessions(services: Any, openid: str) -> None:
-    """End every H5 session of ``openid`` (on unbind): their generation no longer matches."""
-    services.store.r.incr(services.store.key("h5gen", openid))
-
-
 def current_openid() -> str | None:
     """The session's openid while the session is younger than ``SESSION_LIFETIME`` and not ended; checked once a request."""
     if "h5_openid" not in g:
@@ -74,7 +66,7 @@ def current_openid() -> str | None:
             and isinstance(login_at, int)
             and isinstance(gen, int)
             and svc.clock.now().timestamp() - login_at < SESSION_LIFETIME.total_seconds()
-            and gen == _generation(svc, openid)
+            and gen == session_generation(svc, openid)
         )
         if openid and not alive:
             session.clear()
@@ -99,7 +91,7 @@ def login_page(view: Callable[..., Any]) -> Callable[..., Any]:
             except (requests.RequestException, ValueError):  # WeChat unreachable, timing out or answering non-JSON (502)
                 abort(503)
             session.clear()
-            session.update(openid=openid, login_at=int(_svc().clock.now().timestamp()), gen=_generation(_svc(), openid))
+            session.update(openid=openid, login_at=int(_svc().clock.now().timestamp()), gen=session_generation(_svc(), openid))
             session.permanent = False
             return redirect(_here_without_oauth())
         if not current_openid():

@@ -24,13 +24,11 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 import requests
 from click.testing import CliRunner
 from sqlalchemy import func, select
@@ -57,15 +55,6 @@ def _proxy(url: str) -> TcpProxy:
 
     u = make_url(url)
     return TcpProxy(u.host or "127.0.0.1", u.port or 6379)
-
-
-@pytest.fixture
-def breakable() -> Iterator[list[TcpProxy]]:
-    """Proxies that outlive the app (requested before ``make_live``), so its teardown can still clean up."""
-    made: list[TcpProxy] = []
-    yield made
-    for p in made:
-        p.close()
 
 
 def test_soak(breakable, make_live, database_url, tmp_path):
