@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bot.config import load_config
     from bot.emulator.keys import ensure_keys
-    from bot.services import build_services
+    from bot.runtime import build_runtime
 
     keys = ensure_keys(settings.workdir / "keys")
     db_url = env.recreate_database(settings)
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = env.bot_overrides(db_url, keys, emu_url, prefix, bot_url)
     base_env = env.as_env(overrides)
     cfg = load_config(None, **overrides)
-    services = build_services(cfg)
+    services = build_runtime(cfg)
     results: dict[str, Any] = {"machine": machine, "settings": settings, "db_url": db_url.split("@")[-1]}
     servers: list[Server] = []
 

@@ -17,9 +17,9 @@ import time
 def main() -> None:
     from bot.config import load_config
     from bot.outbox import drain_once
-    from bot.services import build_services
+    from bot.runtime import build_runtime
 
-    services = build_services(load_config())
+    services = build_runtime(load_config())
     services.wechat.send_template  # noqa: B018  (build the API client before the clock starts)
     worker_id = f"bench-{os.getpid()}"
     print("ready", flush=True)

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     from bench.env import Server, Settings
     from bench.runner import run_load
     from bot.config import load_config
-    from bot.services import build_services
+    from bot.runtime import build_runtime
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=10)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = env.bot_overrides(db_url, settings.workdir / "keys", "http://127.0.0.1:9", prefix, "http://127.0.0.1:9")
     overrides["emulator"]["enabled"] = False
     cfg = load_config(None, **overrides)
-    services = build_services(cfg)
+    services = build_runtime(cfg)
     try:
         webhook.setup_data(services.engine)
         bound = [data.openid(i) for i in range(1, webhook.BOUND_USERS + 1)]

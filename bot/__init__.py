@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from bot.config import Config, load_config
 from bot.logs import openid_hash, request_id, setup_logging
-from bot.services import Services, build_services
+from bot.runtime import Runtime, build_runtime
 from bot.web.auth import SESSION_LIFETIME
 
 # A caller's X-Request-Id is kept only when short and plain (it goes into every log line and back as a header).
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from bot.chat.router import Routes
 
 
-def create_app(cfg: Config | None = None, services: Services | None = None, routes: Sequence[Routes] = ()) -> Flask:
+def create_app(cfg: Config | None = None, services: Runtime | None = None, routes: Sequence[Routes] = ()) -> Flask:
     """``routes``: handlers answered besides the bot's own (tests, experiments); a key answered twice is refused."""
     cfg = cfg or load_config()
     cfg.check_production()
@@ -52,7 +52,7 @@ def create_app(cfg: Config | None = None, services: Services | None = None, rout
     )
     if isinstance(app.json, DefaultJSONProvider):
         app.json.ensure_ascii = False
-    svc = services or build_services(cfg)
+    svc = services or build_runtime(cfg)
     app.extensions["cardbot"] = svc
 
     from bot.chat import webhook
@@ -73,7 +73,7 @@ def create_app(cfg: Config | None = None, services: Services | None = None, rout
     return app
 
 
-def _instrument(app: Flask, svc: Services) -> None:
+def _instrument(app: Flask, svc: Runtime) -> None:
     @app.before_request
     def _start() -> None:
         g.t0 = time.perf_counter()

@@ -55,7 +55,7 @@ from models import (
 from models.enums import AgreementStatus, AttemptStatus, CardStatus, EntryKind, RefundStatus
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def refused(code: str, status: int = 400, **values: Any) -> UserError:
 
 
 # --- small helpers -----------------------------------------------------------------
-def expires_on(services: Services, today: date | None = None) -> date:
+def expires_on(services: Runtime, today: date | None = None) -> date:
     """Agreements end on the 1st of ``renew_month`` (the first such day after ``today``) and must be signed again."""
     today = today or services.clock.today()
     month = services.cfg.autodebit.renew_month
@@ -81,11 +81,11 @@ def expires_on(services: Services, today: date | None = None) -> date:
     return end if end > today else date(today.year + 1, month, 1)
 
 
-def in_bank_hours(services: Services, now: datetime | None = None) -> bool:
+def in_bank_hours(services: Runtime, now: datetime | None = None) -> bool:
     return services.cfg.autodebit.bank_hours.contains((now or services.clock.now()).time().replace(tzinfo=None))
 
 
-def next_window(services: Services) -> datetime:
+def next_window(services: Runtime) -> datetime:
     """When the bank next opens (school time)."""
     now = services.clock.now()
     start = services.cfg.autodebit.bank_hours.start
@@ -93,12 +93,12 @@ def next_window(services: Services) -> datetime:
     return at if at > now else at + timedelta(days=1)
 
 
-def refund_deadline(services: Services, done_at_utc: datetime) -> date:
+def refund_deadline(services: Runtime, done_at_utc: datetime) -> date:
     """The last day a refund of this top-up may be asked for: ``refund_request_day`` of the following month."""
     return month_start(to_local(done_at_utc).date(), back=-1).replace(day=services.cfg.autodebit.refund_request_day)
 
 
-def stamp(services: Services) -> str:
+def stamp(services: Runtime) -> str:
     return f"{services.clock.now():%Y-%m-%d %H:%M}"
 
 
@@ -127,7 +127,7 @@ class Signed:
     autodebit: str | None = None
 
 
-def sign(services: Services, openid: str, bank_account: Any) -> Signed:
+def sign(services: Runtime, openid: str, bank_account: Any) -> Signed:
     """Sign for the openid's bound card after the bank confirms the account; a card already below the threshold
     gets its top-up at once (signing is a trigger too).
 
@@ -205,7 +205,7 @@ def _active_agreements(db: Session, cardholder_id: int) -> list[AutodebitAgreeme
     )
 
 
-def cancel(services: Services, openid: str) -> None:
+def cancel(services: Runtime, openid: str) -> None:
     """End the card's agreement and its waiting attempts (locks: card → agreement → attempts). Once this commits no
     new debit starts: ``process_attempt`` re-reads the agreement under the same locks before claiming an attempt."""
     with services.session() as db, db.begin():
@@ -225,7 +225,7 @@ def cancel(services: Services, openid: str) -> None:
 
 
 # --- triggers ------------------------------------------------------------------------
-def open_attempt(services: Services, db: Session, card: Cardholder, trigger_key: str) -> AutodebitAttempt | None:
+def open_attempt(services: Runtime, db: Session, card: Cardholder, trigger_key: str) -> AutodebitAttempt | None:
     """Create a waiting attempt if this card needs one now. Part of its trigger's transaction (the debit that left the
     card low, or the signing), with the card row locked: the trigger and its attempt land together or not at all."""
     today = services.clock.today()
@@ -270,7 +270,7 @@ def _locked(db: Session, attempt_id: int) -> tuple[AutodebitAttempt, AutodebitAg
     return attempt, agreement, card
 
 
-def process_attempt(services: Services, attempt_id: int) -> str:
+def process_attempt(services: Runtime, attempt_id: int) -> str:
     """Take one attempt as far as it can go now; returns its status (``waiting`` outside bank hours).
 
     An attempt left ``processing`` may have been debited (answer lost, process killed): the bank is asked about its
@@ -309,7 +309,7 @@ def process_attempt(services: Services, attempt_id: int) -> str:
     return _settle(services, attempt_id, result)
 
 
-def _settle(services: Services, attempt_id: int, result: BankResult) -> str:
+def _settle(services: Runtime, attempt_id: int, result: BankResult) -> str:
     """Record the bank's answer. A debit is credited whatever became of the card, the agreement or the attempt since
     (the money is the student's); a refusal only fails an attempt still in flight."""
     with services.session() as db, db.begin():
@@ -340,7 +340,7 @@ def _settle(services: Services, attempt_id: int, result: BankResult) -> str:
         return attempt.status
 
 
-def _no_longer_needed(services: Services, db: Session, attempt: AutodebitAttempt, agreement: AutodebitAgreement, card: Cardholder) -> str:
+def _no_longer_needed(services: Runtime, db: Session, attempt: AutodebitAttempt, agreement: AutodebitAgreement, card: Cardholder) -> str:
     if agreement.status != AgreementStatus.ACTIVE or agreement.expires_on <= services.clock.today():
         return "agreement_ended"
     if card.status != CardStatus.ACTIVE:
@@ -358,7 +358,7 @@ def _no_longer_needed(services: Services, db: Session, attempt: AutodebitAttempt
 
 
 # --- the sweep -----------------------------------------------------------------------
-def sweep(services: Services) -> dict[str, int]:
+def sweep(services: Runtime) -> dict[str, int]:
     """Catch what triggers missed (set-based, one INSERT … SELECT), then process open attempts inside bank hours."""
     created = create_missed_attempts(services)
     outcomes: dict[str, int] = {"created": created}
@@ -383,7 +383,7 @@ def sweep(services: Services) -> dict[str, int]:
     return outcomes
 
 
-def _safe_process(services: Services, attempt_id: int) -> str:
+def _safe_process(services: Runtime, attempt_id: int) -> str:
     try:
         return process_attempt(services, attempt_id)
     except Exception:
@@ -391,7 +391,7 @@ def _safe_process(services: Services, attempt_id: int) -> str:
         return "error"
 
 
-def create_missed_attempts(services: Services) -> int:
+def create_missed_attempts(services: Runtime) -> int:
     """Cards below their threshold with an active agreement and no attempt open or made today get a waiting attempt."""
     today = services.clock.today()
     a, c, t_ = AutodebitAgreement, Cardholder, AutodebitAttempt
@@ -431,7 +431,7 @@ class BankDifference:
         return f"{self.kind:<19} {self.ref:<32} local={local:>10} bank={remote:>10} {self.note}".rstrip()
 
 
-def reconcile_bank(services: Services, day: date) -> list[BankDifference]:
+def reconcile_bank(services: Runtime, day: date) -> list[BankDifference]:
     """The bank's debits of ``day`` against the ledger's auto top-up credits of that school day. A debit is matched
     with its credit whenever that was posted; a credit missing from the day's statement is asked about by reference
     (it may have been debited the day before). Raises ``BankUnavailable`` when the bank does not answer."""
@@ -467,7 +467,7 @@ def reconcile_bank(services: Services, day: date) -> list[BankDifference]:
 
 
 # --- agreements ending ------------------------------------------------------------
-def run_agreement_reminders(services: Services, batch: int = 500) -> dict[str, int]:
+def run_agreement_reminders(services: Runtime, batch: int = 500) -> dict[str, int]:
     """End agreements whose day has come, and remind ``reminder_days_before`` the end; each with a notice."""
     today = services.clock.today()
     a = AutodebitAgreement
@@ -486,7 +486,7 @@ def run_agreement_reminders(services: Services, batch: int = 500) -> dict[str, i
     }
 
 
-def _agreement_notices(services: Services, batch: int, where: list[Any], change: Any, kind: str, status_key: str) -> int:
+def _agreement_notices(services: Runtime, batch: int, where: list[Any], change: Any, kind: str, status_key: str) -> int:
     """Apply ``change`` to active agreements matching ``where`` in batches (rows locked, skipped if another worker
     has them), queueing ``kind`` to the signer in their language in the same transaction."""
     done = 0
@@ -518,7 +518,7 @@ class RecentTopup:
     refundable: bool
 
 
-def recent_topups(services: Services, db: Session, cardholder_id: int) -> list[RecentTopup]:
+def recent_topups(services: Runtime, db: Session, cardholder_id: int) -> list[RecentTopup]:
     """This and last month's auto top-ups, newest first, with any refund request and its deadline."""
     today = services.clock.today()
     since = day_start_utc(month_start(today, back=1))
@@ -539,7 +539,7 @@ def recent_topups(services: Services, db: Session, cardholder_id: int) -> list[R
     return out
 
 
-def request_refund(services: Services, openid: str, attempt_id: Any) -> RefundRequest:
+def request_refund(services: Runtime, openid: str, attempt_id: Any) -> RefundRequest:
     """Ask for a refund of one of the card's own auto top-ups until its deadline; one request per top-up."""
     with services.session() as db, db.begin():
         card = card_for(db, openid)
@@ -562,7 +562,7 @@ def request_refund(services: Services, openid: str, attempt_id: Any) -> RefundRe
         return req
 
 
-def approve_refund(services: Services, request_id: int, operator: str) -> RefundRequest:
+def approve_refund(services: Runtime, request_id: int, operator: str) -> RefundRequest:
     """Take the money off the card (ledger, idempotent), return it to the bank (idempotent by reference), tell the
     student. Safe to run again after an interruption: each step is keyed on the attempt."""
     with services.session() as db, db.begin():
@@ -613,7 +613,7 @@ def approve_refund(services: Services, request_id: int, operator: str) -> Refund
     return req
 
 
-def reject_refund(services: Services, request_id: int, operator: str, note: str = "") -> RefundRequest:
+def reject_refund(services: Runtime, request_id: int, operator: str, note: str = "") -> RefundRequest:
     with services.session() as db, db.begin():
         req = db.execute(select(RefundRequest).where(RefundRequest.id == request_id).with_for_update()).scalar_one_or_none()
         if req is None:

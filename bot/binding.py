@@ -28,7 +28,7 @@ from models import Binding, Cardholder, lock_card
 from models.passwords import hash_password, verify_password
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.runtime import Runtime
 
 
 def compact(text: str) -> str:
@@ -47,12 +47,12 @@ def _decoy_hash() -> str:
     return hash_password("no-such-card")
 
 
-def locked(services: Services, openid: str, student_no: str | None = None) -> Lock | None:
+def locked(services: Runtime, openid: str, student_no: str | None = None) -> Lock | None:
     """The account's lock, else the card's (reserves nothing)."""
     return BindingLock(services).locked(openid, student_no)
 
 
-def student_no_for_passport(services: Services, passport_no: str) -> str | None:
+def student_no_for_passport(services: Runtime, passport_no: str) -> str | None:
     with services.session() as db:
         card = db.execute(select(Cardholder).where(Cardholder.passport_no == passport_no)).scalars().first()
         return card.student_no if card else None
@@ -77,7 +77,7 @@ class Bound:
     lock: Lock | None = None
 
 
-def bind(services: Services, openid: str, student_no: str, name: str, password: str) -> Bound:
+def bind(services: Runtime, openid: str, student_no: str, name: str, password: str) -> Bound:
     """Check the card's password and name under the lockout, then bind this account to the card."""
     lock = locked(services, openid, student_no)
     if lock is not None:
@@ -100,7 +100,7 @@ def bind(services: Services, openid: str, student_no: str, name: str, password: 
     return _attach(services, openid, card.id)
 
 
-def _attach(services: Services, openid: str, card_id: int) -> Bound:
+def _attach(services: Runtime, openid: str, card_id: int) -> Bound:
     """Bind under the card's row lock, so concurrent family members cannot exceed the per-card maximum."""
     with services.session() as db, db.begin():
         card = lock_card(db, card_id)
@@ -120,7 +120,7 @@ def _attach(services: Services, openid: str, card_id: int) -> Bound:
         return Bound(Outcome.BOUND, card=card)
 
 
-def _check_password(services: Services, openid: str, student_no: str, check: Callable[[], bool]) -> tuple[Attempt, bool]:
+def _check_password(services: Runtime, openid: str, student_no: str, check: Callable[[], bool]) -> tuple[Attempt, bool]:
     """Reserve a try on the account and the card, then run ``check()``; a wrong try that locks the card tells its
     owners (a right one gives its try back, so it locks nothing)."""
     lock = BindingLock(services)
@@ -141,7 +141,7 @@ def _card_by_no(db: Session, student_no: str) -> Cardholder | None:
     return db.execute(select(Cardholder).where(Cardholder.student_no == student_no)).scalar_one_or_none()
 
 
-def _tell_bound(services: Services, db: Session, card: Cardholder, kind: str, dedup: str, skip: str | None = None) -> None:
+def _tell_bound(services: Runtime, db: Session, card: Cardholder, kind: str, dedup: str, skip: str | None = None) -> None:
     """A notice to each account bound to the card (but ``skip``), in its language: masked number, no person."""
     openids = db.execute(select(Binding.openid).where(Binding.cardholder_id == card.id, Binding.openid != (skip or ""))).scalars().all()
     for openid in openids:
@@ -154,7 +154,7 @@ def _rowcount(db: Session, statement: Delete) -> int:
     return cast("CursorResult[Any]", db.execute(statement)).rowcount
 
 
-def unbind(services: Services, openid: str, cardholder_id: int) -> bool:
+def unbind(services: Runtime, openid: str, cardholder_id: int) -> bool:
     """Remove this account's binding of that card (False: not bound to it any more) and end its H5 sessions."""
     with services.session() as db, db.begin():
         removed = _rowcount(db, delete(Binding).where(Binding.openid == openid, Binding.cardholder_id == cardholder_id))
@@ -163,14 +163,14 @@ def unbind(services: Services, openid: str, cardholder_id: int) -> bool:
     return bool(removed)
 
 
-def check_owner(services: Services, openid: str, student_no: str, password: str) -> tuple[Attempt, bool]:
+def check_owner(services: Runtime, openid: str, student_no: str, password: str) -> tuple[Attempt, bool]:
     """The card password again, counted like a binding try: being bound is not enough to see or remove others."""
     with services.session() as db:
         card = _card_by_no(db, student_no)
     return _check_password(services, openid, student_no, lambda: card is not None and verify_password(card.password_hash, password))
 
 
-def bindings_of(services: Services, cardholder_id: int) -> list[Binding]:
+def bindings_of(services: Runtime, cardholder_id: int) -> list[Binding]:
     with services.session() as db:
         return list(db.execute(select(Binding).where(Binding.cardholder_id == cardholder_id).order_by(Binding.created_at, Binding.id)).scalars())
 
@@ -181,7 +181,7 @@ class Removal(StrEnum):
     NOT_BOUND = "not_bound"  # the asking account no longer holds the card
 
 
-def remove_binding(services: Services, openid: str, cardholder_id: int, binding_id: int, created_at: str) -> tuple[Removal, Binding | None]:
+def remove_binding(services: Runtime, openid: str, cardholder_id: int, binding_id: int, created_at: str) -> tuple[Removal, Binding | None]:
     """Remove a binding of the card listed to ``openid`` (who must still hold that card); it loses access at once.
 
     ``created_at`` is the listed binding's time, so a reused id never matches."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.clock import SCHOOL_TZ
-from bot.services import Services
+from bot.runtime import Runtime
 
 # KEYS[1] counter hash; ARGV: max, until (unix seconds if this try is the last), window seconds.
 _RESERVE = """
@@ -55,7 +55,7 @@ class Attempt:
 
 
 class BindingLock:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Runtime) -> None:
         cfg = services.cfg.binding
         self.svc = services
         self.store = services.store

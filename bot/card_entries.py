@@ -22,7 +22,7 @@ from models import AutodebitAttempt, Cardholder, InsufficientBalance, lock_card,
 from models.enums import AttemptStatus, EntryKind
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.runtime import Runtime
 
 TEXTS = "entry_err_"  # a refused entry's text is ``entry_err_{code}``
 
@@ -51,7 +51,7 @@ class Recorded:
     autodebit: dict[str, Any] | None
 
 
-def record_entry(services: Services, entry: CardEntry) -> Recorded:
+def record_entry(services: Runtime, entry: CardEntry) -> Recorded:
     """Post the entry once and open the auto top-up it calls for; a replay changes nothing and reports the same attempt."""
     debit = entry.amount_fen < 0
     with services.session() as db, db.begin():
@@ -82,12 +82,12 @@ def record_entry(services: Services, entry: CardEntry) -> Recorded:
     return Recorded(entry.entry_id, not posted.created, after, balance, autodebit)
 
 
-def _attempt_for(services: Services, entry_id: str) -> int | None:
+def _attempt_for(services: Runtime, entry_id: str) -> int | None:
     with services.session() as db:
         return db.execute(select(AutodebitAttempt.id).where(AutodebitAttempt.trigger_key == f"entry:{entry_id}")).scalar_one_or_none()
 
 
-def _describe(services: Services, attempt_id: int, status: str | None) -> dict[str, Any]:
+def _describe(services: Runtime, attempt_id: int, status: str | None) -> dict[str, Any]:
     with services.session() as db:
         a = db.get(AutodebitAttempt, attempt_id)
         assert a is not None

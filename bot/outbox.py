@@ -48,7 +48,7 @@ from models import OutboxNotice, utcnow
 from models.enums import NoticeStatus
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +76,20 @@ def _emoji(ch: str) -> bool:
     return ord(ch) > 0xFFFF or ch in _INVISIBLE or unicodedata.category(ch) in ("So", "Cs", "Co", "Cc")
 
 
-def template_payload(services: Services, kind: str, data: dict[str, Any]) -> tuple[str, dict[str, dict[str, str]]]:
+def template_payload(services: Runtime, kind: str, data: dict[str, Any]) -> tuple[str, dict[str, dict[str, str]]]:
     """(template_id, data) for a notice kind: logical keys mapped to the account's template keys; no first/remark."""
     tpl = services.cfg.notices.template(kind)
     out = {tkey: {"value": clean_value(data[key])} for key, tkey in tpl.fields.items() if data.get(key) not in (None, "")}
     return tpl.template_id, out
 
 
-def _now(services: Services) -> datetime:
+def _now(services: Runtime) -> datetime:
     """The business clock, but never behind real time: ``queue_notice`` stamps rows with real time, and a clock
     frozen in the past (tests, the simulator) must not hide them."""
     return max(services.clock.utcnow(), utcnow())
 
 
-def drain_once(services: Services, worker_id: str) -> int:
+def drain_once(services: Runtime, worker_id: str) -> int:
     """Send one batch of due notices; returns how many rows were handled (0 = nothing due)."""
     recover_expired(services)
     token = f"{worker_id[:48]}:{secrets.token_hex(4)}"
@@ -105,7 +105,7 @@ def drain_once(services: Services, worker_id: str) -> int:
     return len(rows)
 
 
-def claim(services: Services, token: str) -> list[Any]:
+def claim(services: Runtime, token: str) -> list[Any]:
     cfg = services.cfg.notices
     now = _now(services)
     quiet = cfg.quiet_hours.contains(services.clock.now().time().replace(tzinfo=None))
@@ -153,14 +153,14 @@ def _set(conn: Connection, row_id: int, token: str, expect: NoticeStatus, **valu
         return bool(res.rowcount)
 
 
-def mark_sent(services: Services, conn: Connection, token: str, sent: list[tuple[int, str, str | None]]) -> None:
+def mark_sent(services: Runtime, conn: Connection, token: str, sent: list[tuple[int, str, str | None]]) -> None:
     """Record sends (row id, msgid, the delivery report already in) in one transaction."""
     at = _now(services)
     with conn.begin():
         conn.execute(_SENT, [{"rid": rid, "m": msgid[:32] or None, "tok": token, "at": at, "ds": ds} for rid, msgid, ds in sent])
 
 
-def _send_slice(services: Services, token: str, rows: list[Any]) -> None:
+def _send_slice(services: Runtime, token: str, rows: list[Any]) -> None:
     """Send rows one by one, each marked ``sending`` (committed) first; each success is kept in Redis at once and
     recorded in the database every ``MARK_EVERY`` sends (``recover_expired`` settles a dead worker's by msgid)."""
     sent: list[tuple[int, str, str | None]] = []
@@ -183,7 +183,7 @@ def _send_slice(services: Services, token: str, rows: list[Any]) -> None:
             mark_sent(services, conn, token, sent)
 
 
-def _send_one(services: Services, conn: Connection, token: str, row: Any) -> str | None:
+def _send_one(services: Runtime, conn: Connection, token: str, row: Any) -> str | None:
     """The msgid when WeChat accepted it; None when the row was handled otherwise (or is no longer ours)."""
     with conn.begin():
         if not conn.execute(_SENDING, {"rid": row.id, "tok": token, "until": _now(services) + LEASE}).rowcount:
@@ -202,7 +202,7 @@ def _send_one(services: Services, conn: Connection, token: str, row: Any) -> str
     return None
 
 
-def _failed_send(services: Services, conn: Connection, row: Any, token: str, exc: WeChatAPIError) -> None:
+def _failed_send(services: Runtime, conn: Connection, row: Any, token: str, exc: WeChatAPIError) -> None:
     code = exc.errcode
     error = f"{code}: {exc.errmsg}"[:500]
     if exc.maybe_sent:
@@ -226,13 +226,13 @@ def _failed_send(services: Services, conn: Connection, row: Any, token: str, exc
     log.info("notice %s: %s, retry in %.0f s", row.id, error, delay)
 
 
-def _finish(services: Services, conn: Connection, row: Any, token: str, status: NoticeStatus, error: str) -> None:
+def _finish(services: Runtime, conn: Connection, row: Any, token: str, status: NoticeStatus, error: str) -> None:
     _set(conn, row.id, token, NoticeStatus.SENDING, status=status, last_error=error, claimed_until=None)
     services.metrics.notices.labels(kind=row.kind, outcome=status).inc()
     log.warning("notice %s (%s) %s: %s", row.id, row.kind, status, error)
 
 
-def remember_send(services: Services, row_id: int, openid: str, msgid: str) -> str | None:
+def remember_send(services: Runtime, row_id: int, openid: str, msgid: str) -> str | None:
     """Keep row→msgid and msgid→row in Redis as soon as WeChat accepted a send; returns the status of this msgid's
     report if it came before (None otherwise, or when Redis is down: the database mark still follows)."""
     if not msgid:
@@ -249,13 +249,13 @@ def remember_send(services: Services, row_id: int, openid: str, msgid: str) -> s
     return _report_status(report, openid)
 
 
-def recorded_send(services: Services, msgid: str) -> int | None:
+def recorded_send(services: Runtime, msgid: str) -> int | None:
     """The row a msgid belongs to, as kept by ``remember_send`` (None: not one of our recent sends)."""
     row_id = services.store.r.get(_key(services, "sent", msgid))
     return int(row_id) if row_id else None
 
 
-def record_job_finish(services: Services, db: Any, openid: str, msgid: str, status: str) -> bool:
+def record_job_finish(services: Runtime, db: Any, openid: str, msgid: str, status: str) -> bool:
     """TEMPLATESENDJOBFINISH: store WeChat's delivery status on the row with this msgid. A report that finds no row
     is kept by msgid for the send that will record it (False: not one of ours yet)."""
     status = status[:64]
@@ -279,7 +279,7 @@ def _set_delivery(db: Any, which: Any, openid: str, status: str) -> bool:
     return bool(db.execute(stmt.execution_options(synchronize_session=False)).rowcount)
 
 
-def _key(services: Services, *parts: object) -> str:
+def _key(services: Runtime, *parts: object) -> str:
     return services.store.key("outbox", *parts)
 
 
@@ -288,7 +288,7 @@ def _report_status(raw: str | None, openid: str) -> str | None:
     return report["status"] if report and report.get("openid") == openid else None
 
 
-def recover_expired(services: Services, limit: int = 100) -> int:
+def recover_expired(services: Runtime, limit: int = 100) -> int:
     """Rows whose lease ran out while ``sending`` (worker died) or ``unconfirmed`` (no answer): see the docstring."""
     try:
         return _recover(services, limit)
@@ -297,7 +297,7 @@ def recover_expired(services: Services, limit: int = 100) -> int:
         return 0
 
 
-def _recover(services: Services, limit: int) -> int:
+def _recover(services: Runtime, limit: int) -> int:
     now = _now(services)
     o = OutboxNotice
     r = services.store.r
@@ -335,7 +335,7 @@ def _recover(services: Services, limit: int) -> int:
     return len(rows)
 
 
-def _unexplained_reports(services: Services, db: Any, openid: str, since: datetime) -> list[str]:
+def _unexplained_reports(services: Runtime, db: Any, openid: str, since: datetime) -> list[str]:
     """Msgids of this user's reports since ``since`` (less a few seconds of clock skew) that belong to none of our
     sends: neither kept by ``remember_send`` nor on a row."""
     start = since.replace(tzinfo=UTC).timestamp() - 5

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.runtime import Runtime
 
 
-def session_generation(services: Services, openid: str) -> int:
+def session_generation(services: Runtime, openid: str) -> int:
     return int(services.store.r.get(services.store.key("h5gen", openid)) or 0)
 
 
-def end_sessions(services: Services, openid: str) -> None:
+def end_sessions(services: Runtime, openid: str) -> None:
     """End every H5 session of ``openid``: their generation no longer matches."""
     services.store.r.incr(services.store.key("h5gen", openid))

@@ -45,7 +45,7 @@ from models.enums import EntryKind, OrderStatus
 
 if TYPE_CHECKING:
     from bot.config import Config
-    from bot.services import Services
+    from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class CreatedOrder:
     pay_params: dict[str, str] = field(default_factory=dict)
 
 
-def create_order(services: Services, openid: str, amount_fen: Any, mode: Any) -> CreatedOrder:
+def create_order(services: Runtime, openid: str, amount_fen: Any, mode: Any) -> CreatedOrder:
     """Check the rules, reserve the amount against the daily limit under the card's row lock, then order at WeChat.
 
     The order row is committed before WeChat is called, so a concurrent request already counts it; if WeChat
@@ -193,7 +193,7 @@ def create_order(services: Services, openid: str, amount_fen: Any, mode: Any) ->
     return CreatedOrder(order, services.pay.pay_params(prepay_id))
 
 
-def _close_locally(services: Services, order_no: str) -> bool:
+def _close_locally(services: Runtime, order_no: str) -> bool:
     with services.session() as db, db.begin():
         order = _lock_order(db, order_no)
         if order is None or order.status != OrderStatus.CREATED:
@@ -237,7 +237,7 @@ def check_transaction(cfg: Config, order: TopupOrder | None, tx: dict[str, Any])
         raise Mismatch(f"trade_state {tx.get('trade_state')}")
 
 
-def apply_payment(services: Services, tx: dict[str, Any]) -> bool:
+def apply_payment(services: Runtime, tx: dict[str, Any]) -> bool:
     """Credit the order a verified SUCCESS transaction names; True when this call credited, False if already done.
 
     One transaction: lock the order, check it against ``tx``, mark it paid, post the ledger entry and queue the receipt.
@@ -287,7 +287,7 @@ class Settled(StrEnum):
     PAID = "paid"  # credited before
 
 
-def settle_order(services: Services, order_no: str, *, cancel: bool = False, _again: bool = True) -> Settled:
+def settle_order(services: Runtime, order_no: str, *, cancel: bool = False, _again: bool = True) -> Settled:
     """Ask WeChat about one open order and act: ``credited``, ``closed``, ``open`` (still payable) or ``paid`` (already).
 
     An unpaid order is closed once it has expired, or at once with ``cancel`` (the student left the pay sheet).
@@ -329,7 +329,7 @@ def settle_order(services: Services, order_no: str, *, cancel: bool = False, _ag
     return Settled.CLOSED if _close_locally(services, order_no) else Settled.OPEN
 
 
-def settle_stuck_orders(services: Services, limit: int = 200) -> int:
+def settle_stuck_orders(services: Runtime, limit: int = 200) -> int:
     """The worker's job: orders still 'created' after ``stuck_after_minutes`` are queried and credited or closed.
 
     Safe to run in several workers at once: crediting and closing re-check the locked order row.
@@ -348,7 +348,7 @@ def settle_stuck_orders(services: Services, limit: int = 200) -> int:
     return sum(1 for no in numbers if settle_order(services, no) in (Settled.CREDITED, Settled.CLOSED))
 
 
-def settle_expired(services: Services, cardholder_id: int) -> None:
+def settle_expired(services: Runtime, cardholder_id: int) -> None:
     """Before counting today's limit, settle this card's expired open orders so an abandoned one stops counting."""
     now = services.clock.utcnow()
     with services.session() as db:
@@ -372,7 +372,7 @@ class Cancelled:
     balance_fen: int
 
 
-def cancel_order(services: Services, openid: str, order_no: str) -> Cancelled:
+def cancel_order(services: Runtime, openid: str, order_no: str) -> Cancelled:
     """The student left the pay sheet: close the order at WeChat so it stops counting (credit it if WeChat says paid).
 
     Only the order's own openid may cancel it; any other order number is ``not_found`` (404), like an unknown one.
@@ -406,7 +406,7 @@ class Difference:
         return f"{self.kind:<19} {self.order_no:<32} local={local:>10} wechat={remote:>10} {self.note}".rstrip()
 
 
-def reconcile(services: Services, day: date, bill: list[BillRow] | None = None) -> list[Difference]:
+def reconcile(services: Runtime, day: date, bill: list[BillRow] | None = None) -> list[Difference]:
     """Compare the day's paid orders (by WeChat's success time, school time) with WeChat Pay's trade bill."""
     rows = services.pay.trade_bill(day.isoformat()) if bill is None else bill
     start = day_start_utc(day)

@@ -23,7 +23,7 @@ import redis
 from bot import autodebit, outbox, topup
 
 if TYPE_CHECKING:
-    from bot.services import Services
+    from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class Job:
     name: str
     every_seconds: int
-    run: Callable[[Services], Any]
+    run: Callable[[Runtime], Any]
 
 
 JOBS = (
@@ -42,7 +42,7 @@ JOBS = (
 )
 
 
-def run_job(services: Services, job: Job, worker_id: str, *, force: bool = False) -> bool:
+def run_job(services: Runtime, job: Job, worker_id: str, *, force: bool = False) -> bool:
     """Run ``job`` if no worker ran it this period (``force``: ignore the period, still never concurrently)."""
     r, key = services.store.r, services.store.key
     if not force and not r.set(key("job", job.name, "due"), worker_id, nx=True, ex=job.every_seconds):
@@ -64,12 +64,12 @@ def run_job(services: Services, job: Job, worker_id: str, *, force: bool = False
     return True
 
 
-def run_due_jobs(services: Services, worker_id: str) -> list[str]:
+def run_due_jobs(services: Runtime, worker_id: str) -> list[str]:
     """Every job whose period has come; returns the names this worker ran."""
     return [job.name for job in JOBS if run_job(services, job, worker_id)]
 
 
-def drain_all(services: Services, worker_id: str, max_batches: int = 1000) -> int:
+def drain_all(services: Runtime, worker_id: str, max_batches: int = 1000) -> int:
     """Drain until nothing is due (bounded, so jobs still get their turn)."""
     total = 0
     for _ in range(max_batches):
@@ -80,7 +80,7 @@ def drain_all(services: Services, worker_id: str, max_batches: int = 1000) -> in
     return total
 
 
-def run(services: Services, worker_id: str, interval: float, stop: threading.Event) -> None:
+def run(services: Runtime, worker_id: str, interval: float, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             drain_all(services, worker_id)

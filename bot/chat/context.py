@@ -16,14 +16,14 @@ from models import Cardholder, WechatUser
 
 if TYPE_CHECKING:
     from bot.config import Config
-    from bot.services import Services
+    from bot.runtime import Runtime
 
 
 @dataclass
 class Context:
     openid: str
     db: Session
-    services: Services
+    services: Runtime
     user: WechatUser
     dialog: Dialog | None = None
     expired_dialog: str | None = None

@@ -13,7 +13,7 @@ from bot.chat.context import Context
 from bot.chat.replies import Reply, Text
 from bot.chat.router import Router
 from bot.logs import hash_openid, openid_hash, request_id
-from bot.services import Services
+from bot.runtime import Runtime
 from bot.texts import t
 from models import WechatUser
 
@@ -36,7 +36,7 @@ def load_user(db: Any, openid: str, now: Any) -> WechatUser:
     return user
 
 
-def run_message(services: Services, router: Router, msg: Any, info: dict[str, Any], rid: str = "-") -> Reply | None:
+def run_message(services: Runtime, router: Router, msg: Any, info: dict[str, Any], rid: str = "-") -> Reply | None:
     """Dispatch ``msg`` through the app's ``router``; never raises.
 
     ``info['lang']`` is filled early so a late answer speaks the user's language.

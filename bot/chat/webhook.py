@@ -29,14 +29,14 @@ from bot.chat.wechat_xml import (
     render_reply,
 )
 from bot.logs import request_id
-from bot.services import Services
+from bot.runtime import Runtime
 from bot.texts import t
 
 log = logging.getLogger(__name__)
 bp = Blueprint("wechat", __name__)
 
 
-def services() -> Services:
+def services() -> Runtime:
     return current_app.extensions["cardbot"]
 
 
@@ -48,7 +48,7 @@ def _text(body: str, status: int = 200) -> Response:
     return Response(body, status=status, mimetype="text/plain")
 
 
-def _signed(svc: Services) -> bool:
+def _signed(svc: Runtime) -> bool:
     a = request.args
     return check_signature(svc.cfg.wechat.token, a.get("signature", ""), a.get("timestamp", ""), a.get("nonce", ""))
 
@@ -89,7 +89,7 @@ def push() -> Response:
     return Response(plain, mimetype="application/xml" if plain != "success" else "text/plain")
 
 
-def _answer(svc: Services, router: Router, msg: Any) -> str:
+def _answer(svc: Runtime, router: Router, msg: Any) -> str:
     dedup = Dedup(svc.store, svc.cfg.wechat.max_clock_skew_seconds)
     key = dedup_key(msg)
     budget = svc.cfg.wechat.reply_budget_seconds
@@ -110,7 +110,7 @@ def _answer(svc: Services, router: Router, msg: Any) -> str:
     return plain
 
 
-def _run(svc: Services, router: Router, msg: Any, budget: float) -> str:
+def _run(svc: Runtime, router: Router, msg: Any, budget: float) -> str:
     """The handler's reply within ``budget`` seconds, else "processing" now and the reply later (customer service)."""
 
     info: dict[str, Any] = {"lang": "zh"}
@@ -123,7 +123,7 @@ def _run(svc: Services, router: Router, msg: Any, budget: float) -> str:
     return render_reply(reply, msg)
 
 
-def _deliver_late(svc: Services, openid: str, future: Future[Reply | None]) -> None:
+def _deliver_late(svc: Runtime, openid: str, future: Future[Reply | None]) -> None:
     """The handler finished after we answered: send its reply as a customer-service message."""
     try:
         reply = future.result()

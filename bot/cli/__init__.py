@@ -40,9 +40,9 @@ class Obj:
     @property
     def services(self) -> Any:
         if self._svc is None:
-            from bot.services import build_services
+            from bot.runtime import build_runtime
 
-            self._svc = build_services(self.ready_cfg)
+            self._svc = build_runtime(self.ready_cfg)
         return self._svc
 
 

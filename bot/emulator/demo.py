@@ -92,14 +92,14 @@ def command(ctx: click.Context, host: str, port: int) -> None:
 
     from bot import create_app
     from bot.emulator.bank import seed_demo
-    from bot.services import build_services
+    from bot.runtime import build_runtime
 
     path = getattr(ctx.obj, "path", None)
     try:
         cfg = demo_config(path, host, port)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    services = build_services(cfg, allow_embedded_redis=True)
+    services = build_runtime(cfg, allow_embedded_redis=True)
     prepare(cfg, services)
     app = create_app(cfg, services=services)
     seed_demo(app)

@@ -19,7 +19,7 @@ from bot.cards import card_for
 from bot.clock import to_local
 from bot.errors import UserError
 from bot.money import yuan
-from bot.services import Services
+from bot.runtime import Runtime
 from bot.web.auth import csrf_token, login_api, login_page
 from bot.web.h5 import blueprint, refuse, tr
 from models import AutodebitAttempt
@@ -28,7 +28,7 @@ from models.enums import AgreementStatus, AttemptStatus, CardStatus
 bp = blueprint("autodebit", __name__)
 
 
-def state(svc: Services, db: Session, openid: str) -> dict[str, Any]:
+def state(svc: Runtime, db: Session, openid: str) -> dict[str, Any]:
     """Everything the page shows, as plain data (also the JSON API's answer)."""
     card = card_for(db, openid)
     if card is None:

@@ -165,9 +165,9 @@ def test_three_workers_on_one_outbox_send_each_notice_once(make_live):
 _DOOMED = """
 import json, sys, time
 from bot.config import load_config
-from bot.services import build_services
+from bot.runtime import build_runtime
 from bot import outbox
-svc = build_services(load_config(None, **json.loads(sys.argv[1])))
+svc = build_runtime(load_config(None, **json.loads(sys.argv[1])))
 real = svc.wechat.send_template
 def send_then_hang(*a, **k):
     out = real(*a, **k)
@@ -346,7 +346,7 @@ def test_killed_worker_process_whose_sends_wechat_reported_leaves_them_sent(make
         "wechat": {"api_base_url": live.url, "oauth_base_url": live.url, "request_timeout_seconds": 30},
         "server": {"public_base_url": live.url},
     }
-    worker = "from bot.config import load_config; from bot.services import build_services; from bot import outbox; import json, sys; outbox.drain_once(build_services(load_config(None, **json.loads(sys.argv[1]))), 'doomed')"
+    worker = "from bot.config import load_config; from bot.runtime import build_runtime; from bot import outbox; import json, sys; outbox.drain_once(build_runtime(load_config(None, **json.loads(sys.argv[1]))), 'doomed')"
     proc = subprocess.Popen([sys.executable, "-c", worker, json.dumps(overrides)], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env={**os.environ, "CARDBOT_CONFIG": ""})
     try:

