@@ -15,21 +15,21 @@ import requests
 
 from bot.adapters import cardsys_signing
 from bot.adapters.cardsystem import (
-    CardStatus,
     CardSystemNoAnswer,
     CardSystemProtocolError,
     CardSystemUnavailable,
     Channel,
     Credit,
     CreditResult,
-    EntryKind,
     HolderKind,
     LossAction,
     LossResult,
     Refusal,
+    TerminalEntryKind,
     VerifyResult,
 )
 from bot.clock import SCHOOL_TZ
+from models.enums import CardStatus
 from tests.support.topup import wait_for
 
 ZHANG = ("20230001", "张三", "10200")  # demo roster: id number ...15102X → password 15102X with X as 0
@@ -141,7 +141,7 @@ def test_every_call_of_the_client_against_the_emulator(cs_live, cs):
     assert cs.credit_status("ORDER-never") is None
 
     entries = cs.entries(ZHANG[0], since=datetime.now(SCHOOL_TZ) - timedelta(days=1), limit=200)
-    assert [(e.kind, e.amount_fen, e.balance_after_fen) for e in entries] == [(EntryKind.TOPUP, 5000, 15000), (EntryKind.ADJUST, 10000, 10000)]
+    assert [(e.kind, e.amount_fen, e.balance_after_fen) for e in entries] == [(TerminalEntryKind.TOPUP, 5000, 15000), (TerminalEntryKind.ADJUST, 10000, 10000)]
     assert entries[0].entry_id == credit.entry_id
     assert [e.entry_id for e in cs.entries(ZHANG[0], limit=1)] == [credit.entry_id]
     assert cs.entries(ZHANG[0], since=datetime.now(SCHOOL_TZ) + timedelta(minutes=5)) == []

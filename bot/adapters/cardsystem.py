@@ -25,16 +25,10 @@ from urllib.parse import quote, urlencode
 import requests
 
 from bot.adapters import cardsys_signing
+from models.enums import CardStatus
 
 if TYPE_CHECKING:
     from bot.config import Config
-
-
-class CardStatus(StrEnum):
-    ACTIVE = "active"
-    LOST = "lost"
-    FROZEN = "frozen"
-    GRADUATED = "graduated"
 
 
 class HolderKind(StrEnum):
@@ -43,7 +37,9 @@ class HolderKind(StrEnum):
     STAFF = "staff"
 
 
-class EntryKind(StrEnum):
+class TerminalEntryKind(StrEnum):
+    """ENTRY.kind as cardsys/1 names it (the card system's own kinds, not our ledger's)."""
+
     SPEND = "spend"
     TOPUP = "topup"
     REFUND = "refund"
@@ -131,7 +127,7 @@ class Entry:
     entry_id: str
     amount_fen: int  # negative = spend
     balance_after_fen: int
-    kind: EntryKind
+    kind: TerminalEntryKind
     merchant: str
     occurred_at: datetime
 
@@ -252,7 +248,7 @@ def _entry(data: dict[str, Any]) -> Entry:
         entry_id=_text(data, "entry_id"),
         amount_fen=_fen(data, "amount_fen"),
         balance_after_fen=_fen(data, "balance_after_fen"),
-        kind=_enum(EntryKind, data, "kind"),
+        kind=_enum(TerminalEntryKind, data, "kind"),
         merchant=_text(data, "merchant", empty=True),
         occurred_at=_time(data, "occurred_at"),
     )
