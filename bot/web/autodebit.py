@@ -17,11 +17,10 @@ from sqlalchemy.orm import Session
 from bot.autodebit import active_agreement, cancel, next_window, recent_topups, request_refund, sign
 from bot.cards import card_for
 from bot.clock import to_local
-from bot.errors import UserError
 from bot.money import yuan
 from bot.runtime import Runtime
 from bot.web.auth import csrf_token, login_api, login_page
-from bot.web.h5 import blueprint, refuse, tr
+from bot.web.h5 import blueprint, tr
 from models import AutodebitAttempt
 from models.enums import AgreementStatus, AttemptStatus, CardStatus
 
@@ -97,10 +96,7 @@ def show() -> Any:
 @login_api
 def create() -> Any:
     body = request.get_json(silent=True)
-    try:
-        signed = sign(g.svc, g.openid, body.get("bank_account") if isinstance(body, dict) else None)
-    except UserError as err:
-        return refuse(err)
+    signed = sign(g.svc, g.openid, body.get("bank_account") if isinstance(body, dict) else None)
     out: dict[str, Any] = {"bank_last4": signed.bank_last4, "expires_on": f"{signed.expires_on:%Y-%m-%d}",
                            "threshold_fen": signed.threshold_fen, "amount_fen": signed.amount_fen}
     if signed.autodebit is not None:
@@ -111,10 +107,7 @@ def create() -> Any:
 @bp.post("/api/autodebit/agreement/cancel")
 @login_api
 def cancel_agreement() -> Any:
-    try:
-        cancel(g.svc, g.openid)
-    except UserError as err:
-        return refuse(err)
+    cancel(g.svc, g.openid)
     return jsonify(status=AgreementStatus.CANCELLED)
 
 
@@ -122,10 +115,7 @@ def cancel_agreement() -> Any:
 @login_api
 def refund() -> Any:
     body = request.get_json(silent=True)
-    try:
-        req = request_refund(g.svc, g.openid, body.get("attempt_id") if isinstance(body, dict) else None)
-    except UserError as err:
-        return refuse(err)
+    req = request_refund(g.svc, g.openid, body.get("attempt_id") if isinstance(body, dict) else None)
     return jsonify(request_id=req.id, status=req.status), 201
 
 

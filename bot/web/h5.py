@@ -1,7 +1,8 @@
 """What every H5 page shares: who is asking, in which language, and how a refusal is answered.
 
 A page's blueprint is made by ``blueprint``: before each request it puts the services, the session's openid (bot.web.auth)
-and the user's language on ``g``, and its templates get ``t`` and ``lang`` from a context processor. The browser side
+and the user's language on ``g``, its templates get ``t`` and ``lang`` from a context processor, and a ``UserError``
+a view lets through is answered by ``refuse``. The browser side
 is one shared script (templates/h5.js: fetch with the CSRF header, the WeChat pay call).
 """
 
@@ -21,6 +22,7 @@ def blueprint(name: str, import_name: str) -> Blueprint:
     bp = Blueprint(name, import_name)
     bp.before_request(_who)
     bp.context_processor(lambda: {"t": tr, "lang": g.lang})
+    bp.register_error_handler(UserError, refuse)
     return bp
 
 

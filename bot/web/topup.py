@@ -15,7 +15,6 @@ from markupsafe import Markup, escape  # Markup only wraps our own constant tag;
 from sqlalchemy import select
 
 from bot.cards import card_for
-from bot.errors import UserError
 from bot.money import fen, percent, yuan
 from bot.topup import ORDER_NO, cancel_order, card_refusal, create_order, in_peak, quick_options, refused, remaining_today
 from bot.web.auth import csrf_token, login_api, login_page
@@ -74,10 +73,7 @@ def create() -> Any:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return refuse(refused("invalid_amount"))
-    try:
-        made = create_order(g.svc, g.openid, body.get("amount_fen"), body.get("mode"))
-    except UserError as refusal:
-        return refuse(refusal)
+    made = create_order(g.svc, g.openid, body.get("amount_fen"), body.get("mode"))
     o = made.order
     return jsonify(order_no=o.order_no, amount_fen=o.amount_fen, fee_fen=o.fee_fen, pay_params=made.pay_params), 201
 
@@ -108,10 +104,7 @@ def status(order_no: str) -> Any:
 @login_api
 def cancel(order_no: str) -> Any:
     """200 with the order's state (closed, or paid after all); 503 while WeChat Pay has not confirmed the close."""
-    try:
-        done = cancel_order(g.svc, g.openid, order_no)
-    except UserError as refusal:
-        return refuse(refusal)
+    done = cancel_order(g.svc, g.openid, order_no)
     o = done.order
     out: dict[str, Any] = {
         "order_no": o.order_no,
