@@ -77,16 +77,30 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"machine": machine, "settings": settings, "db_url": db_url.split("@")[-1]}
     servers: list[Server] = []
 
-    def start(name: str, spec: str, *, extra_env: dict[str, str] | None = None, port: int | None = None, health: str = "/healthz",
-              workers: int | None = None, threads: int | None = None) -> Server:
+    def start(
+        name: str,
+        spec: str,
+        *,
+        extra_env: dict[str, str] | None = None,
+        port: int | None = None,
+        health: str = "/healthz",
+        workers: int | None = None,
+        threads: int | None = None,
+    ) -> Server:
         srv = Server(name, spec, settings, {**base_env, **(extra_env or {})}, port=port, health=health, workers=workers, threads=threads)
         servers.append(srv)
         return srv.wait_ready()
 
     try:
         # One process for the emulator: its state (tokens, followers, inbox) lives in memory.
-        emulator = start("emulator", "bench.apps:emulator_app()", port=emu_port, workers=1, threads=16,
-              extra_env={"CARDBOT_BENCH_FOLLOWER_PREFIX": "o_bench_", "CARDBOT_BENCH_FOLLOWER_COUNT": "200000"})
+        emulator = start(
+            "emulator",
+            "bench.apps:emulator_app()",
+            port=emu_port,
+            workers=1,
+            threads=16,
+            extra_env={"CARDBOT_BENCH_FOLLOWER_PREFIX": "o_bench_", "CARDBOT_BENCH_FOLLOWER_COUNT": "200000"},
+        )
         for section in only:
             t0 = time.perf_counter()
             say(f"== {section}")
@@ -114,8 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run_section(section: str, settings: Settings, args: argparse.Namespace, cfg: Any, services: Any, start: Any, bot_port: int,
-                 say: Any, emulator_pid: int, env_vars: dict[str, str]) -> dict[str, Any]:
+def _run_section(
+    section: str,
+    settings: Settings,
+    args: argparse.Namespace,
+    cfg: Any,
+    services: Any,
+    start: Any,
+    bot_port: int,
+    say: Any,
+    emulator_pid: int,
+    env_vars: dict[str, str],
+) -> dict[str, Any]:
     if section == "webhook":
         from bench import webhook
 

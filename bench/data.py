@@ -128,10 +128,12 @@ def bind_more(engine: Any, card_id: int, openids: list[str]) -> None:
     """Extra WeChat users bound to one card (family members; the binding rules allow a few per card)."""
     with engine.begin() as conn:
         for oid in openids:
-            conn.execute(text("INSERT INTO wechat_users (openid, lang, following, created_at) VALUES (:o, 'zh', true, now() AT TIME ZONE 'utc')"),
-                         {"o": oid})
-            conn.execute(text("INSERT INTO bindings (openid, cardholder_id, created_at) VALUES (:o, :c, now() AT TIME ZONE 'utc')"),
-                         {"o": oid, "c": card_id})
+            conn.execute(
+                text("INSERT INTO wechat_users (openid, lang, following, created_at) VALUES (:o, 'zh', true, now() AT TIME ZONE 'utc')"), {"o": oid}
+            )
+            conn.execute(
+                text("INSERT INTO bindings (openid, cardholder_id, created_at) VALUES (:o, :c, now() AT TIME ZONE 'utc')"), {"o": oid, "c": card_id}
+            )
 
 
 def add_agreements(engine: Any, first: int, last: int, *, low_every: int, threshold_fen: int, amount_fen: int) -> int:
@@ -151,9 +153,7 @@ def add_agreements(engine: Any, first: int, last: int, *, low_every: int, thresh
             {"first": first, "last": last, "pfx": OPENID_PREFIX, "bank": BANK, "threshold": threshold_fen, "amount": amount_fen},
         )
         low = conn.execute(
-            text(
-                "UPDATE cardholders SET balance_fen = :low WHERE id BETWEEN :first AND :last AND id % :every = 0"
-            ),
+            text("UPDATE cardholders SET balance_fen = :low WHERE id BETWEEN :first AND :last AND id % :every = 0"),
             {"low": max(0, threshold_fen // 2), "first": first, "last": last, "every": low_every},
         ).rowcount
     return int(low)
@@ -162,9 +162,10 @@ def add_agreements(engine: Any, first: int, last: int, *, low_every: int, thresh
 def add_orders(engine: Any, first_card: int, count: int, amount_fen: int, fee_fen: int, tag: str) -> list[str]:
     """Created (unpaid) top-up orders, one per card starting at ``first_card``; returns their order numbers."""
     with engine.begin() as conn:
-        rows = conn.execute(
-            text(
-                """
+        rows = (
+            conn.execute(
+                text(
+                    """
                 INSERT INTO topup_orders (order_no, cardholder_id, openid, mode, amount_fen, fee_fen, status, business_day,
                                           prepay_id, transaction_id, created_at, expires_at, paid_at, closed_at)
                 SELECT 'B' || :tag || lpad(g::text, 8, '0'), g, :pfx || g, 'quick', :amount, :fee, 'created', current_date,
@@ -172,9 +173,12 @@ def add_orders(engine: Any, first_card: int, count: int, amount_fen: int, fee_fe
                 FROM generate_series(CAST(:first AS int), CAST(:first AS int) + CAST(:n AS int) - 1) AS g
                 RETURNING order_no
                 """
-            ),
-            {"first": first_card, "n": count, "amount": amount_fen, "fee": fee_fen, "tag": tag, "pfx": OPENID_PREFIX},
-        ).scalars().all()
+                ),
+                {"first": first_card, "n": count, "amount": amount_fen, "fee": fee_fen, "tag": tag, "pfx": OPENID_PREFIX},
+            )
+            .scalars()
+            .all()
+        )
     return list(rows)
 
 

@@ -118,8 +118,13 @@ def bot_overrides(db_url: str, keys_dir: Path, emulator_url: str, prefix: str, p
         "database": {"url": db_url},
         "redis": {"url": REDIS_URL, "key_prefix": prefix},
         # Not the demo values: the bot under test runs as in production, which refuses them.
-        "wechat": {"api_base_url": emulator_url, "oauth_base_url": emulator_url, "secret": "bench-app-secret-" + "s" * 16,
-                   "token": "benchtoken2026", "encoding_aes_key": "B" * 43},
+        "wechat": {
+            "api_base_url": emulator_url,
+            "oauth_base_url": emulator_url,
+            "secret": "bench-app-secret-" + "s" * 16,
+            "token": "benchtoken2026",
+            "encoding_aes_key": "B" * 43,
+        },
         "cardsystem": {"secret": "bench-cardsystem-secret-" + "c" * 16},
         "bank": {"adapter": "http", "api_base_url": f"{emulator_url}/emulator/bank"},
         "pay": {
@@ -167,22 +172,41 @@ def clear_prefix(prefix: str) -> None:
 class Server:
     """A gunicorn (or other) server in its own process group; ``stop()`` ends exactly that group."""
 
-    def __init__(self, name: str, app_spec: str, settings: Settings, env: dict[str, str], *, workers: int | None = None,
-                 threads: int | None = None, health: str = "/healthz", port: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        app_spec: str,
+        settings: Settings,
+        env: dict[str, str],
+        *,
+        workers: int | None = None,
+        threads: int | None = None,
+        health: str = "/healthz",
+        port: int | None = None,
+    ) -> None:
         self.name = name
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.health = health
         self.log_path = settings.workdir / f"server-{name}.log"
         cmd = [
-            sys.executable, "-m", "gunicorn",
-            "-k", "gthread",
-            "-w", str(workers or settings.workers),
-            "--threads", str(threads or settings.threads),
-            "-b", f"127.0.0.1:{self.port}",
-            "--backlog", "2048",
-            "--timeout", "60",
-            "--log-level", "warning",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            "gthread",
+            "-w",
+            str(workers or settings.workers),
+            "--threads",
+            str(threads or settings.threads),
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "--backlog",
+            "2048",
+            "--timeout",
+            "60",
+            "--log-level",
+            "warning",
             app_spec,
         ]
         full_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}

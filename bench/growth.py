@@ -62,12 +62,14 @@ def run(settings: Settings, cfg: Config, services: Any, bot_server: Any, sizes: 
         with bot_server() as bot:
             n = int((seconds + 2) * BALANCE_RATE) + 50
             users = [data.openid(rng.randint(2, size)) for _ in range(n)]
-            stage["balance"] = run_load(settings, f"growth-balance-{size}", bot, clicks(cfg, "BALANCE", users), rate=BALANCE_RATE,
-                                        duration=seconds, warmup=1.0)
+            stage["balance"] = run_load(
+                settings, f"growth-balance-{size}", bot, clicks(cfg, "BALANCE", users), rate=BALANCE_RATE, duration=seconds, warmup=1.0
+            )
             n = int((seconds + 2) * BILLS_RATE) + 50
             family = [BUSY_FAMILY[i % 3] for i in range(n)]
-            stage["bills"] = run_load(settings, f"growth-bills-{size}", bot, clicks(cfg, "BILLS", family), rate=BILLS_RATE,
-                                      duration=seconds, warmup=1.0)
+            stage["bills"] = run_load(
+                settings, f"growth-bills-{size}", bot, clicks(cfg, "BILLS", family), rate=BILLS_RATE, duration=seconds, warmup=1.0
+            )
             stage["rss_mib"] = bot.rss_mib()
         b, bl = stage["balance"], stage["bills"]
         report(
@@ -77,8 +79,7 @@ def run(settings: Settings, cfg: Config, services: Any, bot_server: Any, sizes: 
         stages.append(stage)
     notes = [f"Loading all {loaded:,} cardholders (cards, opening entries, users, bindings) took {total_load:.1f} s in total."]
     notes += explain(engine)
-    return {"stages": stages, "busy_entries": busy, "balance_rate": BALANCE_RATE, "bills_rate": BILLS_RATE, "seconds": seconds,
-            "notes": notes}
+    return {"stages": stages, "busy_entries": busy, "balance_rate": BALANCE_RATE, "bills_rate": BILLS_RATE, "seconds": seconds, "notes": notes}
 
 
 def explain(engine: Any) -> list[str]:

@@ -78,8 +78,16 @@ class _Conn:
         self.sock.close()
 
 
-def run(url: str, requests_: list[tuple], duration: float, concurrency: int, rate: float, warmup: float,
-        path_override: str | None = None, once: bool = False) -> dict[str, object]:
+def run(
+    url: str,
+    requests_: list[tuple],
+    duration: float,
+    concurrency: int,
+    rate: float,
+    warmup: float,
+    path_override: str | None = None,
+    once: bool = False,
+) -> dict[str, object]:
     """``requests_``: (path, body) or (path, body, headers). ``once``: send each request exactly once, then stop."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80

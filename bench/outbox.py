@@ -53,8 +53,10 @@ def _drain_processes(engine: Any, workers: int, env_vars: dict[str, str]) -> dic
     """``workers`` separate worker processes (``bench.drainer``), started together once all are ready.
     The rate is rows sent over the time from "go" to the last ``sent_at``."""
     full_env = {**os.environ, **env_vars, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-m", "bench.drainer"], cwd=ROOT, env=full_env, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True) for _ in range(workers)]
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "bench.drainer"], cwd=ROOT, env=full_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(workers)
+    ]
     try:
         for p in procs:
             line = p.stdout.readline() if p.stdout else ""
@@ -97,10 +99,21 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, emulator_pi
         secs = r["seconds"]
         counts = _counts(engine)
         sent = counts.get("sent", 0)
-        runs.append({"workers": workers, "notices": n, "seconds": secs, "per_s": sent / secs if secs else 0, "sent": sent,
-                     "other": sum(v for k, v in counts.items() if k != "sent"), "cpu_pct": 100 * r["cpu_s"] / secs if secs else 0})
-        report(f"outbox, {workers} worker process(es): {n} notices in {secs:.2f} s = {sent / secs:.0f}/s, "
-               f"worker CPU {runs[-1]['cpu_pct']:.0f}%; statuses {counts}")
+        runs.append(
+            {
+                "workers": workers,
+                "notices": n,
+                "seconds": secs,
+                "per_s": sent / secs if secs else 0,
+                "sent": sent,
+                "other": sum(v for k, v in counts.items() if k != "sent"),
+                "cpu_pct": 100 * r["cpu_s"] / secs if secs else 0,
+            }
+        )
+        report(
+            f"outbox, {workers} worker process(es): {n} notices in {secs:.2f} s = {sent / secs:.0f}/s, "
+            f"worker CPU {runs[-1]['cpu_pct']:.0f}%; statuses {counts}"
+        )
     result: dict[str, Any] = {
         "runs": runs,
         "note": "Each worker is a separate process running `bot.outbox.drain_once` in a loop, as `cardbot worker` does; the rate is "
@@ -121,5 +134,6 @@ def _profile(settings: Settings, services: Any, engine: Any, first: int, n: int,
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM outbox_notices"))
     data.add_outbox(engine, first, n, "topup_receipt", RECEIPT)
-    return profile_call(settings, "outbox", {"drain (worker)": os.getpid(), "emulator": emulator_pid}, lambda: _drain_all(services, 1, 120),
-                        servers=("emulator",))
+    return profile_call(
+        settings, "outbox", {"drain (worker)": os.getpid(), "emulator": emulator_pid}, lambda: _drain_all(services, 1, 120), servers=("emulator",)
+    )

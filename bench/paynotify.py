@@ -30,9 +30,18 @@ def build_notifies(cfg: Config, order_nos: list[str], first_card: int, copies: i
     out = []
     for i, no in enumerate(order_nos):
         order = Order(
-            appid=cfg.wechat.appid, mchid=cfg.pay.mchid, out_trade_no=no, description="校园卡充值", total=AMOUNT_FEN + FEE_FEN,
-            openid=data.openid(first_card + i), notify_url=cfg.pay.notify_url, time_expire=now + 900, prepay_id=f"wx{no}",
-            trade_state="SUCCESS", transaction_id="4200" + no.encode().hex()[:28], success_time=now,
+            appid=cfg.wechat.appid,
+            mchid=cfg.pay.mchid,
+            out_trade_no=no,
+            description="校园卡充值",
+            total=AMOUNT_FEN + FEE_FEN,
+            openid=data.openid(first_card + i),
+            notify_url=cfg.pay.notify_url,
+            time_expire=now + 900,
+            prepay_id=f"wx{no}",
+            trade_state="SUCCESS",
+            transaction_id="4200" + no.encode().hex()[:28],
+            success_time=now,
         )
         tx = order.transaction()
         for _ in range(copies):

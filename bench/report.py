@@ -207,8 +207,13 @@ def render(res: dict[str, Any]) -> str:
             p99s = [st.get("balance", {}).get("p99_ms") for st in gr["stages"]]
             if all(isinstance(x, int | float) for x in p99s) and len(p99s) > 1:
                 ratio = max(p99s) / min(p99s)
-                checks.append((f"balance p99 flat (≤ 2×) {gr['stages'][0]['cardholders']:,} → {gr['stages'][-1]['cardholders']:,}",
-                               f"{ratio:.2f}×", _ok(ratio <= TARGETS["growth_p99_ratio"])))
+                checks.append(
+                    (
+                        f"balance p99 flat (≤ 2×) {gr['stages'][0]['cardholders']:,} → {gr['stages'][-1]['cardholders']:,}",
+                        f"{ratio:.2f}×",
+                        _ok(ratio <= TARGETS["growth_p99_ratio"]),
+                    )
+                )
             lines += [x for x in gr.get("notes", [])] + ([""] if gr.get("notes") else [])
     if checks:
         lines += ["## Targets", "", "| target | measured | |", "|---|---:|---|"]

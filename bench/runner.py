@@ -17,19 +17,37 @@ import psutil
 from bench.env import ROOT, Server, Settings
 
 
-def run_load(settings: Settings, name: str, server: Server, reqs: list[tuple], *, rate: float = 0, concurrency: int | None = None,
-             duration: float | None = None, warmup: float | None = None, once: bool = False) -> dict[str, Any]:
+def run_load(
+    settings: Settings,
+    name: str,
+    server: Server,
+    reqs: list[tuple],
+    *,
+    rate: float = 0,
+    concurrency: int | None = None,
+    duration: float | None = None,
+    warmup: float | None = None,
+    once: bool = False,
+) -> dict[str, Any]:
     """Replay ``reqs`` against ``server`` from a separate process; adds the server's CPU use to the result."""
     path = settings.workdir / f"requests-{name}.pkl"
     with path.open("wb") as f:
         pickle.dump(reqs, f, protocol=pickle.HIGHEST_PROTOCOL)
     dur = duration if duration is not None else settings.duration
     cmd = [
-        sys.executable, "-m", "bench.loadgen", str(path), server.url,
-        "--duration", str(dur),
-        "--concurrency", str(concurrency or (32 if rate else settings.concurrency)),
-        "--rate", str(rate),
-        "--warmup", str(warmup if warmup is not None else (0.5 if settings.quick else 2.0)),
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        str(path),
+        server.url,
+        "--duration",
+        str(dur),
+        "--concurrency",
+        str(concurrency or (32 if rate else settings.concurrency)),
+        "--rate",
+        str(rate),
+        "--warmup",
+        str(warmup if warmup is not None else (0.5 if settings.quick else 2.0)),
     ]
     if once:
         cmd.append("--once")
@@ -62,17 +80,35 @@ def backend_cpu_seconds() -> float:
     return total
 
 
-def profile_server(settings: Settings, name: str, server: Server, reqs: list[tuple], seconds: float, *, rate: float = 0,
-                   once: bool = False) -> dict[str, Any]:
+def profile_server(
+    settings: Settings, name: str, server: Server, reqs: list[tuple], seconds: float, *, rate: float = 0, once: bool = False
+) -> dict[str, Any]:
     """Sample the server's workers with py-spy while load runs; returns the hottest frames (ours and overall)."""
     if shutil.which("py-spy") is None and not (Path(sys.executable).parent / "py-spy").exists():
         return {"error": "py-spy not installed (pip install py-spy)"}
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     raw = settings.workdir / f"profile-{name}.txt"
     spy = subprocess.Popen(
-        [exe, "record", "--pid", str(server.proc.pid), "--subprocesses", "--duration", str(int(seconds)), "--rate", "200", "--gil",
-         "--format", "raw", "--output", str(raw), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            exe,
+            "record",
+            "--pid",
+            str(server.proc.pid),
+            "--subprocesses",
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "200",
+            "--gil",
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(1.0)
     try:
@@ -159,11 +195,30 @@ def profile_call(settings: Settings, name: str, pids: dict[str, int], fn: Any, s
     for label, pid in pids.items():
         raw = settings.workdir / f"profile-{name}-{label}.txt"
         raw.unlink(missing_ok=True)
-        spies[label] = (raw, subprocess.Popen(
-            [exe, "record", "--pid", str(pid), *(["--subprocesses"] if label in servers else []), "--duration", "600", "--rate", "200",
-             "--gil", "--format", "raw", "--output", str(raw), "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))
+        spies[label] = (
+            raw,
+            subprocess.Popen(
+                [
+                    exe,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    *(["--subprocesses"] if label in servers else []),
+                    "--duration",
+                    "600",
+                    "--rate",
+                    "200",
+                    "--gil",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(raw),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            ),
+        )
     time.sleep(1.0)
     t0 = time.perf_counter()
     try:

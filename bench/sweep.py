@@ -48,10 +48,12 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, emulator_pi
         with engine.connect() as conn:
             by_status = dict(conn.execute(text("SELECT status, count(*) FROM autodebit_attempts GROUP BY status")).all())
         report(f"sweep: {cards} cards, {low} low, {seconds:.2f} s, returned {out!r}, attempts {by_status}")
-        runs.append({"cards": cards, "low": low, "seconds": seconds, "attempts": sum(by_status.values()), "by_status": by_status,
-                     "returned": repr(out)})
+        runs.append(
+            {"cards": cards, "low": low, "seconds": seconds, "attempts": sum(by_status.values()), "by_status": by_status, "returned": repr(out)}
+        )
     result: dict[str, Any] = {
-        "runs": runs, "load_s": load_s,
+        "runs": runs,
+        "load_s": load_s,
         "note": f"`{sweep.__module__}.{sweep.__name__}(services)` as the worker calls it: finds the low cards and processes each "
         "attempt through the bank (the emulator's sandbox bank over HTTP), crediting the ledger and queueing the notice.",
     }
@@ -61,8 +63,9 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, emulator_pi
         from bench.runner import profile_call
 
         _lower(engine, 100)
-        result["profile"] = profile_call(settings, "sweep", {"sweep": os.getpid(), "emulator (bank)": emulator_pid}, lambda: sweep(services),
-                                         servers=("emulator (bank)",))
+        result["profile"] = profile_call(
+            settings, "sweep", {"sweep": os.getpid(), "emulator (bank)": emulator_pid}, lambda: sweep(services), servers=("emulator (bank)",)
+        )
     return result
 
 

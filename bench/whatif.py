@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> None:
                 r = run_load(settings, "whatif", srv, reqs, warmup=2)
             finally:
                 srv.stop()
-            print(f"{variant or 'as is':32} {r['throughput']:6.0f} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['server_cpu_ms_per_req']:10.2f}",
-                  flush=True)
+            print(
+                f"{variant or 'as is':32} {r['throughput']:6.0f} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['server_cpu_ms_per_req']:10.2f}", flush=True
+            )
     finally:
         services.close()
         env.clear_prefix(prefix)

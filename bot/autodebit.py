@@ -235,14 +235,16 @@ def open_attempt(services: Runtime, db: Session, card: Cardholder, trigger_key: 
     if agreement is None or card.balance_fen >= agreement.threshold_fen:
         return None
     busy = db.execute(
-        select(AutodebitAttempt.id).where(
+        select(AutodebitAttempt.id)
+        .where(
             AutodebitAttempt.cardholder_id == card.id,
             or_(
                 AutodebitAttempt.status.in_(OPEN),
                 AutodebitAttempt.trigger_key == trigger_key,
                 and_(AutodebitAttempt.status == AttemptStatus.FAILED, AutodebitAttempt.created_at >= day_start_utc(today)),
             ),
-        ).limit(1)
+        )
+        .limit(1)
     ).first()
     if busy:
         return None
@@ -325,17 +327,47 @@ def _settle(services: Runtime, attempt_id: int, result: BankResult) -> str:
             attempt.status, attempt.reason, attempt.bank_ref, attempt.done_at = AttemptStatus.SUCCEEDED, None, result.bank_ref[:64], now
 
             def success(card: Cardholder, entry: Any) -> list[Notice]:
-                return [notices.build(db, services.cfg, "autodebit_success", agreement.openid, f"autodebit:{attempt_id}:ok", lang,
-                                      amount=amount, balance=card.balance_fen, time=stamp(services))]
+                return [
+                    notices.build(
+                        db,
+                        services.cfg,
+                        "autodebit_success",
+                        agreement.openid,
+                        f"autodebit:{attempt_id}:ok",
+                        lang,
+                        amount=amount,
+                        balance=card.balance_fen,
+                        time=stamp(services),
+                    )
+                ]
 
-            post_entry(db, attempt.cardholder_id, amount, EntryKind.AUTODEBIT, f"autodebit:{attempt_id}", description=t(lang, "kind_autodebit"),
-                       ref=result.bank_ref[:64] or None, build_notices=success, at=now)
+            post_entry(
+                db,
+                attempt.cardholder_id,
+                amount,
+                EntryKind.AUTODEBIT,
+                f"autodebit:{attempt_id}",
+                description=t(lang, "kind_autodebit"),
+                ref=result.bank_ref[:64] or None,
+                build_notices=success,
+                at=now,
+            )
             services.metrics.credits.labels(kind=EntryKind.AUTODEBIT).inc()
         else:
             reason = result.reason if result.reason in (INSUFFICIENT_FUNDS, NO_ACCOUNT) else "refused"
             attempt.status, attempt.reason, attempt.done_at = AttemptStatus.FAILED, reason, now
-            notices.send(db, services.cfg, "autodebit_failure", agreement.openid, f"autodebit:{attempt_id}:fail", lang, amount=amount,
-                         reason=Said(f"notice_reason_{reason}"), advice=Said(f"notice_advice_{reason}"), time=stamp(services))
+            notices.send(
+                db,
+                services.cfg,
+                "autodebit_failure",
+                agreement.openid,
+                f"autodebit:{attempt_id}:fail",
+                lang,
+                amount=amount,
+                reason=Said(f"notice_reason_{reason}"),
+                advice=Said(f"notice_advice_{reason}"),
+                time=stamp(services),
+            )
         log.info("auto top-up %s: %s", attempt_id, attempt.status)
         return attempt.status
 
@@ -348,11 +380,13 @@ def _no_longer_needed(services: Runtime, db: Session, attempt: AutodebitAttempt,
     if card.balance_fen >= agreement.threshold_fen:
         return "not_needed"
     other = db.execute(
-        select(AutodebitAttempt.id).where(
+        select(AutodebitAttempt.id)
+        .where(
             AutodebitAttempt.cardholder_id == attempt.cardholder_id,
             AutodebitAttempt.id != attempt.id,
             AutodebitAttempt.status == AttemptStatus.PROCESSING,
-        ).limit(1)
+        )
+        .limit(1)
     ).first()
     return "superseded" if other else ""
 
@@ -370,8 +404,10 @@ def sweep(services: Runtime) -> dict[str, int]:
             db.execute(
                 select(AutodebitAttempt.id)
                 .where(
-                    or_(AutodebitAttempt.status == AttemptStatus.WAITING,
-                        and_(AutodebitAttempt.status == AttemptStatus.PROCESSING, AutodebitAttempt.created_at < stale))
+                    or_(
+                        AutodebitAttempt.status == AttemptStatus.WAITING,
+                        and_(AutodebitAttempt.status == AttemptStatus.PROCESSING, AutodebitAttempt.created_at < stale),
+                    )
                 )
                 .order_by(AutodebitAttempt.id)
             ).scalars()
@@ -439,10 +475,11 @@ def reconcile_bank(services: Runtime, day: date) -> list[BankDifference]:
     start, end = day_start_utc(day), day_start_utc(day + timedelta(days=1))
     keys = {d.ref: f"autodebit:{d.ref[2:]}" for d in debits if re.fullmatch(r"AD\d+", d.ref)}
     with services.session() as db:
-        matched = {
-            e.idempotency_key: e
-            for e in db.execute(select(LedgerEntry).where(LedgerEntry.idempotency_key.in_(list(keys.values())))).scalars()
-        } if keys else {}
+        matched = (
+            {e.idempotency_key: e for e in db.execute(select(LedgerEntry).where(LedgerEntry.idempotency_key.in_(list(keys.values())))).scalars()}
+            if keys
+            else {}
+        )
         credits = db.execute(
             select(LedgerEntry.idempotency_key, LedgerEntry.amount_fen)
             .where(LedgerEntry.kind == EntryKind.AUTODEBIT, LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
@@ -481,8 +518,14 @@ def run_agreement_reminders(services: Runtime, batch: int = 500) -> dict[str, in
 
     return {
         "expired": _agreement_notices(services, batch, [a.expires_on <= today], expire, "agreement_expired", "notice_agreement_ended"),
-        "reminded": _agreement_notices(services, batch, [a.reminder_sent_on.is_(None), a.expires_on > today, a.expires_on <= before],
-                                       remind, "agreement_expiring", "notice_agreement_ending"),
+        "reminded": _agreement_notices(
+            services,
+            batch,
+            [a.reminder_sent_on.is_(None), a.expires_on > today, a.expires_on <= before],
+            remind,
+            "agreement_expiring",
+            "notice_agreement_ending",
+        ),
     }
 
 
@@ -502,8 +545,17 @@ def _agreement_notices(services: Runtime, batch: int, where: list[Any], change: 
             ).all()
             for ag, lang in rows:
                 change(ag)
-                notices.send(db, services.cfg, kind, ag.openid, f"agreement:{ag.id}:{kind}", lang or "zh", status=Said(status_key),
-                             date=f"{ag.expires_on:%Y-%m-%d}", advice=Said("notice_agreement_advice"))
+                notices.send(
+                    db,
+                    services.cfg,
+                    kind,
+                    ag.openid,
+                    f"agreement:{ag.id}:{kind}",
+                    lang or "zh",
+                    status=Said(status_key),
+                    date=f"{ag.expires_on:%Y-%m-%d}",
+                    advice=Said("notice_agreement_advice"),
+                )
         done += len(rows)
         if len(rows) < batch:
             return done
@@ -522,15 +574,22 @@ def recent_topups(services: Runtime, db: Session, cardholder_id: int) -> list[Re
     """This and last month's auto top-ups, newest first, with any refund request and its deadline."""
     today = services.clock.today()
     since = day_start_utc(month_start(today, back=1))
-    attempts = db.execute(
-        select(AutodebitAttempt)
-        .where(AutodebitAttempt.cardholder_id == cardholder_id, AutodebitAttempt.status == AttemptStatus.SUCCEEDED, AutodebitAttempt.done_at >= since)
-        .order_by(AutodebitAttempt.done_at.desc())
-    ).scalars().all()
-    requests = {
-        r.attempt_id: r
-        for r in db.execute(select(RefundRequest).where(RefundRequest.attempt_id.in_([a.id for a in attempts]))).scalars()
-    } if attempts else {}
+    attempts = (
+        db.execute(
+            select(AutodebitAttempt)
+            .where(
+                AutodebitAttempt.cardholder_id == cardholder_id, AutodebitAttempt.status == AttemptStatus.SUCCEEDED, AutodebitAttempt.done_at >= since
+            )
+            .order_by(AutodebitAttempt.done_at.desc())
+        )
+        .scalars()
+        .all()
+    )
+    requests = (
+        {r.attempt_id: r for r in db.execute(select(RefundRequest).where(RefundRequest.attempt_id.in_([a.id for a in attempts]))).scalars()}
+        if attempts
+        else {}
+    )
     out = []
     for a in attempts:
         assert a.done_at is not None
@@ -579,8 +638,16 @@ def approve_refund(services: Runtime, request_id: int, operator: str) -> RefundR
         assert agreement is not None
         lang = lang_of(db, req.openid)
         try:
-            post_entry(db, attempt.cardholder_id, -attempt.amount_fen, EntryKind.REFUND, f"autodebit-refund:{attempt.id}",
-                       description=t(lang, "kind_refund"), ref=attempt.bank_ref, at=services.clock.utcnow())
+            post_entry(
+                db,
+                attempt.cardholder_id,
+                -attempt.amount_fen,
+                EntryKind.REFUND,
+                f"autodebit-refund:{attempt.id}",
+                description=t(lang, "kind_refund"),
+                ref=attempt.bank_ref,
+                at=services.clock.utcnow(),
+            )
         except InsufficientBalance:
             raise refused("balance_too_low", 409) from None
         req.status = RefundStatus.APPROVING
@@ -599,15 +666,23 @@ def approve_refund(services: Runtime, request_id: int, operator: str) -> RefundR
         req.decided_at, req.decided_by = now, operator[:64]
         if not result.ok:
             # The bank will not take it back: give the card its money again and leave the case to the service center.
-            post_entry(db, card_id, amount, EntryKind.ADJUST, f"autodebit-refund-undo:{attempt_id}",
-                       description=t(lang, "kind_adjust"), at=now)
+            post_entry(db, card_id, amount, EntryKind.ADJUST, f"autodebit-refund-undo:{attempt_id}", description=t(lang, "kind_adjust"), at=now)
             req.status, req.note = RefundStatus.FAILED, f"bank: {result.reason} {result.message}"[:256]
             raise_after = refused("bank_refused_refund", 409, reason=result.reason)
         else:
             req.status = RefundStatus.APPROVED
             raise_after = None
-            notices.send(db, services.cfg, "refund_result", req.openid, f"refund:{req.id}:approved", lang, amount=amount,
-                         result=Said("notice_refund_approved"), time=stamp(services))
+            notices.send(
+                db,
+                services.cfg,
+                "refund_result",
+                req.openid,
+                f"refund:{req.id}:approved",
+                lang,
+                amount=amount,
+                result=Said("notice_refund_approved"),
+                time=stamp(services),
+            )
     if raise_after is not None:
         raise raise_after
     return req
@@ -625,6 +700,14 @@ def reject_refund(services: Runtime, request_id: int, operator: str, note: str =
         attempt = db.get(AutodebitAttempt, req.attempt_id)
         assert attempt is not None
         req.status, req.decided_at, req.decided_by, req.note = RefundStatus.REJECTED, services.clock.utcnow(), operator[:64], note[:256] or None
-        notices.send(db, services.cfg, "refund_result", req.openid, f"refund:{req.id}:rejected", amount=attempt.amount_fen,
-                     result=Said("notice_refund_rejected"), time=stamp(services))
+        notices.send(
+            db,
+            services.cfg,
+            "refund_result",
+            req.openid,
+            f"refund:{req.id}:rejected",
+            amount=attempt.amount_fen,
+            result=Said("notice_refund_rejected"),
+            time=stamp(services),
+        )
         return req

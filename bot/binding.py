@@ -145,8 +145,17 @@ def _tell_bound(services: Runtime, db: Session, card: Cardholder, kind: str, ded
     """A notice to each account bound to the card (but ``skip``), in its language: masked number, no person."""
     openids = db.execute(select(Binding.openid).where(Binding.cardholder_id == card.id, Binding.openid != (skip or ""))).scalars().all()
     for openid in openids:
-        notices.send(db, services.cfg, kind, openid, f"{dedup}:{kind}:{openid}", card=mask_student_no(card.student_no),
-                     event=Said(f"notice_{kind}_event"), advice=Said(f"notice_{kind}_advice"), time=f"{services.clock.now():%Y-%m-%d %H:%M}")
+        notices.send(
+            db,
+            services.cfg,
+            kind,
+            openid,
+            f"{dedup}:{kind}:{openid}",
+            card=mask_student_no(card.student_no),
+            event=Said(f"notice_{kind}_event"),
+            advice=Said(f"notice_{kind}_advice"),
+            time=f"{services.clock.now():%Y-%m-%d %H:%M}",
+        )
 
 
 def _rowcount(db: Session, statement: Delete) -> int:

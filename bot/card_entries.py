@@ -62,8 +62,16 @@ def record_entry(services: Runtime, entry: CardEntry) -> Recorded:
         if debit and can_transact(card, services.clock.today(), services.cfg) is not None:
             raise refused("card_blocked", state=card.status)
         try:
-            posted = post_entry(db, card.id, entry.amount_fen, EntryKind.SPEND if debit else EntryKind.ADJUST, f"card:{entry.entry_id}",
-                                description=entry.merchant, ref=entry.entry_id, at=entry.at)
+            posted = post_entry(
+                db,
+                card.id,
+                entry.amount_fen,
+                EntryKind.SPEND if debit else EntryKind.ADJUST,
+                f"card:{entry.entry_id}",
+                description=entry.merchant,
+                ref=entry.entry_id,
+                at=entry.at,
+            )
         except InsufficientBalance:
             raise refused("insufficient_balance") from None
         if not posted.created and posted.entry.cardholder_id != card.id:

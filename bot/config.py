@@ -66,9 +66,7 @@ class TimeWindow:
     def __get_pydantic_core_schema__(cls, _source: Any, _handler: Any) -> Any:
         from pydantic_core import core_schema
 
-        return core_schema.no_info_plain_validator_function(
-            _window, serialization=core_schema.plain_serializer_function_ser_schema(str)
-        )
+        return core_schema.no_info_plain_validator_function(_window, serialization=core_schema.plain_serializer_function_ser_schema(str))
 
 
 def _window(v: Any) -> TimeWindow:
@@ -169,7 +167,6 @@ class TopupConfig(_Section):
     daily_limit: int = Field(2000, gt=0)
     peak_hours: list[TimeWindow] = [TimeWindow.parse("07:30-08:30"), TimeWindow.parse("11:30-12:30")]
     stuck_after_minutes: int = Field(3, ge=1)
-
 
     @model_validator(mode="after")
     def _consistent(self) -> TopupConfig:

@@ -8,9 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "cardbot_http_requests", "HTTP requests", ["endpoint", "method", "status"], registry=self.registry
-        )
+        self.requests = Counter("cardbot_http_requests", "HTTP requests", ["endpoint", "method", "status"], registry=self.registry)
         self.latency = Histogram(
             "cardbot_http_request_seconds",
             "HTTP request latency",
@@ -19,12 +17,8 @@ class Metrics:
             registry=self.registry,
         )
         self.messages = Counter("cardbot_messages", "WeChat pushes handled", ["kind"], registry=self.registry)
-        self.handler_errors = Counter(
-            "cardbot_handler_errors", "Handler exceptions", ["handler"], registry=self.registry
-        )
+        self.handler_errors = Counter("cardbot_handler_errors", "Handler exceptions", ["handler"], registry=self.registry)
         self.dedup_hits = Counter("cardbot_dedup_hits", "Retried pushes answered from dedup", registry=self.registry)
-        self.late_replies = Counter(
-            "cardbot_late_replies", "Replies sent later as customer-service messages", registry=self.registry
-        )
+        self.late_replies = Counter("cardbot_late_replies", "Replies sent later as customer-service messages", registry=self.registry)
         self.notices = Counter("cardbot_notices", "Notices by outcome", ["kind", "outcome"], registry=self.registry)
         self.credits = Counter("cardbot_credits", "Ledger credits", ["kind"], registry=self.registry)

@@ -141,8 +141,14 @@ _SENDING = (
 _SENT = (
     update(_O)
     .where(_O.id == bindparam("rid"), _O.status == NoticeStatus.SENDING, _O.claimed_by == bindparam("tok"))
-    .values(status=NoticeStatus.SENT, msgid=bindparam("m"), sent_at=bindparam("at"), claimed_until=None, last_error=None,
-            delivery_status=func.coalesce(bindparam("ds"), _O.delivery_status))
+    .values(
+        status=NoticeStatus.SENT,
+        msgid=bindparam("m"),
+        sent_at=bindparam("at"),
+        claimed_until=None,
+        last_error=None,
+        delivery_status=func.coalesce(bindparam("ds"), _O.delivery_status),
+    )
 )
 
 
@@ -207,8 +213,9 @@ def _failed_send(services: Runtime, conn: Connection, row: Any, token: str, exc:
     error = f"{code}: {exc.errmsg}"[:500]
     if exc.maybe_sent:
         # No answer, but WeChat may have sent it: give its report time to arrive before deciding (module docstring).
-        _set(conn, row.id, token, NoticeStatus.SENDING, status=NoticeStatus.UNCONFIRMED, last_error=error,
-             claimed_until=_now(services) + CONFIRM_WAIT)
+        _set(
+            conn, row.id, token, NoticeStatus.SENDING, status=NoticeStatus.UNCONFIRMED, last_error=error, claimed_until=_now(services) + CONFIRM_WAIT
+        )
         services.metrics.notices.labels(kind=row.kind, outcome=NoticeStatus.UNCONFIRMED).inc()
         log.warning("notice %s: no answer from WeChat (%s); waiting for its delivery report", row.id, error)
         return
@@ -220,8 +227,17 @@ def _failed_send(services: Runtime, conn: Connection, row: Any, token: str, exc:
         _finish(services, conn, row, token, NoticeStatus.FAILED, error)
         return
     delay = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempts - 1)) * random.uniform(1.0, 1.2)
-    _set(conn, row.id, token, NoticeStatus.SENDING, status=NoticeStatus.PENDING, last_error=error, claimed_by=None, claimed_until=None,
-         next_attempt_at=_now(services) + timedelta(seconds=delay))
+    _set(
+        conn,
+        row.id,
+        token,
+        NoticeStatus.SENDING,
+        status=NoticeStatus.PENDING,
+        last_error=error,
+        claimed_by=None,
+        claimed_until=None,
+        next_attempt_at=_now(services) + timedelta(seconds=delay),
+    )
     services.metrics.notices.labels(kind=row.kind, outcome="retry").inc()
     log.info("notice %s: %s, retry in %.0f s", row.id, error, delay)
 

@@ -259,8 +259,19 @@ def apply_payment(services: Runtime, tx: dict[str, Any]) -> bool:
         when = to_local(order.paid_at).strftime("%Y-%m-%d %H:%M:%S")
 
         def receipt(card: Cardholder, _entry: Any) -> list[Notice]:
-            return [notices.build(db, cfg, "topup_receipt", order.openid, f"topup:{order_no}:topup_receipt:{order.openid}",
-                                  amount=order.amount_fen, fee=order.fee_fen, balance=card.balance_fen, time=when)]
+            return [
+                notices.build(
+                    db,
+                    cfg,
+                    "topup_receipt",
+                    order.openid,
+                    f"topup:{order_no}:topup_receipt:{order.openid}",
+                    amount=order.amount_fen,
+                    fee=order.fee_fen,
+                    balance=card.balance_fen,
+                    time=when,
+                )
+            ]
 
         posted = post_entry(
             db,
@@ -421,9 +432,7 @@ def reconcile(services: Runtime, day: date, bill: list[BillRow] | None = None) -
         }
         paid_rows = [r for r in rows if r.trade_state == "SUCCESS"]
         for r in paid_rows:
-            order = local.get(r.out_trade_no) or db.execute(
-                select(TopupOrder).where(TopupOrder.order_no == r.out_trade_no)
-            ).scalar_one_or_none()
+            order = local.get(r.out_trade_no) or db.execute(select(TopupOrder).where(TopupOrder.order_no == r.out_trade_no)).scalar_one_or_none()
             if order is None or order.status != OrderStatus.PAID:
                 note = "no such order" if order is None else f"local status {order.status}"
                 diffs.append(Difference("missing_locally", r.out_trade_no, None, r.total_fen, note))

@@ -117,9 +117,7 @@ def post_entry(
     if kind not in KINDS:
         raise ValueError(f"unknown entry kind {kind!r}")
     card = lock_card(session, cardholder_id)
-    existing = session.execute(
-        select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key)
-    ).scalar_one_or_none()
+    existing = session.execute(select(LedgerEntry).where(LedgerEntry.idempotency_key == idempotency_key)).scalar_one_or_none()
     if existing is not None:
         return Posted(existing, created=False)
     new_balance = card.balance_fen + amount_fen
@@ -148,7 +146,5 @@ def post_entry(
 def ledger_sum(session: Session, cardholder_id: int) -> int:
     """Sum of all entries: must always equal the card's balance."""
     return int(
-        session.execute(
-            select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(LedgerEntry.cardholder_id == cardholder_id)
-        ).scalar_one()
+        session.execute(select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(LedgerEntry.cardholder_id == cardholder_id)).scalar_one()
     )

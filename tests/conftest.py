@@ -225,11 +225,13 @@ def ledger_checked(request: pytest.FixtureRequest) -> Iterator[None]:
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            wrong = conn.execute(text(
-                "SELECT c.student_no, c.balance_fen, COALESCE(SUM(e.amount_fen), 0) FROM cardholders c "
-                "LEFT JOIN ledger_entries e ON e.cardholder_id = c.id GROUP BY c.id, c.student_no, c.balance_fen "
-                "HAVING c.balance_fen <> COALESCE(SUM(e.amount_fen), 0)"
-            )).all()
+            wrong = conn.execute(
+                text(
+                    "SELECT c.student_no, c.balance_fen, COALESCE(SUM(e.amount_fen), 0) FROM cardholders c "
+                    "LEFT JOIN ledger_entries e ON e.cardholder_id = c.id GROUP BY c.id, c.student_no, c.balance_fen "
+                    "HAVING c.balance_fen <> COALESCE(SUM(e.amount_fen), 0)"
+                )
+            ).all()
     finally:
         engine.dispose()
     assert not wrong, f"balance != ledger: {wrong}"

@@ -128,8 +128,12 @@ def test_empty_bank_account_fails_without_credit_and_says_what_to_do(live):
     card_id = student(live, OPENID, student_no=NO, balance_fen=2100)
     signed(live, OPENID, bank_balance_fen=1000)
     body = entry(live, NO, -200).json()
-    assert body["autodebit"] == {"attempt_id": body["autodebit"]["attempt_id"], "status": "failed", "amount_fen": 5000,
-                                 "reason": "insufficient_funds"}
+    assert body["autodebit"] == {
+        "attempt_id": body["autodebit"]["attempt_id"],
+        "status": "failed",
+        "amount_fen": 5000,
+        "reason": "insufficient_funds",
+    }
     assert balance(live, card_id) == 1900 and entries(live, card_id, "autodebit") == []
     assert bank(live).accounts[GOOD_ACCOUNT].balance_fen == 1000
     drain(live)

@@ -42,8 +42,7 @@ def test_signed_entry_is_recorded_as_a_spend(live):
 
 @pytest.mark.parametrize(
     "tamper",
-    ["bad_secret", "stale", "future", "no_signature", "no_timestamp", "no_nonce", "short_nonce", "body_changed",
-     "path_changed", "old_scheme"],
+    ["bad_secret", "stale", "future", "no_signature", "no_timestamp", "no_nonce", "short_nonce", "body_changed", "path_changed", "old_scheme"],
 )
 def test_unauthentic_requests_are_refused(live, tamper):
     card_id = student(live, OPENID, student_no=NO, balance_fen=10000)
@@ -67,8 +66,11 @@ def test_unauthentic_requests_are_refused(live, tamper):
             headers.update(cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries?x=1", raw))
         elif tamper == "old_scheme":  # X-Cardbot-* with the old "{timestamp}\n{body}" message no longer counts
             ts = str(int(time.time()))
-            headers = {"Content-Type": "application/json", "X-Cardbot-Timestamp": ts, "X-Cardbot-Signature":
-                       hmac.new(live.cfg.cardsystem.secret.encode(), ts.encode() + b"\n" + raw, hashlib.sha256).hexdigest()}
+            headers = {
+                "Content-Type": "application/json",
+                "X-Cardbot-Timestamp": ts,
+                "X-Cardbot-Signature": hmac.new(live.cfg.cardsystem.secret.encode(), ts.encode() + b"\n" + raw, hashlib.sha256).hexdigest(),
+            }
         else:
             raw = raw.replace(b"-100", b"-999")
         r = requests.post(live.url + "/integration/card-entries", data=raw, headers=headers, timeout=5)
@@ -78,15 +80,20 @@ def test_unauthentic_requests_are_refused(live, tamper):
 
 def test_replayed_nonce_is_refused_but_a_resent_entry_is_a_duplicate(live):
     card_id = student(live, OPENID, student_no=NO, balance_fen=10000)
-    raw = json.dumps({"entry_id": "NONCE1", "student_no": NO, "amount_fen": -300, "merchant": "x",
-                      "occurred_at": "2026-11-25T12:00:00+08:00"}).encode()
+    raw = json.dumps(
+        {"entry_id": "NONCE1", "student_no": NO, "amount_fen": -300, "merchant": "x", "occurred_at": "2026-11-25T12:00:00+08:00"}
+    ).encode()
     headers = {"Content-Type": "application/json", **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw)}
     first = requests.post(live.url + "/integration/card-entries", data=raw, headers=headers, timeout=5)
     assert first.status_code == 200, first.text
     replay = requests.post(live.url + "/integration/card-entries", data=raw, headers=headers, timeout=5)
     assert replay.status_code == 401 and replay.json()["error"] == "unauthorized"
-    resent = requests.post(live.url + "/integration/card-entries", data=raw, timeout=5, headers={
-        "Content-Type": "application/json", **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw)})
+    resent = requests.post(
+        live.url + "/integration/card-entries",
+        data=raw,
+        timeout=5,
+        headers={"Content-Type": "application/json", **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw)},
+    )
     assert resent.status_code == 200 and resent.json()["duplicate"] is True
     assert balance(live, card_id) == 9700
 
@@ -137,8 +144,15 @@ def test_bad_entries_are_4xx(live, body, status):
     card_id = student(live, OPENID, student_no=NO, balance_fen=10000)
     if isinstance(body, str):
         raw = body.encode()
-        r = requests.post(live.url + "/integration/card-entries", data=raw, timeout=5, headers={
-            "Content-Type": "application/json", **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw)})
+        r = requests.post(
+            live.url + "/integration/card-entries",
+            data=raw,
+            timeout=5,
+            headers={
+                "Content-Type": "application/json",
+                **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw),
+            },
+        )
     else:
         r = entry(live, NO, 0, body=body)
     assert r.status_code == status, r.text

@@ -185,8 +185,15 @@ def test_reconcile_says_so_when_the_bank_does_not_answer(live):
 # --- one active agreement per card ------------------------------------------------------
 def test_database_refuses_a_second_active_agreement(live):
     card_id = student(live, OPENID, student_no=NO, balance_fen=10000)
-    row = {"cardholder_id": card_id, "openid": OPENID, "bank_account": GOOD_ACCOUNT, "bank_last4": "7890",
-           "threshold_fen": 2000, "amount_fen": 5000, "expires_on": date(2027, 9, 1)}
+    row = {
+        "cardholder_id": card_id,
+        "openid": OPENID,
+        "bank_account": GOOD_ACCOUNT,
+        "bank_last4": "7890",
+        "threshold_fen": 2000,
+        "amount_fen": 5000,
+        "expires_on": date(2027, 9, 1),
+    }
     with live.session() as db, db.begin():
         db.add(AutodebitAgreement(status="cancelled", **row))
         db.add(AutodebitAgreement(status="active", **row))
@@ -203,8 +210,11 @@ def test_signing_again_after_the_end_date_before_the_expiry_job(live):
     r = logged_in(live, OPENID).sign()  # twelve days later: a new H5 session
     assert r.status_code == 201, r.text
     with live.session() as db:
-        rows = db.execute(select(AutodebitAgreement.status).where(AutodebitAgreement.cardholder_id == card_id)
-                          .order_by(AutodebitAgreement.id)).scalars().all()
+        rows = (
+            db.execute(select(AutodebitAgreement.status).where(AutodebitAgreement.cardholder_id == card_id).order_by(AutodebitAgreement.id))
+            .scalars()
+            .all()
+        )
     assert rows == ["expired", "active"]
 
 

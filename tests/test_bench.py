@@ -73,5 +73,9 @@ def test_profile_summary_attributes_time_to_our_functions(tmp_path) -> None:  # 
     )
     s = runner.summarize_raw(raw)
     assert s["busy_samples"] == 100
-    assert dict(s["ours_inclusive"]) == {"run_message (bot/conversation.py)": 60.0, "push (bot/webhook.py)": 30.0, "decode_push (bot/wechat_xml.py)": 30.0}
+    assert dict(s["ours_inclusive"]) == {
+        "run_message (bot/conversation.py)": 60.0,
+        "push (bot/webhook.py)": 30.0,
+        "decode_push (bot/wechat_xml.py)": 30.0,
+    }
     assert dict(s["by_package"]) == {"sqlalchemy": 60.0, "xml": 30.0, "gunicorn": 10.0}

@@ -51,6 +51,7 @@ def emu_balance(live, student_no: str) -> int:
 
 # -- signing ---------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.unit
 def test_signature_vectors_both_ways():
     body = b'{"ref":"A1","amount_fen":100}'
@@ -83,14 +84,14 @@ def test_signature_vectors_both_ways():
     assert check() == "nonce already used"
 
 
-def _hand_signed(live, method: str, target: str, body: bytes = b"", *, secret: str | None = None,
-                 ts: int | None = None, nonce: str = "HandSigned0123456789") -> requests.Response:
+def _hand_signed(
+    live, method: str, target: str, body: bytes = b"", *, secret: str | None = None, ts: int | None = None, nonce: str = "HandSigned0123456789"
+) -> requests.Response:
     """Signed without the bot's module, as a school's integrator would from the page alone."""
     stamp = str(int(time.time()) if ts is None else ts)
     key = (secret or live.cfg.cardsystem.secret).encode()
     sig = hmac.new(key, f"{method}\n{target}\n{stamp}\n{nonce}\n".encode() + body, hashlib.sha256).hexdigest()
-    headers = {"X-Cardsys-Timestamp": stamp, "X-Cardsys-Nonce": nonce, "X-Cardsys-Signature": sig,
-               "Content-Type": "application/json"}
+    headers = {"X-Cardsys-Timestamp": stamp, "X-Cardsys-Nonce": nonce, "X-Cardsys-Signature": sig, "Content-Type": "application/json"}
     return requests.request(method, live.url + target, data=body or None, headers=headers, timeout=10)
 
 
@@ -118,6 +119,7 @@ def test_client_requests_replayed_are_refused(cs_live, cs):
 
 # -- every call ------------------------------------------------------------------------------------------------
 
+
 def test_every_call_of_the_client_against_the_emulator(cs_live, cs):
     ok = cs.verify_holder(ZHANG[0], ZHANG[1], ZHANG_PW)
     assert ok.result is VerifyResult.OK and ok.holder is not None
@@ -141,7 +143,10 @@ def test_every_call_of_the_client_against_the_emulator(cs_live, cs):
     assert cs.credit_status("ORDER-never") is None
 
     entries = cs.entries(ZHANG[0], since=datetime.now(SCHOOL_TZ) - timedelta(days=1), limit=200)
-    assert [(e.kind, e.amount_fen, e.balance_after_fen) for e in entries] == [(TerminalEntryKind.TOPUP, 5000, 15000), (TerminalEntryKind.ADJUST, 10000, 10000)]
+    assert [(e.kind, e.amount_fen, e.balance_after_fen) for e in entries] == [
+        (TerminalEntryKind.TOPUP, 5000, 15000),
+        (TerminalEntryKind.ADJUST, 10000, 10000),
+    ]
     assert entries[0].entry_id == credit.entry_id
     assert [e.entry_id for e in cs.entries(ZHANG[0], limit=1)] == [credit.entry_id]
     assert cs.entries(ZHANG[0], since=datetime.now(SCHOOL_TZ) + timedelta(minutes=5)) == []
@@ -166,8 +171,11 @@ def test_every_call_of_the_client_against_the_emulator(cs_live, cs):
     assert cs.loss("LOSS-4", "20220006", LossAction.REPORT).reason is Refusal.CARD_FROZEN
     assert cs.credit("ORDER-2", ZHANG[0], 100, Channel.WECHAT_PAY, paid()).reason is Refusal.CARD_LOST  # for ever
 
-    kiosk = requests.post(cs_live.url + "/emulator/cardsys/kiosk/password", timeout=10,
-                          json={"student_no": ZHANG[0], "old_password": ZHANG_PW, "new_password": "654321"})
+    kiosk = requests.post(
+        cs_live.url + "/emulator/cardsys/kiosk/password",
+        timeout=10,
+        json={"student_no": ZHANG[0], "old_password": ZHANG_PW, "new_password": "654321"},
+    )
     assert kiosk.status_code == 200
     assert cs.verify_holder(ZHANG[0], ZHANG[1], ZHANG_PW).result is VerifyResult.MISMATCH
     assert cs.verify_holder(ZHANG[0], ZHANG[1], "654321").result is VerifyResult.OK
@@ -232,8 +240,11 @@ def test_terminal_swipe_is_pushed_to_the_bot_signed(cs_live):
     from tests.support.autodebit import balance, student
 
     card_id = student(cs_live, "oCardsysSwipe0001", student_no=ZHANG[0], balance_fen=10000)
-    r = requests.post(cs_live.url + "/emulator/cardsys/terminals/swipe", timeout=15,
-                      json={"student_no": ZHANG[0], "amount_fen": 1250, "merchant": "第二食堂 Canteen 2"})
+    r = requests.post(
+        cs_live.url + "/emulator/cardsys/terminals/swipe",
+        timeout=15,
+        json={"student_no": ZHANG[0], "amount_fen": 1250, "merchant": "第二食堂 Canteen 2"},
+    )
     assert r.status_code == 200, r.text
     push = r.json()["push"]
     assert push["status"] == 200 and push["response"]["duplicate"] is False, push

@@ -12,8 +12,7 @@ ZHANG = ["--student-no", "20230001", "--name", "张三", "--password", "151020"]
 
 
 def run_check(live, *args: str):
-    env = {"CARDBOT_CONFIG": "", "CARDBOT_CARDSYSTEM__API_BASE_URL": live.url + "/emulator",
-           "CARDBOT_CARDSYSTEM__SECRET": live.cfg.cardsystem.secret}
+    env = {"CARDBOT_CONFIG": "", "CARDBOT_CARDSYSTEM__API_BASE_URL": live.url + "/emulator", "CARDBOT_CARDSYSTEM__SECRET": live.cfg.cardsystem.secret}
     return CliRunner().invoke(cli, ["cardsystem", "check", *(args or ZHANG)], env=env)
 
 
@@ -54,8 +53,11 @@ def test_check_fails_naming_the_call_against_a_broken_card_system(cs_live, mode,
 
 
 def test_check_names_a_wrong_secret_and_a_wrong_password(cs_live):
-    env = {"CARDBOT_CONFIG": "", "CARDBOT_CARDSYSTEM__API_BASE_URL": cs_live.url + "/emulator",
-           "CARDBOT_CARDSYSTEM__SECRET": "not-the-schools-secret"}
+    env = {
+        "CARDBOT_CONFIG": "",
+        "CARDBOT_CARDSYSTEM__API_BASE_URL": cs_live.url + "/emulator",
+        "CARDBOT_CARDSYSTEM__SECRET": "not-the-schools-secret",
+    }
     result = CliRunner().invoke(cli, ["cardsystem", "check", *ZHANG], env=env)
     assert result.exit_code == 1
     assert "signing (a correctly signed request)" in failing(result)

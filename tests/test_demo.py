@@ -34,7 +34,12 @@ def test_cardbot_demo_serves_the_simulator_from_a_fresh_folder(tmp_path):
     env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.Popen(
         [sys.executable, "-c", "from bot.cli import main; main()", "demo", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"

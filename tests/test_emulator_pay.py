@@ -201,27 +201,45 @@ def test_trade_bill_download_and_refunds(live):
     assert [(r.out_trade_no, r.trade_state, r.total_fen) for r in rows] == [(body["order_no"], "SUCCESS", 5015)]
     pay = live.services.pay
     with pytest.raises(PayError) as exc:
-        pay._call(pay.client.refund, out_refund_no="R1" + body["order_no"], amount={"refund": 1000, "total": 5000, "currency": "CNY"},
-                  out_trade_no=body["order_no"])
+        pay._call(
+            pay.client.refund,
+            out_refund_no="R1" + body["order_no"],
+            amount={"refund": 1000, "total": 5000, "currency": "CNY"},
+            out_trade_no=body["order_no"],
+        )
     assert exc.value.code == "PARAM_ERROR"  # total must be the order's
     with pytest.raises(PayError) as exc:
-        pay._call(pay.client.refund, out_refund_no="R1" + body["order_no"], amount={"refund": 6000, "total": 5015, "currency": "CNY"},
-                  out_trade_no=body["order_no"][:-1] + "Z")
+        pay._call(
+            pay.client.refund,
+            out_refund_no="R1" + body["order_no"],
+            amount={"refund": 6000, "total": 5015, "currency": "CNY"},
+            out_trade_no=body["order_no"][:-1] + "Z",
+        )
     assert exc.value.status == 404
     for _ in range(2):  # the same refund number twice is one refund
-        _, raw = pay._call(pay.client.refund, out_refund_no="R1" + body["order_no"][:20], amount={"refund": 1000, "total": 5015, "currency": "CNY"},
-                           out_trade_no=body["order_no"])
+        _, raw = pay._call(
+            pay.client.refund,
+            out_refund_no="R1" + body["order_no"][:20],
+            amount={"refund": 1000, "total": 5015, "currency": "CNY"},
+            out_trade_no=body["order_no"],
+        )
         assert json.loads(raw)["status"] in ("PROCESSING", "SUCCESS")
     with pytest.raises(PayError) as exc:
-        pay._call(pay.client.refund, out_refund_no="R2" + body["order_no"][:20], amount={"refund": 4100, "total": 5015, "currency": "CNY"},
-                  out_trade_no=body["order_no"])
+        pay._call(
+            pay.client.refund,
+            out_refund_no="R2" + body["order_no"][:20],
+            amount={"refund": 4100, "total": 5015, "currency": "CNY"},
+            out_trade_no=body["order_no"],
+        )
     assert exc.value.code == "INVALID_REQUEST"  # more than is left to refund
     wait_for(lambda: pay.query_refund("R1" + body["order_no"][:20]).status == "SUCCESS")
     _, raw = pay._call(pay.client.query_refund, "R1" + body["order_no"][:20])
     assert json.loads(raw)["amount"]["refund"] == 1000
     rows = pay.trade_bill(day)
     assert sorted((r.trade_state, r.total_fen, r.refund_fen, r.refund_status) for r in rows) == [
-        ("REFUND", 0, 1000, "SUCCESS"), ("SUCCESS", 5015, 0, "")]
+        ("REFUND", 0, 1000, "SUCCESS"),
+        ("SUCCESS", 5015, 0, ""),
+    ]
     assert [r.out_refund_no for r in rows if r.trade_state == "REFUND"] == ["R1" + body["order_no"][:20]]
     assert pay.trade_bill("2000-01-01") == []
     # the raw file, as the merchant platform serves it: gzip, SHA1 announced, backtick-prefixed fields

@@ -200,8 +200,12 @@ def test_no_status_literal_outside_its_enum():
             elif isinstance(node, ast.Assign):
                 for target in node.targets:
                     if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
-                        hits += [v for t, v in zip(target.elts, node.value.elts, strict=False) if _target_name(t) in STATUS_FIELDS
-                                 for v in _status_literals(v)]
+                        hits += [
+                            v
+                            for t, v in zip(target.elts, node.value.elts, strict=False)
+                            if _target_name(t) in STATUS_FIELDS
+                            for v in _status_literals(v)
+                        ]
                     elif _target_name(target) in STATUS_FIELDS:
                         hits += _status_literals(node.value)
                     elif node in tree.body and _target_name(target).isupper() and isinstance(node.value, ast.Tuple):

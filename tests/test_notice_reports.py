@@ -45,6 +45,7 @@ def test_a_report_replayed_within_the_signature_window_is_not_run_again(make_liv
     assert wx.send(OPENID, xml, **signed).status == 200  # the same signed push again
     assert live.services.metrics.dedup_hits._value.get() == hits + 1
 
+
 def test_a_report_that_arrives_before_its_send_is_recorded_is_applied(live):
     follow(live, OPENID)
     rid = queue(live)

@@ -131,7 +131,9 @@ def test_quiet_hours_hold_non_urgent_notices_only(live):
     follow(live, OPENID, "oOutboxUser0000000000002")
     live.services.clock.freeze(at(2027, 3, 1, 23, 30))
     urgent = queue(live)
-    held = queue(live, "oOutboxUser0000000000002", "agreement_expiring", {"status": "即将到期", "date": "2027-09-01", "advice": "请重新签约"}, urgent=False)
+    held = queue(
+        live, "oOutboxUser0000000000002", "agreement_expiring", {"status": "即将到期", "date": "2027-09-01", "advice": "请重新签约"}, urgent=False
+    )
     assert drain(live) == 1
     assert row(live, urgent).status == "sent" and row(live, held).status == "pending"
     live.services.clock.freeze(at(2027, 3, 2, 6, 59))

@@ -50,7 +50,11 @@ def test_refund_is_processing_then_success_by_query_and_by_verified_notify(live)
         assert isinstance(first, RefundResult)
         assert first.status is RefundStatus.PROCESSING and first.success_time is None
         assert (first.out_trade_no, first.out_refund_no, first.refund_fen, first.total_fen) == (
-            "RFD0000000000000000001", "RF00000000000000000001", 1200, 5000)
+            "RFD0000000000000000001",
+            "RF00000000000000000001",
+            1200,
+            5000,
+        )
         assert first.refund_id and first.transaction_id.startswith("4200")
         assert pay.query("RFD0000000000000000001")["trade_state"] == "REFUND"
 
@@ -61,8 +65,13 @@ def test_refund_is_processing_then_success_by_query_and_by_verified_notify(live)
         headers, body = rx.events("REFUND.SUCCESS")[-1]
         note = pay.parse_refund_notify(headers, body, time.time())
         assert note == done
-        log = wait_for(lambda: (got := [x for x in emu_pay(live).notify_log if x.get("out_refund_no") == "RF00000000000000000001"])
-                       and got[-1]["status"] == 204 and got)
+        log = wait_for(
+            lambda: (
+                (got := [x for x in emu_pay(live).notify_log if x.get("out_refund_no") == "RF00000000000000000001"])
+                and got[-1]["status"] == 204
+                and got
+            )
+        )
         assert [x["status"] for x in log] == [500, 204]
         assert {p for p, event in rx.paths if event.startswith("REFUND.")} == {"/pay/refund-notify"}
         assert {p for p, event in rx.paths if event.startswith("TRANSACTION.")} == {"/pay/notify"}
@@ -189,8 +198,14 @@ def test_forged_tampered_or_stale_refund_notifies_are_rejected(live, rx):
         resource = e.refunds["RF00000000000000000015"].notify_resource()
 
     def signed(**kw: Any) -> tuple[dict[str, str], bytes]:
-        args = {"private_key": platform_key(live), "serial": live.cfg.pay.public_key_id, "apiv3_key": live.cfg.pay.apiv3_key,
-                "event_type": "REFUND.SUCCESS", "kind": "refund", **kw}
+        args = {
+            "private_key": platform_key(live),
+            "serial": live.cfg.pay.public_key_id,
+            "apiv3_key": live.cfg.pay.apiv3_key,
+            "event_type": "REFUND.SUCCESS",
+            "kind": "refund",
+            **kw,
+        }
         return signed_notify(resource, **args)
 
     assert pay.parse_refund_notify(*signed(at=time.time() - 200), time.time()).refund_fen == 1000  # inside 5 minutes
@@ -205,4 +220,3 @@ def test_forged_tampered_or_stale_refund_notifies_are_rejected(live, rx):
         pay.parse_refund_notify(*signed(private_key=merchant_private_key(live)), time.time())
     with pytest.raises(NotifyError):  # the event must say what the resource says
         pay.parse_refund_notify(*signed(event_type="REFUND.CLOSED"), time.time())
-

@@ -17,7 +17,14 @@ from bot.texts import zh
 from tests.support.factories import bind, make_cardholder
 
 OID = "oRouter000000000000000001"
-GUARDED_CLICKS = {"BALANCE": "not_bound", "BILLS": "not_bound", "TOPUP": "not_bound", "UNBIND": "not_bound", "BINDINGS": "not_bound", "AUTODEBIT": "autodebit_not_bound"}
+GUARDED_CLICKS = {
+    "BALANCE": "not_bound",
+    "BILLS": "not_bound",
+    "TOPUP": "not_bound",
+    "UNBIND": "not_bound",
+    "BINDINGS": "not_bound",
+    "AUTODEBIT": "autodebit_not_bound",
+}
 
 seen_cards: list[str] = []
 test_routes = Routes()

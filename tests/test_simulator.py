@@ -84,7 +84,11 @@ def test_template_notice_and_cs_message_appear_in_the_transcript(live):
     since = _messages(live)["messages"][-1]["id"]
     api = live.services.wechat
     api.send_text(OPENID, "稍后回复 later reply")
-    api.send_template(OPENID, "TPL_TOPUP_RECEIPT", {"amount1": {"value": "50.00"}, "amount2": {"value": "0.15"}, "amount3": {"value": "150.00"}, "time4": {"value": "2026-11-25 12:00"}})
+    api.send_template(
+        OPENID,
+        "TPL_TOPUP_RECEIPT",
+        {"amount1": {"value": "50.00"}, "amount2": {"value": "0.15"}, "amount3": {"value": "150.00"}, "time4": {"value": "2026-11-25 12:00"}},
+    )
     cs, tpl = _messages(live, since)["messages"]
     assert cs["kind"] == "customer_service" and cs["content"]["content"] == "稍后回复 later reply"
     assert tpl["kind"] == "template" and tpl["title"] == "充值成功通知"
@@ -144,8 +148,15 @@ def test_pay_sheet_amount_from_prepay_id(live):
         card = make_cardholder(db, student_no="20239902")
         db.add(
             TopupOrder(
-                order_no="SIMTEST0001", cardholder_id=card.id, openid=OPENID, mode="quick", amount_fen=5000, fee_fen=15,
-                business_day=date.today(), prepay_id="wx_prepay_sim_1", expires_at=datetime.utcnow() + timedelta(minutes=15),
+                order_no="SIMTEST0001",
+                cardholder_id=card.id,
+                openid=OPENID,
+                mode="quick",
+                amount_fen=5000,
+                fee_fen=15,
+                business_day=date.today(),
+                prepay_id="wx_prepay_sim_1",
+                expires_at=datetime.utcnow() + timedelta(minutes=15),
             )
         )
         db.commit()
@@ -158,7 +169,9 @@ def test_pay_sheet_amount_from_prepay_id(live):
 def test_job_finish_push_does_not_touch_the_users_window(live):
     _send(live, type="event", event="subscribe")
     before = dict(live.emulator.last_user_message)
-    live.services.wechat.send_template(OPENID, "TPL_REFUND", {"amount1": {"value": "5.00"}, "thing2": {"value": "已退款"}, "time3": {"value": "2026-11-25"}})
+    live.services.wechat.send_template(
+        OPENID, "TPL_REFUND", {"amount1": {"value": "5.00"}, "thing2": {"value": "已退款"}, "time3": {"value": "2026-11-25"}}
+    )
     deadline = time.time() + 5
     while not live.emulator.pushes and time.time() < deadline:
         time.sleep(0.05)

@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("ledger_checked")]
 OPENID = PHONE_OPENID
 expect = playwright().expect
 
+
 def test_quick_top_up_in_the_page(phone, live):
     card_id = student(live, OPENID, balance_fen=10000)
     phone.goto(live.url + "/topup")

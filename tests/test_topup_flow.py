@@ -156,8 +156,11 @@ def test_order_pay_notify_credits_once_even_with_concurrent_duplicates(make_live
 
 def test_an_english_students_receipt_says_yuan_and_follows_the_templates_urgency(make_live):
     """The receipt is built like every notice: money in the recipient's language, ``urgent`` from ``[notices.topup_receipt]``."""
-    receipt = {"template_id": "TPL_TOPUP_RECEIPT", "fields": {"amount": "amount1", "fee": "amount2", "balance": "amount3", "time": "time4"},
-               "urgent": False}
+    receipt = {
+        "template_id": "TPL_TOPUP_RECEIPT",
+        "fields": {"amount": "amount1", "fee": "amount2", "balance": "amount3", "time": "time4"},
+        "urgent": False,
+    }
     live = make_live(notices={"topup_receipt": receipt})
     student(live, OPENID, balance_fen=10000, lang="en")
     phone = logged_in(live, OPENID)

@@ -167,7 +167,9 @@ def test_time_expire_is_rfc3339_beijing(live):
     with live.session() as db:
         row = db.execute(select(TopupOrder).where(TopupOrder.order_no == body["order_no"])).scalar_one()
     delta = row.expires_at - row.created_at
-    assert timedelta(minutes=live.cfg.pay.order_expire_minutes) - timedelta(seconds=2) <= delta <= timedelta(minutes=live.cfg.pay.order_expire_minutes)
+    assert (
+        timedelta(minutes=live.cfg.pay.order_expire_minutes) - timedelta(seconds=2) <= delta <= timedelta(minutes=live.cfg.pay.order_expire_minutes)
+    )
     assert abs(emu_order.time_expire - row.expires_at.replace(tzinfo=UTC).timestamp()) < 1
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00", emu_order.time_expire_text)
 

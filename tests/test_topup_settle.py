@@ -135,12 +135,24 @@ def test_reconcile_reports_every_difference(live):
     assert [(d.kind, d.order_no) for d in first] == [("missing_locally", unknown_here)]
     with live.session() as db, db.begin():
         db.execute(select(TopupOrder).where(TopupOrder.order_no == wrong_amount)).scalar_one().fee_fen = 7
-        ghost = TopupOrder(order_no="TGHOST0000000000000001", cardholder_id=card_id, openid=OPENID, mode="custom", amount_fen=500,
-                           fee_fen=0, status="paid", business_day=today, created_at=live.services.clock.utcnow(),
-                           expires_at=live.services.clock.utcnow(), paid_at=live.services.clock.utcnow())
+        ghost = TopupOrder(
+            order_no="TGHOST0000000000000001",
+            cardholder_id=card_id,
+            openid=OPENID,
+            mode="custom",
+            amount_fen=500,
+            fee_fen=0,
+            status="paid",
+            business_day=today,
+            created_at=live.services.clock.utcnow(),
+            expires_at=live.services.clock.utcnow(),
+            paid_at=live.services.clock.utcnow(),
+        )
         db.add(ghost)
     status, _ = live.services.pay._call(
-        live.services.pay.client.refund, out_refund_no="R" + refunded, amount={"refund": 4000, "total": 4000, "currency": "CNY"},
+        live.services.pay.client.refund,
+        out_refund_no="R" + refunded,
+        amount={"refund": 4000, "total": 4000, "currency": "CNY"},
         out_trade_no=refunded,
     )
     assert status == 200

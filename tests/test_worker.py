@@ -65,8 +65,9 @@ def test_worker_once_sweeps_and_sends_the_notice(live):
     signed(live, OPENID)
     assert entry(live, NO, -200).json()["autodebit"]["status"] == "waiting"
     clock.freeze(at(2026, 11, 26, 7, 0))
-    result = CliRunner().invoke(worker.command, ["--once", "--id", "test-worker"], obj=SimpleNamespace(services=live.services),
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        worker.command, ["--once", "--id", "test-worker"], obj=SimpleNamespace(services=live.services), catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     assert "autodebit_sweep" in result.output and "topup_settle_stuck" in result.output
     assert balance(live, card_id) == 6900

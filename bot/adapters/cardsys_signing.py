@@ -40,16 +40,23 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
-def sign(secret: str, method: str, path: str, body: bytes = b"", *, timestamp: int | None = None,
-         nonce: str | None = None) -> dict[str, str]:
+def sign(secret: str, method: str, path: str, body: bytes = b"", *, timestamp: int | None = None, nonce: str | None = None) -> dict[str, str]:
     """The three headers for one request; a fresh nonce each call (a retry is signed afresh)."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     nonce = nonce or new_nonce()
     return {TIMESTAMP_HEADER: ts, NONCE_HEADER: nonce, SIGNATURE_HEADER: signature(secret, method, path, ts, nonce, body)}
 
 
-def verify(secret: str, method: str, path: str, headers: Mapping[str, str] | Headers, body: bytes,
-           claim_nonce: Callable[[str], bool], *, now: float | None = None) -> str | None:
+def verify(
+    secret: str,
+    method: str,
+    path: str,
+    headers: Mapping[str, str] | Headers,
+    body: bytes,
+    claim_nonce: Callable[[str], bool],
+    *,
+    now: float | None = None,
+) -> str | None:
     """None when the request is authentic, fresh and new; otherwise why not (for the log, never for the caller).
 
     ``claim_nonce`` records the nonce and answers False when it was already seen; it is called last, so

@@ -284,6 +284,7 @@ def raise_for_maintenance(r: requests.Response) -> Any:
 
 # -- the http adapter ----------------------------------------------------------------------------------------
 
+
 class HttpCardSystem:
     """cardsys/1 over HTTPS: every request signed, every answer checked before the bot believes it."""
 
@@ -293,8 +294,7 @@ class HttpCardSystem:
         self.timeout = timeout
         self.http = http or requests.Session()
 
-    def prepare(self, method: str, path: str, query: dict[str, Any] | None = None,
-                body: dict[str, Any] | None = None) -> requests.PreparedRequest:
+    def prepare(self, method: str, path: str, query: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> requests.PreparedRequest:
         """The request as it goes on the wire, signed over its exact target and bytes (the checker reuses it)."""
         url = self.base + path + ("?" + urlencode(query, quote_via=quote, safe="") if query else "")
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() if body is not None else b""
@@ -309,8 +309,9 @@ class HttpCardSystem:
         except requests.RequestException as exc:
             raise CardSystemNoAnswer(type(exc).__name__) from None
 
-    def _call(self, method: str, path: str, query: dict[str, Any] | None = None, body: dict[str, Any] | None = None,
-              *, not_found: str = "") -> dict[str, Any] | None:
+    def _call(
+        self, method: str, path: str, query: dict[str, Any] | None = None, body: dict[str, Any] | None = None, *, not_found: str = ""
+    ) -> dict[str, Any] | None:
         """The answer object; None for a 404 carrying the ``not_found`` error the page allows for this call."""
         r = self.send(self.prepare(method, path, query, body))
         data = raise_for_maintenance(r)
@@ -362,8 +363,7 @@ class HttpCardSystem:
     def credit(self, ref: str, student_no: str, amount_fen: int, channel: Channel, paid_at: datetime) -> Credit:
         if amount_fen <= 0 or paid_at.tzinfo is None:
             raise ValueError("a credit needs a positive amount and an aware paid_at")
-        body = {"ref": ref, "student_no": student_no, "amount_fen": amount_fen, "channel": Channel(channel).value,
-                "paid_at": paid_at.isoformat()}
+        body = {"ref": ref, "student_no": student_no, "amount_fen": amount_fen, "channel": Channel(channel).value, "paid_at": paid_at.isoformat()}
         data = self._call("POST", "/credits", body=body)
         assert data is not None
         return _credit(data)

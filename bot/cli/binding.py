@@ -28,8 +28,8 @@ def unlock(obj: Any, student_no: str) -> None:
     svc, student_no = obj.services, student_no.strip()
     with svc.session() as db:
         card_id = db.execute(select(Cardholder.id).where(Cardholder.student_no == student_no)).scalar_one_or_none()
-        openids = [] if card_id is None else list(
-            db.execute(select(Binding.openid).where(Binding.cardholder_id == card_id).order_by(Binding.id)).scalars()
+        openids = (
+            [] if card_id is None else list(db.execute(select(Binding.openid).where(Binding.cardholder_id == card_id).order_by(Binding.id)).scalars())
         )
     lifted = BindingLock(svc).unlock(student_no, openids)
     if not any(lifted.values()):

@@ -119,8 +119,9 @@ class Checker:
 
     def stale(self) -> str:
         prep = self._probe()
-        prep.headers.update(cardsys_signing.sign(self.client.secret, "GET", prep.path_url,
-                                                 timestamp=int(time.time()) - cardsys_signing.WINDOW_SECONDS - 60))
+        prep.headers.update(
+            cardsys_signing.sign(self.client.secret, "GET", prep.path_url, timestamp=int(time.time()) - cardsys_signing.WINDOW_SECONDS - 60)
+        )
         return self._refused(prep, "a timestamp 360 s old")
 
     def replayed(self) -> str:
@@ -175,8 +176,10 @@ class Checker:
             raise Nonconforming(f"the same ref answered {_show(again)} after {_show(self.first)}")
         after = self._balance()
         if after != before + CHECK_CREDIT_FEN or self.first.balance_fen != after:
-            raise Nonconforming(f"balance {before} → {after} fen (answered {self.first.balance_fen}); a credit of "
-                                f"{CHECK_CREDIT_FEN} fen sent twice with one ref must move it once")
+            raise Nonconforming(
+                f"balance {before} → {after} fen (answered {self.first.balance_fen}); a credit of "
+                f"{CHECK_CREDIT_FEN} fen sent twice with one ref must move it once"
+            )
         return f"ref {self.ref}: entry {self.first.entry_id}, repeated: same answer, balance moved once ({before} → {after})"
 
     def _balance(self) -> int:
@@ -199,8 +202,12 @@ class Checker:
         day = datetime.now(SCHOOL_TZ).date()
         records = self.client.credits_on(day)
         mine = [r for r in records if r.ref == self.ref]
-        if self.first is not None and (len(mine) != 1 or mine[0].amount_fen != CHECK_CREDIT_FEN
-                                       or mine[0].entry_id != self.first.entry_id or mine[0].student_no != self.student_no):
+        if self.first is not None and (
+            len(mine) != 1
+            or mine[0].amount_fen != CHECK_CREDIT_FEN
+            or mine[0].entry_id != self.first.entry_id
+            or mine[0].student_no != self.student_no
+        ):
             raise Nonconforming(f"the check's credit {self.ref} is not listed once, as made, for {day}")
         return f"{len(records)} credit(s) on {day}, the check's among them"
 
@@ -219,6 +226,5 @@ def check(obj: Any, student_no: str, name: str, password: str) -> None:
     """Check the configured card system against cardsys/1, call by call. Moves 0.01 yuan onto the test card."""
     client = http_card_system(obj.cfg)
     click.echo(f"Checking the card system at {client.base} against cardsys/1.")
-    click.echo(f"NOTE: this moves real money: {CHECK_CREDIT_FEN} fen (0.01 yuan) is credited to card {student_no} "
-               "and stays there.")
+    click.echo(f"NOTE: this moves real money: {CHECK_CREDIT_FEN} fen (0.01 yuan) is credited to card {student_no} and stays there.")
     sys.exit(Checker(client, student_no, name, password).run())

@@ -31,9 +31,7 @@ def command() -> None:
 def notices_list(obj: Any, statuses: tuple[str, ...]) -> None:
     """Notices that need a decision: id, status, kind, queued at, user (hashed), last error."""
     with obj.services.session() as db:
-        rows = db.execute(
-            select(OutboxNotice).where(OutboxNotice.status.in_(statuses or NEEDS_AN_OPERATOR)).order_by(OutboxNotice.id)
-        ).scalars()
+        rows = db.execute(select(OutboxNotice).where(OutboxNotice.status.in_(statuses or NEEDS_AN_OPERATOR)).order_by(OutboxNotice.id)).scalars()
         count = 0
         for row in rows:
             count += 1

@@ -20,10 +20,7 @@ def command() -> None:
     from bot.chat.router import handler_name
     from bot.chat.routes import build_router
 
-    rows = [
-        (route.kind, ", ".join(route.keys) or "-", handler_name(route.handler), route.needs_card or "-")
-        for route in build_router().table()
-    ]
+    rows = [(route.kind, ", ".join(route.keys) or "-", handler_name(route.handler), route.needs_card or "-") for route in build_router().table()]
     widths = [max(_width(row[i]) for row in (HEADER, *rows)) for i in range(len(HEADER))]
     for row in (HEADER, *rows):
         click.echo("  ".join(cell + " " * (width - _width(cell)) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -13,9 +13,7 @@ from bot.emulator.state import EmulatorState
 
 def init_app(app: Flask) -> None:
     cfg = app.extensions["cardbot"].cfg
-    app.extensions["emulator"] = EmulatorState(
-        token_ttl=cfg.emulator.token_ttl_seconds, token_grace=cfg.emulator.token_grace_seconds
-    )
+    app.extensions["emulator"] = EmulatorState(token_ttl=cfg.emulator.token_ttl_seconds, token_grace=cfg.emulator.token_grace_seconds)
     from bot.emulator import bank, cardsys, pay, simulator, wechat_api
 
     app.register_blueprint(wechat_api.bp)

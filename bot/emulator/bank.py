@@ -153,8 +153,15 @@ def debit() -> Any:
             acc.balance_fen -= amount
             ref = st.next_ref("BD")
             st.debits[ref] = (body["account"], amount)
-            st.statement.append({"ref": body["ref"], "bank_ref": ref, "account": body["account"], "amount_fen": amount,
-                                 "date": current_app.extensions["cardbot"].clock.today().isoformat()})
+            st.statement.append(
+                {
+                    "ref": body["ref"],
+                    "bank_ref": ref,
+                    "account": body["account"],
+                    "amount_fen": amount,
+                    "date": current_app.extensions["cardbot"].clock.today().isoformat(),
+                }
+            )
             answer = {"result": "ok", "bank_ref": ref}
         st.answers["debit:" + body["ref"]] = answer
     return _broken(fault) or jsonify(answer)

@@ -77,8 +77,7 @@ class CardAccount:
     entries: list[dict[str, Any]] = field(default_factory=list)  # oldest first
 
     def holder(self) -> dict[str, Any]:
-        return {"student_no": self.student_no, "name": self.name, "kind": self.kind, "status": self.status,
-                "left_on": self.left_on}
+        return {"student_no": self.student_no, "name": self.name, "kind": self.kind, "status": self.status, "left_on": self.left_on}
 
 
 @dataclass
@@ -93,8 +92,17 @@ class CardsysState:
     pushes: list[dict[str, Any]] = field(default_factory=list)  # what the terminals pushed to the bot, and its answer
     _serial: Any = field(default_factory=lambda: itertools.count(1))
 
-    def open(self, student_no: str, name: str, password: str, balance_fen: int = 0, *, kind: str = "student",
-             status: str = "active", left_on: str | None = None) -> CardAccount:
+    def open(
+        self,
+        student_no: str,
+        name: str,
+        password: str,
+        balance_fen: int = 0,
+        *,
+        kind: str = "student",
+        status: str = "active",
+        left_on: str | None = None,
+    ) -> CardAccount:
         with self.lock:
             acc = self.accounts[student_no] = CardAccount(student_no, name, kind, status, left_on, 0, password)
             if balance_fen:
@@ -107,8 +115,14 @@ class CardsysState:
             at = _now()
             acc.balance_fen += amount_fen
             acc.as_of = at
-            entry = {"entry_id": f"CS{int(time.time())}{next(self._serial):06d}", "amount_fen": amount_fen,
-                     "balance_after_fen": acc.balance_fen, "kind": kind, "merchant": merchant, "occurred_at": at}
+            entry = {
+                "entry_id": f"CS{int(time.time())}{next(self._serial):06d}",
+                "amount_fen": amount_fen,
+                "balance_after_fen": acc.balance_fen,
+                "kind": kind,
+                "merchant": merchant,
+                "occurred_at": at,
+            }
             acc.entries.append(entry)
             return entry
 
@@ -122,9 +136,13 @@ def seed_roster(st: CardsysState, path: Path = ROSTER) -> None:
     with path.open(encoding="utf-8-sig", newline="") as fh:
         for row in csv.DictReader(fh):
             st.open(
-                row["student_no"], row["name"], initial_password(row["id_number"], row["passport_no"]),
-                int(Decimal(row["balance"]) * 100), kind="student" if row["id_number"] else "international",
-                status=row["status"], left_on=row["left_on"] or None,
+                row["student_no"],
+                row["name"],
+                initial_password(row["id_number"], row["passport_no"]),
+                int(Decimal(row["balance"]) * 100),
+                kind="student" if row["id_number"] else "international",
+                status=row["status"],
+                left_on=row["left_on"] or None,
             )
 
 
@@ -172,8 +190,12 @@ def _authenticate() -> Any:
         return None
     claim = cardsys_signing.nonce_claimer(svc.store, "emulator")
     problem = cardsys_signing.verify(
-        svc.cfg.cardsystem.secret, request.method, cardsys_signing.request_target(request.environ), request.headers,
-        request.get_data(), (lambda _nonce: True) if "no_nonce_check" in st.modes else claim,
+        svc.cfg.cardsystem.secret,
+        request.method,
+        cardsys_signing.request_target(request.environ),
+        request.headers,
+        request.get_data(),
+        (lambda _nonce: True) if "no_nonce_check" in st.modes else claim,
     )
     if problem:
         return jsonify(error="unauthorized", message=problem), 401
@@ -277,8 +299,9 @@ def credit() -> Any:
         else:
             entry = st.post(acc, amount, "topup", CHANNEL_MERCHANT[body["channel"]])
             answer = {"result": "ok", "entry_id": entry["entry_id"], "balance_fen": acc.balance_fen}
-            st.credit_log.append({"ref": ref, "student_no": student_no, "amount_fen": amount,
-                                  "entry_id": entry["entry_id"], "at": entry["occurred_at"]})
+            st.credit_log.append(
+                {"ref": ref, "student_no": student_no, "amount_fen": amount, "entry_id": entry["entry_id"], "at": entry["occurred_at"]}
+            )
         st.credits.setdefault(ref, answer)
         return jsonify(answer)
 
@@ -387,8 +410,7 @@ def _push(entry: dict[str, Any]) -> dict[str, Any]:
     cfg = current_app.extensions["cardbot"].cfg
     url = cfg.server.public_base_url + "/integration/card-entries"
     raw = json.dumps(entry, ensure_ascii=False).encode()
-    headers = {"Content-Type": "application/json",
-               **cardsys_signing.sign(cfg.cardsystem.secret, "POST", urlsplit(url).path, raw)}
+    headers = {"Content-Type": "application/json", **cardsys_signing.sign(cfg.cardsystem.secret, "POST", urlsplit(url).path, raw)}
     try:
         r = requests.post(url, data=raw, headers=headers, timeout=10)
     except requests.RequestException as exc:

@@ -13,13 +13,9 @@ FILES = ("merchant_private.pem", "merchant_public.pem", "platform_private.pem", 
 
 def _pair(private_path: Path, public_path: Path) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    private_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     private_path.chmod(0o600)
-    public_path.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
+    public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 def ensure_keys(directory: str | Path) -> Path:

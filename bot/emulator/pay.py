@@ -60,7 +60,7 @@ BEIJING = timezone(timedelta(hours=8))
 OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
 OUT_REFUND_NO = re.compile(r"^[0-9A-Za-z_\-|*@]{1,64}$")
 REFUND_SETTLE_SECONDS = 60  # PROCESSING → final state, scaled by ``notify_retry_scale``
-AUTH = re.compile(r'^WECHATPAY2-SHA256-RSA2048 (.+)$')
+AUTH = re.compile(r"^WECHATPAY2-SHA256-RSA2048 (.+)$")
 RETRY_SCHEDULE = (15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600)
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 BILL_HEADER = (
@@ -188,8 +188,9 @@ class Order:
         return tx
 
     def notification(self) -> Notification:
-        return Notification(self.notify_url, self.transaction(), self.notify_id, "TRANSACTION.SUCCESS", "transaction",
-                            {"out_trade_no": self.out_trade_no})
+        return Notification(
+            self.notify_url, self.transaction(), self.notify_id, "TRANSACTION.SUCCESS", "transaction", {"out_trade_no": self.out_trade_no}
+        )
 
 
 @dataclass
@@ -257,8 +258,14 @@ class Refund:
 
     def notification(self) -> Notification:
         event = f"REFUND.{self.status}"
-        return Notification(self.notify_url, self.notify_resource(), self.notify_id, event, "refund",
-                            {"out_trade_no": self.out_trade_no, "out_refund_no": self.out_refund_no, "event_type": event})
+        return Notification(
+            self.notify_url,
+            self.notify_resource(),
+            self.notify_id,
+            event,
+            "refund",
+            {"out_trade_no": self.out_trade_no, "out_refund_no": self.out_refund_no, "event_type": event},
+        )
 
 
 @dataclass
@@ -305,8 +312,7 @@ class PayEmulator:
     def schedule_notify(self, order: Order) -> None:
         if self.notify_enabled:
             no = order.out_trade_no
-            threading.Thread(target=self._notify_loop, args=(lambda: self.orders[no].notification(),), daemon=True,
-                             name="emu-pay-notify").start()
+            threading.Thread(target=self._notify_loop, args=(lambda: self.orders[no].notification(),), daemon=True, name="emu-pay-notify").start()
 
     def schedule_refund(self, refund: Refund) -> None:
         """PROCESSING for a while, then the refund's outcome, then its notify (when it named a notify_url)."""
@@ -584,17 +590,73 @@ def _bill_rows(day: str, bill_type: str) -> list[list[str]]:
             for o in e.orders.values():
                 if o.transaction_id and on_day(o.success_time):
                     when = datetime.fromtimestamp(o.success_time or 0, BEIJING).strftime("%Y-%m-%d %H:%M:%S")
-                    rows.append([when, o.appid, o.mchid, "0", "", o.transaction_id, o.out_trade_no, o.openid, "JSAPI", "SUCCESS",
-                                 "OTHERS", "CNY", _yuan(o.total), "0.00", "0", "0", "0.00", "0.00", "", "", o.description, "",
-                                 _yuan(o.total * 6 // 1000), "0.60%", _yuan(o.total), "0.00", ""])
+                    rows.append(
+                        [
+                            when,
+                            o.appid,
+                            o.mchid,
+                            "0",
+                            "",
+                            o.transaction_id,
+                            o.out_trade_no,
+                            o.openid,
+                            "JSAPI",
+                            "SUCCESS",
+                            "OTHERS",
+                            "CNY",
+                            _yuan(o.total),
+                            "0.00",
+                            "0",
+                            "0",
+                            "0.00",
+                            "0.00",
+                            "",
+                            "",
+                            o.description,
+                            "",
+                            _yuan(o.total * 6 // 1000),
+                            "0.60%",
+                            _yuan(o.total),
+                            "0.00",
+                            "",
+                        ]
+                    )
         if bill_type in ("ALL", "REFUND"):
             for r in e.refunds.values():
                 if r.status != "CLOSED" and on_day(r.at):
                     o = e.orders[r.out_trade_no]
                     when = datetime.fromtimestamp(r.at, BEIJING).strftime("%Y-%m-%d %H:%M:%S")
-                    rows.append([when, o.appid, o.mchid, "0", "", o.transaction_id, o.out_trade_no, o.openid, "JSAPI", "REFUND",
-                                 "OTHERS", "CNY", "0.00", "0.00", r.refund_id, r.out_refund_no, _yuan(r.amount), "0.00",
-                                 "ORIGINAL", r.status, o.description, "", "0.00", "0.60%", _yuan(o.total), _yuan(r.amount), ""])
+                    rows.append(
+                        [
+                            when,
+                            o.appid,
+                            o.mchid,
+                            "0",
+                            "",
+                            o.transaction_id,
+                            o.out_trade_no,
+                            o.openid,
+                            "JSAPI",
+                            "REFUND",
+                            "OTHERS",
+                            "CNY",
+                            "0.00",
+                            "0.00",
+                            r.refund_id,
+                            r.out_refund_no,
+                            _yuan(r.amount),
+                            "0.00",
+                            "ORIGINAL",
+                            r.status,
+                            o.description,
+                            "",
+                            "0.00",
+                            "0.60%",
+                            _yuan(o.total),
+                            _yuan(r.amount),
+                            "",
+                        ]
+                    )
     return rows
 
 
@@ -611,18 +673,24 @@ def trade_bill() -> Response:
         return _error(400, "NO_STATEMENT_EXIST", "账单文件不存在")
     total = sum(int(r[12].replace(".", "")) for r in rows)
     refund = sum(int(r[16].replace(".", "")) for r in rows)
-    lines = [BILL_HEADER, *(",".join("`" + v for v in r) for r in rows),
-             "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额",
-             ",".join("`" + v for v in (str(len(rows)), _yuan(total), _yuan(refund), "0.00", "0.00", _yuan(total), _yuan(refund)))]
+    lines = [
+        BILL_HEADER,
+        *(",".join("`" + v for v in r) for r in rows),
+        "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额",
+        ",".join("`" + v for v in (str(len(rows)), _yuan(total), _yuan(refund), "0.00", "0.00", _yuan(total), _yuan(refund))),
+    ]
     text = ("\n".join(lines) + "\n").encode()
     token = secrets.token_urlsafe(16)
     with emu().lock:
         emu().bills[token] = gzip.compress(text) if tar == "GZIP" else text
-    return _signed(200, {
-        "hash_type": "SHA1",
-        "hash_value": hashlib.sha1(text).hexdigest(),  # noqa: S324 (WeChat's choice)
-        "download_url": f"{emu().cfg.pay.api_base_url}/v3/billdownload/file?token={token}",
-    })
+    return _signed(
+        200,
+        {
+            "hash_type": "SHA1",
+            "hash_value": hashlib.sha1(text).hexdigest(),  # noqa: S324 (WeChat's choice)
+            "download_url": f"{emu().cfg.pay.api_base_url}/v3/billdownload/file?token={token}",
+        },
+    )
 
 
 @bp.get("/v3/billdownload/file")
@@ -650,12 +718,16 @@ def refund() -> Response:
         (not isinstance(b.get("out_refund_no"), str) or not OUT_REFUND_NO.match(b["out_refund_no"]), "out_refund_no 格式错误"),
         (not isinstance(b.get("out_trade_no", ""), str) or not isinstance(b.get("transaction_id", ""), str), "订单号格式错误"),
         (not b.get("out_trade_no") and not b.get("transaction_id"), "transaction_id 与 out_trade_no 必填其一"),
-        (not isinstance(amount, dict) or type(amount.get("refund")) is not int or type(amount.get("total")) is not int
-         or amount["refund"] <= 0, "amount 参数错误"),
+        (
+            not isinstance(amount, dict) or type(amount.get("refund")) is not int or type(amount.get("total")) is not int or amount["refund"] <= 0,
+            "amount 参数错误",
+        ),
         (isinstance(amount, dict) and amount.get("currency", "CNY") != "CNY", "currency 仅支持 CNY"),
         (not isinstance(b.get("reason", ""), str) or len(b.get("reason", "")) > 80, "reason 长度不能超过80"),
-        (not isinstance(b.get("notify_url", ""), str) or (b.get("notify_url") and not b["notify_url"].startswith(("https://", "http://"))),
-         "notify_url 格式错误"),
+        (
+            not isinstance(b.get("notify_url", ""), str) or (b.get("notify_url") and not b["notify_url"].startswith(("https://", "http://"))),
+            "notify_url 格式错误",
+        ),
     ]
     for failed, message in problems:
         if failed:
@@ -684,8 +756,16 @@ def refund() -> Response:
         if amount["refund"] > order.total - order.refunded:
             return _error(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
         r = Refund(
-            "50" + secrets.token_hex(14), b["out_refund_no"], order.out_trade_no, order.transaction_id, order.mchid,
-            amount["refund"], order.total, e.now(), b.get("reason", ""), b.get("notify_url", ""),
+            "50" + secrets.token_hex(14),
+            b["out_refund_no"],
+            order.out_trade_no,
+            order.transaction_id,
+            order.mchid,
+            amount["refund"],
+            order.total,
+            e.now(),
+            b.get("reason", ""),
+            b.get("notify_url", ""),
             outcome={"abnormal": "ABNORMAL", "closed": "CLOSED"}.get(fault, "SUCCESS"),
         )
         e.refunds[r.out_refund_no] = r

@@ -284,8 +284,7 @@ def api_swipe() -> Response | tuple[Response, int]:
     }
     raw = json.dumps(entry, ensure_ascii=False).encode()
     url = f"{_cfg().server.public_base_url}/integration/card-entries"
-    headers = {"Content-Type": "application/json",
-               **cardsys_signing.sign(_cfg().cardsystem.secret, "POST", urlsplit(url).path, raw)}
+    headers = {"Content-Type": "application/json", **cardsys_signing.sign(_cfg().cardsystem.secret, "POST", urlsplit(url).path, raw)}
     try:
         r = requests.post(url, data=raw, headers=headers, timeout=10)
     except requests.RequestException as exc:

@@ -418,7 +418,7 @@ def _error_page(code: int, text: str, status: int = 400) -> Response:
     body = (
         '<!doctype html><meta charset="utf-8"><meta name="viewport" content="width=device-width">'
         f'<title>微信</title><div style="font:16px sans-serif;text-align:center;padding:60px 20px;color:#333">'
-        f"<p>{html.escape(text)}</p><p style=\"color:#999\">{code}</p></div>"
+        f'<p>{html.escape(text)}</p><p style="color:#999">{code}</p></div>'
     )
     return Response(body, status=status, mimetype="text/html")
 

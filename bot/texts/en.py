@@ -5,10 +5,10 @@ TEXTS: dict[str, str] = {
     "welcome": (
         "Welcome to the {school} campus card service!\n"
         "Here you can check your balance and bills, top up with WeChat Pay and set up automatic top-up.\n"
-        "First step: reply \"bind\" (or menu 我的 → Bind) with your student number, name and card password.\n"
+        'First step: reply "bind" (or menu 我的 → Bind) with your student number, name and card password.\n'
         "回复「中文」切换为中文。"
     ),
-    "welcome_back": "Welcome back, {name}! Your card is still bound to this account. Reply \"balance\" or \"help\".",
+    "welcome_back": 'Welcome back, {name}! Your card is still bound to this account. Reply "balance" or "help".',
     "help": (
         "What I can do:\n"
         "· balance — balance and recent spending\n"
@@ -19,7 +19,7 @@ TEXTS: dict[str, str] = {
         "· faq — top-up not arriving, bank refused\n"
         "· rules — limits, refunds, graduates\n"
         "· 中文 — 切换为中文\n"
-        "Reply \"cancel\" at any time to stop."
+        'Reply "cancel" at any time to stop.'
     ),
     "rules": (
         "Six rules of the campus card:\n"
@@ -28,7 +28,7 @@ TEXTS: dict[str, str] = {
         "3. New phone? Just verify again; no need to bind again.\n"
         "4. International students: register your passport number at the card service center before binding.\n"
         "5. Graduates' accounts freeze {months} months after leaving: withdraw your balance before then.\n"
-        "6. Never tell anyone your payment password; beware of \"discounted top-up\" (代充优惠) scams."
+        '6. Never tell anyone your payment password; beware of "discounted top-up" (代充优惠) scams.'
     ),
     "faq": (
         "FAQ:\n"
@@ -38,21 +38,21 @@ TEXTS: dict[str, str] = {
         "the bank's single-payment limit, and ask your bank.\n"
         "Keep a screenshot of any error and contact the IT office; phone {phone}. Change your payment password regularly."
     ),
-    "fallback": "Sorry, I did not understand that. Reply \"help\" to see what I can do.",
-    "unsupported_type": "I can only read text and menu clicks for now. Reply \"help\" to see what I can do.",
-    "language_set": "Switched to English. Reply \"help\" to see what I can do.",
+    "fallback": 'Sorry, I did not understand that. Reply "help" to see what I can do.',
+    "unsupported_type": 'I can only read text and menu clicks for now. Reply "help" to see what I can do.',
+    "language_set": 'Switched to English. Reply "help" to see what I can do.',
     "error_apology": "Sorry, something went wrong on our side. Please try again later, or call {phone}.",
     "processing": "Looking it up, one moment; the result will follow shortly…",
-    "cancelled": "Cancelled. Reply \"help\" to see what I can do.",
-    "nothing_to_cancel": "Nothing to cancel. Reply \"help\" to see what I can do.",
-    "dialog_expired": "Your previous step timed out ({minutes} minutes without reply) and was cancelled. Please start again, e.g. reply \"bind\".",
+    "cancelled": 'Cancelled. Reply "help" to see what I can do.',
+    "nothing_to_cancel": 'Nothing to cancel. Reply "help" to see what I can do.',
+    "dialog_expired": 'Your previous step timed out ({minutes} minutes without reply) and was cancelled. Please start again, e.g. reply "bind".',
     "service_unavailable": "The service is busy right now; please try again shortly. Nothing you sent was lost.",
-    "not_bound": "You have not bound a campus card yet. Reply \"bind\" to start: you need your student number, name and card password.",
+    "not_bound": 'You have not bound a campus card yet. Reply "bind" to start: you need your student number, name and card password.',
     # --- binding, balance, bills (handlers/binding.py, balance.py, bills.py) ---
-    "bind_ask_student_no": "Let's bind your campus card (3 steps; reply \"cancel\" any time to stop).\nStep 1: enter your student/staff number (8-12 digits, not your phone number). International students may enter the passport number registered at the card center.",
-    "bind_bad_student_no_length": "A student/staff number has 8-12 digits; you entered {count}. Please enter it again (or reply \"cancel\"):",
-    "bind_bad_student_no": "That doesn't look like a student number. Enter your 8-12 digit student/staff number, or your registered passport number (or reply \"cancel\"):",
-    "bind_passport_unregistered": "This passport number is not registered yet, so the card cannot be bound. Please register it with your passport at {center}, then reply \"bind\" again.",
+    "bind_ask_student_no": 'Let\'s bind your campus card (3 steps; reply "cancel" any time to stop).\nStep 1: enter your student/staff number (8-12 digits, not your phone number). International students may enter the passport number registered at the card center.',
+    "bind_bad_student_no_length": 'A student/staff number has 8-12 digits; you entered {count}. Please enter it again (or reply "cancel"):',
+    "bind_bad_student_no": 'That doesn\'t look like a student number. Enter your 8-12 digit student/staff number, or your registered passport number (or reply "cancel"):',
+    "bind_passport_unregistered": 'This passport number is not registered yet, so the card cannot be bound. Please register it with your passport at {center}, then reply "bind" again.',
     "bind_ask_name": "Step 2: enter the cardholder's real name as registered with the school (letters are case-sensitive):",
     "bind_bad_name": "The name must not be empty or longer than 64 characters. Please enter it again:",
     "bind_ask_password": "Step 3: enter the card password.\nThe initial password is the last 6 characters of the ID card number, with an X written as 0 (an ID number ending in 12345X gives 123450); international students: the last 6 characters of the passport number.\nThis message is not stored.",
@@ -60,27 +60,27 @@ TEXTS: dict[str, str] = {
     "bind_retry": "{left} tries left. Please enter your student/staff number again:",
     "bind_locked": "Too many attempts: binding is paused to protect the account until {until} (Beijing time). Forgot the card password? Bring your ID to {center}.",
     "bind_card_locked": "This card's password was entered wrongly many times, so binding it is paused to protect the cardholder. Cardholders: have it unlocked at {center} (bring ID), or try again after {until} (Beijing time).",
-    "bindings_ask_password": "Manage bindings: card {name} (no. {no}).\nEnter the card password to see and remove the WeChat accounts bound to this card (reply \"cancel\" to stop). This message is not stored.",
-    "bindings_wrong_password": "Wrong card password; {left} tries left. Please enter the card password again (or reply \"cancel\"):",
+    "bindings_ask_password": 'Manage bindings: card {name} (no. {no}).\nEnter the card password to see and remove the WeChat accounts bound to this card (reply "cancel" to stop). This message is not stored.',
+    "bindings_wrong_password": 'Wrong card password; {left} tries left. Please enter the card password again (or reply "cancel"):',
     "bindings_list_head": "Card {name} (no. {no}) is bound to {count} WeChat account(s):",
     "bindings_item": "{n}. bound {time}",
     "bindings_item_you": "{n}. bound {time} (this WeChat)",
-    "bindings_list_foot": "Reply a number to remove that binding: it can no longer see or top up this card. Reply \"cancel\" to stop. If you don't recognise one, remove it and change the card password at {center}.",
-    "bindings_bad_choice": "Please reply a number from the list (1-{count}), or \"cancel\".",
+    "bindings_list_foot": 'Reply a number to remove that binding: it can no longer see or top up this card. Reply "cancel" to stop. If you don\'t recognise one, remove it and change the card password at {center}.',
+    "bindings_bad_choice": 'Please reply a number from the list (1-{count}), or "cancel".',
     "bindings_removed": "Binding {n} (bound {time}) removed: that WeChat can no longer see or top up this card.",
-    "bindings_removed_self": "This WeChat's binding was removed. Reply \"bind\" whenever you want to bind again.",
-    "bindings_gone": "That binding no longer exists; nothing was changed. Reply \"manage bindings\" for the current list.",
+    "bindings_removed_self": 'This WeChat\'s binding was removed. Reply "bind" whenever you want to bind again.',
+    "bindings_gone": 'That binding no longer exists; nothing was changed. Reply "manage bindings" for the current list.',
     "notice_binding_added_event": "New WeChat bound it",
     "notice_binding_added_advice": "Not you? Bindings",
     "notice_binding_guessed_event": "Many wrong passwords",
     "notice_binding_guessed_advice": "Visit the card desk",
-    "bind_already": "This WeChat account is already bound to card {name} (student no. {no}). One WeChat account holds one card: to bind another, reply \"unbind\" first.",
-    "bind_already_done": "This WeChat account is already bound to a card. Reply \"balance\" to see the balance.",
-    "bind_card_full": "This card is already bound to {max} WeChat accounts, the maximum. Reply \"unbind\" in one of them first, or ask at {center}.",
-    "bind_success": "Card bound! Cardholder: {name}\nBalance: {balance} yuan\nReply \"balance\" for recent transactions, \"top up\" to add money.",
-    "unbind_confirm": "Unbind card {name} (student no. {no}) from this WeChat account?\nReply \"yes\" to unbind; anything else keeps it.",
+    "bind_already": 'This WeChat account is already bound to card {name} (student no. {no}). One WeChat account holds one card: to bind another, reply "unbind" first.',
+    "bind_already_done": 'This WeChat account is already bound to a card. Reply "balance" to see the balance.',
+    "bind_card_full": 'This card is already bound to {max} WeChat accounts, the maximum. Reply "unbind" in one of them first, or ask at {center}.',
+    "bind_success": 'Card bound! Cardholder: {name}\nBalance: {balance} yuan\nReply "balance" for recent transactions, "top up" to add money.',
+    "unbind_confirm": 'Unbind card {name} (student no. {no}) from this WeChat account?\nReply "yes" to unbind; anything else keeps it.',
     "unbind_kept": "Kept: nothing was changed.",
-    "unbind_done": "The card is unbound. Reply \"bind\" whenever you want to bind again.",
+    "unbind_done": 'The card is unbound. Reply "bind" whenever you want to bind again.',
     "balance_header": "Campus card {name} (student no. {no})",
     "balance_amount": "Balance: {balance} yuan",
     "balance_pending": "Pending top-ups: {pending} yuan (paid; added to the card the next time you tap it on a terminal)",
@@ -99,7 +99,7 @@ TEXTS: dict[str, str] = {
     "balance_lost_explained": "This card is reported lost: the balance is safe and nobody else can use it. Get a replacement at {center}; the balance moves to the new card.",
     "balance_recent": "Recent transactions:",
     "balance_no_entries": "No transactions yet.",
-    "balance_footer": "Reply \"bills\" for this month's bill.",
+    "balance_footer": 'Reply "bills" for this month\'s bill.',
     "kind_opening": "Opening balance",
     "kind_topup": "WeChat top-up",
     "kind_spend": "Purchase",
@@ -132,7 +132,7 @@ TEXTS: dict[str, str] = {
     "topup_err_custom_range": "A custom amount must be between {min} and {max} yuan.",
     "topup_err_custom_step": "A custom amount must be a multiple of {step} yuan, e.g. {step} or {step}0.",
     "topup_err_daily_limit": "You are near today's limit ({limit} yuan a day): {remaining} yuan left today.",
-    "topup_err_not_bound": "Your campus card is not bound yet. Reply \"bind\" in the chat first, then top up.",
+    "topup_err_not_bound": 'Your campus card is not bound yet. Reply "bind" in the chat first, then top up.',
     "topup_err_card_frozen": "Your card is frozen and cannot be topped up. Please visit the Card Service Center with your student ID.",
     "topup_err_card_lost": "Your card is reported lost and cannot be topped up. Get a replacement at the Card Service Center.",
     "topup_err_card_graduated": "Graduate accounts cannot be topped up. To withdraw the balance, visit the Card Service Center.",
@@ -149,7 +149,7 @@ TEXTS: dict[str, str] = {
     "topup_pay_button": "Pay with WeChat",
     "topup_remaining": "You can still top up {remaining} yuan today (daily limit {daily}, single limit {single}).",
     "topup_peak": "It is a peak time ({hours}): custom top-ups may arrive slowly. Consider topping up later.",
-    "topup_scam": "Beware of scams: the school never asks for your payment password; \"discounted top-up\" (代充优惠) offers are scams.",
+    "topup_scam": 'Beware of scams: the school never asks for your payment password; "discounted top-up" (代充优惠) offers are scams.',
     "topup_refund_rule": "Mistaken top-ups are not refunded online or to the payment: bring your student card to {center}.",
     "topup_js_processing": "Processing your payment… (usually seconds, at most a few minutes; do not pay again)",
     "topup_js_success": "Done! {amount} yuan credited; balance {balance} yuan.",
@@ -161,18 +161,16 @@ TEXTS: dict[str, str] = {
     "topup_js_choose": "Please choose or enter an amount first.",
     "topup_blocked_title": "Top-up not available",
     # --- auto-debit and notices (handlers/autodebit.py, handlers/notices.py) ---
-    "autodebit_not_bound": "Auto top-up needs a bound campus card. Reply \"bind\" to start.",
+    "autodebit_not_bound": 'Auto top-up needs a bound campus card. Reply "bind" to start.',
     "autodebit_card_blocked": "This card cannot use auto top-up now (frozen, lost or graduated). Please visit {center}.",
     "autodebit_article_title": "Auto top-up from your bank card",
     "autodebit_article_unsigned": (
-        "When your balance falls below {threshold} yuan, {amount} yuan is moved from your bank card (bank"
-        " hours {hours}). Tap to sign up."
+        "When your balance falls below {threshold} yuan, {amount} yuan is moved from your bank card (bank hours {hours}). Tap to sign up."
     ),
     "autodebit_article_signed": (
-        "Signed: bank card ending {last4}; below {threshold} yuan, {amount} yuan is added; ends {ends}. Tap"
-        " to view, ask for a refund or cancel."
+        "Signed: bank card ending {last4}; below {threshold} yuan, {amount} yuan is added; ends {ends}. Tap to view, ask for a refund or cancel."
     ),
-    "autodebit_err_not_bound": "Please bind your campus card first (reply \"bind\" in the chat).",
+    "autodebit_err_not_bound": 'Please bind your campus card first (reply "bind" in the chat).',
     "autodebit_err_card_blocked": "This card cannot use auto top-up now (frozen, lost or graduated).",
     "autodebit_err_invalid_account": "Please enter a valid bank card number (12-20 digits).",
     "autodebit_err_already_signed": "You have already signed up for auto top-up.",
@@ -203,7 +201,7 @@ TEXTS: dict[str, str] = {
     "notice_refund_approved": "Refunded to bank",
     "notice_refund_rejected": "Refund declined",
     "autodebit_page_title": "Auto top-up",
-    "autodebit_page_not_bound": "Please bind your campus card first (reply \"bind\" in the chat), then sign up here.",
+    "autodebit_page_not_bound": 'Please bind your campus card first (reply "bind" in the chat), then sign up here.',
     "autodebit_page_blocked": "This card cannot use auto top-up now (frozen, lost or graduated). Please visit {center}.",
     "autodebit_rule": (
         "When your card balance falls below {threshold} yuan, {amount} yuan is moved from your bank card,"
@@ -237,8 +235,7 @@ TEXTS: dict[str, str] = {
     "autodebit_refund_confirm": "Request a refund of this auto top-up?",
     "autodebit_last_failed": "The last auto top-up did not go through: {reason}.",
     "autodebit_bank_advice": (
-        "If the bank refused: make sure the card allows online payment and the amount is within the bank's"
-        " single-payment limit, and call your bank."
+        "If the bank refused: make sure the card allows online payment and the amount is within the bank's single-payment limit, and call your bank."
     ),
     "autodebit_waiting": "An auto top-up is waiting for bank hours; expected at {time}.",
     "autodebit_js_signed": "Signed up!",

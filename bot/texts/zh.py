@@ -6,7 +6,7 @@ TEXTS: dict[str, str] = {
         "欢迎关注{school}校园卡服务！\n"
         "在这里可以：查余额、看账单、微信充值、设置自动充值（自动圈存）。\n"
         "第一步：回复「绑定」或点菜单「我的 → 绑定校园卡」，输入学号、姓名和卡密码即可。\n"
-        "Reply \"English\" to switch language."
+        'Reply "English" to switch language.'
     ),
     "welcome_back": "欢迎回来，{name}！您的校园卡仍绑定在本账号。回复「余额」查询余额，「帮助」查看更多。",
     "help": (

@@ -34,9 +34,7 @@ def _svc() -> Any:
 
 def authorize_url(redirect_uri: str, state: str) -> str:
     cfg = _svc().cfg.wechat
-    query = urlencode(
-        {"appid": cfg.appid, "redirect_uri": redirect_uri, "response_type": "code", "scope": "snsapi_base", "state": state}
-    )
+    query = urlencode({"appid": cfg.appid, "redirect_uri": redirect_uri, "response_type": "code", "scope": "snsapi_base", "state": state})
     return f"{cfg.oauth_base_url}/connect/oauth2/authorize?{query}#wechat_redirect"
 
 
@@ -113,9 +111,7 @@ def login_api(view: Callable[..., Any]) -> Callable[..., Any]:
             return jsonify(error="not_signed_in", message="请从公众号菜单重新打开页面 / Please reopen this page from the menu."), 401
         cfg = _svc().cfg.server
         write = request.method not in ("GET", "HEAD")
-        wait = RateLimiter(_svc().store).hit(
-            "h5w" if write else "h5r", openid, cfg.h5_writes_per_minute if write else cfg.h5_reads_per_minute
-        )
+        wait = RateLimiter(_svc().store).hit("h5w" if write else "h5r", openid, cfg.h5_writes_per_minute if write else cfg.h5_reads_per_minute)
         if wait:
             resp = jsonify(error="rate_limited", message="操作太频繁，请稍后再试 / Too many requests, please wait a moment.")
             resp.headers["Retry-After"] = str(wait)

@@ -60,9 +60,7 @@ def state(svc: Runtime, db: Session, openid: str) -> dict[str, Any]:
             refund = {"state": "open", "text": tr("autodebit_refund_until", date=f"{item.deadline:%Y-%m-%d}")}
         else:
             refund = {"state": "too_late", "text": tr("autodebit_refund_too_late", date=f"{item.deadline:%Y-%m-%d}")}
-        out["topups"].append(
-            {"id": a.id, "time": f"{to_local(a.done_at):%Y-%m-%d %H:%M}", "amount": yuan(a.amount_fen), "refund": refund}
-        )
+        out["topups"].append({"id": a.id, "time": f"{to_local(a.done_at):%Y-%m-%d %H:%M}", "amount": yuan(a.amount_fen), "refund": refund})
     last = db.execute(
         select(AutodebitAttempt).where(AutodebitAttempt.cardholder_id == card.id).order_by(AutodebitAttempt.id.desc()).limit(1)
     ).scalar_one_or_none()
@@ -97,8 +95,12 @@ def show() -> Any:
 def create() -> Any:
     body = request.get_json(silent=True)
     signed = sign(g.svc, g.openid, body.get("bank_account") if isinstance(body, dict) else None)
-    out: dict[str, Any] = {"bank_last4": signed.bank_last4, "expires_on": f"{signed.expires_on:%Y-%m-%d}",
-                           "threshold_fen": signed.threshold_fen, "amount_fen": signed.amount_fen}
+    out: dict[str, Any] = {
+        "bank_last4": signed.bank_last4,
+        "expires_on": f"{signed.expires_on:%Y-%m-%d}",
+        "threshold_fen": signed.threshold_fen,
+        "amount_fen": signed.amount_fen,
+    }
     if signed.autodebit is not None:
         out["autodebit"] = signed.autodebit
     return jsonify(out), 201

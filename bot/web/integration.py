@@ -37,8 +37,12 @@ def _err(status: int, code: str, message: str) -> Any:
 def _authentic(svc: Any) -> str | None:
     """None when the request is signed, fresh and new; otherwise why not."""
     return cardsys_signing.verify(
-        svc.cfg.cardsystem.secret, request.method, cardsys_signing.request_target(request.environ), request.headers,
-        request.get_data(), cardsys_signing.nonce_claimer(svc.store, "integration"),
+        svc.cfg.cardsystem.secret,
+        request.method,
+        cardsys_signing.request_target(request.environ),
+        request.headers,
+        request.get_data(),
+        cardsys_signing.nonce_claimer(svc.store, "integration"),
     )
 
 

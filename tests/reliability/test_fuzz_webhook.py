@@ -31,7 +31,7 @@ HOSTILE = [
     "<xml><MsgType>event</MsgType></xml>",
     "'; DROP TABLE cardholders; --",
     "1 OR 1=1",
-    "\" OR \"\"=\"",
+    '" OR ""="',
     "%s%s%n",
     "{0}{lang}{phone}",
     "😀🎉💳👨‍👩‍👧",
@@ -52,7 +52,9 @@ HOSTILE = [
     "绑定",
     "取消",
 ]
-SETTINGS = settings(max_examples=int(__import__("os").environ.get("FUZZ_N", "150")), deadline=None, suppress_health_check=list(HealthCheck), database=None)
+SETTINGS = settings(
+    max_examples=int(__import__("os").environ.get("FUZZ_N", "150")), deadline=None, suppress_health_check=list(HealthCheck), database=None
+)
 
 utf8 = st.characters(codec="utf-8")  # any code point that can be sent at all (no lone surrogates)
 text_values = st.one_of(st.sampled_from(HOSTILE), st.text(utf8, max_size=80), st.text(utf8, max_size=300))
@@ -66,7 +68,9 @@ def _fields_for(kind: str, event: str, router: Router) -> dict[str, Any]:
     keys = sorted(router.keys("click")) + ["qrscene_123", "http://example.invalid/x", ""]
     ints = st.integers(min_value=0, max_value=2**63).map(str)
     floats = st.floats(min_value=-180, max_value=180, allow_nan=False).map(str)
-    words = st.one_of(st.sampled_from(sorted(router.keys("text"))), st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), max_size=60))
+    words = st.one_of(
+        st.sampled_from(sorted(router.keys("text"))), st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), max_size=60)
+    )
     per_kind: dict[str, dict[str, Any]] = {
         "text": {"Content": words},
         "image": {"PicUrl": st.just("http://example.invalid/p.jpg"), "MediaId": words},

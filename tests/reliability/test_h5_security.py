@@ -81,8 +81,12 @@ def test_no_api_answers_without_a_session_whatever_the_url_or_body_says(live):
     student(live, ALICE)
     for method, path in _api_routes(live):
         r = requests.request(
-            method, live.url + path, params={"openid": ALICE}, json={"openid": ALICE, "amount_fen": 5000, "mode": "quick"},
-            headers={"X-CSRF-Token": "x"}, timeout=10,
+            method,
+            live.url + path,
+            params={"openid": ALICE},
+            json={"openid": ALICE, "amount_fen": 5000, "mode": "quick"},
+            headers={"X-CSRF-Token": "x"},
+            timeout=10,
         )
         tally("hostile inputs tried")
         assert r.status_code == 401, (method, path, r.status_code, r.text[:200])

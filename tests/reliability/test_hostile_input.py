@@ -26,7 +26,7 @@ NASTY = [
     "😀💳🎓 emoji 𠀀",
     "\u202egnp.exe\u200b\ufeff",
     "'; DROP TABLE cardholders; --",
-    "\" OR 1=1 --",
+    '" OR 1=1 --',
     "Robert'); DELETE FROM ledger_entries;--",
     "<script>alert(1)</script>",
     "&lt;&amp;&#x0;",
@@ -115,7 +115,7 @@ def test_huge_body_without_content_length_is_refused(live):
     ("content_type", "body"),
     [
         ("application/json", b'{"ToUserName": "gh", "MsgType": "text"}'),
-        ("multipart/form-data; boundary=xyz", b"--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nb\r\n--xyz--\r\n"),
+        ("multipart/form-data; boundary=xyz", b'--xyz\r\nContent-Disposition: form-data; name="a"\r\n\r\nb\r\n--xyz--\r\n'),
         ("application/x-www-form-urlencoded", b"ToUserName=gh&MsgType=text"),
         ("text/plain; charset=gbk", "<xml><Content>中文</Content></xml>".encode("gbk")),
         ("application/octet-stream", bytes(range(256))),
@@ -225,8 +225,33 @@ def test_nasty_dialog_answers_and_full_width_digits(live):
 
 # --- amounts on the top-up API -------------------------------------------------------------------------
 BAD_AMOUNTS: list[Any] = [
-    -5000, -1, 0, -0.0, 0.5, 5000.5, 5000.0, 4999, 1, 10**12, 10**30, 2**63, -(2**63), "5000", "5,000", "五十", "５０００", "1e3",
-    None, True, False, [], [5000], {}, {"amount": 5000}, float("inf"), "NaN",
+    -5000,
+    -1,
+    0,
+    -0.0,
+    0.5,
+    5000.5,
+    5000.0,
+    4999,
+    1,
+    10**12,
+    10**30,
+    2**63,
+    -(2**63),
+    "5000",
+    "5,000",
+    "五十",
+    "５０００",
+    "1e3",
+    None,
+    True,
+    False,
+    [],
+    [5000],
+    {},
+    {"amount": 5000},
+    float("inf"),
+    "NaN",
 ]
 
 
@@ -243,10 +268,20 @@ def test_bad_amounts_are_refused_and_create_nothing(make_live):
             assert 400 <= r.status_code < 500, (amount, mode, r.status_code, r.text[:200])
             assert r.json()["error"] and r.json()["message"], (amount, r.text)
     raw_bodies = [
-        b"NaN", b"Infinity", b"-Infinity", b'{"amount_fen": NaN, "mode": "custom"}', b'{"amount_fen": 1e400, "mode": "custom"}',
-        b"amount_fen=5000&mode=quick", b"", b"\xff\xfe\x00", b'{"amount_fen": 5000, "mode": "quick"', b"[" * 100000 + b"]" * 100000,
+        b"NaN",
+        b"Infinity",
+        b"-Infinity",
+        b'{"amount_fen": NaN, "mode": "custom"}',
+        b'{"amount_fen": 1e400, "mode": "custom"}',
+        b"amount_fen=5000&mode=quick",
+        b"",
+        b"\xff\xfe\x00",
+        b'{"amount_fen": 5000, "mode": "quick"',
+        b"[" * 100000 + b"]" * 100000,
         json.dumps({"amount_fen": 5000, "mode": "quick" * 10000}).encode(),
-        b'{"amount_fen": 00005000, "mode": "quick"}', b'{"amount_fen": 5000, "mode": ["quick"]}', b'{"amount_fen": 5000, "mode": null}',
+        b'{"amount_fen": 00005000, "mode": "quick"}',
+        b'{"amount_fen": 5000, "mode": ["quick"]}',
+        b'{"amount_fen": 5000, "mode": null}',
     ]
     for raw in raw_bodies:
         r = phone.order(None, body=raw)
@@ -258,8 +293,29 @@ def test_bad_amounts_are_refused_and_create_nothing(make_live):
 
 
 ODD_VALUES: list[Any] = [
-    None, True, 0, -1, 1.5, 10**30, "", " ", "1", "-1", "abc", "]]>", "'; DROP TABLE agreements; --", "６２２２０２１２３４５６７８９０",
-    "6222021234567890", "6222 0212 3456 7890 123", "x" * 5000, [], [1], {}, {"$ne": None}, "😀" * 10, "\x00",
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    10**30,
+    "",
+    " ",
+    "1",
+    "-1",
+    "abc",
+    "]]>",
+    "'; DROP TABLE agreements; --",
+    "６２２２０２１２３４５６７８９０",
+    "6222021234567890",
+    "6222 0212 3456 7890 123",
+    "x" * 5000,
+    [],
+    [1],
+    {},
+    {"$ne": None},
+    "😀" * 10,
+    "\x00",
 ]
 
 
@@ -276,7 +332,9 @@ def test_every_write_api_answers_odd_bodies_with_4xx_never_500(make_live):
         for body in bodies:
             r = phone.http.post(
                 live.url + path.replace("<order_no>", "T20261125000000AAAAAAAAAA"),
-                data=json.dumps(body), headers={"Content-Type": "application/json", "X-CSRF-Token": phone.csrf}, timeout=10,
+                data=json.dumps(body),
+                headers={"Content-Type": "application/json", "X-CSRF-Token": phone.csrf},
+                timeout=10,
             )
             tally("hostile inputs tried")
             assert r.status_code < 500, (path, body, r.status_code, r.text[:200])

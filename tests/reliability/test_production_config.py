@@ -116,7 +116,10 @@ def test_production_serves_with_real_secrets_metrics_off_and_secure_cookies(prod
     port = free_port()
     proc = subprocess.Popen(
         [CARDBOT, "--config", str(config), "serve", "--port", str(port), "--workers", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
     )
     url = f"http://127.0.0.1:{port}"
     try:

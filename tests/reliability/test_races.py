@@ -191,7 +191,11 @@ def test_worker_killed_mid_send_never_sends_twice_and_loses_nothing(make_live):
         "server": {"public_base_url": live.url},
     }
     proc = subprocess.Popen(
-        [sys.executable, "-c", _DOOMED, json.dumps(overrides)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [sys.executable, "-c", _DOOMED, json.dumps(overrides)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
         env={**os.environ, "CARDBOT_CONFIG": ""},
     )
     try:
@@ -230,7 +234,6 @@ def _drain(live: Any, worker: str) -> int:
     return total
 
 
-
 # --- auto top-up ---------------------------------------------------------------------------
 def test_family_signing_at_once_gets_one_agreement_and_clear_409s(make_live):
     """Student and parents press "sign" at the same moment, round after round: one 201, the others 409."""
@@ -249,8 +252,11 @@ def test_family_signing_at_once_gets_one_agreement_and_clear_409s(make_live):
         assert codes == [201] + [409] * (len(phones) - 1), [(r.status_code, r.text[:200]) for r in answers]
         assert {r.json()["error"] for r in answers if r.status_code == 409} == {"already_signed"}
         with live.session() as db:
-            active = db.execute(select(func.count()).select_from(AutodebitAgreement).where(
-                AutodebitAgreement.cardholder_id == card_id, AutodebitAgreement.status == "active")).scalar_one()
+            active = db.execute(
+                select(func.count())
+                .select_from(AutodebitAgreement)
+                .where(AutodebitAgreement.cardholder_id == card_id, AutodebitAgreement.status == "active")
+            ).scalar_one()
         assert active == 1
         assert phones[0].post("/api/autodebit/agreement/cancel", {}).status_code == 200
 
@@ -270,8 +276,12 @@ def test_cancel_racing_the_sweep_never_takes_money_without_credit(make_live):
     assert autodebit.create_missed_attempts(live.services) == 6
     with live.session() as db:
         ids = list(db.execute(select(AutodebitAttempt.id).order_by(AutodebitAttempt.cardholder_id)).scalars())
-    results = _burst(12, lambda i: phones[i // 2].post("/api/autodebit/agreement/cancel", {}).status_code if i % 2
-                     else autodebit.process_attempt(live.services, ids[i // 2]))
+    results = _burst(
+        12,
+        lambda i: (
+            phones[i // 2].post("/api/autodebit/agreement/cancel", {}).status_code if i % 2 else autodebit.process_attempt(live.services, ids[i // 2])
+        ),
+    )
     tally("races run")
     tally("concurrent requests", 12)
     assert all(r in (200, "succeeded", "cancelled") for r in results), results
@@ -301,12 +311,25 @@ def test_worker_killed_after_the_bank_debited_credits_exactly_once(make_live):
         post_entry(db, card_id, -4000, "spend", "race-kill:1")  # below the threshold; the worker's sweep finds it
     ad.bank(live).faults["debit"] = ["lost_timeout"]  # debited; the answer would come after the worker's timeout
     cfg = live.cfg
-    env = {**os.environ, "CARDBOT_CONFIG": "", "CARDBOT_DATABASE__URL": cfg.database.url, "CARDBOT_REDIS__URL": cfg.redis.url,
-           "CARDBOT_REDIS__KEY_PREFIX": cfg.redis.key_prefix, "CARDBOT_WECHAT__API_BASE_URL": live.url,
-           "CARDBOT_WECHAT__OAUTH_BASE_URL": live.url, "CARDBOT_SERVER__PUBLIC_BASE_URL": live.url,
-           "CARDBOT_BANK__TIMEOUT_SECONDS": "30", "CARDBOT_AUTODEBIT__BANK_HOURS": hours}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "cardbot"), "worker", "--interval", "0.2", "--id", "doomed"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "CARDBOT_CONFIG": "",
+        "CARDBOT_DATABASE__URL": cfg.database.url,
+        "CARDBOT_REDIS__URL": cfg.redis.url,
+        "CARDBOT_REDIS__KEY_PREFIX": cfg.redis.key_prefix,
+        "CARDBOT_WECHAT__API_BASE_URL": live.url,
+        "CARDBOT_WECHAT__OAUTH_BASE_URL": live.url,
+        "CARDBOT_SERVER__PUBLIC_BASE_URL": live.url,
+        "CARDBOT_BANK__TIMEOUT_SECONDS": "30",
+        "CARDBOT_AUTODEBIT__BANK_HOURS": hours,
+    }
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "cardbot"), "worker", "--interval", "0.2", "--id", "doomed"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: ad.bank(live).statement, timeout=60)
     finally:
@@ -347,8 +370,13 @@ def test_killed_worker_process_whose_sends_wechat_reported_leaves_them_sent(make
         "server": {"public_base_url": live.url},
     }
     worker = "from bot.config import load_config; from bot.runtime import build_runtime; from bot import outbox; import json, sys; outbox.drain_once(build_runtime(load_config(None, **json.loads(sys.argv[1]))), 'doomed')"
-    proc = subprocess.Popen([sys.executable, "-c", worker, json.dumps(overrides)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "CARDBOT_CONFIG": ""})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", worker, json.dumps(overrides)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "CARDBOT_CONFIG": ""},
+    )
     try:
         accepted = wait_for(lambda: (s := [m["msgid"] for o in openids for m in _templates(live, o)]) and len(s) == 8 and s, timeout=30)
         wait_for(lambda: all(outbox.recorded_send(live.services, str(m)) for m in accepted), timeout=10)  # durable

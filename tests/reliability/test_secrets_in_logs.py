@@ -55,13 +55,16 @@ def _scenario(live, wx) -> dict[str, str]:
         assert any(m["kind"] == "template" for m in live.emulator.inbox.get(OPENID, []))
         tokens = [tok.value for tok in live.emulator.tokens]
 
-    raw = b'{"entry_id": "E-audit-1", "student_no": "20231234", "amount_fen": -7500, "merchant": "canteen", "occurred_at": "2026-11-25T12:00:00+08:00"}'
+    raw = (
+        b'{"entry_id": "E-audit-1", "student_no": "20231234", "amount_fen": -7500, "merchant": "canteen", "occurred_at": "2026-11-25T12:00:00+08:00"}'
+    )
     import requests
 
     r = requests.post(
-        live.url + "/integration/card-entries", data=raw, timeout=10,
-        headers={"Content-Type": "application/json",
-                 **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw)},
+        live.url + "/integration/card-entries",
+        data=raw,
+        timeout=10,
+        headers={"Content-Type": "application/json", **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw)},
     )
     assert r.status_code == 200, r.text
     with live.session() as db:

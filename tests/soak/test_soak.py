@@ -122,16 +122,20 @@ def test_soak(breakable, make_live, database_url, tmp_path):
             paid = phone.pay(r.json()["pay_params"], outcome=outcome)
             count("pay", paid.status_code)
             if outcome == "cancel":  # what the page does when the pay sheet is cancelled
-                r = phone.http.post(f"{live.url}/api/topup/orders/{r.json()['order_no']}/cancel", timeout=15,
-                                    headers={"X-CSRF-Token": phone.csrf})
+                r = phone.http.post(f"{live.url}/api/topup/orders/{r.json()['order_no']}/cancel", timeout=15, headers={"X-CSRF-Token": phone.csrf})
                 count("cancel", r.status_code)
 
     def spend(rng: random.Random) -> None:
         entry_id = f"SOAK-{rng.getrandbits(48):012x}"
         who = rng.randrange(SIGNERS) if rng.random() < 0.5 else rng.randrange(STUDENTS)  # signers spend more: auto top-ups
         raw = json.dumps(
-            {"entry_id": entry_id, "student_no": f"2024{who:04d}", "amount_fen": -rng.randrange(100, 3000),
-             "merchant": "canteen", "occurred_at": "2026-11-25T12:00:00+08:00"}
+            {
+                "entry_id": entry_id,
+                "student_no": f"2024{who:04d}",
+                "amount_fen": -rng.randrange(100, 3000),
+                "merchant": "canteen",
+                "occurred_at": "2026-11-25T12:00:00+08:00",
+            }
         ).encode()
         with lock:
             pending_entries[entry_id] = raw
@@ -172,9 +176,22 @@ def test_soak(breakable, make_live, database_url, tmp_path):
     def chaos() -> None:
         rng = random.Random(7)
         while not stop.wait(rng.uniform(1, 3)):
-            fault = rng.choice(["redis down", "redis reset", "template 5xx", "bank debit lost", "bank debit lost_timeout",
-                                "bank debit 5xx", "bank query 5xx", "pay close lost", "pay close paid_meanwhile",
-                                "worker SIGKILL", "worker SIGKILL"] + (["db reset"] if db_proxy else []))
+            fault = rng.choice(
+                [
+                    "redis down",
+                    "redis reset",
+                    "template 5xx",
+                    "bank debit lost",
+                    "bank debit lost_timeout",
+                    "bank debit 5xx",
+                    "bank query 5xx",
+                    "pay close lost",
+                    "pay close paid_meanwhile",
+                    "worker SIGKILL",
+                    "worker SIGKILL",
+                ]
+                + (["db reset"] if db_proxy else [])
+            )
             figures[f"fault: {fault}"] += 1
             if fault == "redis down":
                 redis_proxy.down()
@@ -246,7 +263,7 @@ def test_soak(breakable, make_live, database_url, tmp_path):
             with pay.lock:
                 paid_at_wechat = {no for no, o in pay.orders.items() if o.trade_state == "SUCCESS"}
             paid_here = set(db.execute(select(TopupOrder.order_no).where(TopupOrder.status == "paid")).scalars())
-            assert paid_at_wechat == paid_here, (paid_at_wechat ^ paid_here)
+            assert paid_at_wechat == paid_here, paid_at_wechat ^ paid_here
             # the card terminals: every acknowledged entry is in the ledger
             spends = set(db.execute(select(LedgerEntry.ref).where(LedgerEntry.kind == "spend")).scalars())
             assert acked_entries <= spends, acked_entries - spends
@@ -254,8 +271,14 @@ def test_soak(breakable, make_live, database_url, tmp_path):
             figures.update(_bank_matches_ledger(db, bank))
             open_attempts = db.execute(select(func.count()).where(AutodebitAttempt.status == "processing")).scalar_one()
             assert open_attempts == 0, f"{open_attempts} auto top-ups left processing"
-            figures.update(Counter({f"auto top-ups {s}": n for s, n in db.execute(
-                select(AutodebitAttempt.status, func.count()).group_by(AutodebitAttempt.status)).all()}))
+            figures.update(
+                Counter(
+                    {
+                        f"auto top-ups {s}": n
+                        for s, n in db.execute(select(AutodebitAttempt.status, func.count()).group_by(AutodebitAttempt.status)).all()
+                    }
+                )
+            )
             # notices: none twice, none recorded sent that WeChat never got, none WeChat delivered left for an operator
             rows = list(db.execute(select(OutboxNotice).order_by(OutboxNotice.id)).scalars())
             figures.update(_notices_checked(live, rows, _delivered(live, openids)))
@@ -292,7 +315,10 @@ class WorkerProcess:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(Path(sys.executable).parent / "cardbot"), "worker", "--interval", "0.2", "--id", f"soak{self.kills}"],
-                cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=log,
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
             )
 
     def kill(self) -> None:
@@ -353,15 +379,18 @@ def _bank_matches_ledger(db: Session, bank: Any) -> Counter[str]:
     debits = {d["ref"]: d for d in statement}
     assert len(debits) == len(statement), "the bank debited one reference twice"
     credits = db.execute(
-        select(LedgerEntry.idempotency_key, LedgerEntry.amount_fen, LedgerEntry.cardholder_id, LedgerEntry.ref)
-        .where(LedgerEntry.kind == "autodebit")
+        select(LedgerEntry.idempotency_key, LedgerEntry.amount_fen, LedgerEntry.cardholder_id, LedgerEntry.ref).where(LedgerEntry.kind == "autodebit")
     ).all()
     by_ref = Counter("AD" + key.removeprefix("autodebit:") for key, *_ in credits)
     assert all(n == 1 for n in by_ref.values()), [r for r, n in by_ref.items() if n > 1]
     assert set(by_ref) == set(debits), {"debited, not credited": set(debits) - set(by_ref), "credited, not debited": set(by_ref) - set(debits)}
-    owners = dict(db.execute(
-        select(AutodebitAttempt.id, AutodebitAgreement.bank_account).join(AutodebitAgreement, AutodebitAgreement.id == AutodebitAttempt.agreement_id)
-    ).all())
+    owners = dict(
+        db.execute(
+            select(AutodebitAttempt.id, AutodebitAgreement.bank_account).join(
+                AutodebitAgreement, AutodebitAgreement.id == AutodebitAttempt.agreement_id
+            )
+        ).all()
+    )
     cards = dict(db.execute(select(AutodebitAttempt.id, AutodebitAttempt.cardholder_id)).all())
     for key, amount, card_id, bank_ref in credits:
         attempt_id = int(key.removeprefix("autodebit:"))
@@ -377,6 +406,7 @@ def _notices_checked(live: Any, rows: list[OutboxNotice], delivered: dict[str, l
     than it was queued (never twice), every row marked sent has its msgid on the phone (never recorded sent without
     reaching WeChat), and no ``uncertain`` row's content arrived beyond the rows marked sent (no delivered notice
     left for an operator)."""
+
     def key(openid: str, template_id: str, data: dict[str, Any]) -> str:
         return json.dumps([openid, template_id, data], ensure_ascii=False, sort_keys=True)
 
@@ -408,14 +438,17 @@ def _notices_checked(live: Any, rows: list[OutboxNotice], delivered: dict[str, l
     return figures
 
 
-def _send_entry(live: Any, entry_id: str, raw: bytes, acked: set[str], pending: dict[str, bytes], lock: Any, count: Any,
-                retries: int = 1) -> None:
+def _send_entry(live: Any, entry_id: str, raw: bytes, acked: set[str], pending: dict[str, bytes], lock: Any, count: Any, retries: int = 1) -> None:
     """What the card system does: send the signed entry; a 200 or a definite refusal ends it, a 5xx is retried later."""
     for _ in range(retries):
         r = requests.post(
-            live.url + "/integration/card-entries", data=raw, timeout=15,
-            headers={"Content-Type": "application/json",
-                     **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw)},
+            live.url + "/integration/card-entries",
+            data=raw,
+            timeout=15,
+            headers={
+                "Content-Type": "application/json",
+                **cardsys_signing.sign(live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw),
+            },
         )
         count("entry", r.status_code)
         if r.status_code == 200:

@@ -31,8 +31,9 @@ def bank(live: Any) -> Any:
     return live.app.extensions["emulator_bank"]
 
 
-def student(live: Any, openid: str, *, student_no: str = "20230001", balance_fen: int = 2500, lang: str = "zh",
-            status: str = "active", follow: bool = True) -> int:
+def student(
+    live: Any, openid: str, *, student_no: str = "20230001", balance_fen: int = 2500, lang: str = "zh", status: str = "active", follow: bool = True
+) -> int:
     with live.session() as db, db.begin():
         card = make_cardholder(db, student_no=student_no, balance_fen=balance_fen, status=status)
         bind(db, openid, card, lang=lang)
@@ -59,8 +60,9 @@ class Phone:
         return r
 
     def post(self, path: str, body: Any) -> requests.Response:
-        return self.http.post(self.live.url + path, data=json.dumps(body), timeout=15,
-                              headers={"Content-Type": "application/json", "X-CSRF-Token": self.csrf})
+        return self.http.post(
+            self.live.url + path, data=json.dumps(body), timeout=15, headers={"Content-Type": "application/json", "X-CSRF-Token": self.csrf}
+        )
 
     def sign(self, account: str = GOOD_ACCOUNT) -> requests.Response:
         return self.post("/api/autodebit/agreement", {"bank_account": account})
@@ -85,19 +87,34 @@ def signed(live: Any, openid: str, account: str = GOOD_ACCOUNT, bank_balance_fen
     return phone
 
 
-def entry(live: Any, student_no: str, amount_fen: int, *, entry_id: str | None = None, ts: int | None = None,
-          secret: str | None = None, body: dict[str, Any] | None = None, merchant: str = "第一食堂 Canteen 1") -> requests.Response:
+def entry(
+    live: Any,
+    student_no: str,
+    amount_fen: int,
+    *,
+    entry_id: str | None = None,
+    ts: int | None = None,
+    secret: str | None = None,
+    body: dict[str, Any] | None = None,
+    merchant: str = "第一食堂 Canteen 1",
+) -> requests.Response:
     """What the card system sends for one terminal entry, signed as CARD-SYSTEM.md says (a fresh nonce each time)."""
-    payload = body if body is not None else {
-        "entry_id": entry_id or f"T{uuid.uuid4().hex[:20]}",
-        "student_no": student_no,
-        "amount_fen": amount_fen,
-        "merchant": merchant,
-        "occurred_at": live.services.clock.now().isoformat(timespec="seconds"),
-    }
+    payload = (
+        body
+        if body is not None
+        else {
+            "entry_id": entry_id or f"T{uuid.uuid4().hex[:20]}",
+            "student_no": student_no,
+            "amount_fen": amount_fen,
+            "merchant": merchant,
+            "occurred_at": live.services.clock.now().isoformat(timespec="seconds"),
+        }
+    )
     raw = json.dumps(payload, ensure_ascii=False).encode()
-    headers = {"Content-Type": "application/json", **cardsys_signing.sign(
-        secret or live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw, timestamp=ts)}
+    headers = {
+        "Content-Type": "application/json",
+        **cardsys_signing.sign(secret or live.cfg.cardsystem.secret, "POST", "/integration/card-entries", raw, timestamp=ts),
+    }
     return requests.post(live.url + "/integration/card-entries", data=raw, headers=headers, timeout=15)
 
 

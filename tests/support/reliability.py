@@ -252,6 +252,5 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 def toml_text(sections: dict[str, dict[str, Any]]) -> str:
     return "".join(
-        f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()) + "\n"
-        for name, values in sections.items()
+        f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()) + "\n" for name, values in sections.items()
     )

@@ -58,8 +58,16 @@ class Phone:
         return requests.post(self.live.url + "/emulator/pay/confirm", json={**pay_params, "openid": self.openid, "outcome": outcome}, timeout=10)
 
 
-def student(live: Any, openid: str, *, student_no: str = "20230001", balance_fen: int = 10000, status: str = "active", lang: str = "zh",
-            card_id: int | None = None) -> int:
+def student(
+    live: Any,
+    openid: str,
+    *,
+    student_no: str = "20230001",
+    balance_fen: int = 10000,
+    status: str = "active",
+    lang: str = "zh",
+    card_id: int | None = None,
+) -> int:
     """A bound cardholder (or another openid bound to ``card_id``); returns the card id."""
     with live.session() as db, db.begin():
         card = db.get(Cardholder, card_id) if card_id else make_cardholder(db, student_no=student_no, balance_fen=balance_fen, status=status)
@@ -143,9 +151,18 @@ def transaction(live: Any, order_no: str) -> dict[str, Any]:
         return e.orders[order_no].transaction()
 
 
-def notify(live: Any, resource: dict[str, Any], *, key: Any = None, apiv3_key: str | None = None, serial: str | None = None,
-           event_type: str = "TRANSACTION.SUCCESS", tamper: Callable[[bytes], bytes] | None = None,
-           headers_edit: dict[str, str | None] | None = None, at: float | None = None) -> requests.Response:
+def notify(
+    live: Any,
+    resource: dict[str, Any],
+    *,
+    key: Any = None,
+    apiv3_key: str | None = None,
+    serial: str | None = None,
+    event_type: str = "TRANSACTION.SUCCESS",
+    tamper: Callable[[bytes], bytes] | None = None,
+    headers_edit: dict[str, str | None] | None = None,
+    at: float | None = None,
+) -> requests.Response:
     """Send a notify built exactly like WeChat Pay's, optionally forged (other key, other APIv3 key, edited body),
     signed at ``at`` (default: the bot's business clock, as the emulator signs)."""
     headers, body = signed_notify(
