@@ -56,7 +56,7 @@ def werobot_app() -> Any:
     engine = create_engine(cfg.database.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
     r = redis.Redis.from_url(cfg.redis.url, decode_responses=True)
     robot = WeRoBot(token=cfg.wechat.token, SESSION_STORAGE=False)
-    query = text("SELECT c.name, c.balance_fen, c.pending_fen FROM bindings b JOIN cardholders c ON c.id = b.cardholder_id WHERE b.openid = :openid")
+    query = text("SELECT c.name, c.balance_fen FROM bindings b JOIN cardholders c ON c.id = b.cardholder_id WHERE b.openid = :openid")
 
     @robot.key_click("BALANCE")
     def balance(message: Any) -> str:

@@ -48,9 +48,9 @@ def add_cardholders(engine: Any, first: int, last: int, *, bind_every: int = 1, 
             text(
                 f"""
                 INSERT INTO cardholders (id, student_no, name, id_number, passport_no, campus, status, left_on, password_hash,
-                                         balance_fen, pending_fen, created_at, updated_at)
+                                         balance_fen, created_at, updated_at)
                 SELECT g, (2000000000 + g)::text, '测试' || g, :idn, NULL, 'main', 'active', NULL, :hash,
-                       {balance}, 0, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'
+                       {balance}, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc'
                 FROM generate_series(CAST(:first AS int), CAST(:last AS int)) AS g
                 """
             ),

@@ -55,8 +55,7 @@ def _core_balance(router: Any) -> None:
     from models import Cardholder
 
     card_q = text(
-        "SELECT c.id, c.name, c.student_no, c.balance_fen, c.pending_fen, c.status FROM bindings b "
-        "JOIN cardholders c ON c.id = b.cardholder_id WHERE b.openid = :o"
+        "SELECT c.id, c.name, c.student_no, c.balance_fen, c.status FROM bindings b JOIN cardholders c ON c.id = b.cardholder_id WHERE b.openid = :o"
     )
     entries_q = text(
         "SELECT amount_fen, kind, description, created_at FROM ledger_entries WHERE cardholder_id = :c ORDER BY created_at DESC, id DESC LIMIT 5"

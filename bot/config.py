@@ -209,7 +209,7 @@ class BankConfig(_Section):
 
 
 class CardSystemConfig(_Section):
-    """The school's card system (CARD-SYSTEM.md): ``ledger`` = the bot's own ledger, ``http`` = cardsys/1.
+    """The school's card system (docs/card-system.md): ``ledger`` = the bot's own ledger, ``http`` = cardsys/1.
 
     An empty ``api_base_url`` means the emulator at the WeChat API base + ``/emulator`` (demo and tests); in
     production the http adapter needs the school's own. ``secret`` signs both directions, including the card

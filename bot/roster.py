@@ -1,4 +1,4 @@
-"""The school's roster CSV → cardholders (CONTRACT: "Roster CSV").
+"""The school's roster CSV → cardholders (docs/contract.md: "Roster CSV").
 
 The whole file is validated before anything is written, so one bad row leaves the database as it was.
 A CSV balance is the opening balance of a card the bot has not seen (an ``opening`` ledger entry). For a known
@@ -268,7 +268,6 @@ def import_roster(db: Session, path: str | os.PathLike[str], *, set_balances_rea
                 left_on=row.left_on,
                 password_hash=hashed[row.student_no],
                 balance_fen=0,
-                pending_fen=0,
             )
             db.add(card)
             db.flush()

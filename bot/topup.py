@@ -1,6 +1,6 @@
 """Top-up rules and the life of a WeChat Pay order: create, credit exactly once, settle when no notify came, reconcile.
 
-Rules (CONTRACT ``[topup]``): quick amounts carry ``quick_fee_rate`` on top of what is paid, rounded half-up to the
+Rules (docs/contract.md, ``[topup]``): quick amounts carry ``quick_fee_rate`` on top of what is paid, rounded half-up to the
 fen (``fee_fen``); custom amounts are ``custom_min..custom_max`` yuan in steps of ``custom_step``, no fee; every order
 is at most ``single_limit``; the business day's paid and still-open orders together stay within ``daily_limit``.
 The limits count the credited amount, not the fee.

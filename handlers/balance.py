@@ -46,8 +46,6 @@ def balance(msg: Any, ctx: Context) -> str:
         ctx.t("balance_header", name=card.masked_name, no=mask_student_no(card.student_no)),
         ctx.t("balance_amount", balance=ctx.yuan(card.balance_fen)),
     ]
-    if card.pending_fen > 0:
-        lines.append(ctx.t("balance_pending", pending=ctx.yuan(card.pending_fen)))
     lines.extend(status_lines(ctx, card))
     recent = [entry_line(ctx.t, e) for e in recent_entries(ctx.db, card.id, RECENT)]
     lines.append(ctx.t("balance_recent") if recent else ctx.t("balance_no_entries"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, DateTime, Integer, String
+from sqlalchemy import Date, DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
@@ -13,10 +13,7 @@ from models.enums import CardStatus, check_in
 
 class Cardholder(Base):
     __tablename__ = "cardholders"
-    __table_args__ = (
-        check_in("status", CardStatus, name="status"),
-        CheckConstraint("pending_fen >= 0", name="pending_nonneg"),
-    )
+    __table_args__ = (check_in("status", CardStatus, name="status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     student_no: Mapped[str] = mapped_column(String(12), unique=True)
@@ -28,7 +25,6 @@ class Cardholder(Base):
     left_on: Mapped[date | None] = mapped_column(Date)
     password_hash: Mapped[str] = mapped_column(String(255))
     balance_fen: Mapped[int] = mapped_column(Integer, default=0)
-    pending_fen: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

@@ -21,7 +21,7 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 
 def initial_password(id_number: str | None, passport_no: str | None) -> str:
-    """CONTRACT: last 6 characters of the ID number with X written as 0; else the passport number's last 6."""
+    """docs/contract.md: last 6 characters of the ID number with X written as 0; else the passport number's last 6."""
     if id_number:
         return id_number.strip()[-6:].upper().replace("X", "0")
     if passport_no:

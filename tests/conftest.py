@@ -237,7 +237,7 @@ def ledger_checked(request: pytest.FixtureRequest) -> Iterator[None]:
     assert not wrong, f"balance != ledger: {wrong}"
 
 
-# --- the card system over HTTP (cardsys/1, CARD-SYSTEM.md) ------------------------------------------------
+# --- the card system over HTTP (cardsys/1, docs/card-system.md) ------------------------------------------------
 @pytest.fixture
 def cs_live(make_live: Any) -> LiveApp:
     """The app on the ``http`` card-system adapter, talking to the emulator's card system."""

@@ -33,7 +33,6 @@ def test_sweep_over_thousands_of_cards_touches_only_the_low_ones(live):
                     "status": "active",
                     "password_hash": "x",
                     "balance_fen": 1000 if i % LOW_EVERY == 0 else 10000,
-                    "pending_fen": 0,
                 }
                 for i in range(1, CARDS + 1)
             ],

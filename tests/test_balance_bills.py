@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from bot.calendar import add_months
 from bot.clock import SCHOOL_TZ
-from models import Cardholder, LedgerEntry, post_entry
+from models import LedgerEntry, post_entry
 from tests.support.factories import bind, make_cardholder
 
 OID = "oBalance000000000000000001"
@@ -46,16 +46,12 @@ def test_not_bound_is_told_how_to_bind(wx):
         assert "还没有绑定" in reply.content and "绑定" in reply.content
 
 
-def test_balance_with_pending_status_and_last_five_entries(live, wx):
+def test_balance_with_status_and_last_five_entries(live, wx):
     card_id = _card(live)
     for i in range(7):
         _post(live, card_id, -(100 + i), "spend", f"spend-{i}", description=f"食堂{i}号窗口")
-    with live.session() as db:
-        db.execute(update(Cardholder).where(Cardholder.id == card_id).values(pending_fen=5000))
-        db.commit()
     reply = _click(wx, OID, "BALANCE").content
     assert "余额：92.79 元" in reply  # 100.00 - (1.00 + ... + 1.06)
-    assert "过渡余额：50.00 元" in reply
     assert "卡状态：正常" in reply
     assert "*三" in reply and "2023**01" in reply and "张三" not in reply
     for i in range(2, 7):
@@ -65,10 +61,10 @@ def test_balance_with_pending_status_and_last_five_entries(live, wx):
     assert wx.text(OID, "余额").content == reply
 
 
-def test_no_pending_line_without_pending_topups(live, wx):
+def test_the_opening_balance_is_an_entry(live, wx):
     _card(live)
     reply = wx.text(OID, "余额").content
-    assert "过渡余额" not in reply and "期初余额 +100.00" in reply
+    assert "期初余额 +100.00" in reply
 
 
 def test_frozen_and_lost_cards_are_explained(live, wx):

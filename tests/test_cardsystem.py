@@ -1,4 +1,4 @@
-"""cardsys/1 (CARD-SYSTEM.md): the signing both ways, the http client against the emulator's card system over real
+"""cardsys/1 (docs/card-system.md): the signing both ways, the http client against the emulator's card system over real
 HTTP, credits idempotent by ref, maintenance, lost answers settled by asking again with the same ref, replays."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""cardsys/1 request signing (CARD-SYSTEM.md), used by both sides: the bot's client and its ``/integration``
+"""cardsys/1 request signing (docs/card-system.md), used by both sides: the bot's client and its ``/integration``
 endpoint, the emulator's card system and the conformance checker.
 
 ``X-Cardsys-Signature`` = hex HMAC-SHA256(secret, METHOD \\n PATH \\n TIMESTAMP \\n NONCE \\n BODY), PATH being the

@@ -1,4 +1,4 @@
-"""The school's card system (一卡通), the system of record for balances, card status and passwords (CARD-SYSTEM.md).
+"""The school's card system (一卡通), the system of record for balances, card status and passwords (docs/card-system.md).
 
 ``CardSystem`` is the one interface the bot uses; ``[cardsystem] adapter`` picks the class: ``http`` speaks
 cardsys/1 to the school's integration middleware (or the emulator), ``ledger`` (the bot's own ledger) plugs into

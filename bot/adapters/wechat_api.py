@@ -22,7 +22,6 @@ from bot.config import WeChatConfig
 log = logging.getLogger(__name__)
 
 TOKEN_ERRORS = {40001, 40014, 42001}
-RETRYABLE_ERRORS = {-1, 45009}  # -1 system busy
 
 
 class WeChatAPIError(Exception):

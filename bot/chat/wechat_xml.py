@@ -114,7 +114,7 @@ def _aes_key(cfg: WeChatConfig) -> bytes:
 
 
 def dedup_key(msg: Any) -> str:
-    """WECHAT-FACTS: messages by FromUserName+MsgId(+CreateTime); events by FromUserName+CreateTime+Event+EventKey —
+    """docs/wechat-facts.md: messages by FromUserName+MsgId(+CreateTime); events by FromUserName+CreateTime+Event+EventKey —
     except events that carry a MsgID (TEMPLATESENDJOBFINISH, MASSSENDJOBFINISH): by it, as two reports can share a
     second."""
     raw = msg._data

@@ -93,7 +93,6 @@ def show(obj: Obj, student_no: str) -> None:
             ("left_on", str(card.left_on or "-")),
             ("freezes_on", str(freeze or "-")),
             ("balance", yuan(card.balance_fen)),
-            ("pending", yuan(card.pending_fen)),
             ("ledger_sum", yuan(ledger_sum(db, card.id))),
             ("bindings", f"{bindings} of {svc.cfg.binding.max_bindings_per_card}"),
             ("binding_locked_until", locked),

@@ -1,7 +1,7 @@
 """``cardbot cardsystem check``: the conformance checker a school's integrator runs against its cardsys/1 middleware.
 
 It talks to ``[cardsystem] api_base_url`` with ``[cardsystem] secret`` (whatever ``adapter`` says, so it can run
-before the bot is switched to ``http``) and reports call by call what conforms to CARD-SYSTEM.md. It moves real
+before the bot is switched to ``http``) and reports call by call what conforms to docs/card-system.md. It moves real
 money: one fen is credited to the test card (the credit stays there). Exit 0 when everything conforms, 1 naming
 the calls that do not, 2 when the card system is closed for maintenance (a conforming 503) and the run could not
 finish.

@@ -1,6 +1,6 @@
-"""The school's card system as cardsys/1 serves it (CARD-SYSTEM.md), under ``/emulator/cardsys/v1``.
+"""The school's card system as cardsys/1 serves it (docs/card-system.md), under ``/emulator/cardsys/v1``.
 
-Its own accounts, seeded from the demo roster (balance, status, left_on, kind; the initial password as CONTRACT's
+Its own accounts, seeded from the demo roster (balance, status, left_on, kind; the initial password as docs/contract.md's
 roster rules say), passwords a student can change at a kiosk, entries from canteen terminals (each pushed, signed,
 to the bot's ``/integration/card-entries``), credits idempotent by ``ref`` for ever, loss report and cancel.
 Requests are checked as a real integration must check them: signature, 300 s window, nonces kept 600 s (401).

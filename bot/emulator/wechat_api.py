@@ -1,6 +1,6 @@
 """Emulated WeChat API endpoints (``/cgi-bin/...``, ``/sns/...``, ``/connect/oauth2/authorize``), as the bot reaches
 them via ``api_base_url`` / ``oauth_base_url``. Error codes and messages follow WeChat's, so the bot's error
-handling is exercised exactly as in production (see WECHAT-FACTS.md for the limits).
+handling is exercised exactly as in production (see docs/wechat-facts.md for the limits).
 """
 
 from __future__ import annotations

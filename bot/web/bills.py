@@ -54,7 +54,6 @@ def page() -> Any:
             name=card.masked_name,
             student_no=mask_student_no(card.student_no),
             balance=yuan(card.balance_fen),
-            pending=yuan(card.pending_fen) if card.pending_fen > 0 else None,
             status=tr(_status_key(card, today, svc.cfg)),
             month=month_label(tr, year, month),
             income=yuan(bill.income_fen),

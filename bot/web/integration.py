@@ -1,4 +1,4 @@
-"""``POST /integration/card-entries``: the card system reports what happened at its terminals (CONTRACT).
+"""``POST /integration/card-entries``: the card system reports what happened at its terminals (docs/contract.md).
 
 Signed as every cardsys/1 request is (``bot.adapters.cardsys_signing``, ``[cardsystem] secret``): a timestamp within
 300 s of real time (the card system's clock against ours; the business clock that tests freeze plays no part here)

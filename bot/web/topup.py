@@ -1,6 +1,6 @@
 """The /topup H5 page and its JSON API. Identity is the OAuth session's openid only (bot.web.auth).
 
-``POST /api/topup/orders`` creates an order (CONTRACT); ``GET /api/topup/orders/<order_no>`` lets the page poll
+``POST /api/topup/orders`` creates an order (docs/contract.md); ``GET /api/topup/orders/<order_no>`` lets the page poll
 its own order until it is paid or closed; ``POST /api/topup/orders/<order_no>/cancel`` (after the pay sheet was
 cancelled or failed) closes it so the daily limit is freed at once. Another user's order number answers 404, like
 an unknown one.

@@ -98,7 +98,7 @@ def entry(
     body: dict[str, Any] | None = None,
     merchant: str = "第一食堂 Canteen 1",
 ) -> requests.Response:
-    """What the card system sends for one terminal entry, signed as CARD-SYSTEM.md says (a fresh nonce each time)."""
+    """What the card system sends for one terminal entry, signed as docs/card-system.md says (a fresh nonce each time)."""
     payload = (
         body
         if body is not None
