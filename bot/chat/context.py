@@ -60,11 +60,12 @@ class Context:
 
     # --- the bound card -------------------------------------------------
     def card(self) -> Cardholder | None:
-        """Looked up once per message, in a session of its own (``db`` stays free of a transaction until a handler
-        uses it): a route that needs a card has already asked before its handler runs."""
+        """Looked up once per message, with the user when the route needs a card (one transaction on the hot path).
+        The read ends its transaction, so ``db`` holds nothing while the handler calls domain functions, which own
+        theirs (on SQLite every transaction takes the write lock)."""
         if not self._card_loaded:
-            with self.services.session() as db:
-                self._card, self._card_loaded = card_for(db, self.openid), True
+            self._card, self._card_loaded = card_for(self.db, self.openid), True
+            self.db.commit()
         return self._card
 
     @property

@@ -47,13 +47,16 @@ def run_message(services: Runtime, router: Router, msg: Any, info: dict[str, Any
     try:
         with services.session() as db:
             user = load_user(db, msg.source, services.clock.utcnow())
-            db.commit()  # nothing held while the handler runs: the domain functions it calls own their transactions
             info["lang"] = user.lang or "zh"
             dialog = services.dialogs.get(msg.source)
             expired = services.dialogs.take_expired(msg.source) if dialog is None and msg.type == "text" else None
             ctx = Context(openid=msg.source, db=db, services=services, user=user, dialog=dialog, expired_dialog=expired)
+            route = router.pick(msg, ctx)
+            if route is not None and route.needs_card is not None:
+                ctx.card()  # read with the user, in the same transaction
+            db.commit()  # nothing held while the handler runs: the domain functions it calls own their transactions
             try:
-                reply = router.dispatch(msg, ctx)
+                reply = router.run(route, msg, ctx)
                 handler = ctx.handler_name
                 db.commit()
             except Exception:

@@ -158,7 +158,10 @@ class Router:
         return self._one("msgtype", msg.type) or self._one("msgtype", "*") or self._one("fallback")
 
     def dispatch(self, msg: Any, ctx: Context) -> Reply | None:
-        route = self.pick(msg, ctx)
+        return self.run(self.pick(msg, ctx), msg, ctx)
+
+    def run(self, route: Route | None, msg: Any, ctx: Context) -> Reply | None:
+        """Answer ``msg`` with ``route`` (from ``pick``): a route that needs a card without one answers its text."""
         if ctx.dialog is not None and msg.type == "event" and (getattr(msg, "event", "") or "").lower() == "click":
             ctx.end_dialog()  # a menu click means the user left the dialog
         if route is None:
