@@ -3,6 +3,7 @@ credits against the bank's debits; every difference printed."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -28,21 +29,18 @@ def command(obj: Any, day: str) -> None:
         diffs = reconcile(obj.services, when)
     except PayError as exc:
         raise click.ClickException(f"could not download the trade bill: {exc.code} {exc.message}") from None
-    if diffs:
-        click.echo(f"{when}: {len(diffs)} difference(s)")
-        for d in diffs:
-            click.echo(str(d))
-    else:
-        click.echo(f"{when}: top-up orders and the WeChat Pay trade bill agree")
+    _report(f"{when}: {len(diffs)} difference(s)", diffs, f"{when}: top-up orders and the WeChat Pay trade bill agree")
     try:
         bank_diffs = reconcile_bank(obj.services, when)
     except BankUnavailable as exc:
         raise click.ClickException(f"could not get the bank's debits: {exc}") from None
-    if bank_diffs:
-        click.echo(f"{when}: {len(bank_diffs)} auto top-up difference(s) with the bank")
-        for b in bank_diffs:
-            click.echo(str(b))
-    else:
-        click.echo(f"{when}: auto top-ups and the bank's debits agree")
+    _report(f"{when}: {len(bank_diffs)} auto top-up difference(s) with the bank", bank_diffs, f"{when}: auto top-ups and the bank's debits agree")
     if diffs or bank_diffs:
         raise SystemExit(1)
+
+
+def _report(heading: str, diffs: Sequence[object], agree: str) -> None:
+    """Every difference under its heading, or the one line saying the two sides agree."""
+    click.echo(heading if diffs else agree)
+    for d in diffs:
+        click.echo(str(d))
