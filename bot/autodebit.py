@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 OPEN = (AttemptStatus.WAITING, AttemptStatus.PROCESSING)
 ACCOUNT = re.compile(r"^\d{12,20}$")
-STALE_PROCESSING = timedelta(minutes=2)  # a 'processing' attempt older than this is no longer in anyone's hands
+STALE_PROCESSING = timedelta(minutes=2)  # claimed longer ago than this, a 'processing' attempt is in no one's hands
 SWEEP_THREADS = 8
 
 
@@ -301,7 +301,7 @@ def process_attempt(services: Runtime, attempt_id: int) -> str:
         if why:
             attempt.status, attempt.reason, attempt.done_at = AttemptStatus.CANCELLED, why, services.clock.utcnow()
             return attempt.status
-        attempt.status = AttemptStatus.PROCESSING
+        attempt.status, attempt.claimed_at = AttemptStatus.PROCESSING, services.clock.utcnow()
         account, amount = agreement.bank_account, attempt.amount_fen
     try:
         result = services.bank.debit(account, amount, ref)
@@ -406,7 +406,7 @@ def sweep(services: Runtime) -> dict[str, int]:
                 .where(
                     or_(
                         AutodebitAttempt.status == AttemptStatus.WAITING,
-                        and_(AutodebitAttempt.status == AttemptStatus.PROCESSING, AutodebitAttempt.created_at < stale),
+                        and_(AutodebitAttempt.status == AttemptStatus.PROCESSING, AutodebitAttempt.claimed_at < stale),
                     )
                 )
                 .order_by(AutodebitAttempt.id)
