@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 OPEN = (AttemptStatus.WAITING, AttemptStatus.PROCESSING)
 ACCOUNT = re.compile(r"^\d{12,20}$")
-STALE_PROCESSING = timedelta(minutes=2)  # a 'processing' attempt older than this is no longer in anyone's hands
+STALE_PROCESSING = timedelta(minutes=2)  # claimed longer ago than this, a 'processing' attempt is in no one's hands
 SWEEP_THREADS = 8
 
 
@@ -301,7 +301,7 @@ def process_attempt(services: Runtime, attempt_id: int) -> str:
         if why:
             attempt.status, attempt.reason, attempt.done_at = AttemptStatus.CANCELLED, why, services.clock.utcnow()
             return attempt.status
-        attempt.status = AttemptStatus.PROCESSING
+        attempt.status, attempt.claimed_at = AttemptStatus.PROCESSING, services.clock.utcnow()
         account, amount = agreement.bank_account, attempt.amount_fen
     try:
         result = services.bank.debit(account, amount, ref)
@@ -406,7 +406,7 @@ def sweep(services: Runtime) -> dict[str, int]:
                 .where(
                     or_(
                         AutodebitAttempt.status == AttemptStatus.WAITING,
-                        and_(AutodebitAttempt.status == AttemptStatus.PROCESSING, AutodebitAttempt.created_at < stale),
+                        and_(AutodebitAttempt.status == AttemptStatus.PROCESSING, AutodebitAttempt.claimed_at < stale),
                     )
                 )
                 .order_by(AutodebitAttempt.id)
@@ -621,11 +621,23 @@ def request_refund(services: Runtime, openid: str, attempt_id: Any) -> RefundReq
         return req
 
 
+def _refund_locked(db: Session, request_id: int) -> RefundRequest | None:
+    """The refund request, locked after its card (the one lock order: card first, then what hangs off it). The card
+    is found by a plain read (a request never changes its attempt); the request is read again under the lock, so the
+    caller checks its state as it is now."""
+    card_of = select(AutodebitAttempt.cardholder_id).join(RefundRequest, RefundRequest.attempt_id == AutodebitAttempt.id)
+    card_id = db.execute(card_of.where(RefundRequest.id == request_id)).scalar_one_or_none()
+    if card_id is None:
+        return None
+    lock_card(db, card_id)
+    return db.execute(select(RefundRequest).where(RefundRequest.id == request_id).with_for_update()).scalar_one()
+
+
 def approve_refund(services: Runtime, request_id: int, operator: str) -> RefundRequest:
     """Take the money off the card (ledger, idempotent), return it to the bank (idempotent by reference), tell the
     student. Safe to run again after an interruption: each step is keyed on the attempt."""
     with services.session() as db, db.begin():
-        req = db.execute(select(RefundRequest).where(RefundRequest.id == request_id).with_for_update()).scalar_one_or_none()
+        req = _refund_locked(db, request_id)
         if req is None:
             raise refused("not_found", 404)
         if req.status == RefundStatus.APPROVED:
@@ -658,7 +670,8 @@ def approve_refund(services: Runtime, request_id: int, operator: str) -> RefundR
     except BankUnavailable:
         raise refused("bank_unavailable", 503) from None
     with services.session() as db, db.begin():
-        req = db.execute(select(RefundRequest).where(RefundRequest.id == request_id).with_for_update()).scalar_one()
+        req = _refund_locked(db, request_id)
+        assert req is not None
         if req.status != RefundStatus.APPROVING:
             return req
         lang = lang_of(db, req.openid)

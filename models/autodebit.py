@@ -48,6 +48,7 @@ class AutodebitAttempt(Base):
     reason: Mapped[str | None] = mapped_column(String(64))
     bank_ref: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)  # became 'processing': staleness counts from here
     done_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 

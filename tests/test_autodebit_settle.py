@@ -5,18 +5,19 @@ active agreement per card, enforced by the database. The ``http`` bank adapter s
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import IntegrityError
 
 from bot.adapters.bank import UNKNOWN_REFERENCE, make_bank_gateway
 from bot.autodebit import STALE_PROCESSING, sweep
 from bot.cli.topup import command as reconcile_command
 from bot.config import ConfigError, load_config
+from bot.migrate import upgrade
 from models import AutodebitAgreement, Cardholder, post_entry
 from tests.support.autodebit import (
     GOOD_ACCOUNT,
@@ -113,6 +114,69 @@ def test_bank_silent_on_the_query_keeps_the_attempt_open(live):
     bank(live).faults.pop("query")
     assert sweep(live.services) == {"created": 0, "succeeded": 1}
     assert [e.amount_fen for e in entries(live, card_id, "autodebit")] == [5000]
+
+
+def test_staleness_counts_from_the_claim_not_from_the_attempts_creation(live):
+    """An attempt made last night and claimed this morning is still in the first worker's hands a minute later: a
+    second sweep leaves it alone; only once it has been claimed longer than the stale window is the bank asked."""
+    clock = live.services.clock
+    clock.freeze(at(2026, 11, 24, 21, 30))  # outside bank hours: the attempt waits for the morning
+    card_id = student(live, OPENID, student_no=NO, balance_fen=2100)
+    signed(live, OPENID)
+    assert entry(live, NO, -200).json()["autodebit"]["status"] == "waiting"
+    clock.freeze(at(2026, 11, 25, 10, 0))
+    bank(live).faults["debit"] = ["lost"]
+    assert sweep(live.services) == {"created": 0, "processing": 1}
+    [attempt] = attempts(live, card_id)
+    assert attempt.claimed_at == clock.utcnow() and attempt.created_at < attempt.claimed_at - STALE_PROCESSING
+    clock.shift(timedelta(minutes=1))
+    assert sweep(live.services) == {"created": 0}  # claimed a minute ago: not stale, whatever its age
+    assert [c["op"] for c in bank(live).calls if c["op"] in ("debit", "query")] == ["debit"]
+    _later(live)
+    assert sweep(live.services) == {"created": 0, "succeeded": 1}  # settled by asking about its reference
+    assert [c["op"] for c in bank(live).calls if c["op"] in ("debit", "query")] == ["debit", "query"]
+    assert [e.amount_fen for e in entries(live, card_id, "autodebit")] == [5000]
+    assert balance(live, card_id) == 1900 + 5000
+
+
+def test_migration_gives_claimed_attempts_their_creation_as_claim_time(empty_database_url):
+    """Rows from before ``claimed_at``: one left processing is stale at once (the sweep asks the bank), finished ones
+    get their creation time, never-claimed ones none."""
+    upgrade(empty_database_url, "0004")
+    created = datetime(2026, 11, 24, 13, 30)
+    engine = create_engine(empty_database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO cardholders (id, student_no, name, campus, status, password_hash, balance_fen, created_at, updated_at) "
+                    "VALUES (1, '20231101', '测试', 'main', 'active', 'x', 0, :at, :at)"
+                ),
+                {"at": created},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO autodebit_agreements (id, cardholder_id, openid, bank_account, bank_last4, threshold_fen, "
+                    "amount_fen, status, signed_at, expires_on) VALUES (1, 1, 'o', :acct, '7890', 2000, 5000, 'active', :at, :ends)"
+                ),
+                {"acct": GOOD_ACCOUNT, "at": created, "ends": date(2027, 9, 1)},
+            )
+            for i, status in enumerate(["waiting", "processing", "succeeded", "failed", "cancelled"], start=1):
+                conn.execute(
+                    text(
+                        "INSERT INTO autodebit_attempts (id, trigger_key, agreement_id, cardholder_id, amount_fen, status, created_at) "
+                        "VALUES (:id, :key, 1, 1, 5000, :status, :at)"
+                    ),
+                    {"id": i, "key": f"t{i}", "status": status, "at": created + timedelta(minutes=i)},
+                )
+        upgrade(empty_database_url)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT status, created_at, claimed_at FROM autodebit_attempts ORDER BY id")).all()
+    finally:
+        engine.dispose()
+    claimed = {status: claimed_at for status, _, claimed_at in rows}
+    assert claimed == {status: created_at if status in ("processing", "succeeded", "failed") else None for status, created_at, _ in rows}
+    assert claimed["processing"] is not None
 
 
 def test_bank_never_received_it_then_the_attempt_is_decided_normally(live):

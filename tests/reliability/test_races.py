@@ -18,17 +18,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, func, select, text
 
 from bot import autodebit, outbox
+from bot.cli.autodebit import command as autodebit_cli
 from bot.clock import SCHOOL_TZ
 from bot.texts import t
 from models import AutodebitAgreement, AutodebitAttempt, Binding, LedgerEntry, Notice, OutboxNotice, TopupOrder, post_entry
 from models.ledger import queue_notice
 from tests.support import autodebit as ad
-from tests.support.reliability import PASSWORD, bound, new_card, tally
+from tests.support.reliability import PASSWORD, bound, new_card, on_postgres, tally
 from tests.support.topup import card, emu_pay, logged_in, notify, receipts, student, transaction, wait_for
 
 OPENID = "oReliabilityRace00000001"
@@ -293,6 +297,70 @@ def test_cancel_racing_the_sweep_never_takes_money_without_credit(make_live):
         assert (f"AD{attempt_id}" in debited) == (f"autodebit:{attempt_id}" in credited) == (attempt.status == "succeeded"), attempt.status
         if attempt.reason in ("agreement_cancelled", "agreement_ended"):
             assert f"AD{attempt_id}" not in debited
+
+
+def _refund_requested(live: Any, openid: str, no: str, balance_fen: int = 2100) -> tuple[int, int]:
+    """``(card_id, request_id)``: a spend of 2.00 left the card below its threshold, the bank topped it up 50.00, and
+    the student asked for that to be refunded."""
+    live.services.clock.freeze(ad.at(2026, 11, 20, 10, 0))
+    card_id = ad.student(live, openid, student_no=no, balance_fen=balance_fen)
+    phone = ad.signed(live, openid, bank_balance_fen=100_000)
+    body = ad.entry(live, no, -200).json()
+    assert body["autodebit"]["status"] == "succeeded", body
+    r = phone.post("/api/autodebit/refunds", {"attempt_id": body["autodebit"]["attempt_id"]})
+    assert r.status_code == 201, r.text
+    return card_id, r.json()["request_id"]
+
+
+def _approve(live: Any, request_id: int) -> Any:
+    return CliRunner().invoke(autodebit_cli, ["refunds", "approve", str(request_id)], obj=SimpleNamespace(services=live.services))
+
+
+def test_refund_approval_racing_the_sweep_on_the_same_card(make_live):
+    """The operator approves a refund while the sweep tops up the same card: both finish, in either order, and the
+    card ends where the books say (the refund and the new top-up both posted once)."""
+    live = make_live(autodebit={"threshold": 60})
+    openid, no = "oRaceRefundSweep00000001", "20249101"
+    card_id, request_id = _refund_requested(live, openid, no, balance_fen=6100)  # 10900 after the top-up
+    live.services.clock.freeze(ad.at(2026, 11, 20, 22, 0))  # outside bank hours: the spend leaves a waiting attempt
+    assert ad.entry(live, no, -5000).json()["autodebit"]["status"] == "waiting"
+    live.services.clock.freeze(ad.at(2026, 11, 21, 10, 0))
+    approved, swept = _burst(2, lambda i: _approve(live, request_id) if i == 0 else autodebit.sweep(live.services))
+    tally("races run")
+    tally("concurrent requests", 2)
+    assert approved.exit_code == 0 and "approved" in approved.output, approved.output
+    assert swept == {"created": 0, "succeeded": 1}
+    assert [e.amount_fen for e in ad.entries(live, card_id, "refund")] == [-5000]
+    assert [e.amount_fen for e in ad.entries(live, card_id, "autodebit")] == [5000, 5000]
+    assert ad.balance(live, card_id) == 10900 - 5000 - 5000 + 5000
+    assert ad.bank(live).accounts[ad.GOOD_ACCOUNT].balance_fen == 100_000 - 5000 - 5000 + 5000
+
+
+def test_refund_approval_waits_for_the_card_before_locking_the_request(make_live, database_url):
+    """Locks go card first, then what hangs off it. A transaction holding the card (as the sweep does while it
+    settles) and then taking the refund request must not deadlock with an approval started meanwhile: the approval
+    waits for the card without holding the request, then re-reads the request and finishes."""
+    if not on_postgres(database_url):
+        pytest.skip("PostgreSQL only: SQLite has no row locks")
+    live = make_live()
+    card_id, request_id = _refund_requested(live, "oRaceRefundLocks00000001", "20249102")
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as holder, engine.connect() as watcher, ThreadPoolExecutor(1) as pool:
+            tx = holder.begin()
+            holder.execute(text("SELECT id FROM cardholders WHERE id = :id FOR UPDATE"), {"id": card_id})
+            approving = pool.submit(_approve, live, request_id)
+            waiting = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+            wait_for(lambda: watcher.execute(waiting).scalar_one() > 0 or approving.done())
+            watcher.rollback()
+            holder.execute(text("SELECT status FROM autodebit_refund_requests WHERE id = :id FOR UPDATE"), {"id": request_id})
+            tx.commit()
+            approved = approving.result(timeout=30)
+    finally:
+        engine.dispose()
+    assert approved.exit_code == 0 and "approved" in approved.output, (approved.output, approved.exception)
+    assert ad.balance(live, card_id) == 1900
+    assert [e.amount_fen for e in ad.entries(live, card_id, "refund")] == [-5000]
 
 
 _AROUND_NOW = "{:%H:%M}-{:%H:%M}"
