@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 # Secrets that ship with demo values (the demo runs with no file at all); production must set its own.
-_SECRETS = ("server.secret_key", "cardsystem.secret", "wechat.secret", "wechat.token", "wechat.encoding_aes_key", "pay.apiv3_key")
+_SECRETS = ("server.secret_key", "cardsystem.secret", "bank.secret", "wechat.secret", "wechat.token", "wechat.encoding_aes_key", "pay.apiv3_key")
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -190,10 +190,12 @@ class AutodebitConfig(_Section):
 
 class BankConfig(_Section):
     """The auto top-up bank (protocol: ``bot/adapters/bank.py``): ``sandbox`` is the emulator's bank (empty ``api_base_url``
-    means the WeChat API base); ``http`` is the partner bank at ``api_base_url``, which it requires."""
+    means the WeChat API base); ``http`` is the partner bank at ``api_base_url``, which it requires. ``secret`` signs
+    every request to the bank (HMAC, ``X-Bank-*`` headers)."""
 
     adapter: Literal["sandbox", "http"] = "sandbox"
     api_base_url: str = ""
+    secret: str = "demo-bank-secret-change-me"
     timeout_seconds: float = Field(5.0, gt=0, le=30)
 
     @field_validator("api_base_url")

@@ -7,7 +7,11 @@ are idempotent by the caller's ``ref``, as a real bank's are by the merchant's s
 debit's reference with its first outcome (or ``unknown_reference``), ``/debits?date=`` lists a day's debits. The
 sandbox's day is the bot's clock, so a test that freezes the clock freezes the bank's day too.
 
-Tests reach the state through ``app.extensions["emulator_bank"]`` (``open``, ``accounts``, ``faults``). Faults per
+Every request must be signed as the protocol says (``X-Bank-*``, ``[bank] secret``): a missing or bad signature, a
+stale timestamp or a replayed nonce gets 401 and nothing is done.
+
+Tests reach the state through ``app.extensions["emulator_bank"]`` (``open``, ``accounts``, ``faults``, and ``secret``:
+another key than ``[bank] secret``, to play a bank configured with a different one). Faults per
 endpoint (``debit``, ``refund``, ``query``, ``debits``): ``"5xx"`` and ``"timeout"`` (nothing done), and for
 ``debit`` ``"lost"`` (debited, then a 503) and ``"lost_timeout"`` (debited, then no answer within the timeout).
 """
@@ -23,6 +27,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from bot.adapters.cardsys_signing import BANK, request_target
 from bot.emulator.state import pop_fault
 
 bp = Blueprint("emulator_bank", __name__, url_prefix="/emulator/bank")
@@ -55,6 +60,7 @@ class BankState:
     refunded: dict[str, int] = field(default_factory=dict)  # debit bank_ref -> refunded so far
     faults: dict[str, Any] = field(default_factory=dict)  # "debit": "5xx" | "timeout" | [..., 0]
     calls: list[dict[str, Any]] = field(default_factory=list)
+    secret: str | None = None  # the key this bank verifies with; None = [bank] secret
     _serial: Any = field(default_factory=lambda: itertools.count(1))
 
     def open(self, account: str, balance_fen: int, refuses: bool = False) -> Account:
@@ -84,6 +90,23 @@ def seed_demo(app: Flask) -> None:
 
 def _state() -> BankState:
     return current_app.extensions["emulator_bank"]
+
+
+@bp.before_request
+def _authenticate() -> Any:
+    """401 for any request not signed with the bank's key, fresh and new; checked before faults and state."""
+    st, svc = _state(), current_app.extensions["cardbot"]
+    problem = BANK.verify(
+        st.secret or svc.cfg.bank.secret,
+        request.method,
+        request_target(request.environ),
+        request.headers,
+        request.get_data(),
+        BANK.nonce_claimer(svc.store, "emulator"),
+    )
+    if problem:
+        return jsonify(error="unauthorized", message=problem), 401
+    return None
 
 
 def _bad(message: str) -> tuple[Response, int]:

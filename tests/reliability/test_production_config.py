@@ -26,6 +26,7 @@ DEMO = Config()
 REFUSED_KEYS = (
     "server.secret_key",
     "cardsystem.secret",
+    "bank.secret",
     "wechat.secret",
     "wechat.token",
     "wechat.encoding_aes_key",
@@ -36,6 +37,7 @@ REFUSED_KEYS = (
 DEMO_VALUES = (
     DEMO.server.secret_key,
     DEMO.cardsystem.secret,
+    DEMO.bank.secret,
     DEMO.wechat.secret,
     DEMO.wechat.token,
     DEMO.wechat.encoding_aes_key,
@@ -47,7 +49,7 @@ PRODUCTION_READY = {
     "cardsystem": {"secret": "i" * 40},
     "wechat": {"secret": "s" * 32, "token": "prodtoken123", "encoding_aes_key": "Q" * 43},
     "pay": {"apiv3_key": "P" * 32},
-    "bank": {"adapter": "http", "api_base_url": "https://bank.example.edu.cn"},
+    "bank": {"adapter": "http", "api_base_url": "https://bank.example.edu.cn", "secret": "b" * 40},
 }
 GOOD = {**PRODUCTION_READY, "server": {**PRODUCTION_READY["server"], "public_base_url": "https://card.example.edu.cn"}}
 
