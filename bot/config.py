@@ -11,14 +11,18 @@ import re
 import tomllib
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 # Secrets that ship with demo values (the demo runs with no file at all); production must set its own.
 _SECRETS = ("server.secret_key", "cardsystem.secret", "bank.secret", "wechat.secret", "wechat.token", "wechat.encoding_aes_key", "pay.apiv3_key")
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+# An address the bot appends paths to: kept without a trailing slash.
+BaseUrl = Annotated[str, AfterValidator(lambda v: v.rstrip("/"))]
 
 
 class ConfigError(Exception):
@@ -82,8 +86,8 @@ class WeChatConfig(_Section):
     secret: str = "demo-app-secret-change-me"
     token: str = "cardbotdemotoken"
     encoding_aes_key: str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-    api_base_url: str = "https://api.weixin.qq.com"
-    oauth_base_url: str = "https://open.weixin.qq.com"
+    api_base_url: BaseUrl = "https://api.weixin.qq.com"
+    oauth_base_url: BaseUrl = "https://open.weixin.qq.com"
     max_clock_skew_seconds: int = Field(300, ge=30, le=3600)
     request_timeout_seconds: float = Field(3.0, gt=0, le=30)
     reply_budget_seconds: float = Field(4.0, gt=0, lt=5)
@@ -95,11 +99,6 @@ class WeChatConfig(_Section):
             raise ValueError("must be the 43-character EncodingAESKey from the official account settings")
         return v
 
-    @field_validator("api_base_url", "oauth_base_url")
-    @classmethod
-    def _strip(cls, v: str) -> str:
-        return v.rstrip("/")
-
 
 class PayConfig(_Section):
     mchid: str = "1900000109"
@@ -109,7 +108,7 @@ class PayConfig(_Section):
     public_key_path: str = "var/keys/platform_public.pem"
     public_key_id: str = "PUB_KEY_ID_0119000001092026112500000000000000"
     notify_url: str = "http://127.0.0.1:8000/pay/notify"
-    api_base_url: str = "https://api.mch.weixin.qq.com"
+    api_base_url: BaseUrl = "https://api.mch.weixin.qq.com"
     order_expire_minutes: int = Field(15, ge=5, le=120)
 
     @field_validator("apiv3_key")
@@ -118,11 +117,6 @@ class PayConfig(_Section):
         if len(v.encode()) != 32:
             raise ValueError("must be exactly 32 bytes (the APIv3 key set in the merchant platform)")
         return v
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _strip(cls, v: str) -> str:
-        return v.rstrip("/")
 
 
 class DatabaseConfig(_Section):
@@ -137,18 +131,13 @@ class RedisConfig(_Section):
 
 
 class ServerConfig(_Section):
-    public_base_url: str = "http://127.0.0.1:8000"
+    public_base_url: BaseUrl = "http://127.0.0.1:8000"
     secret_key: str = "demo-secret-key-change-me-in-production"
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     secure_cookies: bool = False
     admin_token: str = ""
     h5_writes_per_minute: int = Field(30, ge=1)  # per openid, H5 JSON APIs that change something
     h5_reads_per_minute: int = Field(120, ge=1)  # per openid, H5 JSON APIs that only read (the page polls an order)
-
-    @field_validator("public_base_url")
-    @classmethod
-    def _strip(cls, v: str) -> str:
-        return v.rstrip("/")
 
 
 class SchoolConfig(_Section):
@@ -194,14 +183,9 @@ class BankConfig(_Section):
     every request to the bank (HMAC, ``X-Bank-*`` headers)."""
 
     adapter: Literal["sandbox", "http"] = "sandbox"
-    api_base_url: str = ""
+    api_base_url: BaseUrl = ""
     secret: str = "demo-bank-secret-change-me"
     timeout_seconds: float = Field(5.0, gt=0, le=30)
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _strip(cls, v: str) -> str:
-        return v.rstrip("/")
 
     @model_validator(mode="after")
     def _http_needs_url(self) -> BankConfig:
@@ -219,14 +203,9 @@ class CardSystemConfig(_Section):
     """
 
     adapter: Literal["ledger", "http"] = "ledger"
-    api_base_url: str = ""
+    api_base_url: BaseUrl = ""
     secret: str = "demo-cardsys-secret-change-me"
     timeout_seconds: float = Field(5.0, gt=0, le=30)
-
-    @field_validator("api_base_url")
-    @classmethod
-    def _strip(cls, v: str) -> str:
-        return v.rstrip("/")
 
 
 class BindingConfig(_Section):

@@ -578,6 +578,12 @@ def _yuan(fen: int) -> str:
     return f"{fen // 100}.{fen % 100:02d}"
 
 
+def _order_columns(o: Any, at: float, state: str) -> list[str]:
+    """The trade bill's first columns, which a payment row and a refund row of one order share."""
+    when = datetime.fromtimestamp(at, BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+    return [when, o.appid, o.mchid, "0", "", o.transaction_id or "", o.out_trade_no, o.openid, "JSAPI", state, "OTHERS", "CNY"]
+
+
 def _bill_rows(day: str, bill_type: str) -> list[list[str]]:
     e = emu()
     rows: list[list[str]] = []
@@ -589,21 +595,9 @@ def _bill_rows(day: str, bill_type: str) -> list[list[str]]:
         if bill_type in ("ALL", "SUCCESS"):
             for o in e.orders.values():
                 if o.transaction_id and on_day(o.success_time):
-                    when = datetime.fromtimestamp(o.success_time or 0, BEIJING).strftime("%Y-%m-%d %H:%M:%S")
                     rows.append(
                         [
-                            when,
-                            o.appid,
-                            o.mchid,
-                            "0",
-                            "",
-                            o.transaction_id,
-                            o.out_trade_no,
-                            o.openid,
-                            "JSAPI",
-                            "SUCCESS",
-                            "OTHERS",
-                            "CNY",
+                            *_order_columns(o, o.success_time or 0, "SUCCESS"),
                             _yuan(o.total),
                             "0.00",
                             "0",
@@ -625,21 +619,9 @@ def _bill_rows(day: str, bill_type: str) -> list[list[str]]:
             for r in e.refunds.values():
                 if r.status != "CLOSED" and on_day(r.at):
                     o = e.orders[r.out_trade_no]
-                    when = datetime.fromtimestamp(r.at, BEIJING).strftime("%Y-%m-%d %H:%M:%S")
                     rows.append(
                         [
-                            when,
-                            o.appid,
-                            o.mchid,
-                            "0",
-                            "",
-                            o.transaction_id,
-                            o.out_trade_no,
-                            o.openid,
-                            "JSAPI",
-                            "REFUND",
-                            "OTHERS",
-                            "CNY",
+                            *_order_columns(o, r.at, "REFUND"),
                             "0.00",
                             "0.00",
                             r.refund_id,
