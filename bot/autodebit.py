@@ -7,8 +7,9 @@ another attempt of the same card already under way). The bank call carries the r
 bank answers a repeated reference with its first outcome. An attempt left in ``processing`` (answer lost, worker
 killed) is settled by the sweep asking the bank about that reference before anything else: what the bank took is
 credited even if the card no longer needs it, the agreement ended or the card was blocked; only a reference the bank
-never received is decided again. The card is credited once (ledger key ``autodebit:{attempt id}``), in the same
-transaction as the attempt's status and the student's notice. Locks are always taken card → agreement → attempt.
+never received is decided again. What the bank took is owed to the card (``bot.credits``, ``ref`` = ``AD{attempt
+id}``) in the same transaction as the attempt's status, and delivered to the card system exactly once. Locks are
+always taken card → agreement → attempt.
 
 Triggers, at most one attempt per card and trigger (unique ``trigger_key``): a spend that leaves the card below its
 threshold (``entry:{entry_id}``), signing while already below it, and the sweep (``sweep:{day}:{card}``). A card with
@@ -30,7 +31,7 @@ from sqlalchemy import String, and_, cast, exists, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bot import notices
+from bot import credits, notices
 from bot.adapters.bank import INSUFFICIENT_FUNDS, NO_ACCOUNT, UNKNOWN_REFERENCE, BankResult, BankUnavailable
 from bot.calendar import day_start_utc, month_start
 from bot.cards import can_add_money, card_for
@@ -42,17 +43,17 @@ from bot.texts import t
 from models import (
     AutodebitAgreement,
     AutodebitAttempt,
+    CardCredit,
     Cardholder,
     InsufficientBalance,
     LedgerEntry,
-    Notice,
     RefundRequest,
     WechatUser,
     lang_of,
     lock_card,
     post_entry,
 )
-from models.enums import AgreementStatus, AttemptStatus, CardStatus, EntryKind, RefundStatus
+from models.enums import AgreementStatus, AttemptStatus, CardStatus, CreditChannel, CreditStatus, EntryKind, RefundStatus
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -246,7 +247,7 @@ def open_attempt(services: Runtime, db: Session, card: Cardholder, trigger_key: 
         )
         .limit(1)
     ).first()
-    if busy:
+    if busy or _credit_on_its_way(db, card.id):
         return None
     attempt = AutodebitAttempt(
         trigger_key=trigger_key[:128],
@@ -259,6 +260,17 @@ def open_attempt(services: Runtime, db: Session, card: Cardholder, trigger_key: 
     db.add(attempt)
     db.flush()
     return attempt
+
+
+def _credit_on_its_way(db: Session, cardholder_id: int) -> bool:
+    """An auto top-up the bank paid is still waiting for the card system: the card is not low, only late."""
+    return db.execute(select(_pending_autodebit_credit(cardholder_id))).scalar_one()
+
+
+def _pending_autodebit_credit(cardholder_id: Any) -> Any:
+    return exists().where(
+        CardCredit.cardholder_id == cardholder_id, CardCredit.channel == CreditChannel.AUTODEBIT, CardCredit.status == CreditStatus.PENDING
+    )
 
 
 def _locked(db: Session, attempt_id: int) -> tuple[AutodebitAttempt, AutodebitAgreement, Cardholder]:
@@ -312,12 +324,20 @@ def process_attempt(services: Runtime, attempt_id: int) -> str:
 
 
 def _settle(services: Runtime, attempt_id: int, result: BankResult) -> str:
-    """Record the bank's answer. A debit is credited whatever became of the card, the agreement or the attempt since
-    (the money is the student's); a refusal only fails an attempt still in flight."""
+    """Record the bank's answer. A debit is owed to the card whatever became of the card, the agreement or the attempt
+    since (the money is the student's) and delivered to the card system once it committed; a refusal only fails an
+    attempt still in flight."""
+    status, credit_id = _record_bank_answer(services, attempt_id, result)
+    credits.deliver_now(services, credit_id)
+    return status
+
+
+def _record_bank_answer(services: Runtime, attempt_id: int, result: BankResult) -> tuple[str, int | None]:
+    credit_id = None
     with services.session() as db, db.begin():
         attempt, agreement, _ = _locked(db, attempt_id)
         if attempt.status == AttemptStatus.SUCCEEDED or (not result.ok and attempt.status != AttemptStatus.PROCESSING):
-            return attempt.status
+            return attempt.status, None
         lang = lang_of(db, agreement.openid)
         now = services.clock.utcnow()
         amount = attempt.amount_fen
@@ -325,34 +345,19 @@ def _settle(services: Runtime, attempt_id: int, result: BankResult) -> str:
             if attempt.status != AttemptStatus.PROCESSING:
                 log.warning("auto top-up %s: the bank debited an attempt left %s; crediting it", attempt_id, attempt.status)
             attempt.status, attempt.reason, attempt.bank_ref, attempt.done_at = AttemptStatus.SUCCEEDED, None, result.bank_ref[:64], now
-
-            def success(card: Cardholder, entry: Any) -> list[Notice]:
-                return [
-                    notices.build(
-                        db,
-                        services.cfg,
-                        "autodebit_success",
-                        agreement.openid,
-                        f"autodebit:{attempt_id}:ok",
-                        lang,
-                        amount=amount,
-                        balance=card.balance_fen,
-                        time=stamp(services),
-                    )
-                ]
-
-            post_entry(
+            card = db.get(Cardholder, attempt.cardholder_id)
+            assert card is not None
+            credit_id = credits.owe(
                 db,
-                attempt.cardholder_id,
-                amount,
-                EntryKind.AUTODEBIT,
-                f"autodebit:{attempt_id}",
-                description=t(lang, "kind_autodebit"),
-                ref=result.bank_ref[:64] or None,
-                build_notices=success,
-                at=now,
-            )
-            services.metrics.credits.labels(kind=EntryKind.AUTODEBIT).inc()
+                ref=f"AD{attempt_id}",
+                channel=CreditChannel.AUTODEBIT,
+                card=card,
+                openid=agreement.openid,
+                amount_fen=amount,
+                fee_fen=0,
+                paid_at=now,
+                now=now,
+            ).id
         else:
             reason = result.reason if result.reason in (INSUFFICIENT_FUNDS, NO_ACCOUNT) else "refused"
             attempt.status, attempt.reason, attempt.done_at = AttemptStatus.FAILED, reason, now
@@ -369,7 +374,7 @@ def _settle(services: Runtime, attempt_id: int, result: BankResult) -> str:
                 time=stamp(services),
             )
         log.info("auto top-up %s: %s", attempt_id, attempt.status)
-        return attempt.status
+        return attempt.status, credit_id
 
 
 def _no_longer_needed(services: Runtime, db: Session, attempt: AutodebitAttempt, agreement: AutodebitAgreement, card: Cardholder) -> str:
@@ -377,7 +382,7 @@ def _no_longer_needed(services: Runtime, db: Session, attempt: AutodebitAttempt,
         return "agreement_ended"
     if card.status != CardStatus.ACTIVE:
         return "card_blocked"
-    if card.balance_fen >= agreement.threshold_fen:
+    if card.balance_fen >= agreement.threshold_fen or _credit_on_its_way(db, card.id):
         return "not_needed"
     other = db.execute(
         select(AutodebitAttempt.id)
@@ -441,6 +446,7 @@ def create_missed_attempts(services: Runtime) -> int:
             c.status == CardStatus.ACTIVE,
             c.balance_fen < a.threshold_fen,
             ~exists().where(t_.cardholder_id == a.cardholder_id, or_(t_.status.in_(OPEN), t_.created_at >= day_start_utc(today))),
+            ~_pending_autodebit_credit(a.cardholder_id),
         )
     )
     stmt = insert(t_).from_select(["trigger_key", "agreement_id", "cardholder_id", "amount_fen", "status", "created_at"], rows)

@@ -261,6 +261,14 @@ def _default_notices() -> dict[str, NoticeTemplate]:
             template_id="TPL_BINDING_ALERT",
             fields={"card": "character_string1", "event": "thing2", "advice": "thing3", "time": "time4"},
         ),
+        "credit_delayed": NoticeTemplate(
+            template_id="TPL_CREDIT_STATUS",
+            fields={"amount": "amount1", "status": "thing2", "advice": "thing3", "time": "time4"},
+        ),
+        "credit_refused": NoticeTemplate(
+            template_id="TPL_CREDIT_STATUS",
+            fields={"amount": "amount1", "status": "thing2", "advice": "thing3", "time": "time4"},
+        ),
         "refund_result": NoticeTemplate(
             template_id="TPL_REFUND",
             fields={"amount": "amount1", "result": "thing2", "time": "time3"},

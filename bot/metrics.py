@@ -21,4 +21,5 @@ class Metrics:
         self.dedup_hits = Counter("cardbot_dedup_hits", "Retried pushes answered from dedup", registry=self.registry)
         self.late_replies = Counter("cardbot_late_replies", "Replies sent later as customer-service messages", registry=self.registry)
         self.notices = Counter("cardbot_notices", "Notices by outcome", ["kind", "outcome"], registry=self.registry)
-        self.credits = Counter("cardbot_credits", "Ledger credits", ["kind"], registry=self.registry)
+        self.credits = Counter("cardbot_credits", "Credits delivered to the card system", ["kind"], registry=self.registry)
+        self.credit_waits = Counter("cardbot_credit_waits", "Credit deliveries left pending, by reason", ["why"], registry=self.registry)

@@ -29,6 +29,8 @@ PAGES = {
     "agreement_expiring": "/autodebit",
     "agreement_expired": "/autodebit",
     "refund_result": "/autodebit",
+    "credit_delayed": "/topup",
+    "credit_refused": "/topup",
 }
 
 

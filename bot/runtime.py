@@ -20,6 +20,7 @@ from models.db import make_engine, make_sessionmaker
 
 if TYPE_CHECKING:
     from bot.adapters.bank import BankGateway
+    from bot.adapters.cardsystem import CardSystem
     from bot.adapters.pay import PayClient
     from bot.adapters.wechat_api import WeChatAPI
 
@@ -58,6 +59,12 @@ class Runtime:
         from bot.adapters.bank import make_bank_gateway
 
         return make_bank_gateway(self.cfg)
+
+    @cached_property
+    def card_system(self) -> CardSystem:
+        from bot.adapters.cardsystem import make_card_system
+
+        return make_card_system(self.cfg, self.sessions, self.clock)
 
     def session(self) -> Session:
         return self.sessions()

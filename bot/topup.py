@@ -5,11 +5,12 @@ fen (``fee_fen``); custom amounts are ``custom_min..custom_max`` yuan in steps o
 is at most ``single_limit``; the business day's paid and still-open orders together stay within ``daily_limit``.
 The limits count the credited amount, not the fee.
 
-Exactly once: the order row is locked, moved ``created → paid`` and the ledger entry (idempotency key
-``topup:{order_no}``) and receipt notice are written in the same transaction, whether the payment is learnt from
-a notify or from a query. A verified payment for an order we had closed is still credited: WeChat took the money,
-so the card must get it, even if that day's limit is then passed (logged as a warning; the alternative, a refund,
-is by school rule only done in person). We close locally only after WeChat confirmed the close (or when the student
+Exactly once: the order row is locked, moved ``created → paid`` and the money owed to the card (``bot.credits``,
+``ref`` = the order number) is written in the same transaction, whether the payment is learnt from a notify or from a
+query; the card system receives it by that ``ref`` exactly once. A verified payment for an order we had closed is
+still credited: WeChat took the money, so the card must get it, even if that day's limit is then passed (logged as a
+warning; the alternative, a refund, is by school rule only done in person: only money the card system refuses goes
+back through WeChat Pay). We close locally only after WeChat confirmed the close (or when the student
 never got pay params for it), so this is the rare path of a lost WeChat answer, not a normal one.
 
 Open orders count against the daily limit until they are closed, expired or not: an expired order might still
@@ -33,15 +34,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot import notices
+from bot import credits
 from bot.adapters.pay import BillRow, PayError
 from bot.calendar import day_start_utc
 from bot.cards import can_add_money, card_for
-from bot.clock import SCHOOL_TZ, to_local
+from bot.clock import SCHOOL_TZ
 from bot.errors import UserError
 from bot.money import fee_for, fen, yuan
-from models import Cardholder, Notice, TopupOrder, lock_card, post_entry
-from models.enums import EntryKind, OrderStatus
+from models import Cardholder, TopupOrder, lock_card
+from models.enums import CreditChannel, OrderStatus
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -238,9 +239,11 @@ def check_transaction(cfg: Config, order: TopupOrder | None, tx: dict[str, Any])
 
 
 def apply_payment(services: Runtime, tx: dict[str, Any]) -> bool:
-    """Credit the order a verified SUCCESS transaction names; True when this call credited, False if already done.
+    """Record the payment a verified SUCCESS transaction names; True when this call recorded it, False if already done.
 
-    One transaction: lock the order, check it against ``tx``, mark it paid, post the ledger entry and queue the receipt.
+    One transaction: lock the order, check it against ``tx``, mark it paid and owe its amount to the card (a
+    ``CardCredit`` with ``ref`` = the order number). The credit is then delivered to the card system at once, or by
+    the worker when the card system cannot take it now; the receipt goes out when the card system took it.
     """
     cfg = services.cfg
     order_no = str(tx.get("out_trade_no") or "")
@@ -256,36 +259,22 @@ def apply_payment(services: Runtime, tx: dict[str, Any]) -> bool:
         order.transaction_id = str(tx.get("transaction_id") or "")[:32] or None
         order.paid_at = _paid_at(tx, services.clock.utcnow())
         order.closed_at = None
-        when = to_local(order.paid_at).strftime("%Y-%m-%d %H:%M:%S")
-
-        def receipt(card: Cardholder, _entry: Any) -> list[Notice]:
-            return [
-                notices.build(
-                    db,
-                    cfg,
-                    "topup_receipt",
-                    order.openid,
-                    f"topup:{order_no}:topup_receipt:{order.openid}",
-                    amount=order.amount_fen,
-                    fee=order.fee_fen,
-                    balance=card.balance_fen,
-                    time=when,
-                )
-            ]
-
-        posted = post_entry(
+        card = db.get(Cardholder, order.cardholder_id)
+        assert card is not None
+        credit = credits.owe(
             db,
-            order.cardholder_id,
-            order.amount_fen,
-            EntryKind.TOPUP,
-            f"topup:{order_no}",
-            description=f"微信充值 WeChat Pay top-up {yuan(order.amount_fen)}",
             ref=order_no,
-            build_notices=receipt,
+            channel=CreditChannel.WECHAT_PAY,
+            card=card,
+            openid=order.openid,
+            amount_fen=order.amount_fen,
+            fee_fen=order.fee_fen,
+            paid_at=order.paid_at,
+            now=services.clock.utcnow(),
         )
-    if posted.created:
-        services.metrics.credits.labels(kind=EntryKind.TOPUP).inc()
-    return posted.created
+        credit_id = credit.id
+    credits.deliver_now(services, credit_id)
+    return True
 
 
 # --- settling orders nobody told us about --------------------------------------------

@@ -4,6 +4,7 @@ from models.autodebit import AutodebitAgreement, AutodebitAttempt, RefundRequest
 from models.base import Base, utcnow
 from models.binding import Binding
 from models.cardholder import Cardholder
+from models.credit import CardCredit
 from models.ledger import InsufficientBalance, LedgerEntry, Notice, Posted, ledger_sum, lock_card, post_entry
 from models.outbox import OutboxNotice
 from models.topup import TopupOrder
@@ -14,6 +15,7 @@ __all__ = [
     "AutodebitAttempt",
     "Base",
     "Binding",
+    "CardCredit",
     "Cardholder",
     "InsufficientBalance",
     "LedgerEntry",

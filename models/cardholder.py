@@ -24,7 +24,10 @@ class Cardholder(Base):
     status: Mapped[str] = mapped_column(String(12), default=CardStatus.ACTIVE.value)
     left_on: Mapped[date | None] = mapped_column(Date)
     password_hash: Mapped[str] = mapped_column(String(255))
+    # With the ``ledger`` card system the balance itself (moved only by the ledger); with ``http`` the card system's
+    # last reported balance, as of ``balance_as_of`` (what the bot shows when the card system does not answer).
     balance_fen: Mapped[int] = mapped_column(Integer, default=0)
+    balance_as_of: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

@@ -55,6 +55,22 @@ class RefundStatus(StrEnum):
     FAILED = "failed"
 
 
+class CreditStatus(StrEnum):
+    """A paid amount on its way to the card system: ``pending`` (to deliver, or its outcome unknown) → ``delivered`` /
+    ``refused`` (listed for the service center) → ``refunding`` → ``refunded`` (only refused money goes back)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    REFUSED = "refused"
+    REFUNDING = "refunding"
+    REFUNDED = "refunded"
+
+
+class CreditChannel(StrEnum):
+    WECHAT_PAY = "wechat_pay"
+    AUTODEBIT = "autodebit"
+
+
 class NoticeStatus(StrEnum):
     PENDING = "pending"
     SENDING = "sending"

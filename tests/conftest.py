@@ -23,7 +23,6 @@ from sqlalchemy.engine import make_url
 from werkzeug.serving import make_server
 
 from bot import create_app
-from bot.adapters.cardsystem import make_card_system
 from bot.chat.router import Routes
 from bot.config import Config, load_config
 from bot.emulator.keys import ensure_keys
@@ -263,7 +262,7 @@ def cs_live(make_live: Any) -> LiveApp:
 
 @pytest.fixture
 def cs(cs_live: LiveApp) -> Any:
-    return make_card_system(cs_live.cfg)
+    return cs_live.services.card_system
 
 
 # --- WeChat Pay -------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The school's card system (一卡通), the system of record for balances, card status and passwords (docs/card-system.md).
 
 ``CardSystem`` is the one interface the bot uses; ``[cardsystem] adapter`` picks the class: ``http`` speaks
-cardsys/1 to the school's integration middleware (or the emulator), ``ledger`` (the bot's own ledger) plugs into
-``make_card_system`` when the flows move onto this interface.
+cardsys/1 to the school's integration middleware (or the emulator), ``ledger`` (bot/adapters/ledger_cardsystem.py)
+answers the same calls from the bot's own ledger.
 
 Three kinds of failure, kept apart because they call for different decisions:
 ``CardSystemUnavailable`` — closed for maintenance: nothing was done; try again after ``retry_after``.
@@ -28,6 +28,9 @@ from bot.adapters import cardsys_signing
 from models.enums import CardStatus
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from bot.clock import Clock
     from bot.config import Config
 
 
@@ -159,6 +162,10 @@ class LossOutcome:
 
 
 class CardSystem(Protocol):
+    # True when balances live outside the bot's database: the bot then keeps the last one it was told
+    # (``Cardholder.balance_fen`` / ``balance_as_of``) to show when the card system does not answer.
+    remote: bool
+
     def verify_holder(self, student_no: str, name: str, password: str) -> Verification: ...
 
     def account(self, student_no: str) -> Account | None: ...
@@ -288,6 +295,8 @@ def raise_for_maintenance(r: requests.Response) -> Any:
 class HttpCardSystem:
     """cardsys/1 over HTTPS: every request signed, every answer checked before the bot believes it."""
 
+    remote = True
+
     def __init__(self, base_url: str, secret: str, timeout: float = 5.0, http: requests.Session | None = None) -> None:
         self.base = base_url.rstrip("/") + "/cardsys/v1"
         self.secret = secret
@@ -400,8 +409,10 @@ def http_card_system(cfg: Config) -> HttpCardSystem:
     return HttpCardSystem(base, cfg.cardsystem.secret, cfg.cardsystem.timeout_seconds)
 
 
-def make_card_system(cfg: Config) -> CardSystem:
-    """The configured adapter (``[cardsystem] adapter``)."""
+def make_card_system(cfg: Config, sessions: sessionmaker[Session], clock: Clock) -> CardSystem:
+    """The configured adapter (``[cardsystem] adapter``); the ledger one works on the bot's own database."""
     if cfg.cardsystem.adapter == "http":
         return http_card_system(cfg)
-    raise NotImplementedError("the ledger card system is not built yet: the flows still use the ledger directly")
+    from bot.adapters.ledger_cardsystem import LedgerCardSystem
+
+    return LedgerCardSystem(sessions, clock)

@@ -1,0 +1,44 @@
+"""Money paid for a card and owed to the school's card system: one row per payment, written in the payment's own
+transaction, delivered by reference (``ref``) exactly once (docs/card-system.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, utcnow
+from models.enums import CreditChannel, CreditStatus, check_in
+
+
+class CardCredit(Base):
+    __tablename__ = "card_credits"
+    __table_args__ = (
+        CheckConstraint("amount_fen > 0 AND fee_fen >= 0", name="amounts"),
+        check_in("status", CreditStatus, name="status"),
+        check_in("channel", CreditChannel, name="channel"),
+        Index("ix_card_credits_due", "status", "next_try_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ref: Mapped[str] = mapped_column(String(32), unique=True)  # our order number / ``AD{attempt id}``, for ever
+    channel: Mapped[str] = mapped_column(String(12))
+    cardholder_id: Mapped[int] = mapped_column(ForeignKey("cardholders.id"), index=True)
+    student_no: Mapped[str] = mapped_column(String(12))
+    openid: Mapped[str] = mapped_column(String(64))  # who paid: told of the outcome
+    amount_fen: Mapped[int] = mapped_column(Integer)  # what the card is owed
+    fee_fen: Mapped[int] = mapped_column(Integer, default=0)  # charged on top by WeChat Pay (refunded with it)
+    paid_at: Mapped[datetime] = mapped_column(DateTime)
+    status: Mapped[str] = mapped_column(String(12), default=CreditStatus.PENDING.value)
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    next_try_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)  # a deliverer holds it until this is stale
+    waiting_for: Mapped[str | None] = mapped_column(String(16))  # why it is still pending: maintenance | no_answer | …
+    reason: Mapped[str | None] = mapped_column(String(32))  # the card system's refusal
+    entry_id: Mapped[str | None] = mapped_column(String(64))
+    balance_fen: Mapped[int | None] = mapped_column(Integer)  # the card system's balance right after the credit
+    refund_no: Mapped[str | None] = mapped_column(String(64), unique=True)
+    note: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime)
