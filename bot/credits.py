@@ -15,6 +15,7 @@ or refund it (WeChat Pay refund, or the bank for an auto top-up) — only money 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +36,9 @@ from bot.adapters.cardsystem import (
     CreditResult,
 )
 from bot.clock import to_local
+from bot.money import yuan
 from bot.notices import Said
+from bot.texts import t
 from models import CardCredit, Cardholder
 from models.enums import CreditChannel, CreditStatus, EntryKind
 
@@ -131,6 +134,17 @@ def deliver(services: Runtime, credit_id: int) -> str:
     if claimed is None:
         with services.session() as db:
             return str(db.execute(select(CardCredit.status).where(CardCredit.id == credit_id)).scalar_one())
+    try:
+        return _deliver_claimed(services, credit_id, claimed)
+    except Exception:
+        # the card system may have credited (our own database failed us): release for a try that asks about the ref
+        log.exception("credit %s: delivery failed unexpectedly; the next try asks the card system about it", claimed.ref)
+        with contextlib.suppress(Exception):
+            _wait(services, credit_id, Waiting.NO_ANSWER)
+        return CreditStatus.PENDING
+
+
+def _deliver_claimed(services: Runtime, credit_id: int, claimed: _Claimed) -> str:
     cs = services.card_system
     try:
         answer: Credit | None = cs.credit_status(claimed.ref) if claimed.unsure else None
@@ -228,7 +242,7 @@ def _receipt(services: Runtime, db: Session, c: CardCredit) -> None:
             f"autodebit:{c.ref.removeprefix('AD')}:ok",
             amount=c.amount_fen,
             balance=balance,
-            time=f"{to_local(c.paid_at):%m-%d %H:%M}",
+            time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
         )
 
 
@@ -282,6 +296,21 @@ def _safe(services: Runtime, credit_id: int) -> str:
     except Exception:
         log.exception("credit %s: delivery failed unexpectedly; left for the next pass", credit_id)
         return "error"
+
+
+def told(c: CardCredit, lang: str, center: str) -> str:
+    """A pending or refused credit in the student's words: how much, why it is not on the card, until when."""
+    amount = yuan(c.amount_fen)
+    if c.status == CreditStatus.REFUSED:
+        return t(lang, "credit_refused_line", amount=amount, reason=t(lang, f"credit_refused_{c.reason or 'refused'}"), center=center)
+    when = f"{to_local(c.next_try_at):%H:%M}"
+    if c.waiting_for == Waiting.MAINTENANCE:
+        why = t(lang, "credit_why_maintenance", until=when)
+    elif c.waiting_for:
+        why = t(lang, "credit_why_no_answer", at=when)
+    else:
+        why = t(lang, "credit_why_delivering")
+    return t(lang, "credit_pending", amount=amount, why=why)
 
 
 def waiting(db: Session, cardholder_id: int) -> list[CardCredit]:

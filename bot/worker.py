@@ -1,8 +1,9 @@
 """``cardbot worker``: drains the notice outbox and runs the scheduled jobs; several may run at once.
 
-The outbox is safe to drain from many workers (row leases, see ``bot.outbox``). Each scheduled job runs at most
-once per period across all workers: a worker takes the job's period marker (``SET NX EX period``) and then the
-job's lock (so a run that outlasts its period is never overlapped), both in the shared Redis.
+Every pass first delivers the credits owed to the card system (``bot.credits``), then drains the notice outbox; both
+are safe from many workers (claims and row leases). Each scheduled job runs at most once per period across all
+workers: a worker takes the job's period marker (``SET NX EX period``) and then the job's lock (so a run that outlasts
+its period is never overlapped), both in the shared Redis.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import redis
 
-from bot import autodebit, outbox, topup
+from bot import autodebit, credits, outbox, topup
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -70,7 +71,8 @@ def run_due_jobs(services: Runtime, worker_id: str) -> list[str]:
 
 
 def drain_all(services: Runtime, worker_id: str, max_batches: int = 1000) -> int:
-    """Drain until nothing is due (bounded, so jobs still get their turn)."""
+    """Deliver the credits that are due, then drain notices until nothing is due (bounded, so jobs still get their turn)."""
+    credits.deliver_due(services)
     total = 0
     for _ in range(max_batches):
         n = outbox.drain_once(services, worker_id)
@@ -98,7 +100,7 @@ def run(services: Runtime, worker_id: str, interval: float, stop: threading.Even
 @click.option("--id", "worker_id", default="", help="this worker's name (default host:pid)")
 @click.pass_obj
 def command(obj: Any, once: bool, interval: float, worker_id: str) -> None:
-    """Drain the notice outbox and run scheduled jobs (auto top-up sweep, stuck orders, reminders)."""
+    """Deliver credits to the card system, drain the notice outbox, run scheduled jobs (auto top-up sweep, stuck orders, reminders)."""
     services = obj.services
     worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     if once:

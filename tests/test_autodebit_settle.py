@@ -81,7 +81,7 @@ def test_debit_whose_answer_was_lost_is_credited_whatever_happened_since(live, w
     _later(live)
     assert sweep(live.services) == {"created": 0, "succeeded": 1}
     [credit] = entries(live, card_id, "autodebit")
-    assert credit.amount_fen == 5000 and credit.idempotency_key == f"autodebit:{attempt_id}" and credit.ref.startswith("BD")
+    assert credit.amount_fen == 5000 and credit.idempotency_key == f"autodebit:{attempt_id}" and credit.ref == f"AD{attempt_id}"
     assert balance(live, card_id) == 1900 + extra + 5000
     assert len(_debit_calls(live)) == 1  # settled by a query, never a second debit
     assert drain(live) == 1

@@ -1,7 +1,8 @@
 """The /topup H5 page and its JSON API. Identity is the OAuth session's openid only (bot.web.auth).
 
 ``POST /api/topup/orders`` creates an order (docs/contract.md); ``GET /api/topup/orders/<order_no>`` lets the page poll
-its own order until it is paid or closed; ``POST /api/topup/orders/<order_no>/cancel`` (after the pay sheet was
+its own order until it is paid or closed, and a paid one until the card system took it (``credit``: delivered with its
+balance, pending with why and until when — "已支付，待入账" — or refused); ``POST /api/topup/orders/<order_no>/cancel`` (after the pay sheet was
 cancelled or failed) closes it so the daily limit is freed at once. Another user's order number answers 404, like
 an unknown one.
 """
@@ -13,14 +14,16 @@ from typing import Any
 from flask import Flask, g, jsonify, render_template, request
 from markupsafe import Markup, escape  # Markup only wraps our own constant tag; values are escaped
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bot.cards import card_for
+from bot.credits import told
 from bot.money import fen, percent, yuan
 from bot.topup import ORDER_NO, cancel_order, card_refusal, create_order, in_peak, quick_options, refused, remaining_today
 from bot.web.auth import csrf_token, login_api, login_page
 from bot.web.h5 import blueprint, refuse, tr
-from models import TopupOrder
-from models.enums import OrderStatus
+from models import CardCredit, TopupOrder
+from models.enums import CreditStatus, OrderStatus
 
 bp = blueprint("topup", __name__)
 
@@ -94,10 +97,18 @@ def status(order_no: str) -> Any:
             "amount": yuan(order.amount_fen),
         }
         if order.status == OrderStatus.PAID:
-            card = card_for(db, openid)
-            out["balance"] = yuan(card.balance_fen) if card else None
+            out |= _credit_state(db, order)
             out["remaining"] = yuan(remaining_today(svc.cfg, db, order.cardholder_id, svc.clock.now().date()))
     return jsonify(out)
+
+
+def _credit_state(db: Session, order: TopupOrder) -> dict[str, Any]:
+    """A paid order's way to the card: ``credit`` = delivered (with the card system's balance) | pending | refused."""
+    credit = db.execute(select(CardCredit).where(CardCredit.ref == order.order_no)).scalar_one_or_none()
+    if credit is None or credit.status == CreditStatus.DELIVERED:
+        balance = credit.balance_fen if credit is not None and credit.balance_fen is not None else None
+        return {"credit": CreditStatus.DELIVERED, "balance": None if balance is None else yuan(balance)}
+    return {"credit": credit.status, "message": told(credit, g.lang, g.svc.cfg.school.service_center)}
 
 
 @bp.post("/api/topup/orders/<order_no>/cancel")
@@ -115,7 +126,11 @@ def cancel(order_no: str) -> Any:
         "remaining": yuan(done.remaining_fen),
     }
     if o.status == OrderStatus.PAID:
-        return jsonify(out | {"message": tr("topup_js_success", amount=out["amount"], balance=out["balance"])})
+        with g.svc.session() as db:
+            state = _credit_state(db, o)
+        if state["credit"] != CreditStatus.DELIVERED:
+            return jsonify(out | state)
+        return jsonify(out | state | {"message": tr("topup_js_success", amount=out["amount"], balance=state["balance"])})
     if o.status == OrderStatus.CLOSED:
         return jsonify(out | {"message": tr("topup_js_cancel")})
     return jsonify(out | {"error": "cancel_unconfirmed", "message": tr("topup_cancel_unconfirmed")}), 503

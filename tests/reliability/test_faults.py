@@ -13,15 +13,17 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.exc import OperationalError
 
+from bot.credits import deliver_due
 from bot.texts import t
-from models import LedgerEntry, OutboxNotice, TopupOrder
+from models import CardCredit, LedgerEntry, OutboxNotice, TopupOrder
 from models.db import make_sessionmaker
 from tests.support.reliability import PASSWORD, REDIS_URL, bindings_of, click, new_card, on_postgres, tally, timed
 from tests.support.topup import Phone, card, emu_pay, logged_in, notify, order_row, student, transaction
@@ -184,7 +186,30 @@ def cut_at(live: Any, statement: str, proxy: Any = None) -> Iterator[dict[str, i
         event.remove(engine, "before_cursor_execute", before)
 
 
-def test_connection_lost_mid_credit_writes_nothing_then_retry_credits_once(db_live):
+def test_connection_lost_mid_payment_writes_nothing_then_retry_credits_once(db_live):
+    live, proxy = db_live
+    emu_pay(live).notify_enabled = False
+    card_id = student(live, OPENID, balance_fen=2000)
+    phone = logged_in(live, OPENID)
+    body = phone.order(5000, "quick").json()
+    phone.pay(body["pay_params"])
+    tx = transaction(live, body["order_no"])
+    with cut_at(live, "INSERT INTO card_credits", proxy) as seen:
+        r = notify(live, tx)
+    assert seen["cuts"] == 1
+    assert r.status_code == 503, r.text
+    assert order_row(live, body["order_no"]).status == "created"  # the order's UPDATE was rolled back with it
+    with live.session() as db:
+        assert db.execute(select(CardCredit)).first() is None
+        assert db.execute(select(OutboxNotice)).first() is None
+    assert card(live, card_id).balance_fen == 2000
+    assert notify(live, tx).status_code in (200, 204)
+    assert card(live, card_id).balance_fen == 7000
+
+
+def test_connection_lost_mid_delivery_keeps_the_payment_and_delivers_once(db_live):
+    """The payment committed, then the database connection died while the card was being credited: WeChat is told
+    OK (the payment is ours), the credit stays owed, and the worker's next try credits it exactly once."""
     live, proxy = db_live
     emu_pay(live).notify_enabled = False
     card_id = student(live, OPENID, balance_fen=2000)
@@ -195,14 +220,19 @@ def test_connection_lost_mid_credit_writes_nothing_then_retry_credits_once(db_li
     with cut_at(live, "INSERT INTO ledger_entries", proxy) as seen:
         r = notify(live, tx)
     assert seen["cuts"] == 1
-    assert r.status_code == 503, r.text
-    assert order_row(live, body["order_no"]).status == "created"  # the order's UPDATE was rolled back with it
-    with live.session() as db:
-        assert db.execute(select(LedgerEntry).where(LedgerEntry.ref == body["order_no"])).first() is None
-        assert db.execute(select(OutboxNotice)).first() is None
+    assert r.status_code in (200, 204), r.text
+    assert order_row(live, body["order_no"]).status == "paid"
     assert card(live, card_id).balance_fen == 2000
+    with live.session() as db:
+        [owed] = db.execute(select(CardCredit)).scalars()
+        assert owed.status == "pending" and owed.ref == body["order_no"]
+    live.services.clock.shift(timedelta(minutes=11))
+    assert deliver_due(live.services) == {"delivered": 1}
+    assert deliver_due(live.services) == {}
     assert notify(live, tx).status_code in (200, 204)
     assert card(live, card_id).balance_fen == 7000
+    with live.session() as db:
+        assert db.execute(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.ref == body["order_no"])).scalar_one() == 1
 
 
 def test_connection_lost_mid_binding_binds_nothing_and_retry_works(db_live):
