@@ -605,7 +605,11 @@ def recent_topups(services: Runtime, db: Session, cardholder_id: int) -> list[Re
 
 
 def request_refund(services: Runtime, openid: str, attempt_id: Any) -> RefundRequest:
-    """Ask for a refund of one of the card's own auto top-ups until its deadline; one request per top-up."""
+    """Ask for a refund of one of the card's own auto top-ups until its deadline; one request per top-up.
+
+    Only where the bot keeps the balance: a remote card system has no call to take money off a card (cardsys/1), so
+    there the service center does it in person."""
+    _refunds_here(services)
     with services.session() as db, db.begin():
         card = card_for(db, openid)
         if card is None:
@@ -627,6 +631,11 @@ def request_refund(services: Runtime, openid: str, attempt_id: Any) -> RefundReq
         return req
 
 
+def _refunds_here(services: Runtime) -> None:
+    if services.card_system.remote:
+        raise refused("refund_at_desk", 409, center=services.cfg.school.service_center)
+
+
 def _refund_locked(db: Session, request_id: int) -> RefundRequest | None:
     """The refund request, locked after its card (the one lock order: card first, then what hangs off it). The card
     is found by a plain read (a request never changes its attempt); the request is read again under the lock, so the
@@ -642,6 +651,7 @@ def _refund_locked(db: Session, request_id: int) -> RefundRequest | None:
 def approve_refund(services: Runtime, request_id: int, operator: str) -> RefundRequest:
     """Take the money off the card (ledger, idempotent), return it to the bank (idempotent by reference), tell the
     student. Safe to run again after an interruption: each step is keyed on the attempt."""
+    _refunds_here(services)
     with services.session() as db, db.begin():
         req = _refund_locked(db, request_id)
         if req is None:

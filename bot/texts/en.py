@@ -180,6 +180,7 @@ TEXTS: dict[str, str] = {
     "autodebit_err_too_late": "The refund deadline ({deadline}) has passed; refunds can no longer be requested online. Ask the Card Service Center.",
     "autodebit_err_already_requested": "A refund was already requested for this top-up.",
     "autodebit_err_already_decided": "This refund request was already handled ({state}).",
+    "autodebit_err_refund_at_desk": "This card's balance is kept by the school's card system: auto top-up refunds are done at {center}.",
     "autodebit_err_balance_too_low": "The card balance is too low to take this top-up back.",
     "autodebit_err_bank_refused_refund": "The bank refused the refund ({reason}); the card keeps the money.",
     "entry_err_unknown_card": "no card with this student_no",

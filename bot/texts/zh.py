@@ -175,6 +175,7 @@ TEXTS: dict[str, str] = {
     "autodebit_err_too_late": "已超过退款申请期限（{deadline}），不能再在线申请。如有疑问请到校园卡服务中心咨询。",
     "autodebit_err_already_requested": "这笔自动充值已经申请过退款。",
     "autodebit_err_already_decided": "这笔退款申请已经处理（{state}）。",
+    "autodebit_err_refund_at_desk": "这张卡的余额由学校一卡通系统管理，自动充值退款请到{center}办理。",
     "autodebit_err_balance_too_low": "校园卡余额不足以退回这笔充值。",
     "autodebit_err_bank_refused_refund": "银行拒绝了退款（{reason}），卡内金额已恢复。",
     "entry_err_unknown_card": "没有这个学号的校园卡。",
