@@ -1,23 +1,25 @@
 """The month bill: totals and entries of one local month, and how an entry is shown (chat and the bill page alike).
 
-The month is the school's local month; entries are stored in naive UTC, so the bounds are converted
-(bot.calendar). Totals are summed in SQL: the chat shows a few lines of a month that may hold hundreds.
+Entries come from the card system (``entries(student_no, since=month start, limit=200)``, newest first), for either
+adapter; the totals are summed over those entries. A month is the school's local month. When the card system holds
+more than 200 entries since the month began, the bill says it shows only part of the month (its totals would be
+wrong otherwise). A failing card system raises ``CardSystemError``: the caller says so plainly, with no totals.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
-
-from bot.calendar import month_bounds_utc, month_start
-from bot.clock import to_local
+from bot.adapters.cardsystem import MAX_ENTRIES, CardSystemError, CardSystemUnavailable, Entry
+from bot.calendar import month_start
+from bot.clock import SCHOOL_TZ
 from bot.money import yuan
-from models import LedgerEntry
-from models.enums import EntryKind
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 Translate = Callable[..., str]
 MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December")
@@ -25,36 +27,41 @@ MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "
 
 @dataclass(frozen=True)
 class MonthBill:
-    """One local month of a card: totals over every entry, and the newest ``entries`` (all, or as many as asked)."""
+    """One local month of a card: totals over its entries, newest first; ``complete`` False when the card system
+    had more entries since the month began than one call returns (then older ones of the month are missing)."""
 
     year: int
     month: int
     income_fen: int
     spent_fen: int
-    count: int
-    entries: list[LedgerEntry]
+    entries: list[Entry]
+    complete: bool
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
 
 
-def month_bill(db: Session, cardholder_id: int, year: int, month: int, limit: int | None = None) -> MonthBill:
-    """Totals of one local month and its entries newest first (at most ``limit`` of them)."""
-    start, end = month_bounds_utc(date(year, month, 1))
-    in_month = (LedgerEntry.cardholder_id == cardholder_id, LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
-    income, spent, count = db.execute(
-        select(
-            func.coalesce(func.sum(case((LedgerEntry.amount_fen > 0, LedgerEntry.amount_fen), else_=0)), 0),
-            func.coalesce(func.sum(case((LedgerEntry.amount_fen < 0, -LedgerEntry.amount_fen), else_=0)), 0),
-            func.count(),
-        ).where(*in_month)
-    ).one()
-    query = select(LedgerEntry).where(*in_month).order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc()).limit(limit)
-    entries = list(db.execute(query).scalars()) if count else []
-    return MonthBill(year, month, int(income), int(spent), int(count), entries)
+def _local_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=SCHOOL_TZ)
 
 
-def recent_entries(db: Session, cardholder_id: int, limit: int) -> list[LedgerEntry]:
-    """The card's last ``limit`` entries, newest first."""
-    query = select(LedgerEntry).where(LedgerEntry.cardholder_id == cardholder_id).order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
-    return list(db.execute(query.limit(limit)).scalars())
+def month_bill(services: Runtime, student_no: str, year: int, month: int) -> MonthBill:
+    """The month's entries from the card system and their totals (raises ``CardSystemError`` when it cannot say)."""
+    first = date(year, month, 1)
+    start, end = _local_midnight(first), _local_midnight(month_start(first, back=-1))
+    got = services.card_system.entries(student_no, since=start, limit=MAX_ENTRIES)
+    entries = [e for e in got if start <= e.occurred_at < end]
+    income = sum(e.amount_fen for e in entries if e.amount_fen > 0)
+    spent = -sum(e.amount_fen for e in entries if e.amount_fen < 0)
+    return MonthBill(year, month, income, spent, entries, complete=len(got) < MAX_ENTRIES)
+
+
+def unavailable_text(tr: Translate, exc: CardSystemError, now: datetime) -> str:
+    """The plain word when the card system cannot give the bill: closed until when, or not answering."""
+    if isinstance(exc, CardSystemUnavailable):
+        return tr("bills_unavailable_maintenance", until=f"{(now + timedelta(seconds=exc.retry_after)).astimezone(SCHOOL_TZ):%H:%M}")
+    return tr("bills_unavailable")
 
 
 def prev_month(year: int, month: int) -> tuple[int, int]:
@@ -71,14 +78,14 @@ def month_label(tr: Translate, year: int, month: int) -> str:
     return tr("bills_month", year=year, month=month, month_name=MONTH_NAMES[month - 1])
 
 
-def entry_label(tr: Translate, entry: LedgerEntry) -> str:
-    """A spend says where (the terminal's description); everything else says what kind of entry it is."""
-    return entry.description if entry.kind == EntryKind.SPEND and entry.description else tr(f"kind_{entry.kind}")
+def entry_label(tr: Translate, entry: Entry) -> str:
+    """The card system's own words for the entry (the terminal, the channel), else what kind of entry it is."""
+    return entry.merchant or tr(f"kind_{entry.kind}")
 
 
-def entry_view(tr: Translate, entry: LedgerEntry) -> dict[str, str | bool]:
+def entry_view(tr: Translate, entry: Entry) -> dict[str, str | bool]:
     """An entry as people see it, in local time, money in yuan with a sign for income."""
-    local = to_local(entry.created_at)
+    local = entry.occurred_at.astimezone(SCHOOL_TZ)
     return {
         "day": f"{local:%m-%d}",
         "time": f"{local:%H:%M}",
@@ -89,7 +96,7 @@ def entry_view(tr: Translate, entry: LedgerEntry) -> dict[str, str | bool]:
     }
 
 
-def entry_line(tr: Translate, entry: LedgerEntry) -> str:
+def entry_line(tr: Translate, entry: Entry) -> str:
     """One chat line: ``11-25 09:30 一食堂 -12.50``."""
     v = entry_view(tr, entry)
     return f"{v['day']} {v['time']} {v['label']} {v['amount']}"

@@ -1,18 +1,22 @@
 """Binding rules: who may bind a card, how many accounts may hold it, and who is told (the chat dialog is handlers/binding.py).
 
-A card is found by student number or passport number; its password is checked only with a try reserved under the
-lockout (bot.binding_lock), and a mismatch never says which field was wrong. Binding happens under the card's row
+A card is found by student number (or, for international students, by the passport number in the bot's roster);
+its current password — the card system owns passwords, students change them at kiosks — is checked by the card
+system (``verify_holder``) only with a try reserved under the lockout (bot.binding_lock), and a mismatch never says
+which field was wrong. When the card system does not answer, the try is given back and the student asked to try
+later. A holder the card system vouches for gets (or updates) the bot's local ``Cardholder`` row, so no roster is
+needed; its password hash there can never verify. Binding happens under the card's row
 lock, so family members binding at once cannot pass ``max_bindings_per_card``. The card's other accounts are told
 of a new binding, and all of them when guessing locks the card. Each function that writes owns its transaction.
 """
 
 from __future__ import annotations
 
+import secrets
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import CursorResult, Delete, delete, func, select
@@ -20,12 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import notices
+from bot.adapters.cardsystem import CardSystemError, Holder, VerifyResult
 from bot.binding_lock import Attempt, BindingLock, Lock
 from bot.cards import mask_student_no
 from bot.notices import Said
 from bot.sessions import end_sessions
 from models import Binding, Cardholder, lock_card
-from models.passwords import hash_password, verify_password
+from models.passwords import hash_password
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -39,12 +44,6 @@ def compact(text: str) -> str:
 def clean_name(text: str) -> str:
     """Names compare after NFKC and squeezing spaces; letters stay case-sensitive."""
     return " ".join(unicodedata.normalize("NFKC", text or "").split())
-
-
-@cache
-def _decoy_hash() -> str:
-    """Checked when no card matches, so an unknown student number takes as long as a wrong password."""
-    return hash_password("no-such-card")
 
 
 def locked(services: Runtime, openid: str, student_no: str | None = None) -> Lock | None:
@@ -67,6 +66,15 @@ class Outcome(StrEnum):
     ALREADY = "already"  # this account holds another card
     FULL = "full"  # the card has max_bindings_per_card accounts
     RACED = "raced"  # the same account bound at the same moment from another message
+    UNAVAILABLE = "unavailable"  # the card system did not answer: nothing checked, nothing counted
+
+
+class Verdict(StrEnum):
+    """What the card system said of a password (an outcome, not a stored state)."""
+
+    RIGHT = "right"
+    WRONG = "wrong"  # mismatch or unknown holder: counted against the lockout
+    UNAVAILABLE = "unavailable"  # maintenance, no answer, a broken answer: not counted
 
 
 @dataclass(frozen=True)
@@ -78,26 +86,63 @@ class Bound:
 
 
 def bind(services: Runtime, openid: str, student_no: str, name: str, password: str) -> Bound:
-    """Check the card's password and name under the lockout, then bind this account to the card."""
+    """Have the card system check the card's password and name under the lockout, then bind this account to the card."""
     lock = locked(services, openid, student_no)
     if lock is not None:
         return Bound(Outcome.LOCKED, lock=lock)
-    with services.session() as db:
-        card = _card_by_no(db, student_no)
+    vouched: list[Holder] = []
 
-    def check() -> bool:
-        if card is None:
-            verify_password(_decoy_hash(), password)  # same cost as a real check
-            return False
-        return verify_password(card.password_hash, password) and clean_name(card.name) == name
+    def check() -> Verdict:
+        verdict, holder = _verify(services, student_no, name, password)
+        if holder is not None:
+            vouched.append(holder)
+        return verdict
 
-    attempt, matches = _check_password(services, openid, student_no, check)
+    attempt, verdict = _check_password(services, openid, student_no, check)
     if not attempt.allowed:
         return Bound(Outcome.LOCKED, lock=attempt.lock)
-    if not matches:
+    if verdict is Verdict.UNAVAILABLE:
+        return Bound(Outcome.UNAVAILABLE)
+    if verdict is not Verdict.RIGHT:
         return Bound(Outcome.MISMATCH, left=attempt.left, lock=attempt.lock)
-    assert card is not None
-    return _attach(services, openid, card.id)
+    return _attach(services, openid, _holder_row(services, vouched[0]))
+
+
+def _verify(services: Runtime, student_no: str, name: str, password: str) -> tuple[Verdict, Holder | None]:
+    """The card system's word on the password; unknown holders cost the same there as wrong passwords."""
+    try:
+        answer = services.card_system.verify_holder(student_no, name, password)
+    except CardSystemError:
+        return Verdict.UNAVAILABLE, None
+    if answer.result is VerifyResult.OK and answer.holder is not None:
+        return Verdict.RIGHT, answer.holder
+    return Verdict.WRONG, None
+
+
+def _holder_row(services: Runtime, holder: Holder) -> int:
+    """The local card of a holder the card system vouched for: created on first bind, else following its status.
+
+    The password stays the card system's: a created row's hash is of a random secret, so it never verifies."""
+    with services.session() as db, db.begin():
+        card = _card_by_no(db, holder.student_no)
+        if card is None:
+            try:
+                with db.begin_nested():
+                    card = Cardholder(
+                        student_no=holder.student_no,
+                        name=holder.name,
+                        status=holder.status.value,
+                        left_on=holder.left_on,
+                        password_hash=hash_password(secrets.token_urlsafe(32)),
+                        balance_fen=0,
+                    )
+                    db.add(card)
+            except IntegrityError:  # the same holder's first bind from another account, at the same moment
+                card = _card_by_no(db, holder.student_no)
+                assert card is not None
+            return card.id
+        card.name, card.status, card.left_on = holder.name, holder.status.value, holder.left_on
+        return card.id
 
 
 def _attach(services: Runtime, openid: str, card_id: int) -> Bound:
@@ -120,21 +165,25 @@ def _attach(services: Runtime, openid: str, card_id: int) -> Bound:
         return Bound(Outcome.BOUND, card=card)
 
 
-def _check_password(services: Runtime, openid: str, student_no: str, check: Callable[[], bool]) -> tuple[Attempt, bool]:
+def _check_password(services: Runtime, openid: str, student_no: str, check: Callable[[], Verdict]) -> tuple[Attempt, Verdict]:
     """Reserve a try on the account and the card, then run ``check()``; a wrong try that locks the card tells its
-    owners (a right one gives its try back, so it locks nothing)."""
+    owners (a right one gives its try back, so it locks nothing; an unanswered one gives it back on both)."""
     lock = BindingLock(services)
     attempt = lock.reserve(openid, student_no)
     if not attempt.allowed:
-        return attempt, False
-    if check():
+        return attempt, Verdict.WRONG
+    verdict = check()
+    if verdict is Verdict.RIGHT:
         lock.succeeded(openid, student_no)
-        return attempt, True
+        return attempt, verdict
+    if verdict is Verdict.UNAVAILABLE:
+        lock.give_back(openid, student_no)
+        return attempt, verdict
     if attempt.card_tripped and attempt.lock is not None:
         with services.session() as db, db.begin():
             if (card := _card_by_no(db, student_no)) is not None:
                 _tell_bound(services, db, card, "binding_guessed", f"bindguess:{student_no}:{attempt.lock.until:%Y%m%d%H%M}")
-    return attempt, False
+    return attempt, verdict
 
 
 def _card_by_no(db: Session, student_no: str) -> Cardholder | None:
@@ -172,11 +221,13 @@ def unbind(services: Runtime, openid: str, cardholder_id: int) -> bool:
     return bool(removed)
 
 
-def check_owner(services: Runtime, openid: str, student_no: str, password: str) -> tuple[Attempt, bool]:
-    """The card password again, counted like a binding try: being bound is not enough to see or remove others."""
+def check_owner(services: Runtime, openid: str, student_no: str, password: str) -> tuple[Attempt, Verdict]:
+    """The card password again, checked by the card system and counted like a binding try: being bound is not
+    enough to see or remove others."""
     with services.session() as db:
         card = _card_by_no(db, student_no)
-    return _check_password(services, openid, student_no, lambda: card is not None and verify_password(card.password_hash, password))
+    name = card.name if card is not None else ""
+    return _check_password(services, openid, student_no, lambda: _verify(services, student_no, name, password)[0])
 
 
 def bindings_of(services: Runtime, cardholder_id: int) -> list[Binding]:

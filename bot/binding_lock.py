@@ -113,6 +113,11 @@ class BindingLock:
         self.store.r.delete(self._k("openid", openid))
         self._give_back(keys=[self._k("card", student_no)])
 
+    def give_back(self, openid: str, student_no: str) -> None:
+        """The password could not be checked (the card system did not answer): the try counts on neither."""
+        self._give_back(keys=[self._k("openid", openid)])
+        self._give_back(keys=[self._k("card", student_no)])
+
     def unlock(self, student_no: str, openids: list[str]) -> dict[str, int]:
         """Lift the card's counter and its bound accounts' (the help desk has seen the owner): what was counted."""
         lifted = {f"card {student_no}": self.failures("card", student_no)}

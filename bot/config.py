@@ -206,6 +206,9 @@ class CardSystemConfig(_Section):
     api_base_url: BaseUrl = ""
     secret: str = "demo-cardsys-secret-change-me"
     timeout_seconds: float = Field(5.0, gt=0, le=30)
+    # verify, account and entries: a student is waiting inside WeChat's 5 s reply window, so these give up sooner
+    # (the reply then says the card system is not answering and shows the last known balance)
+    read_timeout_seconds: float = Field(2.0, gt=0, le=4)
 
 
 class BindingConfig(_Section):

@@ -1,10 +1,17 @@
-"""Balance (BALANCE / 余额): balance, pending top-ups, card status explained, the last five entries."""
+"""Balance (BALANCE / 余额): the card system's balance and its time, card status explained, money paid but not yet
+on the card, and (when the card system is the bot's own ledger, a local read) the last five entries.
+
+One call to the card system (bot.balances): with a remote one the recent entries are left to 账单, so the click
+costs a single round trip; when it does not answer, the last known balance is shown with its time and why.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bot.bills import entry_line, recent_entries
+from bot import balances
+from bot.adapters.cardsystem import CardSystemError
+from bot.bills import entry_line
 from bot.cards import can_transact, freeze_on, mask_student_no
 from bot.chat.context import Context
 from bot.chat.router import Routes
@@ -16,7 +23,7 @@ routes = Routes()
 RECENT = 5
 
 
-def status_lines(ctx: Context, card: Cardholder) -> list[str]:
+def status_lines(ctx: Context, card: Cardholder, balance: str) -> list[str]:
     """The card's status and, for anything but an active card, what it means and what to do."""
     center = ctx.cfg.school.service_center
     if card.status == CardStatus.GRADUATED:
@@ -29,7 +36,7 @@ def status_lines(ctx: Context, card: Cardholder) -> list[str]:
             ]
         return [
             ctx.t("balance_status", status=ctx.t("status_graduate_frozen")),
-            ctx.t("balance_graduate_after", freeze_on=when or "-", balance=ctx.yuan(card.balance_fen), center=center),
+            ctx.t("balance_graduate_after", freeze_on=when or "-", balance=balance, center=center),
         ]
     lines = [ctx.t("balance_status", status=ctx.t(f"status_{card.status}"))]
     if card.status in (CardStatus.FROZEN, CardStatus.LOST):
@@ -41,14 +48,24 @@ def status_lines(ctx: Context, card: Cardholder) -> list[str]:
 @routes.text("余额", "balance", "查余额", "余额查询", "查询余额")
 @routes.needs_card()
 def balance(msg: Any, ctx: Context) -> str:
-    card = ctx.bound_card
-    lines = [
-        ctx.t("balance_header", name=card.masked_name, no=mask_student_no(card.student_no)),
-        ctx.t("balance_amount", balance=ctx.yuan(card.balance_fen)),
-    ]
-    lines.extend(status_lines(ctx, card))
-    recent = [entry_line(ctx.t, e) for e in recent_entries(ctx.db, card.id, RECENT)]
-    lines.append(ctx.t("balance_recent") if recent else ctx.t("balance_no_entries"))
-    lines.extend(recent)
+    center = ctx.cfg.school.service_center
+    shown = balances.read(ctx.services, ctx.bound_card)
+    card = shown.card
+    lines = [ctx.t("balance_header", name=card.masked_name, no=mask_student_no(card.student_no)), balances.amount_line(ctx.t, shown)]
+    if why := balances.stale_line(ctx.t, shown, center):
+        lines.append(why)
+    lines.extend(status_lines(ctx, card, "-" if shown.balance_fen is None else ctx.yuan(shown.balance_fen)))
+    lines.extend(balances.waiting_lines(ctx.services, card.id, ctx.lang, center))
+    if not ctx.services.card_system.remote:
+        lines.extend(_recent(ctx, card.student_no))
     lines.append(ctx.t("balance_footer"))
     return "\n".join(lines)
+
+
+def _recent(ctx: Context, student_no: str) -> list[str]:
+    """The last entries, when the card system is the bot's own ledger (a local read, no extra round trip)."""
+    try:
+        recent = [entry_line(ctx.t, e) for e in ctx.services.card_system.entries(student_no, limit=RECENT)]
+    except CardSystemError:
+        return []
+    return [ctx.t("balance_recent"), *recent] if recent else [ctx.t("balance_no_entries")]

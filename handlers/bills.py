@@ -1,13 +1,15 @@
-"""Bills (BILLS / 账单): this month's totals and newest entries, with a link to the bill page.
+"""Bills (BILLS / 账单): this month's totals and newest entries from the card system, with a link to the bill page.
 
-The link carries no openid: the page learns who is asking through OAuth (bot/web/bills.py).
+The link carries no openid: the page learns who is asking through OAuth (bot/web/bills.py). When the card system
+cannot answer, the reply says so plainly and shows no numbers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bot.bills import entry_line, month_bill, month_label
+from bot.adapters.cardsystem import CardSystemError
+from bot.bills import entry_line, month_bill, month_label, unavailable_text
 from bot.chat.context import Context
 from bot.chat.replies import Article
 from bot.chat.router import Routes
@@ -22,17 +24,22 @@ CHAT_LINES = 6
 @routes.needs_card()
 def bills(msg: Any, ctx: Context) -> str | Article:
     card = ctx.bound_card
-    today = ctx.services.clock.today()
-    bill = month_bill(ctx.db, card.id, today.year, today.month, limit=CHAT_LINES)
+    now = ctx.now()
+    try:
+        bill = month_bill(ctx.services, card.student_no, now.year, now.month)
+    except CardSystemError as exc:
+        return unavailable_text(ctx.t, exc, now)
     lines = [ctx.t("bills_totals", income=ctx.yuan(bill.income_fen), spent=ctx.yuan(bill.spent_fen), count=bill.count)]
-    lines.extend(entry_line(ctx.t, e) for e in bill.entries)
+    if not bill.complete:
+        lines.append(ctx.t("bills_partial", count=bill.count))
+    lines.extend(entry_line(ctx.t, e) for e in bill.entries[:CHAT_LINES])
     if bill.count > CHAT_LINES:
         lines.append(ctx.t("bills_more", more=bill.count - CHAT_LINES))
     if not bill.count:
         lines.append(ctx.t("bills_empty"))
     lines.append(ctx.t("bills_open_page"))
     return Article(
-        title=ctx.t("bills_title", month=month_label(ctx.t, today.year, today.month), name=card.masked_name),
+        title=ctx.t("bills_title", month=month_label(ctx.t, now.year, now.month), name=card.masked_name),
         description="\n".join(lines),
         url=f"{ctx.cfg.server.public_base_url}/bills",
     )

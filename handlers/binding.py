@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from bot import binding as rules
-from bot.binding import Outcome, Removal, compact
+from bot.binding import Outcome, Removal, Verdict, compact
 from bot.binding_lock import Lock
 from bot.cards import mask_student_no
 from bot.chat.context import Context
@@ -83,6 +83,9 @@ def bind_password(msg: Any, ctx: Context) -> str:
     """The one message that carries a password: it is checked by bot.binding and goes nowhere else."""
     data = ctx.dialog.data if ctx.dialog else {}
     done = rules.bind(ctx.services, ctx.openid, str(data.get("student_no", "")), str(data.get("name", "")), compact(msg.content))
+    if done.outcome == Outcome.UNAVAILABLE:  # nothing was checked: the same step waits for the password again
+        ctx.start_dialog("bind.password", data)
+        return ctx.t("verify_unavailable")
     if done.outcome == Outcome.MISMATCH and done.left > 0:
         ctx.start_dialog("bind.student_no")
         return ctx.t("bind_mismatch", center=_center(ctx)) + "\n" + ctx.t("bind_retry", left=done.left)
@@ -98,6 +101,8 @@ def bind_password(msg: Any, ctx: Context) -> str:
     assert done.card is not None
     if done.outcome == Outcome.ALREADY:
         return ctx.t("bind_already", name=done.card.masked_name, no=mask_student_no(done.card.student_no))
+    if ctx.services.card_system.remote:  # the balance is the card system's: 余额 asks it, with its time
+        return ctx.t("bind_success_remote", name=done.card.masked_name)
     return ctx.t("bind_success", name=done.card.masked_name, balance=ctx.yuan(done.card.balance_fen))
 
 
@@ -142,7 +147,10 @@ def bindings_password(msg: Any, ctx: Context) -> str:
     if card is None or card.id != data.get("cardholder_id"):
         ctx.end_dialog()
         return ctx.t("not_bound")
-    attempt, ok = rules.check_owner(ctx.services, ctx.openid, card.student_no, compact(msg.content))
+    attempt, verdict = rules.check_owner(ctx.services, ctx.openid, card.student_no, compact(msg.content))
+    if attempt.allowed and verdict is Verdict.UNAVAILABLE:
+        return ctx.t("verify_unavailable")
+    ok = verdict is Verdict.RIGHT
     if not attempt.allowed or (not ok and attempt.left <= 0):
         ctx.end_dialog()
         return _locked_text(ctx, attempt.lock)

@@ -64,7 +64,7 @@ def test_balance_with_status_and_last_five_entries(live, wx):
 def test_the_opening_balance_is_an_entry(live, wx):
     _card(live)
     reply = wx.text(OID, "余额").content
-    assert "期初余额 +100.00" in reply
+    assert "期初余额 Opening balance +100.00" in reply  # entries come through the card-system port: its ENTRY names it
 
 
 def test_frozen_and_lost_cards_are_explained(live, wx):

@@ -297,10 +297,14 @@ class HttpCardSystem:
 
     remote = True
 
-    def __init__(self, base_url: str, secret: str, timeout: float = 5.0, http: requests.Session | None = None) -> None:
+    def __init__(
+        self, base_url: str, secret: str, timeout: float = 5.0, http: requests.Session | None = None, read_timeout: float | None = None
+    ) -> None:
         self.base = base_url.rstrip("/") + "/cardsys/v1"
         self.secret = secret
         self.timeout = timeout
+        # verify, account and entries answer a waiting student: never longer than the credit calls, often shorter
+        self.read_timeout = min(timeout, read_timeout or timeout)
         self.http = http or requests.Session()
 
     def prepare(self, method: str, path: str, query: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> requests.PreparedRequest:
@@ -312,17 +316,25 @@ class HttpCardSystem:
         prep.headers.update(cardsys_signing.sign(self.secret, method, prep.path_url, raw))
         return prep
 
-    def send(self, prep: requests.PreparedRequest) -> requests.Response:
+    def send(self, prep: requests.PreparedRequest, timeout: float | None = None) -> requests.Response:
+        wait = timeout or self.timeout
         try:
-            return self.http.send(prep, timeout=(min(2.0, self.timeout), self.timeout), allow_redirects=False)
+            return self.http.send(prep, timeout=(min(2.0, wait), wait), allow_redirects=False)
         except requests.RequestException as exc:
             raise CardSystemNoAnswer(type(exc).__name__) from None
 
     def _call(
-        self, method: str, path: str, query: dict[str, Any] | None = None, body: dict[str, Any] | None = None, *, not_found: str = ""
+        self,
+        method: str,
+        path: str,
+        query: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+        *,
+        not_found: str = "",
+        timeout: float | None = None,
     ) -> dict[str, Any] | None:
         """The answer object; None for a 404 carrying the ``not_found`` error the page allows for this call."""
-        r = self.send(self.prepare(method, path, query, body))
+        r = self.send(self.prepare(method, path, query, body), timeout)
         data = raise_for_maintenance(r)
         if r.status_code >= 500:
             raise CardSystemNoAnswer(f"HTTP {r.status_code}")
@@ -335,7 +347,7 @@ class HttpCardSystem:
         return _object(data, "the answer")
 
     def verify_holder(self, student_no: str, name: str, password: str) -> Verification:
-        data = self._call("POST", "/holders/verify", body={"student_no": student_no, "name": name, "password": password})
+        data = self._call("POST", "/holders/verify", body={"student_no": student_no, "name": name, "password": password}, timeout=self.read_timeout)
         assert data is not None
         result = _enum(VerifyResult, data, "result")
         if result is not VerifyResult.OK:
@@ -346,7 +358,7 @@ class HttpCardSystem:
         return Verification(result, holder)
 
     def account(self, student_no: str) -> Account | None:
-        data = self._call("GET", f"/accounts/{quote(student_no, safe='')}", not_found="unknown_holder")
+        data = self._call("GET", f"/accounts/{quote(student_no, safe='')}", not_found="unknown_holder", timeout=self.read_timeout)
         if data is None:
             return None
         holder = _holder(data)
@@ -359,7 +371,7 @@ class HttpCardSystem:
             raise ValueError(f"limit must be 1..{MAX_ENTRIES}")
         query: dict[str, Any] = {"since": since.isoformat()} if since is not None else {}
         query["limit"] = limit
-        data = self._call("GET", f"/accounts/{quote(student_no, safe='')}/entries", query)
+        data = self._call("GET", f"/accounts/{quote(student_no, safe='')}/entries", query, timeout=self.read_timeout)
         assert data is not None
         raw = data.get("entries")
         if not isinstance(raw, list) or len(raw) > limit:
@@ -406,7 +418,8 @@ class HttpCardSystem:
 def http_card_system(cfg: Config) -> HttpCardSystem:
     """The cardsys/1 client for ``[cardsystem]``; an empty ``api_base_url`` is the emulator (demo and tests)."""
     base = cfg.cardsystem.api_base_url or cfg.wechat.api_base_url + "/emulator"
-    return HttpCardSystem(base, cfg.cardsystem.secret, cfg.cardsystem.timeout_seconds)
+    c = cfg.cardsystem
+    return HttpCardSystem(base, c.secret, c.timeout_seconds, read_timeout=c.read_timeout_seconds)
 
 
 def make_card_system(cfg: Config, sessions: sessionmaker[Session], clock: Clock) -> CardSystem:

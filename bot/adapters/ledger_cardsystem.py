@@ -11,7 +11,9 @@ stays the student's and follows the card; only an unknown holder is refused.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,7 +39,7 @@ from bot.calendar import day_start_utc
 from bot.clock import Clock
 from models import Cardholder, LedgerEntry, lock_card, post_entry
 from models.enums import CardStatus, EntryKind
-from models.passwords import verify_password
+from models.passwords import hash_password, verify_password
 
 REFUSED_WHEN = {CardStatus.LOST: Refusal.CARD_LOST, CardStatus.FROZEN: Refusal.CARD_FROZEN, CardStatus.GRADUATED: Refusal.GRADUATED}
 KIND = {
@@ -47,6 +49,10 @@ KIND = {
     EntryKind.REFUND: TerminalEntryKind.REFUND,
 }
 AUTODEBIT_REF = re.compile(r"^AD(\d+)$")
+# what a student sees for an entry (ENTRY.merchant): the terminal's or the credit's text; the opening balance in
+# both languages, as a vendor system names it; nothing for adjustments, whose descriptions are notes for staff
+OPENING = "期初余额 Opening balance"
+SHOWN = {EntryKind.SPEND, EntryKind.TOPUP, EntryKind.AUTODEBIT, EntryKind.REFUND}
 
 
 def ledger_key(ref: str) -> str:
@@ -66,7 +72,19 @@ def _holder(card: Cardholder) -> Holder:
 
 def _entry(e: LedgerEntry) -> Entry:
     kind = KIND.get(EntryKind(e.kind), TerminalEntryKind.ADJUST)
-    return Entry(str(e.id), e.amount_fen, e.balance_after_fen, kind, e.description, _aware(e.created_at))
+    merchant = OPENING if e.kind == EntryKind.OPENING else e.description if e.kind in SHOWN else ""
+    return Entry(str(e.id), e.amount_fen, e.balance_after_fen, kind, merchant, _aware(e.created_at))
+
+
+def _same_name(a: str, b: str) -> bool:
+    """Names compare after NFKC and squeezing spaces (as typed into WeChat); letters stay case-sensitive."""
+    return " ".join(unicodedata.normalize("NFKC", a).split()) == " ".join(unicodedata.normalize("NFKC", b).split())
+
+
+@cache
+def _decoy_hash() -> str:
+    """Checked when no card matches, so an unknown student number takes as long as a wrong password."""
+    return hash_password("no-such-card")
 
 
 class LedgerCardSystem:
@@ -85,8 +103,9 @@ class LedgerCardSystem:
         with self.sessions() as db:
             card = self._card(db, student_no)
             if card is None:
+                verify_password(_decoy_hash(), password)  # same cost as a real check
                 return Verification(VerifyResult.UNKNOWN_HOLDER)
-            if not verify_password(card.password_hash, password) or " ".join(card.name.split()) != name:
+            if not verify_password(card.password_hash, password) or not _same_name(card.name, name):
                 return Verification(VerifyResult.MISMATCH)
             return Verification(VerifyResult.OK, _holder(card))
 

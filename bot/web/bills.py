@@ -1,4 +1,7 @@
-"""The mobile bill page (``GET /bills?month=YYYY-MM``). Identity is the OAuth session's openid only (bot.web.auth)."""
+"""The mobile bill page (``GET /bills?month=YYYY-MM``). Identity is the OAuth session's openid only (bot.web.auth).
+
+Balance and entries come from the card system (bot.balances, bot.bills); when it cannot answer, the page shows
+the last known balance with its time and says plainly that the bill cannot be shown now (no totals)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ from typing import Any
 
 from flask import Flask, g, render_template, request, url_for
 
-from bot.bills import entry_view, month_bill, month_label, next_month, prev_month
+from bot import balances
+from bot.adapters.cardsystem import CardSystemError
+from bot.bills import MonthBill, entry_view, month_bill, month_label, next_month, prev_month, unavailable_text
 from bot.cards import can_transact, card_for, mask_student_no
 from bot.config import Config
 from bot.money import yuan
@@ -42,29 +47,40 @@ def page() -> Any:
             year, month = int(m.group(1)), int(m.group(2))
 
         card = card_for(db, openid)
-        if card is None:
-            return _private(_message(tr("not_bound")))
-        bill = month_bill(db, card.id, year, month)
-        prev = prev_month(year, month)
-        nxt = next_month(year, month)
-        html = render_template(
-            "bills/page.html",
-            school=svc.cfg.school.name,
-            center=svc.cfg.school.service_center,
-            name=card.masked_name,
-            student_no=mask_student_no(card.student_no),
-            balance=yuan(card.balance_fen),
-            status=tr(_status_key(card, today, svc.cfg)),
-            month=month_label(tr, year, month),
-            income=yuan(bill.income_fen),
-            spent=yuan(bill.spent_fen),
-            entries=[entry_view(tr, e) for e in bill.entries],
-            prev_url=url_for("bills.page", month=f"{prev[0]:04d}-{prev[1]:02d}") if prev[0] >= OLDEST_YEAR else None,
-            prev_label=month_label(tr, *prev),
-            next_url=url_for("bills.page", month=f"{nxt[0]:04d}-{nxt[1]:02d}") if nxt <= (today.year, today.month) else None,
-            next_label=month_label(tr, *nxt),
-        )
-        return _private(html)
+    if card is None:
+        return _private(_message(tr("not_bound")))
+    center = svc.cfg.school.service_center
+    shown = balances.read(svc, card)
+    bill: MonthBill | None = None
+    unavailable = ""
+    try:
+        bill = month_bill(svc, card.student_no, year, month)
+    except CardSystemError as exc:
+        unavailable = unavailable_text(tr, exc, svc.clock.now())
+    prev = prev_month(year, month)
+    nxt = next_month(year, month)
+    html = render_template(
+        "bills/page.html",
+        school=svc.cfg.school.name,
+        center=center,
+        name=card.masked_name,
+        student_no=mask_student_no(card.student_no),
+        balance="—" if shown.balance_fen is None else yuan(shown.balance_fen),
+        balance_note=tr("balance_as_of", as_of=balances.as_of_text(shown.as_of)) if shown.as_of is not None else "",
+        balance_stale=balances.stale_line(tr, shown, center),
+        status=tr(_status_key(shown.card, today, svc.cfg)),
+        month=month_label(tr, year, month),
+        unavailable=unavailable,
+        partial=tr("bills_partial", count=bill.count) if bill is not None and not bill.complete else "",
+        income=yuan(bill.income_fen) if bill else "",
+        spent=yuan(bill.spent_fen) if bill else "",
+        entries=[entry_view(tr, e) for e in bill.entries] if bill else [],
+        prev_url=url_for("bills.page", month=f"{prev[0]:04d}-{prev[1]:02d}") if prev[0] >= OLDEST_YEAR else None,
+        prev_label=month_label(tr, *prev),
+        next_url=url_for("bills.page", month=f"{nxt[0]:04d}-{nxt[1]:02d}") if nxt <= (today.year, today.month) else None,
+        next_label=month_label(tr, *nxt),
+    )
+    return _private(html)
 
 
 def init_app(app: Flask) -> None:

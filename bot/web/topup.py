@@ -16,6 +16,8 @@ from markupsafe import Markup, escape  # Markup only wraps our own constant tag;
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot import balances
+from bot.balances import as_of_text, stale_line
 from bot.cards import card_for
 from bot.credits import told
 from bot.money import fen, percent, yuan
@@ -34,8 +36,11 @@ def page() -> Any:
     svc, openid, cfg = g.svc, g.openid, g.svc.cfg
     with svc.session() as db:
         card = card_for(db, openid)
+    shown = balances.read(svc, card) if card is not None else None  # no transaction held while the card system is asked
+    card = shown.card if shown is not None else None  # its status as the card system has it now
+    with svc.session() as db:
         refusal = card_refusal(card)
-        if refusal is not None or card is None:
+        if refusal is not None or card is None or shown is None:
             msg = refusal.message(g.lang) if refusal else ""
             return render_template("message.html", title=tr("topup_blocked_title"), message=msg, message_id="blocked")
         now = svc.clock.now()
@@ -57,8 +62,10 @@ def page() -> Any:
             "topup/page.html",
             data=data,
             card_line=escape(tr("topup_card_line")).format(
-                name=card.masked_name, balance=Markup('<b id="balance">{}</b>').format(yuan(card.balance_fen))
+                name=card.masked_name, balance=Markup('<b id="balance">{}</b>').format("—" if shown.balance_fen is None else yuan(shown.balance_fen))
             ),
+            balance_note=tr("balance_as_of", as_of=as_of_text(shown.as_of)) if shown.as_of is not None else "",
+            balance_stale=stale_line(tr, shown, cfg.school.service_center),
             quick=quick,
             rate=percent(c.quick_fee_rate),
             example=example,
