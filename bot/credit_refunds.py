@@ -118,7 +118,7 @@ def retry(services: Runtime, ref: str) -> CardCredit:
     with services.session() as db, db.begin():
         c = _locked(db, ref)
         if c.status not in (CreditStatus.PENDING, CreditStatus.REFUSED):
-            raise refused("not_retryable", status=c.status)
+            raise refused("not_retryable", state=c.status)
         if c.status == CreditStatus.REFUSED:
             log.info("credit %s: the service center retries it after the refusal %s", c.ref, c.reason)
             c.status, c.reason, c.done_at = CreditStatus.PENDING, None, None
@@ -150,7 +150,7 @@ def refund(services: Runtime, ref: str) -> Outcome:
         if c.status == CreditStatus.DELIVERED:
             raise refused("delivered")
         if c.status == CreditStatus.PENDING:
-            raise refused("not_refused", status=c.status)
+            raise refused("not_refused", state=c.status)
         fresh = c.status == CreditStatus.REFUSED
         account = bank_ref = ""
         if c.channel == CreditChannel.AUTODEBIT:
