@@ -82,7 +82,7 @@ def reconcile_card_system(services: Runtime, day: date) -> list[CreditDifference
             if answer is None or answer.result is not CreditResult.OK:
                 note = "unknown_ref" if answer is None else f"card system: refused {answer.reason or ''}".rstrip()
                 diffs.append(CreditDifference(Gap.NOT_AT_CARD_SYSTEM, c.ref, c.amount_fen, None, note))
-        elif (gap := OPEN.get(CreditStatus(c.status))) is not None:
+        elif (gap := OPEN.get(CreditStatus(c.status))) is not None and c.ref not in listed:  # else: not_delivered_here
             note = {Gap.OPEN_PENDING: c.waiting_for or "", Gap.OPEN_REFUSED: c.reason or ""}.get(gap, f"{c.refund_no} {c.note or ''}")
             diffs.append(CreditDifference(gap, c.ref, c.amount_fen, None, note.strip()))
     return diffs
