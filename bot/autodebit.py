@@ -46,7 +46,6 @@ from models import (
     CardCredit,
     Cardholder,
     InsufficientBalance,
-    LedgerEntry,
     RefundRequest,
     WechatUser,
     lang_of,
@@ -474,35 +473,31 @@ class BankDifference:
 
 
 def reconcile_bank(services: Runtime, day: date) -> list[BankDifference]:
-    """The bank's debits of ``day`` against the ledger's auto top-up credits of that school day. A debit is matched
-    with its credit whenever that was posted; a credit missing from the day's statement is asked about by reference
-    (it may have been debited the day before). Raises ``BankUnavailable`` when the bank does not answer."""
+    """The bank's debits of ``day`` against the auto top-ups we owe the card for that school day (``CardCredit``,
+    written with the bank's confirmation, whichever card system is configured). A debit is matched with its credit
+    whatever day that was written; a credit missing from the day's statement is asked about by reference (it may
+    have been debited the day before). Raises ``BankUnavailable`` when the bank does not answer."""
     debits = services.bank.debits(day)
     start, end = day_start_utc(day), day_start_utc(day + timedelta(days=1))
-    keys = {d.ref: f"autodebit:{d.ref[2:]}" for d in debits if re.fullmatch(r"AD\d+", d.ref)}
+    refs = [d.ref for d in debits]
     with services.session() as db:
-        matched = (
-            {e.idempotency_key: e for e in db.execute(select(LedgerEntry).where(LedgerEntry.idempotency_key.in_(list(keys.values())))).scalars()}
-            if keys
-            else {}
-        )
-        credits = db.execute(
-            select(LedgerEntry.idempotency_key, LedgerEntry.amount_fen)
-            .where(LedgerEntry.kind == EntryKind.AUTODEBIT, LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
-            .order_by(LedgerEntry.id)
+        matched = {c.ref: c for c in db.execute(select(CardCredit).where(CardCredit.ref.in_(refs))).scalars()} if refs else {}
+        ours = db.execute(
+            select(CardCredit.ref, CardCredit.amount_fen)
+            .where(CardCredit.channel == CreditChannel.AUTODEBIT, CardCredit.paid_at >= start, CardCredit.paid_at < end)
+            .order_by(CardCredit.id)
         ).all()
     diffs: list[BankDifference] = []
     for d in debits:
-        credit = matched.get(keys.get(d.ref, ""))
+        credit = matched.get(d.ref) if re.fullmatch(r"AD\d+", d.ref) else None
         if credit is None:
-            diffs.append(BankDifference("missing_locally", d.ref, None, d.amount_fen, "" if d.ref in keys else "not our reference"))
+            diffs.append(BankDifference("missing_locally", d.ref, None, d.amount_fen, "" if re.fullmatch(r"AD\d+", d.ref) else "not our reference"))
         elif credit.amount_fen != d.amount_fen:
             diffs.append(BankDifference("amount_mismatch", d.ref, credit.amount_fen, d.amount_fen))
-    on_statement = set(keys.values())
-    for key, amount in credits:
-        if key in on_statement:
+    on_statement = set(refs)
+    for ref, amount in ours:
+        if ref in on_statement:
             continue
-        ref = "AD" + key.removeprefix("autodebit:")
         known = services.bank.query(ref)
         if not known.ok:
             diffs.append(BankDifference("missing_at_bank", ref, amount, None, known.reason))

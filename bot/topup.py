@@ -41,8 +41,8 @@ from bot.cards import can_add_money, card_for
 from bot.clock import SCHOOL_TZ
 from bot.errors import UserError
 from bot.money import fee_for, fen, yuan
-from models import Cardholder, TopupOrder, lock_card
-from models.enums import CreditChannel, OrderStatus
+from models import CardCredit, Cardholder, TopupOrder, lock_card
+from models.enums import CreditChannel, CreditStatus, OrderStatus
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -406,8 +406,12 @@ class Difference:
         return f"{self.kind:<19} {self.order_no:<32} local={local:>10} wechat={remote:>10} {self.note}".rstrip()
 
 
+REFUNDS = (CreditStatus.REFUNDING, CreditStatus.REFUNDED)
+
+
 def reconcile(services: Runtime, day: date, bill: list[BillRow] | None = None) -> list[Difference]:
-    """Compare the day's paid orders (by WeChat's success time, school time) with WeChat Pay's trade bill."""
+    """Compare the day's paid orders (by WeChat's success time, school time) with WeChat Pay's trade bill. A refund
+    row is a difference unless it is our refund of a credit the card system refused (``bot.credit_refunds``)."""
     rows = services.pay.trade_bill(day.isoformat()) if bill is None else bill
     start = day_start_utc(day)
     end = day_start_utc(day + timedelta(days=1))
@@ -431,7 +435,12 @@ def reconcile(services: Runtime, day: date, bill: list[BillRow] | None = None) -
         for no, o in sorted(local.items()):
             if no not in in_bill:
                 diffs.append(Difference("missing_at_wechat", no, o.total_fen, None))
-        for r in rows:
-            if r.trade_state == "REFUND":
-                diffs.append(Difference("refunded_at_wechat", r.out_trade_no, None, r.refund_fen, "top-ups are refunded only in person"))
+        refund_rows = [r for r in rows if r.trade_state == "REFUND"]
+        numbers = [r.out_refund_no for r in refund_rows if r.out_refund_no]
+        ours = {c.refund_no: c for c in db.execute(select(CardCredit).where(CardCredit.refund_no.in_(numbers))).scalars()} if numbers else {}
+        for r in refund_rows:
+            c = ours.get(r.out_refund_no)
+            if c is not None and c.ref == r.out_trade_no and c.amount_fen + c.fee_fen == r.refund_fen and c.status in REFUNDS:
+                continue  # money the card system refused, given back by the service center: expected
+            diffs.append(Difference("refunded_at_wechat", r.out_trade_no, None, r.refund_fen, "top-ups are refunded only in person"))
     return diffs

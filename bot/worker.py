@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import redis
 
-from bot import autodebit, credits, outbox, topup
+from bot import autodebit, credit_refunds, credits, outbox, topup
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -39,6 +39,7 @@ class Job:
 JOBS = (
     Job("autodebit_sweep", 60, autodebit.sweep),
     Job("topup_settle_stuck", 60, topup.settle_stuck_orders),
+    Job("credit_refunds_settle", 60, credit_refunds.settle_refunds),
     Job("agreement_reminders", 3600, autodebit.run_agreement_reminders),
 )
 
@@ -100,7 +101,7 @@ def run(services: Runtime, worker_id: str, interval: float, stop: threading.Even
 @click.option("--id", "worker_id", default="", help="this worker's name (default host:pid)")
 @click.pass_obj
 def command(obj: Any, once: bool, interval: float, worker_id: str) -> None:
-    """Deliver credits to the card system, drain the notice outbox, run scheduled jobs (auto top-up sweep, stuck orders, reminders)."""
+    """Deliver credits to the card system, drain the notice outbox, run scheduled jobs (auto top-up sweep, stuck orders, refunds, reminders)."""
     services = obj.services
     worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
     if once:

@@ -18,7 +18,8 @@ from bot.autodebit import STALE_PROCESSING, sweep
 from bot.cli.topup import command as reconcile_command
 from bot.config import ConfigError, load_config
 from bot.migrate import upgrade
-from models import AutodebitAgreement, Cardholder, post_entry
+from models import AutodebitAgreement, CardCredit, Cardholder, post_entry
+from models.enums import CreditChannel, CreditStatus
 from tests.support.autodebit import (
     GOOD_ACCOUNT,
     at,
@@ -221,8 +222,25 @@ def test_reconcile_lists_a_bank_debit_without_a_credit_until_it_is_settled(live)
     result = _reconcile(live, DAY)
     assert result.exit_code == 0, result.output
     assert "auto top-ups and the bank's debits agree" in result.output
-    with live.session() as db, db.begin():  # a credit the bank never debited
-        post_entry(db, card_id, 3000, "autodebit", "autodebit:424242", at=live.services.clock.utcnow())
+    now = live.services.clock.utcnow()
+    with live.session() as db, db.begin():  # a credit the bank never debited (on the card, owed by us)
+        post_entry(db, card_id, 3000, "autodebit", "autodebit:424242", at=now)
+        db.add(
+            CardCredit(
+                ref="AD424242",
+                channel=CreditChannel.AUTODEBIT,
+                cardholder_id=card_id,
+                student_no=NO,
+                openid=OPENID,
+                amount_fen=3000,
+                fee_fen=0,
+                paid_at=now,
+                status=CreditStatus.DELIVERED,
+                tries=1,
+                next_try_at=now,
+                created_at=now,
+            )
+        )
     result = _reconcile(live, DAY)
     assert result.exit_code == 1
     assert any(ln.startswith("missing_at_bank") and "AD424242" in ln and "30.00" in ln for ln in result.output.splitlines())

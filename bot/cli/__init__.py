@@ -174,12 +174,13 @@ def main() -> None:
 
 # One module per command group; imported last because they use ``pass_obj`` from here.
 from bot import worker  # noqa: E402
-from bot.cli import autodebit, binding, cardholders, cardsystem, notices, routes, topup  # noqa: E402
+from bot.cli import autodebit, binding, cardholders, cardsystem, credits, notices, routes, topup  # noqa: E402
 
 for _command in (
     cardholders.command,
     topup.command,
     autodebit.command,
+    credits.command,
     notices.command,
     binding.command,
     cardsystem.command,

@@ -1,17 +1,21 @@
-"""``cardbot reconcile DATE``: the day's paid top-ups against WeChat Pay's trade bill, and the day's auto top-up
-credits against the bank's debits; every difference printed."""
+"""``cardbot reconcile DATE``: three sides of one day's money, every difference printed. The day's paid top-ups
+against WeChat Pay's trade bill, its auto top-ups against the bank's debits, and every credit we owed the card against
+the card system's credits (``bot.credit_reconcile``). A side that does not answer is said so and counts as a
+difference: the day is not reconciled until all three agree."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
 import click
 
 from bot.adapters.bank import BankUnavailable
+from bot.adapters.cardsystem import CardSystemError
 from bot.adapters.pay import PayError
 from bot.autodebit import reconcile_bank
+from bot.credit_reconcile import reconcile_card_system
 from bot.topup import reconcile
 
 
@@ -19,28 +23,50 @@ from bot.topup import reconcile
 @click.argument("day", metavar="YYYY-MM-DD")
 @click.pass_obj
 def command(obj: Any, day: str) -> None:
-    """Compare DAY's paid top-up orders with WeChat Pay's trade bill and its auto top-ups with the bank's debits
-    (exit code 1 when they differ)."""
+    """Compare DAY's paid top-up orders with WeChat Pay's trade bill, its auto top-ups with the bank's debits, and our
+    credits with the card system's (exit code 1 when they differ or a side does not answer)."""
     try:
         when = date.fromisoformat(day)
     except ValueError:
         raise click.BadParameter("expected a date like 2026-11-25", param_hint="DATE") from None
-    try:
-        diffs = reconcile(obj.services, when)
-    except PayError as exc:
-        raise click.ClickException(f"could not download the trade bill: {exc.code} {exc.message}") from None
-    _report(f"{when}: {len(diffs)} difference(s)", diffs, f"{when}: top-up orders and the WeChat Pay trade bill agree")
-    try:
-        bank_diffs = reconcile_bank(obj.services, when)
-    except BankUnavailable as exc:
-        raise click.ClickException(f"could not get the bank's debits: {exc}") from None
-    _report(f"{when}: {len(bank_diffs)} auto top-up difference(s) with the bank", bank_diffs, f"{when}: auto top-ups and the bank's debits agree")
-    if diffs or bank_diffs:
+    services = obj.services
+    clean = [
+        _side(
+            lambda: reconcile(services, when),
+            PayError,
+            lambda exc: f"{when}: could not download the trade bill: {exc.code} {exc.message}",
+            lambda n: f"{when}: {n} difference(s)",
+            f"{when}: top-up orders and the WeChat Pay trade bill agree",
+        ),
+        _side(
+            lambda: reconcile_bank(services, when),
+            BankUnavailable,
+            lambda exc: f"{when}: could not get the bank's debits: {exc}",
+            lambda n: f"{when}: {n} auto top-up difference(s) with the bank",
+            f"{when}: auto top-ups and the bank's debits agree",
+        ),
+        _side(
+            lambda: reconcile_card_system(services, when),
+            CardSystemError,
+            lambda exc: f"{when}: the card system did not answer: {exc}",
+            lambda n: f"{when}: {n} credit difference(s) or open item(s) with the card system",
+            f"{when}: our credits and the card system's agree",
+        ),
+    ]
+    if not all(clean):
         raise SystemExit(1)
 
 
-def _report(heading: str, diffs: Sequence[object], agree: str) -> None:
-    """Every difference under its heading, or the one line saying the two sides agree."""
-    click.echo(heading if diffs else agree)
+def _side(
+    compare: Callable[[], Sequence[object]], fails: type[Exception], failed: Callable[[Any], str], heading: Callable[[int], str], agree: str
+) -> bool:
+    """One side's differences under its heading, or the line saying it agrees, or that it did not answer; True if clean."""
+    try:
+        diffs = compare()
+    except fails as exc:
+        click.echo(failed(exc))
+        return False
+    click.echo(heading(len(diffs)) if diffs else agree)
     for d in diffs:
         click.echo(str(d))
+    return not diffs

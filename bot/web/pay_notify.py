@@ -1,4 +1,5 @@
-"""``POST /pay/notify``: WeChat Pay's payment notifications (API v3).
+"""``POST /pay/notify``: WeChat Pay's payment notifications (API v3); ``POST /pay/refund-notify``: its refund
+notifications, for refunds of credits the card system refused (``bot.credit_refunds``).
 
 Verified with WeChat Pay's public key and decrypted with the APIv3 key (wechatpayv3), checked against our order,
 then credited exactly once (``bot.topup.apply_payment``). A notify signed more than 5 minutes off the
@@ -15,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from bot.adapters.pay import NotifyError
+from bot.credit_refunds import RefundMismatch, refund_notified
 from bot.topup import Mismatch, apply_payment
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,24 @@ def notify() -> Any:
         log.error("pay notify for %s refused: %s does not match the order", str(tx.get("out_trade_no", "-"))[:32], exc)
         return _fail(400, "订单信息不匹配")
     log.info("pay notify %s: %s", tx.get("out_trade_no"), "credited" if credited else "already credited")
+    return Response(status=204)
+
+
+@bp.post("/pay/refund-notify")
+def refund_notify() -> Any:
+    """The refund a verified REFUND.* notify names settles (once; a repeat answers 204 and changes nothing)."""
+    svc = current_app.extensions["cardbot"]
+    try:
+        result = svc.pay.parse_refund_notify(request.headers, request.get_data(), svc.clock.now().timestamp())
+    except NotifyError as exc:
+        log.warning("refund notify refused: %s (serial %s)", exc, request.headers.get("Wechatpay-Serial", "-")[:64])
+        return _fail(401, "签名验证失败")
+    try:
+        credit = refund_notified(svc, result)
+    except RefundMismatch as exc:
+        log.error("refund notify for %s refused: %s does not match our refund", result.out_refund_no[:64], exc)
+        return _fail(400, "退款信息不匹配")
+    log.info("refund notify %s (%s): credit %s is %s", result.out_refund_no, result.status, credit.ref, credit.status)
     return Response(status=204)
 
 
