@@ -5,6 +5,11 @@ below its auto top-up threshold opens the attempt in the same transaction, so no
 hours the attempt is carried out before answering, otherwise it waits for the next window. Whether the terminal may
 debit is ``can_transact``: a graduate may spend until the freeze day (the school asks graduates to spend or withdraw
 the balance before it); a credit is always recorded, because the card system has already made it.
+
+With a remote card system (``http``) the balance is the card system's, so an entry is a notification: nothing is
+posted; its ``balance_after_fen`` is remembered (when no newer balance is known) and that balance decides the auto
+top-up, exactly once per ``entry_id`` (``CardEntryPush`` keeps the entry; the attempt's ``trigger_key`` is unique).
+Nothing is refused for the card's state or balance: the card system already let the terminal do it.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from sqlalchemy import select
 
 from bot.autodebit import next_window, open_attempt, process_attempt
 from bot.cards import can_transact
+from bot.credits import remember_balance
 from bot.errors import UserError
-from models import AutodebitAttempt, Cardholder, InsufficientBalance, lock_card, post_entry
+from models import AutodebitAttempt, CardEntryPush, Cardholder, InsufficientBalance, lock_card, post_entry
 from models.enums import AttemptStatus, EntryKind
 
 if TYPE_CHECKING:
@@ -40,6 +46,7 @@ class CardEntry:
     amount_fen: int  # negative: a spend
     merchant: str
     at: datetime  # naive UTC
+    balance_after_fen: int | None = None  # the card system's balance right after it (required when it is remote)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,8 @@ class Recorded:
 
 def record_entry(services: Runtime, entry: CardEntry) -> Recorded:
     """Post the entry once and open the auto top-up it calls for; a replay changes nothing and reports the same attempt."""
+    if services.card_system.remote:
+        return _notified(services, entry)
     debit = entry.amount_fen < 0
     with services.session() as db, db.begin():
         card_id = db.execute(select(Cardholder.id).where(Cardholder.student_no == entry.student_no)).scalar_one_or_none()
@@ -79,15 +88,54 @@ def record_entry(services: Runtime, entry: CardEntry) -> Recorded:
         attempt = open_attempt(services, db, card, f"entry:{entry.entry_id}") if posted.created and debit else None
         attempt_id = attempt.id if attempt else None
         after = posted.entry.balance_after_fen
-    if not posted.created:  # a replay: report the attempt the first delivery opened, if any
-        attempt_id = _attempt_for(services, entry.entry_id)
+    return _answer(services, entry.entry_id, card_id, not posted.created, after, attempt_id)
+
+
+def _notified(services: Runtime, entry: CardEntry) -> Recorded:
+    """A remote card system's entry: remember its balance and open the auto top-up it calls for, once per entry_id."""
+    if entry.balance_after_fen is None:
+        raise refused("balance_after_missing", 400)
+    with services.session() as db, db.begin():
+        card_id = db.execute(select(Cardholder.id).where(Cardholder.student_no == entry.student_no)).scalar_one_or_none()
+        if card_id is None:
+            raise refused("unknown_card", 404)
+        card = lock_card(db, card_id)  # pushes for one card are taken one at a time: the entry_id check below is safe
+        seen = db.execute(select(CardEntryPush).where(CardEntryPush.entry_id == entry.entry_id)).scalar_one_or_none()
+        if seen is not None:
+            if seen.cardholder_id != card.id:
+                raise refused("entry_id_reused")
+            after, attempt_id = seen.balance_after_fen, None
+        else:
+            db.add(
+                CardEntryPush(
+                    entry_id=entry.entry_id,
+                    cardholder_id=card.id,
+                    amount_fen=entry.amount_fen,
+                    balance_after_fen=entry.balance_after_fen,
+                    merchant=entry.merchant,
+                    occurred_at=entry.at,
+                    received_at=services.clock.utcnow(),
+                )
+            )
+            remember_balance(db, card.id, entry.balance_after_fen, entry.at)
+            db.flush()
+            db.refresh(card)  # the newest balance known, which an older entry arriving late does not replace
+            attempt = open_attempt(services, db, card, f"entry:{entry.entry_id}") if entry.amount_fen < 0 else None
+            after, attempt_id = entry.balance_after_fen, attempt.id if attempt else None
+    return _answer(services, entry.entry_id, card_id, seen is not None, after, attempt_id)
+
+
+def _answer(services: Runtime, entry_id: str, card_id: int, duplicate: bool, after: int, attempt_id: int | None) -> Recorded:
+    """Carry out a new attempt (inside bank hours); a replay reports the attempt the first delivery opened, if any."""
+    if duplicate:
+        attempt_id = _attempt_for(services, entry_id)
     autodebit = None
     if attempt_id is not None:
-        status = process_attempt(services, attempt_id) if posted.created else None
+        status = None if duplicate else process_attempt(services, attempt_id)
         autodebit = _describe(services, attempt_id, status)
     with services.session() as db:
         balance = db.execute(select(Cardholder.balance_fen).where(Cardholder.id == card_id)).scalar_one()
-    return Recorded(entry.entry_id, not posted.created, after, balance, autodebit)
+    return Recorded(entry_id, duplicate, after, balance, autodebit)
 
 
 def _attempt_for(services: Runtime, entry_id: str) -> int | None:

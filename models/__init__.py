@@ -4,7 +4,7 @@ from models.autodebit import AutodebitAgreement, AutodebitAttempt, RefundRequest
 from models.base import Base, utcnow
 from models.binding import Binding
 from models.cardholder import Cardholder
-from models.credit import CardCredit
+from models.credit import CardCredit, CardEntryPush
 from models.ledger import InsufficientBalance, LedgerEntry, Notice, Posted, ledger_sum, lock_card, post_entry
 from models.outbox import OutboxNotice
 from models.topup import TopupOrder
@@ -16,6 +16,7 @@ __all__ = [
     "Base",
     "Binding",
     "CardCredit",
+    "CardEntryPush",
     "Cardholder",
     "InsufficientBalance",
     "LedgerEntry",

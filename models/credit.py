@@ -42,3 +42,20 @@ class CardCredit(Base):
     note: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     done_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class CardEntryPush(Base):
+    """A terminal entry a remote card system pushed (``/integration/card-entries``): kept once per ``entry_id`` so a
+    replay changes nothing. Not money the bot moves (the card system already did): a notification, and the record
+    that its auto top-up was considered exactly once."""
+
+    __tablename__ = "card_entry_pushes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entry_id: Mapped[str] = mapped_column(String(64), unique=True)
+    cardholder_id: Mapped[int] = mapped_column(ForeignKey("cardholders.id"), index=True)
+    amount_fen: Mapped[int] = mapped_column(Integer)  # negative: a spend
+    balance_after_fen: Mapped[int] = mapped_column(Integer)
+    merchant: Mapped[str] = mapped_column(String(64), default="")
+    occurred_at: Mapped[datetime] = mapped_column(DateTime)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

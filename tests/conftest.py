@@ -208,8 +208,9 @@ def make_live(database_url: str, keys_dir: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def live(make_live: Any, request: pytest.FixtureRequest) -> LiveApp:
-    """The app; a module that declares ``ROUTES = [routes, ...]`` gets its own test handlers in the router."""
-    return make_live(routes=getattr(request.module, "ROUTES", ()))
+    """The app; a module that declares ``ROUTES = [routes, ...]`` gets its own test handlers in the router, one that
+    declares ``LIVE_CONFIG = {section: {...}}`` its config overrides (so the browser fixtures can use it too)."""
+    return make_live(routes=getattr(request.module, "ROUTES", ()), **getattr(request.module, "LIVE_CONFIG", {}))
 
 
 @pytest.fixture

@@ -83,3 +83,47 @@ def test_demo_restart_keeps_every_balance(live, capsys):
         assert dict(db.execute(select(Cardholder.student_no, Cardholder.balance_fen)).all()) == balances
         for card in db.execute(select(Cardholder)).scalars():
             assert card.balance_fen == ledger_sum(db, card.id)
+
+
+@pytest.mark.unit
+def test_demo_config_on_the_http_adapter_points_at_the_emulators_card_system(tmp_path, monkeypatch):
+    from bot.adapters.cardsystem import http_card_system
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CARDBOT_CARDSYSTEM__ADAPTER", "http")
+    cfg = demo_config(None, "127.0.0.1", 8123)
+    assert cfg.cardsystem.adapter == "http"
+    assert http_card_system(cfg).base == "http://127.0.0.1:8123/emulator/cardsys/v1"
+
+
+def test_demo_on_the_emulators_card_system_binds_shows_the_balance_and_delivers_a_top_up(make_live, capsys):
+    """``CARDBOT_CARDSYSTEM__ADAPTER=http make run``: the demo roster's card at the emulator's card system, bound in the
+    chat, topped up by WeChat Pay while the card system is closed, and delivered by the demo's worker pass."""
+    from datetime import timedelta
+
+    from bot.emulator.demo import background_pass, prepare
+    from tests.support.topup import logged_in, wait_for, wait_paid
+
+    live = make_live(cardsystem={"adapter": "http"})
+    prepare(live.cfg, live.services)
+    openid, wx = "oDemoHttp000000000000001", live.pusher("plain")
+    account = live.app.extensions["emulator_cardsys"].accounts["20230001"]
+    assert account.balance_fen == 10000
+
+    assert "学号" in wx.click(openid, "BIND").content
+    wx.text(openid, "20230001")
+    wx.text(openid, "张三")
+    bound = wx.text(openid, "151020").content
+    assert "绑定成功" in bound and "100.00" in bound
+    assert "100.00" in wx.click(openid, "BALANCE").content
+
+    live.app.extensions["emulator_cardsys"].faults["credit"] = ["maintenance"]  # nightly settlement: the credit waits
+    phone = logged_in(live, openid)
+    body = phone.order(5000, "quick").json()
+    assert phone.pay(body["pay_params"]).json()["err_msg"].endswith(":ok")
+    wait_paid(live, body["order_no"])
+    assert account.balance_fen == 10000
+    live.services.clock.shift(timedelta(minutes=11))  # past retry_after
+    background_pass(live.services)
+    assert account.balance_fen == 15000 and account.entries[-1]["kind"] == "topup"
+    wait_for(lambda: "150.00" in wx.text(openid, "余额").content)

@@ -2,6 +2,8 @@
 
 Everything lives under ``var/`` (SQLite, keys, embedded Redis when ``CARDBOT_REDIS__URL`` is unset), so a fresh
 clone needs nothing else. The bot reaches the emulator only through its base URLs, as it would reach WeChat.
+``CARDBOT_CARDSYSTEM__ADAPTER=http make run`` runs the same demo on the emulator's card system (cardsys/1 at
+``/emulator/cardsys/v1``, its accounts seeded from the same roster): credits go there, terminals push from there.
 """
 
 from __future__ import annotations
@@ -56,19 +58,25 @@ def prepare(cfg: Config, services: Any) -> None:
 
 
 def background(services: Any, stop: threading.Event) -> None:
-    """What ``cardbot worker`` does, in-process: drain the notice outbox, run the scheduled jobs."""
-    from bot.outbox import drain_once
+    """What ``cardbot worker`` does, in-process: deliver due credits, drain the notice outbox, run the scheduled jobs."""
     from bot.worker import run_due_jobs
 
     next_jobs = 0.0
     while not stop.wait(DRAIN_EVERY_SECONDS):
         try:
-            drain_once(services, "demo")
+            background_pass(services)
             if time.monotonic() >= next_jobs:
                 next_jobs = time.monotonic() + JOBS_EVERY_SECONDS
                 run_due_jobs(services, "demo")
         except Exception:
             log.exception("demo background work failed; retrying")
+
+
+def background_pass(services: Any) -> int:
+    """One pass of the worker's frequent work: credits the card system has not taken yet, then the notices."""
+    from bot.worker import drain_all
+
+    return drain_all(services, "demo")
 
 
 def publish_menu(services: Any) -> None:

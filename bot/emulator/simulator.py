@@ -2,6 +2,10 @@
 
 The page never talks to the bot directly: its JSON API (``/simulator/api/...``) plays WeChat's part, building
 signed (or AES) pushes with the ``Pusher`` and posting them over real HTTP, exactly as WeChat's servers would.
+With a remote card system (``[cardsystem] adapter = "http"``, the emulator's by default) the page also plays the
+school's side: a kiosk (change a card's password, report it lost) and canteen swipes go to the emulator's card system,
+whose terminals push each entry, signed, to the bot. With the ``ledger`` adapter the bot's ledger is the card system,
+so a swipe is pushed straight to the bot and there is no kiosk.
 """
 
 from __future__ import annotations
@@ -123,8 +127,13 @@ def page() -> Any:
         "mode": _state().push_mode,
         "merchants": MERCHANTS,
         "topupUrl": f"{cfg.server.public_base_url}/topup",
+        "remote": _remote(),
     }
-    return render_template("simulator.html", boot=boot, cards=demo_cards(), account=boot["account"])
+    return render_template("simulator.html", boot=boot, cards=demo_cards(), account=boot["account"], remote=boot["remote"])
+
+
+def _remote() -> bool:
+    return bool(current_app.extensions["cardbot"].card_system.remote)
 
 
 @bp.get("/api/menu")
@@ -275,6 +284,8 @@ def api_swipe() -> Response | tuple[Response, int]:
         student_no = binding.cardholder.student_no if binding else ""
     if not student_no:
         return jsonify(error="not_bound", message="请先绑定校园卡 / Bind a card first."), 409
+    if _remote():
+        return _swipe_at_card_system(student_no, fen, merchant[:64])
     entry = {
         "entry_id": f"SIM{uuid.uuid4().hex[:20]}",
         "student_no": student_no,
@@ -294,6 +305,20 @@ def api_swipe() -> Response | tuple[Response, int]:
     except ValueError:
         answer = r.text[:200]
     return jsonify(status=r.status_code, entry=entry, response=answer)
+
+
+def _swipe_at_card_system(student_no: str, fen: int, merchant: str) -> Response | tuple[Response, int]:
+    """The emulator's canteen terminal debits its own account and pushes the entry to the bot; both answers shown."""
+    url = f"{_cfg().server.public_base_url}/emulator/cardsys/terminals/swipe"
+    try:
+        r = requests.post(url, json={"student_no": student_no, "amount_fen": fen, "merchant": merchant}, timeout=15)
+        answer = r.json()
+    except (requests.RequestException, ValueError) as exc:
+        return jsonify(error="unreachable", message=type(exc).__name__), 502
+    if r.status_code != 200:  # the terminal refused (lost card, not enough money): nothing was pushed
+        return jsonify(status=r.status_code, entry=None, response=answer)
+    push = answer["push"]
+    return jsonify(status=push["status"], entry=answer["entry"], response=push.get("response", push.get("error")))
 
 
 @bp.get("/api/prepay")

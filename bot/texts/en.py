@@ -199,6 +199,7 @@ TEXTS: dict[str, str] = {
     "entry_err_card_blocked": "card is {state}",
     "entry_err_insufficient_balance": "balance too low for this spend",
     "entry_err_entry_id_reused": "entry_id already used for another card",
+    "entry_err_balance_after_missing": "a remote card system's entry must carry balance_after_fen",
     "notice_yuan": "{amount} yuan",
     "notice_reason_insufficient_funds": "Bank balance too low",
     "notice_reason_refused": "Bank refused",

@@ -194,6 +194,7 @@ TEXTS: dict[str, str] = {
     "entry_err_card_blocked": "这张卡现在不能消费（{state}）。",
     "entry_err_insufficient_balance": "余额不足，不能扣这笔钱。",
     "entry_err_entry_id_reused": "这个 entry_id 已用于另一张卡。",
+    "entry_err_balance_after_missing": "卡务系统推送的流水须带 balance_after_fen。",
     "notice_yuan": "{amount}元",
     "notice_reason_insufficient_funds": "银行卡余额不足",
     "notice_reason_refused": "银行拒绝交易",

@@ -4,7 +4,8 @@ Signed as every cardsys/1 request is (``bot.adapters.cardsys_signing``, ``[cards
 300 s of real time (the card system's clock against ours; the business clock that tests freeze plays no part here)
 and a nonce never seen in the last 600 s. Replay-safe twice over: ``entry_id`` is the ledger's idempotency key, so a
 retried entry (signed afresh) changes nothing and gets the same kind of answer (``"duplicate": true``).
-What an entry does (the debit, the auto top-up it may open) is bot.card_entries; this view checks and answers.
+What an entry does (the debit or, with a remote card system, the remembered balance; the auto top-up it may open) is
+bot.card_entries; this view checks and answers. ``balance_after_fen`` is required only with a remote card system.
 """
 
 from __future__ import annotations
@@ -50,13 +51,15 @@ def _parse(body: Any) -> tuple[CardEntry | None, str]:
     if not isinstance(body, dict):
         return None, "JSON object expected"
     entry_id, student_no, amount = body.get("entry_id"), body.get("student_no"), body.get("amount_fen")
-    merchant, occurred = body.get("merchant", ""), body.get("occurred_at")
+    merchant, occurred, after = body.get("merchant", ""), body.get("occurred_at"), body.get("balance_after_fen")
     if not isinstance(entry_id, str) or not ENTRY_ID.match(entry_id):
         return None, "entry_id must match " + ENTRY_ID.pattern
     if not isinstance(student_no, str) or not STUDENT_NO.match(student_no):
         return None, "student_no must be 8-12 digits"
     if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0 or abs(amount) > MAX_FEN:
         return None, "amount_fen must be a non-zero integer (negative = spend)"
+    if after is not None and (not isinstance(after, int) or isinstance(after, bool) or abs(after) > MAX_FEN):
+        return None, "balance_after_fen must be an integer"
     if not isinstance(merchant, str) or len(merchant) > 64:
         return None, "merchant must be a string of at most 64 characters"
     try:
@@ -66,7 +69,7 @@ def _parse(body: Any) -> tuple[CardEntry | None, str]:
     if at is None:
         return None, "occurred_at must be ISO 8601"
     at = (at if at.tzinfo else at.replace(tzinfo=SCHOOL_TZ)).astimezone(UTC).replace(tzinfo=None)
-    return CardEntry(entry_id, student_no, amount, merchant or "", at), ""
+    return CardEntry(entry_id, student_no, amount, merchant or "", at, after), ""
 
 
 @bp.post("/integration/card-entries")

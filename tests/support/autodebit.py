@@ -97,6 +97,7 @@ def entry(
     secret: str | None = None,
     body: dict[str, Any] | None = None,
     merchant: str = "第一食堂 Canteen 1",
+    balance_after: int | None = None,
 ) -> requests.Response:
     """What the card system sends for one terminal entry, signed as docs/card-system.md says (a fresh nonce each time)."""
     payload = (
@@ -109,6 +110,7 @@ def entry(
             "merchant": merchant,
             "occurred_at": live.services.clock.now().isoformat(timespec="seconds"),
         }
+        | ({} if balance_after is None else {"balance_after_fen": balance_after})
     )
     raw = json.dumps(payload, ensure_ascii=False).encode()
     headers = {

@@ -333,6 +333,27 @@
   });
   $("open-topup").addEventListener("click", () => openWebview(boot.topupUrl));
 
+  // the school's kiosk, at the emulator's card system (shown only when the bot uses a remote card system)
+  async function kiosk(what, body) {
+    const out = $("kiosk-result");
+    out.textContent = "…";
+    let status = 0, data = {};
+    try {
+      const r = await fetch(`/emulator/cardsys/kiosk/${what}`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      status = r.status;
+      data = await r.json();
+    } catch (e) { data = { message: String(e) }; }
+    if (status === 200 && what === "password") out.textContent = "密码已修改 Password changed";
+    else if (status === 200) out.textContent = `已挂失 Reported lost（${data.status}）`;
+    else if (data.result === "mismatch") out.textContent = "学号或原密码不对 Wrong student no. or old password";
+    else out.textContent = `卡务系统答复 Card system: HTTP ${status} ${data.message || data.error || ""}`;
+    out.dataset.status = String(status);
+  }
+  if (boot.remote) {
+    $("kiosk-password").addEventListener("click", () => kiosk("password", { student_no: $("kiosk-no").value.trim(), old_password: $("kiosk-old").value.trim(), new_password: $("kiosk-new").value.trim() }));
+    $("kiosk-loss").addEventListener("click", () => kiosk("loss", { student_no: $("kiosk-no").value.trim() }));
+  }
+
   const tick = () => { $("clock").textContent = clockFmt.format(new Date()); };
   tick();
   setInterval(tick, 30000);
