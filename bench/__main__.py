@@ -16,7 +16,7 @@ from typing import Any
 from bench import env, report
 from bench.env import Server, Settings
 
-SECTIONS = ("webhook", "paynotify", "outbox", "sweep", "growth")
+SECTIONS = ("webhook", "paynotify", "outbox", "sweep", "cardsys", "growth")
 # The servers under test run as in production: without the emulator, whose request hook would decode every push twice.
 PRODUCTION = {"CARDBOT_EMULATOR__ENABLED": "false"}
 
@@ -165,6 +165,10 @@ def _run_section(
         from bench import sweep
 
         return sweep.run(settings, cfg, services, say, emulator_pid)
+    if section == "cardsys":
+        from bench import cardsys
+
+        return cardsys.run(settings, cfg, services, start, say, PRODUCTION)
     if section == "growth":
         from bench import growth
 

@@ -15,6 +15,9 @@ TARGETS = {
     "outbox_per_s": 500.0,
     "sweep_s": 10.0,
     "growth_p99_ratio": 2.0,
+    "cs_balance_p99_ms": 150.0,
+    "credits_per_s": 200.0,
+    "backlog_s": 120.0,
 }
 
 
@@ -59,6 +62,52 @@ def _profile(title: str, prof: dict[str, Any] | None) -> list[str]:
     if prof.get("by_package"):
         out += ["Self time by package: " + ", ".join(f"{k} {v}%" for k, v in prof["by_package"]), ""]
     return out
+
+
+def _yes(good: bool) -> str:
+    return "yes" if good else "**no**"
+
+
+def _cardsys(cs: dict[str, Any], checks: list[tuple[str, str, str]]) -> list[str]:
+    """Section 5: the ``http`` card system answering every call in ``latency_ms`` (bench/cardsys.py)."""
+    lines = ["## 5. Card system over HTTP (cardsys/1)", ""]
+    if "error" in cs:
+        return lines + [f"error: {cs['error']}", ""]
+    lines += [
+        f"The emulator's card system in one gunicorn process, every call answered after {cs['latency_ms']} ms. (a) is the bot under "
+        "gunicorn with a `CS_BALANCE` click whose handler calls `services.card_system.account` (the balance click's card-system "
+        f"call; bench/apps.py), at a fixed rate. (b), (c): `bot.credits.deliver_due` in the bench process as the worker calls it "
+        f"({cs['threads']} threads), pass after pass; counted at the card system (`GET /credits?date=`).",
+        "",
+        "| row | req/s | p50 ms | p99 ms | failed | load-gen CPU | server CPU | PostgreSQL+Redis CPU | server CPU ms/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        _load_row("(a) balance click asking the card system", cs.get("a")),
+        "",
+        "| row | credits | seconds | credits/s | passes | exactly once | bot CPU ms/credit | card system CPU ms/credit |",
+        "|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for key, label in (("b", "(b) credits due now"), ("c", "(c) backlog after a 4-hour maintenance window")):
+        r = cs.get(key)
+        if r:
+            lines.append(
+                f"| {label} | {r['n']:,} | {_f(r['seconds'])} | {_f(r['per_s'], '.0f')} | {r['passes']} | {_yes(r['exactly_once'])} | "
+                f"{_f(r['bot_ms'])} | {_f(r['cardsys_ms'])} |"
+            )
+    lines.append("")
+    a, b, c = cs.get("a") or {}, cs.get("b"), cs.get("c")
+    if "p99_ms" in a:
+        checks.append(("card-system balance click p99 < 150 ms at 100/s", f"{_f(a['p99_ms'])} ms", _ok(a["p99_ms"] < TARGETS["cs_balance_p99_ms"])))
+    if b:
+        checks.append(("credit delivery ≥ 200/s", f"{_f(b['per_s'], '.0f')}/s", _ok(b["per_s"] >= TARGETS["credits_per_s"] and b["exactly_once"])))
+    if c:
+        checks.append(
+            (
+                f"backlog of {c['n']:,} delivered < 2 min, each once",
+                f"{_f(c['seconds'])} s",
+                _ok(c["seconds"] < TARGETS["backlog_s"] and c["exactly_once"]),
+            )
+        )
+    return lines
 
 
 def render(res: dict[str, Any]) -> str:
@@ -182,6 +231,9 @@ def render(res: dict[str, Any]) -> str:
             for label in ("sweep", "emulator (bank)"):
                 if label in prof:
                     lines += _profile(f"Profile of the 1% sweep again, {label} process", prof[label])
+    cs = res.get("cardsys")
+    if cs is not None:
+        lines += _cardsys(cs, checks)
     gr = res.get("growth")
     if gr is not None:
         lines += ["## 4. Growth", ""]

@@ -109,7 +109,7 @@ class _Claimed:
 def _claim(services: Runtime, credit_id: int) -> _Claimed | None:
     now = services.clock.utcnow()
     with services.session() as db, db.begin():
-        taken = db.execute(
+        c = db.execute(
             update(CardCredit)
             .where(
                 CardCredit.id == credit_id,
@@ -117,11 +117,18 @@ def _claim(services: Runtime, credit_id: int) -> _Claimed | None:
                 or_(CardCredit.claimed_at.is_(None), CardCredit.claimed_at < now - CLAIM_STALE),
             )
             .values(claimed_at=now, tries=CardCredit.tries + 1)
-        )
-        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            .returning(
+                CardCredit.ref,
+                CardCredit.student_no,
+                CardCredit.amount_fen,
+                CardCredit.channel,
+                CardCredit.paid_at,
+                CardCredit.tries,
+                CardCredit.waiting_for,
+            )
+        ).one_or_none()
+        if c is None:
             return None
-        c = db.get(CardCredit, credit_id)
-        assert c is not None
         unsure = c.tries > 1 and c.waiting_for != Waiting.MAINTENANCE
         return _Claimed(c.ref, c.student_no, c.amount_fen, Channel(c.channel), c.paid_at.replace(tzinfo=UTC), unsure)
 

@@ -4,13 +4,14 @@ the load generator counts what it sends and what comes back, and profiles are re
 from __future__ import annotations
 
 import threading
+import time
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from bench import loadgen, runner, webhook
+from bench import loadgen, report, runner, webhook
 from bot.chat.wechat_xml import check_signature, decode_push, dedup_key
 
 
@@ -79,3 +80,20 @@ def test_profile_summary_attributes_time_to_our_functions(tmp_path) -> None:  # 
         "decode_push (bot/wechat_xml.py)": 30.0,
     }
     assert dict(s["by_package"]) == {"sqlalchemy": 60.0, "xml": 30.0, "gunicorn": 10.0}
+
+
+def test_cardsys_latency_knob_delays_every_protocol_call(cs_live, cs) -> None:  # type: ignore[no-untyped-def]
+    cs_live.app.extensions["emulator_cardsys"].latency = 0.2
+    t0 = time.perf_counter()
+    account = cs.account("20230001")
+    assert account is not None and account.balance_fen == 10000
+    assert time.perf_counter() - t0 >= 0.2
+
+
+@pytest.mark.unit
+def test_cardsys_section_reports_a_credit_counted_twice_as_missed() -> None:
+    once = {"n": 20000, "seconds": 90.0, "per_s": 222.0, "passes": 10, "exactly_once": True, "bot_ms": 3.0, "cardsys_ms": 1.0}
+    checks: list[tuple[str, str, str]] = []
+    lines = report._cardsys({"latency_ms": 20, "threads": 16, "b": once, "c": {**once, "exactly_once": False}}, checks)
+    assert any("| (c) backlog" in line and "**no**" in line for line in lines)
+    assert [c[2] for c in checks] == ["met", "**missed**"]  # (a) not run: no check

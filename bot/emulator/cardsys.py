@@ -15,7 +15,7 @@ consumed one per call (``pop_fault``): ``"maintenance"`` → 503 unavailable wit
 nothing done; ``"slow"`` → answers after the client's timeout (the work is done); ``"lost"`` → the work is done,
 then 502 (the answer lost on the way back). ``modes`` breaks the protocol on purpose, for the conformance
 checker's own tests: ``ignore_ref`` (a repeated credit ref credits again), ``no_signature_check``,
-``no_nonce_check``, ``maintenance_without_retry_after``.
+``no_nonce_check``, ``maintenance_without_retry_after``. ``latency`` (seconds) delays every protocol call (bench).
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ class CardsysState:
     losses: dict[str, dict[str, Any]] = field(default_factory=dict)  # loss ref -> the first answer
     faults: dict[str, Any] = field(default_factory=dict)
     modes: set[str] = field(default_factory=set)
+    latency: float = 0.0  # seconds every protocol call takes before it answers (the bench's "20 ms card system")
     pushes: list[dict[str, Any]] = field(default_factory=list)  # what the terminals pushed to the bot, and its answer
     _serial: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -209,6 +210,8 @@ def _call(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         @functools.wraps(view)
         def run(*args: Any, **kwargs: Any) -> Any:
             st = _state()
+            if st.latency:
+                time.sleep(st.latency)
             fault = st.take_fault(name)
             if fault == "maintenance":
                 if "maintenance_without_retry_after" in st.modes:

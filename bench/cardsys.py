@@ -1,0 +1,143 @@
+"""Rows 5a–5c: the bot on the ``http`` card system (cardsys/1) against a card system answering every call in 20 ms
+(the emulator's card system with its ``latency`` knob, one gunicorn process: its state is in memory).
+
+(a) A balance click that asks the card system: the bot served by gunicorn with a ``CS_BALANCE`` click whose handler
+    calls ``services.card_system.account`` (bench/apps.py ``cardsys_bot_app``; the real BALANCE handler still reads
+    the bot's own copy), at a fixed 100 req/s.
+(b) Credit delivery: pending credits due now, delivered by ``bot.credits.deliver_due`` as the worker calls it, pass
+    after pass until none is left; credits per second.
+(c) A backlog of 20,000 credits paid over a 4-hour maintenance window (pending, ``waiting_for = maintenance``, due at
+    the window's end), delivered the same way; seconds until the last one is on its card. Both (b) and (c) are
+    counted at the card system's side (``GET /credits?date=``): each ref credited exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import text
+
+from bench import data
+from bench.env import Server, Settings, free_port
+from bench.runner import run_load
+from bench.webhook import click_requests, pusher
+from bot.config import Config
+
+LATENCY_MS = 20
+CARDS = 2000
+RATE = 100
+BACKLOG = 20_000
+WINDOW_HOURS = 4
+
+
+def run(
+    settings: Settings, cfg: Config, services: Any, start: Callable[..., Server], report: Callable[[str], None], production: dict[str, str]
+) -> dict[str, Any]:
+    from bot import credits
+    from bot.clock import SCHOOL_TZ
+    from bot.runtime import build_runtime
+
+    engine = services.engine
+    data.add_cardholders(engine, 1, CARDS)
+    data.analyze(engine)
+    port = free_port()
+    cs_env = {"CARDBOT_CARDSYSTEM__ADAPTER": "http", "CARDBOT_CARDSYSTEM__API_BASE_URL": f"http://127.0.0.1:{port}/emulator"}
+    cardsys = start(
+        "cardsys",
+        "bench.apps:cardsys_app()",
+        port=port,
+        workers=1,
+        threads=32,
+        extra_env={"CARDBOT_BENCH_CARDSYS_LATENCY_MS": str(LATENCY_MS), "CARDBOT_BENCH_CARDSYS_ACCOUNTS": str(CARDS)},
+    )
+    result: dict[str, Any] = {"latency_ms": LATENCY_MS, "threads": credits.DELIVER_THREADS}
+    try:
+        bot = start("bot-cs", "bench.apps:cardsys_bot_app()", extra_env={**production, **cs_env})
+        try:
+            result["a"] = _balance_clicks(settings, cfg, bot, report)
+        finally:
+            bot.stop()
+        # the same bot in this process (as its worker), on the http card system
+        cs_cfg = cfg.model_copy(
+            update={"cardsystem": cfg.cardsystem.model_copy(update={"adapter": "http", "api_base_url": cs_env["CARDBOT_CARDSYSTEM__API_BASE_URL"]})}
+        )
+        cs_services = build_runtime(cs_cfg)
+        try:
+            day = cs_services.clock.now().astimezone(SCHOOL_TZ).date()
+            n = 2000 if settings.quick else 4000
+            result["b"] = _deliver(cs_services, engine, cardsys, "B", n, maintenance=False, day=day)
+            report(f"(b) {n} credits in {result['b']['seconds']:.1f} s: {result['b']['per_s']:.0f}/s, {result['b']['check']}")
+            n = 4000 if settings.quick else BACKLOG
+            result["c"] = _deliver(cs_services, engine, cardsys, "M", n, maintenance=True, day=day)
+            report(f"(c) backlog of {n}: {result['c']['seconds']:.1f} s, {result['c']['check']}")
+        finally:
+            cs_services.close()
+    finally:
+        cardsys.stop()
+    return result
+
+
+def _balance_clicks(settings: Settings, cfg: Config, bot: Server, report: Callable[[str], None]) -> dict[str, Any]:
+    bound = [data.openid(i) for i in range(1, CARDS + 1)]
+    probe = pusher(cfg, "plain", bot).click(bound[0], "CS_BALANCE")
+    if "100.00" not in probe.content:
+        return {"error": f"the probe click did not show the card system's balance: {probe.content[:120]!r}"}
+    duration = min(settings.duration, 20.0)
+    reqs = click_requests(cfg, "plain", "CS_BALANCE", bound, int((duration + 3) * RATE) + 100)
+    out = run_load(settings, "cs_balance", bot, reqs, rate=RATE, duration=duration)
+    out["probe"] = probe.content
+    report(f"(a) CS_BALANCE at {RATE}/s: p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms")
+    return out
+
+
+def _deliver(services: Any, engine: Any, cardsys: Server, prefix: str, n: int, *, maintenance: bool, day: Any) -> dict[str, Any]:
+    from bot import credits
+
+    _owe(engine, prefix, n, maintenance=maintenance)
+    passes, t0, cpu0, cs0 = 0, time.perf_counter(), time.process_time(), cardsys.cpu_seconds()
+    while credits.deliver_due(services):
+        passes += 1
+    seconds = time.perf_counter() - t0
+    cpu = {"bot_ms": 1000 * (time.process_time() - cpu0) / n, "cardsys_ms": 1000 * (cardsys.cpu_seconds() - cs0) / n}
+    with engine.connect() as conn:
+        by_status = dict(conn.execute(text("SELECT status, count(*) FROM card_credits WHERE ref LIKE :p GROUP BY status"), {"p": f"{prefix}%"}).all())
+    made = Counter(r.ref for r in services.card_system.credits_on(day) if r.ref.startswith(prefix))
+    twice = sum(1 for c in made.values() if c > 1)
+    exactly_once = len(made) == n and twice == 0 and by_status == {"delivered": n}
+    check = (
+        f"card system: {len(made)} refs credited, {twice} twice; ours: {by_status}; "
+        f"CPU per credit: bot {cpu['bot_ms']:.1f} ms, card system {cpu['cardsys_ms']:.1f} ms"
+    )
+    return {
+        "n": n,
+        "seconds": seconds,
+        "per_s": n / seconds if seconds else 0.0,
+        "passes": passes,
+        "exactly_once": exactly_once,
+        "check": check,
+        **cpu,
+    }
+
+
+def _owe(engine: Any, prefix: str, n: int, *, maintenance: bool) -> None:
+    """``n`` pending credits spread over the cards; for the backlog, paid across the 4-hour window and due at its end."""
+    spread = f"interval '1 second' * ((g * {WINDOW_HOURS * 3600}) / {n})" if maintenance else "interval '0'"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"""
+                INSERT INTO card_credits (ref, channel, cardholder_id, student_no, openid, amount_fen, fee_fen, paid_at, status,
+                                          tries, next_try_at, waiting_for, created_at)
+                SELECT :prefix || g, 'wechat_pay', 1 + g % {CARDS}, (2000000000 + 1 + g % {CARDS})::text, '{data.OPENID_PREFIX}' || (1 + g % {CARDS}),
+                       100, 0, now() AT TIME ZONE 'utc' - interval '{WINDOW_HOURS} hours' + {spread}, 'pending',
+                       :tries, now() AT TIME ZONE 'utc', :waiting, now() AT TIME ZONE 'utc' - interval '{WINDOW_HOURS} hours' + {spread}
+                FROM generate_series(1, :n) AS g
+                """
+            ),
+            {"prefix": prefix, "n": n, "tries": 1 if maintenance else 0, "waiting": "maintenance" if maintenance else None},
+        )
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("ANALYZE card_credits"))
