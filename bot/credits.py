@@ -205,7 +205,8 @@ def _record(services: Runtime, credit_id: int, answer: Credit) -> str:
         if answer.result is CreditResult.OK:
             c.status, c.entry_id, c.balance_fen = CreditStatus.DELIVERED, answer.entry_id[:64], answer.balance_fen
             if services.card_system.remote:
-                remember_balance(db, c.cardholder_id, answer.balance_fen, now)
+                # as of this second: a terminal entry stamped in the same second (cardsys/1 times are whole seconds) is newer
+                remember_balance(db, c.cardholder_id, answer.balance_fen, now.replace(microsecond=0))
             _receipt(services, db, c)
             services.metrics.credits.labels(kind=EntryKind.TOPUP if c.channel == CreditChannel.WECHAT_PAY else EntryKind.AUTODEBIT).inc()
         else:

@@ -22,8 +22,8 @@ from tests.support.topup import (
     topup_entries,
     transaction,
     verify_pay_sign,
+    wait_credited,
     wait_for,
-    wait_paid,
 )
 
 pytestmark = pytest.mark.usefixtures("ledger_checked")
@@ -127,7 +127,7 @@ def test_order_pay_notify_credits_once_even_with_concurrent_duplicates(make_live
     assert phone.status(order_no).json()["status"] == "created"
 
     assert phone.pay(params).json() == {"err_msg": "get_brand_wcpay_request:ok"}
-    wait_paid(live, order_no)
+    wait_credited(live, order_no)
     # the emulator sent two at once; now WeChat's retries from several servers arrive together
     tx = transaction(live, order_no)
     with ThreadPoolExecutor(8) as pool:
@@ -166,7 +166,7 @@ def test_an_english_students_receipt_says_yuan_and_follows_the_templates_urgency
     phone = logged_in(live, OPENID)
     body = phone.order(5000, "quick").json()
     assert phone.pay(body["pay_params"]).json() == {"err_msg": "get_brand_wcpay_request:ok"}
-    wait_paid(live, body["order_no"])
+    wait_credited(live, body["order_no"])
     [note] = receipts(live)
     assert (note.data["amount"], note.data["fee"], note.data["balance"]) == ("50.00 yuan", "0.15 yuan", "150.00 yuan")
     assert note.urgent is False and note.url == live.cfg.server.public_base_url + "/topup"

@@ -15,7 +15,7 @@ import requests
 
 from tests.reliability.test_h5_security import _api_routes, _pages
 from tests.support.reliability import tally
-from tests.support.topup import Phone, card, emu_pay, logged_in, notify, order_row, student, transaction, wait_paid
+from tests.support.topup import Phone, card, emu_pay, logged_in, notify, order_row, student, transaction, wait_credited
 
 ALICE = "oH5HardeningAlice0000001"
 NO_SUCH_ORDER = "/api/topup/orders/T20261125000000AAAAAAAAAA"
@@ -162,7 +162,7 @@ def test_notify_freshness_follows_the_business_clock(live):
     assert order_row(live, order_no).status == "created"
     emu_pay(live).notify_enabled = True
     emu_pay(live).schedule_notify(emu_pay(live).orders[order_no])
-    wait_paid(live, order_no)
+    wait_credited(live, order_no)
     assert card(live, card_id).balance_fen == 6000
 
 

@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import select
 
 from bot.emulator.pay import signed_notify
-from models import Cardholder, LedgerEntry, OutboxNotice, TopupOrder, ledger_sum
+from models import CardCredit, Cardholder, LedgerEntry, OutboxNotice, TopupOrder, ledger_sum
+from models.enums import CreditStatus
 from tests.support.factories import bind, make_cardholder
 
 CSRF = re.compile(r'"csrf":\s*"([^"]+)"')
@@ -100,6 +101,17 @@ def order_row(live: Any, order_no: str) -> TopupOrder:
 
 def wait_paid(live: Any, order_no: str) -> TopupOrder:
     return wait_for(lambda: (o := order_row(live, order_no)).status == "paid" and o)
+
+
+def wait_credited(live: Any, order_no: str) -> CardCredit:
+    """The paid order's credit once the card system has answered it (the receipt is written with that answer)."""
+
+    def answered() -> CardCredit | None:
+        with live.session() as db:
+            c = db.execute(select(CardCredit).where(CardCredit.ref == order_no)).scalar_one_or_none()
+            return c if c is not None and c.status != CreditStatus.PENDING else None
+
+    return wait_for(answered)
 
 
 def card(live: Any, card_id: int) -> Cardholder:
