@@ -268,6 +268,13 @@ def cs(cs_live: LiveApp) -> Any:
     return cs_live.services.card_system
 
 
+@pytest.fixture(params=["ledger", "http"])
+def flow_live(request: pytest.FixtureRequest, make_live: Any) -> LiveApp:
+    """The app on each card-system adapter in turn (tests/test_flows_both_adapters.py); the bank open all day, since
+    the emulator's card system keeps real time and the bot's clock is therefore not frozen there."""
+    return make_live(cardsystem={"adapter": request.param, "timeout_seconds": 1.0}, autodebit={"bank_hours": "00:00-23:59"})
+
+
 # --- WeChat Pay -------------------------------------------------------------------------------------------
 @pytest.fixture
 def paid_at_wechat(live: LiveApp) -> tuple[int, str]:

@@ -148,7 +148,7 @@ def test_refused_auto_top_up_goes_back_to_the_bank_card_once(cs_live):
     card_id = autodebit_student(cs_live, OPENID, student_no=NO, balance_fen=2100)
     cardsys(cs_live).open(NO, "李四", "123456", 2100, status="frozen")
     signed(cs_live, OPENID)
-    assert entry(cs_live, NO, -200).json()["autodebit"]["status"] == "succeeded"
+    assert entry(cs_live, NO, -200, balance_after=1900).json()["autodebit"]["status"] == "succeeded"
     [c] = [x for x in credits_cli(cs_live, "list").output.splitlines() if x.startswith("AD")]
     ref = c.split()[0]
     assert "autodebit" in c and "card_frozen" in c and credit(cs_live, ref).cardholder_id == card_id

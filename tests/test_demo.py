@@ -114,7 +114,7 @@ def test_demo_on_the_emulators_card_system_binds_shows_the_balance_and_delivers_
     wx.text(openid, "20230001")
     wx.text(openid, "张三")
     bound = wx.text(openid, "151020").content
-    assert "绑定成功" in bound and "100.00" in bound
+    assert "绑定成功" in bound
     assert "100.00" in wx.click(openid, "BALANCE").content
 
     live.app.extensions["emulator_cardsys"].faults["credit"] = ["maintenance"]  # nightly settlement: the credit waits

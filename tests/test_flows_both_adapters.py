@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import pytest
 import requests
 from sqlalchemy import select
 
@@ -26,12 +25,6 @@ NAME = "林小雨"
 PASSWORD = "246810"
 OPENID = "oFlowsBothAdapters000001"
 _times = itertools.count(1_900_000_000)
-
-
-@pytest.fixture(params=["ledger", "http"])
-def flow_live(request: pytest.FixtureRequest, make_live: Any) -> Any:
-    # the bank open all day: the card system's clock is the real one, so the bot's is not frozen here
-    return make_live(cardsystem={"adapter": request.param, "timeout_seconds": 1.0}, autodebit={"bank_hours": "00:00-23:59"})
 
 
 def open_card(live: Any, balance_fen: int) -> None:

@@ -33,10 +33,13 @@ def credit(live: Any, ref: str) -> CardCredit:
         return db.execute(select(CardCredit).where(CardCredit.ref == ref)).scalar_one()
 
 
-def topup(live: Any, openid: str, amount_fen: int = 5000, mode: str = "quick") -> str:
-    """The bound student tops up and pays; returns the order number once the payment is recorded."""
+def topup(live: Any, openid: str, amount_fen: int = 5000, mode: str = "quick", before_pay: Any = None) -> str:
+    """The bound student tops up and pays; returns the order number once the payment is recorded. ``before_pay``
+    runs between the order and the payment (the card system may change its mind meanwhile)."""
     phone = logged_in(live, openid)
     body = phone.order(amount_fen, mode).json()
+    if before_pay is not None:
+        before_pay()
     assert phone.pay(body["pay_params"]).json()["err_msg"].endswith(":ok")
     wait_paid(live, body["order_no"])
     return body["order_no"]
@@ -44,9 +47,13 @@ def topup(live: Any, openid: str, amount_fen: int = 5000, mode: str = "quick") -
 
 def refused_topup(live: Any, openid: str, student_no: str, status: str = "lost") -> str:
     """A paid 50.00 quick top-up (50.15 with the fee) for a card the card system holds as ``status``: refused."""
-    cardsys(live).open(student_no, "李四", "123456", 1000, status=status)
+    acc = cardsys(live).open(student_no, "李四", "123456", 1000)
     student(live, openid, student_no=student_no, balance_fen=1000)
-    ref = topup(live, openid)
+
+    def reported() -> None:  # after the order: a card already lost cannot order at all
+        acc.status = status
+
+    ref = topup(live, openid, before_pay=reported)
     wait_for(lambda: credit(live, ref).status == CreditStatus.REFUSED)
     return ref
 
