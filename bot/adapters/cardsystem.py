@@ -27,6 +27,7 @@ import requests.adapters
 
 from bot.adapters import cardsys_signing
 from models.enums import CardStatus
+from models.enums import CreditChannel as Channel  # a credit's channel, as stored and as cardsys/1 names it
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -49,11 +50,6 @@ class TerminalEntryKind(StrEnum):
     REFUND = "refund"
     SUBSIDY = "subsidy"
     ADJUST = "adjust"
-
-
-class Channel(StrEnum):
-    WECHAT_PAY = "wechat_pay"
-    AUTODEBIT = "autodebit"
 
 
 class VerifyResult(StrEnum):
