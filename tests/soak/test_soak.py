@@ -392,10 +392,12 @@ def _bank_matches_ledger(db: Session, bank: Any) -> Counter[str]:
         ).all()
     )
     cards = dict(db.execute(select(AutodebitAttempt.id, AutodebitAttempt.cardholder_id)).all())
-    for key, amount, card_id, bank_ref in credits:
+    bank_refs = dict(db.execute(select(AutodebitAttempt.id, AutodebitAttempt.bank_ref)).all())
+    for key, amount, card_id, ref in credits:  # the ledger entry carries the credit's ref; the attempt the bank's
         attempt_id = int(key.removeprefix("autodebit:"))
         d = debits[f"AD{attempt_id}"]
-        assert (amount, bank_ref, card_id, owners[attempt_id]) == (d["amount_fen"], d["bank_ref"], cards[attempt_id], d["account"]), (key, d)
+        got = (amount, ref, bank_refs[attempt_id], card_id, owners[attempt_id])
+        assert got == (d["amount_fen"], d["ref"], d["bank_ref"], cards[attempt_id], d["account"]), (key, d)
     with bank.lock:
         calls = Counter(f"bank calls: {c['op']}" for c in bank.calls)
     return calls + Counter({"bank debits → credited once": len(debits), "bank debits, yuan": sum(d["amount_fen"] for d in statement) // 100})
