@@ -7,8 +7,6 @@
   with the bench's openids already following the account.
 - ``cardsys_app``: the emulator again, as the school's card system: every cardsys/1 call takes
   ``CARDBOT_BENCH_CARDSYS_LATENCY_MS``, with an account for each bench card 1..``CARDBOT_BENCH_CARDSYS_ACCOUNTS``.
-- ``cardsys_bot_app``: the bot on the ``http`` card system, plus a ``CS_BALANCE`` click that asks the card system
-  for the balance (``services.card_system.account``), the call a balance click makes with ``http``.
 """
 
 from __future__ import annotations
@@ -94,22 +92,3 @@ def cardsys_app() -> Any:
     for i in range(1, int(os.environ.get("CARDBOT_BENCH_CARDSYS_ACCOUNTS", "0")) + 1):
         st.open(student_no(i), f"测试{i}", "123456", 10000)
     return app
-
-
-def cardsys_bot_app() -> Any:
-    from bot import create_app
-    from bot.chat.context import Context
-    from bot.chat.router import Routes
-    from bot.config import load_config
-
-    routes = Routes()
-
-    @routes.click("CS_BALANCE")
-    @routes.needs_card()
-    def cs_balance(msg: Any, ctx: Context) -> str:
-        account = ctx.services.card_system.account(ctx.bound_card.student_no)
-        if account is None:
-            return "unknown holder"
-        return ctx.t("balance_amount", balance=ctx.yuan(account.balance_fen)) + f" ({account.as_of:%m-%d %H:%M})"
-
-    return create_app(load_config(), routes=[routes])

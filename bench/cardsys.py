@@ -1,9 +1,8 @@
 """Rows 5a–5c: the bot on the ``http`` card system (cardsys/1) against a card system answering every call in 20 ms
 (the emulator's card system with its ``latency`` knob, one gunicorn process: its state is in memory).
 
-(a) A balance click that asks the card system: the bot served by gunicorn with a ``CS_BALANCE`` click whose handler
-    calls ``services.card_system.account`` (bench/apps.py ``cardsys_bot_app``; the real BALANCE handler still reads
-    the bot's own copy), at a fixed 100 req/s.
+(a) A BALANCE click on the ``http`` card system: the bot served by gunicorn, its balance reply one
+    ``GET /accounts/{student_no}`` to the card system (bot/balances.py), at a fixed 100 req/s.
 (b) Credit delivery: pending credits due now, delivered by ``bot.credits.deliver_due`` as the worker calls it, pass
     after pass until none is left; credits per second.
 (c) A backlog of 20,000 credits paid over a 4-hour maintenance window (pending, ``waiting_for = maintenance``, due at
@@ -55,7 +54,7 @@ def run(
     )
     result: dict[str, Any] = {"latency_ms": LATENCY_MS, "threads": credits.DELIVER_THREADS}
     try:
-        bot = start("bot-cs", "bench.apps:cardsys_bot_app()", extra_env={**production, **cs_env})
+        bot = start("bot-cs", "bench.apps:bot_app()", extra_env={**production, **cs_env})
         try:
             result["a"] = _balance_clicks(settings, cfg, bot, report)
         finally:
@@ -82,14 +81,14 @@ def run(
 
 def _balance_clicks(settings: Settings, cfg: Config, bot: Server, report: Callable[[str], None]) -> dict[str, Any]:
     bound = [data.openid(i) for i in range(1, CARDS + 1)]
-    probe = pusher(cfg, "plain", bot).click(bound[0], "CS_BALANCE")
+    probe = pusher(cfg, "plain", bot).click(bound[0], "BALANCE")
     if "100.00" not in probe.content:
         return {"error": f"the probe click did not show the card system's balance: {probe.content[:120]!r}"}
     duration = min(settings.duration, 20.0)
-    reqs = click_requests(cfg, "plain", "CS_BALANCE", bound, int((duration + 3) * RATE) + 100)
+    reqs = click_requests(cfg, "plain", "BALANCE", bound, int((duration + 3) * RATE) + 100)
     out = run_load(settings, "cs_balance", bot, reqs, rate=RATE, duration=duration)
     out["probe"] = probe.content
-    report(f"(a) CS_BALANCE at {RATE}/s: p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms")
+    report(f"(a) BALANCE at {RATE}/s: p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms")
     return out
 
 

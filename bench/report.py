@@ -75,13 +75,13 @@ def _cardsys(cs: dict[str, Any], checks: list[tuple[str, str, str]]) -> list[str
         return lines + [f"error: {cs['error']}", ""]
     lines += [
         f"The emulator's card system in one gunicorn process, every call answered after {cs['latency_ms']} ms. (a) is the bot under "
-        "gunicorn with a `CS_BALANCE` click whose handler calls `services.card_system.account` (the balance click's card-system "
-        f"call; bench/apps.py), at a fixed rate. (b), (c): `bot.credits.deliver_due` in the bench process as the worker calls it "
+        'gunicorn on `[cardsystem] adapter = "http"`: a BALANCE click, whose reply is one `GET /accounts/{student_no}` to the '
+        "card system, at a fixed rate. (b), (c): `bot.credits.deliver_due` in the bench process as the worker calls it "
         f"({cs['threads']} threads), pass after pass; counted at the card system (`GET /credits?date=`).",
         "",
         "| row | req/s | p50 ms | p99 ms | failed | load-gen CPU | server CPU | PostgreSQL+Redis CPU | server CPU ms/req |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        _load_row("(a) balance click asking the card system", cs.get("a")),
+        _load_row("(a) BALANCE click on the card system", cs.get("a")),
         "",
         "| row | credits | seconds | credits/s | passes | exactly once | bot CPU ms/credit | card system CPU ms/credit |",
         "|---|---:|---:|---:|---:|---|---:|---:|",

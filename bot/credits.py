@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import notices
@@ -39,7 +40,7 @@ from bot.clock import to_local
 from bot.money import yuan
 from bot.notices import Said
 from bot.texts import t
-from models import CardCredit, Cardholder
+from models import CardCredit, Cardholder, WechatUser
 from models.enums import CreditChannel, CreditStatus, EntryKind
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ def owe(
 # --- delivery ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Claimed:
+    id: int
     ref: str
     student_no: str
     amount_fen: int
@@ -106,31 +108,65 @@ class _Claimed:
     unsure: bool  # an earlier try may have reached the card system: ask before sending again
 
 
+_CLAIMED = (
+    CardCredit.id,
+    CardCredit.ref,
+    CardCredit.student_no,
+    CardCredit.amount_fen,
+    CardCredit.channel,
+    CardCredit.paid_at,
+    CardCredit.tries,
+    CardCredit.waiting_for,
+)
+
+
+def _claimable(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (CardCredit.status == CreditStatus.PENDING, or_(CardCredit.claimed_at.is_(None), CardCredit.claimed_at < now - CLAIM_STALE))
+
+
+def _claimed(row: Any) -> _Claimed:
+    unsure = row.tries > 1 and row.waiting_for != Waiting.MAINTENANCE
+    return _Claimed(row.id, row.ref, row.student_no, row.amount_fen, Channel(row.channel), row.paid_at.replace(tzinfo=UTC), unsure)
+
+
 def _claim(services: Runtime, credit_id: int) -> _Claimed | None:
     now = services.clock.utcnow()
     with services.session() as db, db.begin():
-        c = db.execute(
-            update(CardCredit)
-            .where(
-                CardCredit.id == credit_id,
-                CardCredit.status == CreditStatus.PENDING,
-                or_(CardCredit.claimed_at.is_(None), CardCredit.claimed_at < now - CLAIM_STALE),
+        row = (
+            db.connection()
+            .execute(
+                update(CardCredit)
+                .where(CardCredit.id == credit_id, *_claimable(now))
+                .values(claimed_at=now, tries=CardCredit.tries + 1)
+                .returning(*_CLAIMED)
             )
-            .values(claimed_at=now, tries=CardCredit.tries + 1)
-            .returning(
-                CardCredit.ref,
-                CardCredit.student_no,
-                CardCredit.amount_fen,
-                CardCredit.channel,
-                CardCredit.paid_at,
-                CardCredit.tries,
-                CardCredit.waiting_for,
+            .one_or_none()
+        )
+        return None if row is None else _claimed(row)
+
+
+def _claim_due(services: Runtime, n: int) -> list[_Claimed]:
+    """Up to ``n`` credits whose time has come, claimed in one statement; rows another worker holds are skipped."""
+    now = services.clock.utcnow()
+    due = (
+        select(CardCredit.id)
+        .where(*_claimable(now), CardCredit.next_try_at <= now)
+        .order_by(CardCredit.next_try_at, CardCredit.id)
+        .limit(n)
+        .with_for_update(skip_locked=True)
+    )
+    with services.session() as db, db.begin():
+        rows = (
+            db.connection()
+            .execute(
+                update(CardCredit)
+                .where(CardCredit.id.in_(due.scalar_subquery()), *_claimable(now))
+                .values(claimed_at=now, tries=CardCredit.tries + 1)
+                .returning(*_CLAIMED)
             )
-        ).one_or_none()
-        if c is None:
-            return None
-        unsure = c.tries > 1 and c.waiting_for != Waiting.MAINTENANCE
-        return _Claimed(c.ref, c.student_no, c.amount_fen, Channel(c.channel), c.paid_at.replace(tzinfo=UTC), unsure)
+            .all()
+        )
+    return sorted((_claimed(r) for r in rows), key=lambda c: c.id)
 
 
 def deliver(services: Runtime, credit_id: int) -> str:
@@ -141,17 +177,22 @@ def deliver(services: Runtime, credit_id: int) -> str:
     if claimed is None:
         with services.session() as db:
             return str(db.execute(select(CardCredit.status).where(CardCredit.id == credit_id)).scalar_one())
+    return _deliver_claimed(services, claimed)
+
+
+def _deliver_claimed(services: Runtime, claimed: _Claimed) -> str:
     try:
-        return _deliver_claimed(services, credit_id, claimed)
+        return _send(services, claimed)
     except Exception:
         # the card system may have credited (our own database failed us): release for a try that asks about the ref
         log.exception("credit %s: delivery failed unexpectedly; the next try asks the card system about it", claimed.ref)
         with contextlib.suppress(Exception):
-            _wait(services, credit_id, Waiting.NO_ANSWER)
+            _wait(services, claimed.id, Waiting.NO_ANSWER)
         return CreditStatus.PENDING
 
 
-def _deliver_claimed(services: Runtime, credit_id: int, claimed: _Claimed) -> str:
+def _send(services: Runtime, claimed: _Claimed) -> str:
+    credit_id = claimed.id
     cs = services.card_system
     try:
         answer: Credit | None = cs.credit_status(claimed.ref) if claimed.unsure else None
@@ -195,39 +236,63 @@ def _wait(services: Runtime, credit_id: int, why: str, after: timedelta | None =
 
 
 def _record(services: Runtime, credit_id: int, answer: Credit) -> str:
-    """The card system's answer, recorded with its notice in one transaction (once, whoever delivered)."""
+    """The card system's answer, recorded with its notice in one transaction (once, whoever delivered): only the
+    ``pending`` row's own update returns it, so a second recorder finds nothing to do."""
     now = services.clock.utcnow()
+    done: dict[str, Any] = {"claimed_at": None, "waiting_for": None, "done_at": now}
+    if answer.result is CreditResult.OK:
+        done |= {"status": CreditStatus.DELIVERED, "entry_id": answer.entry_id[:64], "balance_fen": answer.balance_fen}
+    else:
+        done |= {"status": CreditStatus.REFUSED, "reason": answer.reason.value if answer.reason else "refused"}
     with services.session() as db, db.begin():
-        c = db.execute(select(CardCredit).where(CardCredit.id == credit_id).with_for_update()).scalar_one()
-        if c.status != CreditStatus.PENDING:
-            return c.status
-        c.claimed_at, c.waiting_for, c.done_at = None, None, now
+        c = (
+            db.connection()
+            .execute(
+                update(CardCredit)
+                .where(CardCredit.id == credit_id, CardCredit.status == CreditStatus.PENDING)
+                .values(**done)
+                .returning(
+                    CardCredit.ref,
+                    CardCredit.channel,
+                    CardCredit.cardholder_id,
+                    CardCredit.openid,
+                    CardCredit.amount_fen,
+                    CardCredit.fee_fen,
+                    CardCredit.paid_at,
+                    CardCredit.balance_fen,
+                    CardCredit.reason,
+                    select(WechatUser.lang).where(WechatUser.openid == CardCredit.openid).scalar_subquery().label("lang"),
+                )
+            )
+            .one_or_none()
+        )
+        if c is None:
+            return str(db.execute(select(CardCredit.status).where(CardCredit.id == credit_id)).scalar_one())
         if answer.result is CreditResult.OK:
-            c.status, c.entry_id, c.balance_fen = CreditStatus.DELIVERED, answer.entry_id[:64], answer.balance_fen
             if services.card_system.remote:
                 # as of this second: a terminal entry stamped in the same second (cardsys/1 times are whole seconds) is newer
                 remember_balance(db, c.cardholder_id, answer.balance_fen, now.replace(microsecond=0))
             _receipt(services, db, c)
             services.metrics.credits.labels(kind=EntryKind.TOPUP if c.channel == CreditChannel.WECHAT_PAY else EntryKind.AUTODEBIT).inc()
-        else:
-            reason = answer.reason.value if answer.reason else "refused"
-            c.status, c.reason = CreditStatus.REFUSED, reason
-            log.warning("credit %s refused by the card system (%s): listed for the service center", c.ref, reason)
-            notices.send(
-                db,
-                services.cfg,
-                "credit_refused",
-                c.openid,
-                f"credit:{c.ref}:refused",
-                amount=c.amount_fen,
-                status=Said(f"credit_refused_{reason}"),
-                advice=Said("credit_refused_advice"),
-                time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
-            )
-        return c.status
+            return CreditStatus.DELIVERED
+        log.warning("credit %s refused by the card system (%s): listed for the service center", c.ref, c.reason)
+        notices.send(
+            db,
+            services.cfg,
+            "credit_refused",
+            c.openid,
+            f"credit:{c.ref}:refused",
+            c.lang or "zh",
+            amount=c.amount_fen,
+            status=Said(f"credit_refused_{c.reason}"),
+            advice=Said("credit_refused_advice"),
+            time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
+        )
+        return CreditStatus.REFUSED
 
 
-def _receipt(services: Runtime, db: Session, c: CardCredit) -> None:
+def _receipt(services: Runtime, db: Session, c: Any) -> None:
+    """The receipt for a delivered credit ``c`` (the row ``_record`` returned, with the payer's ``lang``)."""
     balance = c.balance_fen or 0
     if c.channel == CreditChannel.WECHAT_PAY:
         notices.send(
@@ -236,6 +301,7 @@ def _receipt(services: Runtime, db: Session, c: CardCredit) -> None:
             "topup_receipt",
             c.openid,
             f"topup:{c.ref}:topup_receipt:{c.openid}",
+            c.lang or "zh",
             amount=c.amount_fen,
             fee=c.fee_fen,
             balance=balance,
@@ -248,6 +314,7 @@ def _receipt(services: Runtime, db: Session, c: CardCredit) -> None:
             "autodebit_success",
             c.openid,
             f"autodebit:{c.ref.removeprefix('AD')}:ok",
+            c.lang or "zh",
             amount=c.amount_fen,
             balance=balance,
             time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
@@ -256,7 +323,7 @@ def _receipt(services: Runtime, db: Session, c: CardCredit) -> None:
 
 def remember_balance(db: Session, cardholder_id: int, balance_fen: int, as_of: datetime) -> None:
     """Keep the card system's latest balance (``http``): what the bot shows when the card system does not answer."""
-    db.execute(
+    db.connection().execute(
         update(Cardholder)
         .where(Cardholder.id == cardholder_id, or_(Cardholder.balance_as_of.is_(None), Cardholder.balance_as_of <= as_of))
         .values(balance_fen=balance_fen, balance_as_of=as_of)
@@ -274,35 +341,38 @@ def deliver_now(services: Runtime, credit_id: int | None) -> None:
 
 
 def deliver_due(services: Runtime, limit: int = 2000) -> dict[str, int]:
-    """The worker's pass: every pending credit whose time has come, several at once (safe across workers)."""
-    now = services.clock.utcnow()
-    with services.session() as db:
-        ids = list(
-            db.execute(
-                select(CardCredit.id)
-                .where(
-                    CardCredit.status == CreditStatus.PENDING,
-                    CardCredit.next_try_at <= now,
-                    or_(CardCredit.claimed_at.is_(None), CardCredit.claimed_at < now - CLAIM_STALE),
-                )
-                .order_by(CardCredit.next_try_at, CardCredit.id)
-                .limit(limit)
-            ).scalars()
-        )
+    """The worker's pass: up to ``limit`` pending credits whose time has come, several at once (safe across workers).
+
+    Credits are claimed a few at a time, as threads come free, so a claim is never much older than the call it waits
+    for (a claim left ``CLAIM_STALE`` would be taken again by another worker)."""
     outcomes: dict[str, int] = {}
-    if not ids:
-        return outcomes
-    with ThreadPoolExecutor(max_workers=min(DELIVER_THREADS, len(ids)), thread_name_prefix="credit") as pool:
-        for status in pool.map(lambda i: _safe(services, i), ids):
+    room = threading.BoundedSemaphore(2 * DELIVER_THREADS)
+
+    def done(future: Future[str]) -> None:
+        status = future.result()
+        with lock:
             outcomes[status] = outcomes.get(status, 0) + 1
+        room.release()
+
+    lock = threading.Lock()
+    taken = 0
+    with ThreadPoolExecutor(max_workers=DELIVER_THREADS, thread_name_prefix="credit") as pool:
+        while taken < limit:
+            batch = _claim_due(services, min(DELIVER_THREADS, limit - taken))
+            if not batch:
+                break
+            taken += len(batch)
+            for claimed in batch:
+                room.acquire()
+                pool.submit(_safe, services, claimed).add_done_callback(done)
     return outcomes
 
 
-def _safe(services: Runtime, credit_id: int) -> str:
+def _safe(services: Runtime, claimed: _Claimed) -> str:
     try:
-        return deliver(services, credit_id)
+        return _deliver_claimed(services, claimed)
     except Exception:
-        log.exception("credit %s: delivery failed unexpectedly; left for the next pass", credit_id)
+        log.exception("credit %s: delivery failed unexpectedly; left for the next pass", claimed.ref)
         return "error"
 
 

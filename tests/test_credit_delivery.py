@@ -235,3 +235,27 @@ def test_worker_killed_mid_delivery_then_restarted_delivers_each_credit_once(cs_
     assert cs_balance(live) == 10000 + sum(100 + i for i in range(n))
     assert {c.ref: c.status for c in credit_rows(live)} == dict.fromkeys(refs, CreditStatus.DELIVERED)
     assert len(notices_of(live, "topup_receipt")) == n
+
+
+def test_three_workers_passing_at_once_take_each_credit_once(cs_live):
+    """Three workers' passes over the same 60 due credits: each claim is one statement that skips rows another worker
+    holds, so between them every credit is tried exactly once (the outcomes add up to 60, not more), credited once at
+    the card system and receipted once."""
+    live = cs_live
+    n = 60
+    with live.session() as db, db.begin():
+        card = db.get(Cardholder, student(live, OPENID, student_no=NO))
+        now = live.services.clock.utcnow()
+        for i in range(n):
+            credits.owe(
+                db, ref=f"RACE{i:03d}", channel=CreditChannel.WECHAT_PAY, card=card, openid=OPENID,
+                amount_fen=100 + i, fee_fen=0, paid_at=now, now=now,
+            )  # fmt: skip
+    with ThreadPoolExecutor(3) as pool:
+        passes = list(pool.map(lambda _: credits.deliver_due(live.services), range(3)))
+    assert sum(sum(p.values()) for p in passes) == n
+    assert all(set(p) <= {CreditStatus.DELIVERED} for p in passes)
+    assert sorted(credit_log(live)) == [f"RACE{i:03d}" for i in range(n)]
+    assert {c.tries for c in credit_rows(live)} == {1}
+    assert cs_balance(live) == 10000 + sum(100 + i for i in range(n))
+    assert len(notices_of(live, "topup_receipt")) == n

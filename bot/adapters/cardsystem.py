@@ -15,6 +15,7 @@ outcome is just as unknown: settle it by ``credit_status(ref)`` before any other
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -302,14 +303,15 @@ class HttpCardSystem:
         self.timeout = timeout
         # verify, account and entries answer a waiting student: never longer than the credit calls, often shorter
         self.read_timeout = min(timeout, read_timeout or timeout)
-        self.http = http or _session()
+        self.http = http or _session(self.base)
 
     def prepare(self, method: str, path: str, query: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> requests.PreparedRequest:
         """The request as it goes on the wire, signed over its exact target and bytes (the checker reuses it)."""
         url = self.base + path + ("?" + urlencode(query, quote_via=quote, safe="") if query else "")
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() if body is not None else b""
         headers = {"Content-Type": "application/json"} if body is not None else {}
-        prep = self.http.prepare_request(requests.Request(method, url, data=raw or None, headers=headers))
+        prep = requests.PreparedRequest()  # not the session's prepare_request: no cookies, auth or hooks to merge
+        prep.prepare(method=method, url=url, headers=headers, data=raw or None)
         prep.headers.update(cardsys_signing.sign(self.secret, method, prep.path_url, raw))
         return prep
 
@@ -412,10 +414,14 @@ class HttpCardSystem:
         return LossOutcome(result)
 
 
-def _session(connections: int = 32) -> requests.Session:
+def _session(base_url: str, connections: int = 32) -> requests.Session:
     """One keep-alive connection per thread that calls at once (the worker delivers credits in 16 threads; requests'
-    default of 10 would close and reopen the others on every call)."""
+    default of 10 would close and reopen the others on every call). The environment's proxy and CA bundle settings
+    are read once here, not on every call (requests would scan the whole environment per request)."""
     session = requests.Session()
+    session.proxies = requests.utils.get_environ_proxies(base_url)
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.trust_env = False
     adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=connections)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
