@@ -15,15 +15,16 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from bot import credits
-from bot.adapters.cardsystem import Account, CardSystemError, CardSystemUnavailable
+from bot.adapters.cardsystem import Account, CardSystemError, CardSystemUnavailable, Entry
+from bot.adapters.ledger_cardsystem import account_of, entry_of, recent_ids
 from bot.clock import SCHOOL_TZ
 from bot.credits import remember_balance
 from bot.money import yuan
-from models import Cardholder
-from models.enums import CardStatus
+from models import Binding, CardCredit, Cardholder, LedgerEntry
+from models.enums import CardStatus, CreditStatus
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -112,6 +113,45 @@ def read(services: Runtime, card: Cardholder) -> Shown:
     if cs.remote:
         _sync(services, card, acc)
     return Shown(_status_of(card, acc.holder.status, acc.holder.left_on, acc.balance_fen, _naive_utc(acc.as_of)), acc.balance_fen, acc.as_of)
+
+
+@dataclass(frozen=True)
+class Glance:
+    """What the balance reply shows: the balance, the card's last entries (None with a remote card system: they
+    are left to 账单, so the click costs one call) and how many payments are still on their way to the card."""
+
+    shown: Shown
+    recent: list[Entry] | None
+    pending: int
+
+
+def glance(services: Runtime, openid: str, recent: int) -> Glance | None:
+    """The card bound to ``openid`` and its balance — for the bot's own ledger in one statement with the last
+    ``recent`` entries and the count of credits pending; for a remote card system that statement and its one
+    ``account()`` call. None when no card is bound."""
+    cs = services.card_system
+    pending = (
+        select(func.count(CardCredit.id))
+        .where(CardCredit.cardholder_id == Cardholder.id, CardCredit.status == CreditStatus.PENDING)
+        .correlate(Cardholder)
+        .scalar_subquery()
+    )
+    query = select(Cardholder, pending).join(Binding, Binding.cardholder_id == Cardholder.id).where(Binding.openid == openid)
+    if not cs.remote:
+        query = (
+            query.add_columns(LedgerEntry)
+            .outerjoin(LedgerEntry, LedgerEntry.id.in_(recent_ids(recent)))
+            .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
+        )
+    with services.reads() as db:
+        rows = db.execute(query).all()
+    if not rows:
+        return None
+    card, waiting = rows[0][0], rows[0][1]
+    if cs.remote:
+        return Glance(read(services, card), None, waiting)
+    acc = account_of(card)
+    return Glance(Shown(card, acc.balance_fen, acc.as_of), [entry_of(r[2]) for r in rows if r[2] is not None], waiting)
 
 
 def waiting_lines(services: Runtime, card_id: int, lang: str, center: str) -> list[str]:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.adapters.store import Store, connect
 from bot.chat.dialogs import Dialogs
+from bot.chat.profiles import Profiles
 from bot.clock import Clock
 from bot.config import Config
 from bot.metrics import Metrics
@@ -33,10 +34,15 @@ class Runtime:
     store: Store
     clock: Clock = field(default_factory=Clock)
     metrics: Metrics = field(default_factory=Metrics)
+    _reads: tuple[Engine | None, sessionmaker[Session]] = field(default=(None, sessionmaker()), init=False, repr=False)
 
     @cached_property
     def dialogs(self) -> Dialogs:
         return Dialogs(self.store, self.cfg.binding.dialog_ttl_seconds)
+
+    @cached_property
+    def profiles(self) -> Profiles:
+        return Profiles(self.store)
 
     @cached_property
     def executor(self) -> ThreadPoolExecutor:
@@ -68,6 +74,15 @@ class Runtime:
 
     def session(self) -> Session:
         return self.sessions()
+
+    def reads(self) -> Session:
+        """A session for one read and nothing else: each statement on its own, with no BEGIN, COMMIT or ROLLBACK
+        round trips around it (the chat's hot path reads the card this way). Follows ``engine`` if it is replaced."""
+        engine, made = self._reads
+        if engine is not self.engine:
+            made = make_sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"))
+            self._reads = (self.engine, made)
+        return made()
 
     def close(self) -> None:
         if "executor" in self.__dict__:

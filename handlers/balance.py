@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from bot import balances
-from bot.adapters.cardsystem import CardSystemError
 from bot.bills import entry_line
 from bot.cards import can_transact, freeze_on, mask_student_no
 from bot.chat.context import Context
-from bot.chat.router import Routes
+from bot.chat.router import NotBound, Routes, remote_card_system
 from models import Cardholder
 from models.enums import CardStatus
 
@@ -46,26 +45,23 @@ def status_lines(ctx: Context, card: Cardholder, balance: str) -> list[str]:
 
 @routes.click("BALANCE")
 @routes.text("余额", "balance", "查余额", "余额查询", "查询余额")
-@routes.needs_card()
+@routes.needs_card(reads_card=True)
+@routes.calls_out(remote_card_system)
 def balance(msg: Any, ctx: Context) -> str:
+    """The card is read in the same statement as its balance and entries (the hot path: one round trip)."""
     center = ctx.cfg.school.service_center
-    shown = balances.read(ctx.services, ctx.bound_card)
+    seen = balances.glance(ctx.services, ctx.openid, RECENT)
+    if seen is None:
+        raise NotBound
+    shown = seen.shown
     card = shown.card
     lines = [ctx.t("balance_header", name=card.masked_name, no=mask_student_no(card.student_no)), balances.amount_line(ctx.t, shown)]
     if why := balances.stale_line(ctx.t, shown, center):
         lines.append(why)
     lines.extend(status_lines(ctx, card, "-" if shown.balance_fen is None else ctx.yuan(shown.balance_fen)))
-    lines.extend(balances.waiting_lines(ctx.services, card.id, ctx.lang, center))
-    if not ctx.services.card_system.remote:
-        lines.extend(_recent(ctx, card.student_no))
+    if seen.pending:
+        lines.extend(balances.waiting_lines(ctx.services, card.id, ctx.lang, center))
+    if seen.recent is not None:
+        lines.extend([ctx.t("balance_recent"), *(entry_line(ctx.t, e) for e in seen.recent)] if seen.recent else [ctx.t("balance_no_entries")])
     lines.append(ctx.t("balance_footer"))
     return "\n".join(lines)
-
-
-def _recent(ctx: Context, student_no: str) -> list[str]:
-    """The last entries, when the card system is the bot's own ledger (a local read, no extra round trip)."""
-    try:
-        recent = [entry_line(ctx.t, e) for e in ctx.services.card_system.entries(student_no, limit=RECENT)]
-    except CardSystemError:
-        return []
-    return [ctx.t("balance_recent"), *recent] if recent else [ctx.t("balance_no_entries")]

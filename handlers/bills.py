@@ -12,7 +12,7 @@ from bot.adapters.cardsystem import CardSystemError
 from bot.bills import entry_line, month_bill, month_label, unavailable_text
 from bot.chat.context import Context
 from bot.chat.replies import Article
-from bot.chat.router import Routes
+from bot.chat.router import Routes, remote_card_system
 
 routes = Routes()
 
@@ -22,6 +22,7 @@ CHAT_LINES = 6
 @routes.click("BILLS")
 @routes.text("账单", "bills", "bill", "账单查询", "本月账单", "查账单")
 @routes.needs_card()
+@routes.calls_out(remote_card_system)
 def bills(msg: Any, ctx: Context) -> str | Article:
     card = ctx.bound_card
     now = ctx.now()

@@ -15,7 +15,7 @@ from bot.binding import Outcome, Removal, Verdict, compact
 from bot.binding_lock import Lock
 from bot.cards import mask_student_no
 from bot.chat.context import Context
-from bot.chat.router import Routes, normalize
+from bot.chat.router import Routes, normalize, remote_card_system
 from bot.clock import to_local
 from models import Binding
 
@@ -79,6 +79,7 @@ def bind_name(msg: Any, ctx: Context) -> str:
 
 
 @routes.state("bind.password")
+@routes.calls_out(remote_card_system)
 def bind_password(msg: Any, ctx: Context) -> str:
     """The one message that carries a password: it is checked by bot.binding and goes nowhere else."""
     data = ctx.dialog.data if ctx.dialog else {}
@@ -140,6 +141,7 @@ def bindings(msg: Any, ctx: Context) -> str:
 
 
 @routes.state("bindings.password")
+@routes.calls_out(remote_card_system)
 def bindings_password(msg: Any, ctx: Context) -> str:
     """The card password again, counted like a binding try: being bound is not enough to see or remove others."""
     data = ctx.dialog.data if ctx.dialog else {}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import select
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -29,18 +30,35 @@ def make_engine(url: str, echo: bool = False) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":  # a lone read takes no lock
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
         pool_timeout=3,
         connect_args={"connect_timeout": 3} if url.startswith("postgresql") else {},
     )
+    event.listen(engine, "checkout", _alive)
+    return engine
+
+
+def _alive(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection whose server ended it (restart, ``pg_terminate_backend``, idle timeout) has the server's
+    goodbye or EOF waiting on its socket, while an idle live one has nothing to read: asking the socket costs no round
+    trip, where ``pool_pre_ping`` costs one per checkout. The pool replaces a connection this refuses."""
+    fileno = getattr(dbapi_conn, "fileno", None)
+    if fileno is None:
+        return
+    try:
+        readable, _, _ = select.select([fileno()], [], [], 0)
+    except Exception as e:  # closed by the driver already, or a socket the OS no longer knows
+        raise exc.DisconnectionError("connection socket unusable") from e
+    if readable:
+        raise exc.DisconnectionError("the server closed the connection while it was idle in the pool")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

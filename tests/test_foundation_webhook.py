@@ -104,6 +104,7 @@ def _count_handler(msg, ctx):
 
 
 @test_routes.text("__test_slow__")
+@test_routes.calls_out()  # as a handler waiting for an outside system declares itself
 def _slow_handler(msg, ctx):
     time.sleep(1.5)
     return "slow result ready"

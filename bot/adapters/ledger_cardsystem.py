@@ -15,7 +15,7 @@ import unicodedata
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.adapters.cardsystem import (
@@ -65,15 +65,33 @@ def _aware(naive_utc: datetime) -> datetime:
     return naive_utc.replace(tzinfo=UTC)
 
 
-def _holder(card: Cardholder) -> Holder:
-    kind = HolderKind.STUDENT if card.id_number else HolderKind.INTERNATIONAL
-    return Holder(card.student_no, card.name, kind, CardStatus(card.status), card.left_on)
+def account_of(card: Cardholder) -> Account:
+    """The card's account as this card system answers it: the ledger is always settled, its balance as of the card's
+    last change."""
+    return Account(_holder(card), card.balance_fen, _aware(card.updated_at))
 
 
-def _entry(e: LedgerEntry) -> Entry:
+def recent_ids(limit: int) -> Select[int]:
+    """The ids of the last ``limit`` entries of the card in the enclosing query (correlated to ``cardholders``), for
+    a caller that reads a card and its entries in one statement."""
+    return (
+        select(LedgerEntry.id)
+        .where(LedgerEntry.cardholder_id == Cardholder.id)
+        .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
+        .limit(limit)
+        .correlate(Cardholder)
+    )
+
+
+def entry_of(e: LedgerEntry) -> Entry:
     kind = KIND.get(EntryKind(e.kind), TerminalEntryKind.ADJUST)
     merchant = OPENING if e.kind == EntryKind.OPENING else e.description if e.kind in SHOWN else ""
     return Entry(str(e.id), e.amount_fen, e.balance_after_fen, kind, merchant, _aware(e.created_at))
+
+
+def _holder(card: Cardholder) -> Holder:
+    kind = HolderKind.STUDENT if card.id_number else HolderKind.INTERNATIONAL
+    return Holder(card.student_no, card.name, kind, CardStatus(card.status), card.left_on)
 
 
 def _same_name(a: str, b: str) -> bool:
@@ -114,8 +132,7 @@ class LedgerCardSystem:
             card = self._card(db, student_no)
             if card is None:
                 return None
-            # the ledger is always settled: its balance is as of the card's last change
-            return Account(_holder(card), card.balance_fen, _aware(card.updated_at))
+            return account_of(card)
 
     def entries(self, student_no: str, *, since: datetime | None = None, limit: int = 20) -> list[Entry]:
         with self.sessions() as db:
@@ -126,7 +143,7 @@ class LedgerCardSystem:
             if since is not None:
                 query = query.where(LedgerEntry.created_at >= since.astimezone(UTC).replace(tzinfo=None))
             rows = db.execute(query.order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc()).limit(limit)).scalars()
-            return [_entry(e) for e in rows]
+            return [entry_of(e) for e in rows]
 
     def credit(self, ref: str, student_no: str, amount_fen: int, channel: Channel, paid_at: datetime) -> Credit:
         if amount_fen <= 0 or paid_at.tzinfo is None:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from bot.cards import card_for
 from bot.chat.dialogs import Dialog
+from bot.chat.profiles import Profile, load_user
 from bot.money import yuan
 from bot.texts import t as _t
 from models import Cardholder, WechatUser
@@ -24,20 +25,32 @@ class Context:
     openid: str
     db: Session
     services: Runtime
-    user: WechatUser
+    profile: Profile
     dialog: Dialog | None = None
     expired_dialog: str | None = None
     handler_name: str = ""
     _card: Cardholder | None = field(default=None, init=False, repr=False)
     _card_loaded: bool = field(default=False, init=False, repr=False)
+    _user: WechatUser | None = field(default=None, init=False, repr=False)
 
     @property
     def cfg(self) -> Config:
         return self.services.cfg
 
     @property
+    def user(self) -> WechatUser:
+        """The user's row, read only by a handler that changes it (the profile answers everything else)."""
+        if self._user is None:
+            self._user = load_user(self.db, self.openid, self.services.clock.utcnow())
+        return self._user
+
+    @property
+    def user_loaded(self) -> WechatUser | None:
+        return self._user
+
+    @property
     def lang(self) -> str:
-        return self.user.lang or "zh"
+        return (self._user.lang if self._user is not None else self.profile.lang) or "zh"
 
     def now(self) -> datetime:
         return self.services.clock.now()
@@ -60,13 +73,16 @@ class Context:
 
     # --- the bound card -------------------------------------------------
     def card(self) -> Cardholder | None:
-        """Looked up once per message, with the user when the route needs a card (one transaction on the hot path).
-        The read ends its transaction, so ``db`` holds nothing while the handler calls domain functions, which own
-        theirs (on SQLite every transaction takes the write lock)."""
+        """Looked up once per message, when the route needs a card: one statement outside any transaction, so
+        nothing is held while the handler calls domain functions, which own theirs."""
         if not self._card_loaded:
-            self._card, self._card_loaded = card_for(self.db, self.openid), True
-            self.db.commit()
+            with self.services.reads() as db:
+                self._card, self._card_loaded = card_for(db, self.openid), True
         return self._card
+
+    def know_card(self, card: Cardholder | None) -> None:
+        """A handler that read the card with more (the balance's one statement) saves the lookup."""
+        self._card, self._card_loaded = card, True
 
     @property
     def bound_card(self) -> Cardholder:

@@ -1,75 +1,103 @@
-"""Runs one parsed push through the router inside its own DB session: the unit the webhook times."""
+"""One parsed push through the router: the route picked from what Redis told on arrival, then run with its own
+DB session — in the request's thread, or on the pool when the route may wait for an outside system."""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 import redis
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
+from bot.chat.arrival import Arrival
 from bot.chat.context import Context
+from bot.chat.profiles import Profile, rebuild, seen_now
 from bot.chat.replies import Reply, Text
-from bot.chat.router import Router
+from bot.chat.router import Route, Router
 from bot.logs import hash_openid, openid_hash, request_id
 from bot.runtime import Runtime
 from bot.texts import t
-from models import WechatUser
 
 log = logging.getLogger(__name__)
-LAST_SEEN_RESOLUTION = timedelta(minutes=5)
 
 
-def load_user(db: Any, openid: str, now: Any) -> WechatUser:
-    """The user's row, created on first contact; two first messages at once must not collide."""
-    user = db.get(WechatUser, openid)
-    if user is None:
+class Turn:
+    """A push's route, picked without touching the database (``pick`` reads only the dialog)."""
+
+    def __init__(self, services: Runtime, router: Router, msg: Any, arrival: Arrival) -> None:
+        self.services, self.router, self.msg, self.arrival = services, router, msg, arrival
+        self.lang = arrival.profile.lang if arrival.profile is not None else "zh"
+        self.route: Route | None = None
+        self.ctx: Context | None = None
+        self._error: Reply | None = None
         try:
-            with db.begin_nested():
-                user = WechatUser(openid=openid, lang="zh", following=True, created_at=now)
-                db.add(user)
-        except IntegrityError:
-            user = db.get(WechatUser, openid)
-    if user.last_message_at is None or now - user.last_message_at >= LAST_SEEN_RESOLUTION:
-        user.last_message_at = now  # coarse on purpose: an UPDATE per message would cost a write and a row lock
-    return user
+            expired = None
+            if arrival.dialog is None and msg.type == "text":
+                expired = services.dialogs.take_expired(msg.source, arrival.dialog_seen)
+            profile = arrival.profile or Profile("zh", 0)
+            self.ctx = Context(
+                openid=msg.source, db=services.session(), services=services, profile=profile, dialog=arrival.dialog, expired_dialog=expired
+            )
+            self.route = router.pick(msg, self.ctx)
+        except redis.RedisError as exc:
+            self._error = self._unavailable(exc, "-")
+        except Exception:
+            self._error = self._failed("-")
 
+    @property
+    def inline(self) -> bool:
+        return self.route is None or self.route.inline(self.services)
 
-def run_message(services: Runtime, router: Router, msg: Any, info: dict[str, Any], rid: str = "-") -> Reply | None:
-    """Dispatch ``msg`` through the app's ``router``; never raises.
+    def run(self, rid: str = "-") -> Reply | None:
+        """The handler's reply; never raises (a failure is answered politely and counted)."""
+        request_id.set(rid)
+        openid_hash.set(hash_openid(self.msg.source))
+        if self._error is not None or self.ctx is None:
+            return self._error
+        ctx, services, handler = self.ctx, self.services, "-"
+        try:
+            with ctx.db as db:
+                ctx.profile = self._profile(db, ctx.profile)
+                self.lang = ctx.lang
+                try:
+                    reply = self.router.run(self.route, self.msg, ctx)
+                    handler = ctx.handler_name
+                    db.commit()
+                except Exception:
+                    db.rollback()
+                    handler = ctx.handler_name or "-"
+                    raise
+                user = ctx.user_loaded
+                if user is not None and (user.lang or "zh") != ctx.profile.lang:  # written through
+                    ctx.profile = Profile(user.lang or "zh", ctx.profile.seen)
+                    services.profiles.put(ctx.openid, ctx.profile)
+                self.lang = ctx.lang
+                return reply
+        except (redis.RedisError, SQLAlchemyError) as exc:
+            return self._unavailable(exc, handler)
+        except Exception:
+            return self._failed(handler)
 
-    ``info['lang']`` is filled early so a late answer speaks the user's language.
-    """
-    request_id.set(rid)
-    openid_hash.set(hash_openid(msg.source))
-    handler = "-"
-    try:
-        with services.session() as db:
-            user = load_user(db, msg.source, services.clock.utcnow())
-            info["lang"] = user.lang or "zh"
-            dialog = services.dialogs.get(msg.source)
-            expired = services.dialogs.take_expired(msg.source) if dialog is None and msg.type == "text" else None
-            ctx = Context(openid=msg.source, db=db, services=services, user=user, dialog=dialog, expired_dialog=expired)
-            route = router.pick(msg, ctx)
-            if route is not None and route.needs_card is not None:
-                ctx.card()  # read with the user, in the same transaction
-            db.commit()  # nothing held while the handler runs: the domain functions it calls own their transactions
-            try:
-                reply = router.run(route, msg, ctx)
-                handler = ctx.handler_name
-                db.commit()
-            except Exception:
-                db.rollback()
-                handler = ctx.handler_name or "-"
-                raise
-            info["lang"] = user.lang or "zh"
-            return reply
-    except (redis.RedisError, SQLAlchemyError) as exc:
+    def _profile(self, db: Any, cached: Profile) -> Profile:
+        """The cached profile, or one rebuilt from the user's row (created on first contact); ``last_message_at``
+        written when it is older than its resolution. Nothing is read or written otherwise."""
+        now = self.services.clock.utcnow()
+        if self.arrival.profile is None:
+            profile = rebuild(db, self.msg.source, now)
+        elif cached.due(now):
+            profile = seen_now(db, self.msg.source, cached, now)
+        else:
+            return cached
+        db.commit()
+        self.services.profiles.put(self.msg.source, profile)
+        return profile
+
+    def _failed(self, handler: str) -> Reply:
+        log.exception("handler failed", extra={"handler": handler, "event": getattr(self.msg, "type", "?")})
+        self.services.metrics.handler_errors.labels(handler=handler).inc()
+        return Text(t(self.lang, "error_apology", phone=self.services.cfg.school.service_phone))
+
+    def _unavailable(self, exc: Exception, handler: str) -> Reply:
         log.warning("backend unavailable while handling push: %s", type(exc).__name__, extra={"handler": handler})
-        services.metrics.handler_errors.labels(handler=handler).inc()
-        return Text(t(info.get("lang", "zh"), "service_unavailable"))
-    except Exception:
-        log.exception("handler failed", extra={"handler": handler, "event": getattr(msg, "type", "?")})
-        services.metrics.handler_errors.labels(handler=handler).inc()
-        return Text(t(info.get("lang", "zh"), "error_apology", phone=services.cfg.school.service_phone))
+        self.services.metrics.handler_errors.labels(handler=handler).inc()
+        return Text(t(self.lang, "service_unavailable"))

@@ -8,8 +8,12 @@ tries, 5 s apart); a later copy is answered ``success``.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from bot.adapters.store import Store
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
 
 PENDING = "pending"
 DONE = "done"
@@ -27,6 +31,10 @@ class Dedup:
     def claim(self, key: str) -> bool:
         """Atomically take the key; False means another request has (or had) it."""
         return bool(self.store.r.set(self._k(key), PENDING, nx=True, ex=self.ttl))
+
+    def claim_on(self, pipe: Pipeline, key: str) -> None:
+        """``claim`` as one command of the caller's pipeline (its result: whether the key was taken)."""
+        pipe.set(self._k(key), PENDING, nx=True, ex=self.ttl)
 
     def finish(self, key: str, reply_xml: str) -> None:
         pipe = self.store.r.pipeline()  # the answer first: a waiting retry never sees DONE without it

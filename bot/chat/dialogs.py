@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.adapters.store import Store
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
 
 EXPIRED_MEMORY_SECONDS = 24 * 3600
 
@@ -33,7 +36,15 @@ class Dialogs:
         return self.store.key("dialog-seen", openid)
 
     def get(self, openid: str) -> Dialog | None:
-        raw = self.store.r.get(self._k(openid))
+        return self.parse(self.store.r.get(self._k(openid)))
+
+    def read_on(self, pipe: Pipeline, openid: str) -> None:
+        """The dialog and its 'seen' marker as two commands of the caller's pipeline (see ``parse``, ``expired``)."""
+        pipe.get(self._k(openid))
+        pipe.get(self._seen(openid))
+
+    @staticmethod
+    def parse(raw: Any) -> Dialog | None:
         if raw is None:
             return None
         obj = json.loads(raw)
@@ -55,12 +66,10 @@ class Dialogs:
         removed, _ = pipe.execute()
         return bool(removed)
 
-    def take_expired(self, openid: str) -> str | None:
-        """If a dialog ran out since the user's last message, forget it and return its state name."""
-        if self.store.r.exists(self._k(openid)):
+    def take_expired(self, openid: str, seen: str | None) -> str | None:
+        """A dialog ran out since the user's last message (no dialog, but its 'seen' marker read with it): forget the
+        marker and return the state name, so the user hears once that it expired."""
+        if seen is None:
             return None
-        pipe = self.store.r.pipeline()
-        pipe.get(self._seen(openid))
-        pipe.delete(self._seen(openid))
-        state, _ = pipe.execute()
-        return state
+        self.store.r.delete(self._seen(openid))
+        return seen

@@ -14,6 +14,10 @@ through. ``dispatch`` picks exactly one route, trying the kinds in ``ORDER``: ca
 state (for text), the menu click key, the event type, the keyword, the expired-dialog notice, the message type,
 and finally the fallback. A route that needs a card answers its text key instead of running the handler when
 the user has none. A handler returns a reply (``str``, ``Text``, ``Article``) or None for no reply.
+
+A handler that only reads and writes the database and Redis runs in the request's own thread (their timeouts keep
+it inside WeChat's 5 s); one that may wait for an outside system declares ``calls_out`` and runs on the pool, where
+the webhook can answer "processing" at the budget and send the reply later.
 """
 
 from __future__ import annotations
@@ -28,9 +32,16 @@ from bot.texts import zh
 
 if TYPE_CHECKING:
     from bot.chat.context import Context
+    from bot.runtime import Runtime
 
 Handler = Callable[[Any, "Context"], "Reply | str | None"]
+CallsOut = Callable[["Runtime"], bool]
 ORDER = ("cancel", "state", "click", "event", "text", "expired", "msgtype", "fallback")
+
+
+def remote_card_system(services: Runtime) -> bool:
+    """``calls_out`` for handlers that ask the card system: outside only when it is a remote one."""
+    return services.card_system.remote
 
 
 def normalize(text: str) -> str:
@@ -49,6 +60,18 @@ class Route:
     handler: Handler
     needs_card: str | None = None
     """Text key answered instead of running the handler when the user has bound no card."""
+    calls_out: CallsOut | None = None
+    """Whether, with these services, the handler may wait for an outside system (None: never)."""
+    reads_card: bool = False
+    """The handler reads the card itself, with what it shows, and raises ``NotBound`` when there is none."""
+
+    def inline(self, services: Runtime) -> bool:
+        """Whether the handler runs in the request's thread (see the module's docstring)."""
+        return self.calls_out is None or not self.calls_out(services)
+
+
+class NotBound(Exception):
+    """Raised by a ``needs_card(reads_card=True)`` handler that found no card: answered with the route's text."""
 
 
 class Routes:
@@ -57,6 +80,8 @@ class Routes:
     def __init__(self) -> None:
         self._declared: list[tuple[str, tuple[str, ...], Handler]] = []
         self._guards: dict[Handler, str] = {}
+        self._reads_card: set[Handler] = set()
+        self._outside: dict[Handler, CallsOut] = {}
 
     def _declare(self, kind: str, keys: tuple[str, ...]) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
@@ -90,22 +115,35 @@ class Routes:
     def fallback(self, fn: Handler) -> Handler:
         return self._declare("fallback", ("",))(fn)
 
-    def needs_card(self, reply: str = "not_bound") -> Callable[[Handler], Handler]:
-        """Every route of the handler answers text key ``reply`` to a user without a bound card."""
+    def needs_card(self, reply: str = "not_bound", *, reads_card: bool = False) -> Callable[[Handler], Handler]:
+        """Every route of the handler answers text key ``reply`` to a user without a bound card. With ``reads_card``
+        the handler looks the card up itself, in the statement that reads what it shows (the balance's one round
+        trip), and raises ``NotBound``; else the router looks it up before the handler runs."""
         if reply not in zh.TEXTS:
             raise ValueError(f"needs_card: no text {reply!r} in bot/texts")
 
         def deco(fn: Handler) -> Handler:
             self._guards[fn] = reply
+            if reads_card:
+                self._reads_card.add(fn)
+            return fn
+
+        return deco
+
+    def calls_out(self, when: CallsOut = lambda services: True) -> Callable[[Handler], Handler]:
+        """The handler may wait for an outside system (``when`` these services make it so): it runs on the pool."""
+
+        def deco(fn: Handler) -> Handler:
+            self._outside[fn] = when
             return fn
 
         return deco
 
     def routes(self) -> list[Route]:
-        stray = self._guards.keys() - {fn for _, _, fn in self._declared}
+        stray = (self._guards.keys() | self._outside.keys()) - {fn for _, _, fn in self._declared}
         if stray:
-            raise ValueError(f"needs_card on {', '.join(sorted(map(handler_name, stray)))}, which has no route")
-        return [Route(kind, keys, fn, self._guards.get(fn)) for kind, keys, fn in self._declared]
+            raise ValueError(f"needs_card or calls_out on {', '.join(sorted(map(handler_name, stray)))}, which has no route")
+        return [Route(kind, keys, fn, self._guards.get(fn), self._outside.get(fn), fn in self._reads_card) for kind, keys, fn in self._declared]
 
 
 class Router:
@@ -167,9 +205,14 @@ class Router:
         if route is None:
             return None
         ctx.handler_name = handler_name(route.handler)
-        if route.needs_card is not None and ctx.card() is None:
+        if route.needs_card is not None and not route.reads_card and ctx.card() is None:
             return Text(ctx.t(route.needs_card))
-        result = route.handler(msg, ctx)
+        try:
+            result = route.handler(msg, ctx)
+        except NotBound:
+            if route.needs_card is None:
+                raise
+            return Text(ctx.t(route.needs_card))
         if isinstance(result, str):
             return Text(result)
         return result

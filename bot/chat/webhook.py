@@ -14,7 +14,8 @@ from typing import Any
 import redis
 from flask import Blueprint, Response, current_app, g, request
 
-from bot.chat.conversation import run_message
+from bot.chat.arrival import arrive
+from bot.chat.conversation import Turn
 from bot.chat.dedup import Dedup
 from bot.chat.replies import Article, Reply, Text
 from bot.chat.router import Router
@@ -94,15 +95,16 @@ def _answer(svc: Runtime, router: Router, msg: Any) -> str:
     key = dedup_key(msg)
     budget = svc.cfg.wechat.reply_budget_seconds
     try:
-        claimed = dedup.claim(key)
+        arrival = arrive(dedup, svc.dialogs, svc.profiles, key, msg.source)
     except redis.RedisError:
-        log.warning("redis unavailable: push handled without dedup")
-        return _run(svc, router, msg, budget)
-    if not claimed:
+        log.warning("redis unavailable: push answered without running a handler (no dedup, no dialog)")
+        svc.metrics.handler_errors.labels(handler="-").inc()
+        return render_reply(Text(t("zh", "service_unavailable")), msg)
+    if not arrival.claimed:
         svc.metrics.dedup_hits.inc()
         earlier = dedup.wait(key, budget)
         return earlier if earlier is not None else "success"
-    plain = _run(svc, router, msg, budget)
+    plain = _run(svc, Turn(svc, router, msg, arrival), budget)
     try:
         dedup.finish(key, plain)
     except redis.RedisError:
@@ -110,17 +112,18 @@ def _answer(svc: Runtime, router: Router, msg: Any) -> str:
     return plain
 
 
-def _run(svc: Runtime, router: Router, msg: Any, budget: float) -> str:
-    """The handler's reply within ``budget`` seconds, else "processing" now and the reply later (customer service)."""
-
-    info: dict[str, Any] = {"lang": "zh"}
-    future: Future[Reply | None] = svc.executor.submit(run_message, svc, router, msg, info, request_id.get())
+def _run(svc: Runtime, turn: Turn, budget: float) -> str:
+    """The handler's reply: in this thread when it only touches the database and Redis (their timeouts keep it in
+    the budget); else on the pool, and "processing" at ``budget`` seconds with the reply sent later."""
+    if turn.inline:
+        return render_reply(turn.run(request_id.get()), turn.msg)
+    future: Future[Reply | None] = svc.executor.submit(turn.run, request_id.get())
     try:
         reply = future.result(timeout=budget)
     except FutureTimeout:
-        reply = Text(t(info["lang"], "processing"))
-        future.add_done_callback(lambda f: _deliver_late(svc, msg.source, f))
-    return render_reply(reply, msg)
+        reply = Text(t(turn.lang, "processing"))
+        future.add_done_callback(lambda f: _deliver_late(svc, turn.msg.source, f))
+    return render_reply(reply, turn.msg)
 
 
 def _deliver_late(svc: Runtime, openid: str, future: Future[Reply | None]) -> None:
