@@ -1,5 +1,6 @@
 """The service center's announcement (e.g. "card system maintenance tonight 23:00-01:00"): one at a time, in Redis
-under ``cardbot:announcement`` as JSON ``{"text": ..., "until": ISO time}``, gone after ``until``."""
+under ``cardbot:announcement`` (the ``[redis] key_prefix`` + ``announcement``) as JSON ``{"text": ..., "until": ISO
+time}``, gone after ``until``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from bot.errors import UserError
 if TYPE_CHECKING:
     from bot.runtime import Runtime
 
-KEY = "cardbot:announcement"
 MAX_TEXT = 200
 
 
@@ -33,12 +33,12 @@ def announce(services: Runtime, text: str, until: datetime) -> Announcement:
     ttl = int((until - services.clock.now()).total_seconds())
     if ttl <= 0:
         raise UserError("announce_in_past", 400)
-    services.store.r.set(KEY, json.dumps({"text": text, "until": until.isoformat()}, ensure_ascii=False), ex=ttl)
+    services.store.r.set(services.store.key("announcement"), json.dumps({"text": text, "until": until.isoformat()}, ensure_ascii=False), ex=ttl)
     return Announcement(text, until)
 
 
 def current(services: Runtime) -> Announcement | None:
-    raw = services.store.r.get(KEY)
+    raw = services.store.r.get(services.store.key("announcement"))
     if not raw:
         return None
     data = json.loads(raw)
