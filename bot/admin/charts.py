@@ -10,7 +10,7 @@ from markupsafe import Markup, escape
 from bot.desk import DayRate
 from bot.money import yuan
 
-W, H, PAD_L, PAD_B, PAD_T = 560, 180, 44, 22, 10
+W, H, PAD_L, PAD_R, PAD_B, PAD_T = 560, 180, 44, 16, 22, 10
 
 
 def _frame(title: str, body: list[str], y_labels: Sequence[tuple[float, str]]) -> Markup:
@@ -18,7 +18,7 @@ def _frame(title: str, body: list[str], y_labels: Sequence[tuple[float, str]]) -
     grid = []
     for frac, label in y_labels:
         y = PAD_T + plot_h * (1 - frac)
-        grid.append(f'<line class="grid" x1="{PAD_L}" y1="{y:.1f}" x2="{W}" y2="{y:.1f}"/>')
+        grid.append(f'<line class="grid" x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}"/>')
         grid.append(f'<text class="axis" x="{PAD_L - 4}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>')
     svg = (
         f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
@@ -30,7 +30,7 @@ def _frame(title: str, body: list[str], y_labels: Sequence[tuple[float, str]]) -
 def hourly_volume(title: str, hourly_fen: Sequence[int]) -> Markup:
     """24 bars, one per local hour, height = yuan paid in that hour."""
     top = max(max(hourly_fen), 100)
-    plot_w, plot_h = W - PAD_L, H - PAD_B - PAD_T
+    plot_w, plot_h = W - PAD_L - PAD_R, H - PAD_B - PAD_T
     step = plot_w / 24
     body = []
     for hour, amount in enumerate(hourly_fen):
@@ -47,7 +47,7 @@ def hourly_volume(title: str, hourly_fen: Sequence[int]) -> Markup:
 
 def success_rate(title: str, days: Sequence[DayRate], none_label: str) -> Markup:
     """One bar per day: share of finished top-up orders that were paid; a day without orders shows a dot."""
-    plot_w, plot_h = W - PAD_L, H - PAD_B - PAD_T
+    plot_w, plot_h = W - PAD_L - PAD_R, H - PAD_B - PAD_T
     step = plot_w / max(len(days), 1)
     body = []
     for i, d in enumerate(days):

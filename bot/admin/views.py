@@ -13,7 +13,6 @@ from bot import announcements, audit, binding, credit_refunds, desk, outbox, sta
 from bot.admin import charts, csrf
 from bot.admin.auth import clear_cookie, load_staff, set_cookie, staff_only, supervisor_only
 from bot.autodebit import approve_refund, reject_refund
-from bot.cards import mask_student_no
 from bot.clock import SCHOOL_TZ, to_local
 from bot.errors import UserError
 from bot.money import yuan
@@ -52,7 +51,12 @@ def _headers(resp: Response) -> Response:
 
 @bp.context_processor
 def _template_values() -> dict[str, Any]:
-    return {"t": tr, "lang": g.lang, "staff": g.get("staff"), "yuan": yuan, "local": to_local, "mask_no": mask_student_no}
+    return {"t": tr, "lang": g.lang, "staff": g.get("staff"), "yuan": yuan, "local": to_local, "school": _school_time}
+
+
+def _school_time(at: datetime) -> datetime:
+    """An aware time (the card system's, a balance's) in school time."""
+    return at.astimezone(SCHOOL_TZ)
 
 
 def tr(key: str, /, **values: Any) -> str:

@@ -4,8 +4,9 @@ bot's clock."""
 
 from __future__ import annotations
 
+import random
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,7 +16,9 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from bot.cli.admin import command as admin_command
-from models import AuditEntry
+from bot.clock import SCHOOL_TZ
+from models import AuditEntry, Cardholder, TopupOrder
+from models.enums import OrderStatus
 from tests.support.autodebit import at, entry, logged_in, signed, student
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -104,3 +107,55 @@ def refund_requested(live: Any, openid: str, student_no: str) -> int:
     r = logged_in(live, openid).post("/api/autodebit/refunds", {"attempt_id": body["autodebit"]["attempt_id"]})
     assert r.status_code == 201, r.text
     return int(r.json()["request_id"])
+
+
+class BrowserErrors(list[str]):
+    """Uncaught script errors and CSP violations a console page reports (there should be none: it runs no script)."""
+
+
+def open_console(browser: Any, live: Any, width: int = 1280, height: int = 900) -> tuple[Any, Any, BrowserErrors]:
+    """A fresh browser context (its own cookies) on the console's login page: ``(context, page, errors)``."""
+    from tests.support.browser import TIMEOUT_MS
+
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors = BrowserErrors()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # a 403 answer and the browser's favicon 404 are logged as "Failed to load resource": expected, not errors
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
+    page.goto(live.url + "/admin/")
+    return context, page, errors
+
+
+def seed_history(live: Any, student_no: str, openid: str, days: int = 30) -> None:
+    """Top-up orders of the last ``days`` days (most paid, some closed or failed) and this morning's, for the
+    dashboard's tallies and charts (orders only: no money moves)."""
+    rng = random.Random(16)
+    now = live.services.clock.now()
+    with live.session() as db, db.begin():
+        card_id = db.execute(select(Cardholder.id).where(Cardholder.student_no == student_no)).scalar_one()
+        for back in range(days):
+            day = now.date() - timedelta(days=back)
+            hours = (
+                [h for h in (7, 7, 8, 8, 8, 9, 9, 10) if h <= now.hour]
+                if back == 0
+                else rng.choices((7, 8, 11, 12, 12, 13, 17, 18, 21), k=rng.randint(2, 9))
+            )
+            for i, hour in enumerate(hours):
+                at = datetime.combine(day, time(hour, rng.randint(0, 59)), SCHOOL_TZ).astimezone(UTC).replace(tzinfo=None)
+                status = rng.choices((OrderStatus.PAID, OrderStatus.CLOSED, OrderStatus.FAILED), weights=(88, 9, 3))[0]
+                db.add(
+                    TopupOrder(
+                        order_no=f"S{day:%Y%m%d}{i:04d}",
+                        cardholder_id=card_id,
+                        openid=openid,
+                        mode="quick",
+                        amount_fen=rng.choice((5000, 10000, 20000, 3000)),
+                        status=status,
+                        business_day=day,
+                        created_at=at,
+                        expires_at=at + timedelta(minutes=15),
+                        paid_at=at if status == OrderStatus.PAID else None,
+                    )
+                )
