@@ -54,6 +54,22 @@ def record(
         )
 
 
+def record_failed_login(services: Runtime, name: str, why: str) -> None:
+    """A sign-in that did not pass: the name as typed (it may be no account at all), no role."""
+    with services.session() as db, db.begin():
+        db.add(
+            AuditEntry(
+                at=services.clock.utcnow(),
+                staff=name[:64] or "-",
+                role="-",
+                action="login",
+                target=name[:64],
+                outcome=AuditOutcome.REFUSED.value,
+                detail=why,
+            )
+        )
+
+
 def entries(services: Runtime, *, about: str = "", limit: int = 200) -> list[Audited]:
     """Newest first; ``about`` narrows to a target or a staff member."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)

@@ -20,10 +20,11 @@ from bot.cli.topup import command as reconcile_command
 from bot.config import load_config
 from bot.outbox import NEEDS_AN_OPERATOR
 from models import OutboxNotice, RefundRequest
-from models.enums import NoticeStatus, RefundStatus
+from models.enums import CreditStatus, NoticeStatus, RefundStatus
 from tests.conftest import make_config
 from tests.support.admin import PASSWORD, Desk, add_user, audit_rows, code, refund_requested, staff
 from tests.support.autodebit import student
+from tests.support.credits import credit, refunds_at_wechat, refused_topup
 
 pytestmark = pytest.mark.usefixtures("ledger_checked")
 
@@ -253,3 +254,47 @@ def test_a_wrong_name_costs_the_same_check(live):
     with pytest.raises(Exception) as exc:
         staff_domain.authenticate(live.services, "nobody", "whatever-password", "")
     assert getattr(exc.value, "code", "") == "admin_login_failed"
+
+
+def test_removing_a_binding_at_the_desk_ends_that_accounts_access(live):
+    student(live, OPENID, student_no=NO)
+    desk = staff(live, "lin.xue", "clerk")
+    page = desk.get(f"/admin/students/{NO}").text
+    binding_id = int(page.split(f"/admin/students/{NO}/bindings/")[1].split("/")[0])
+    assert desk.post(f"/admin/students/{NO}/bindings/{binding_id}/remove", {"reason": "phone stolen, owner at the counter"}).status_code == 302
+    with live.session() as db:
+        assert db.execute(text("SELECT count(*) FROM bindings")).scalar_one() == 0
+    assert desk.post(f"/admin/students/{NO}/bindings/{binding_id}/remove", {"reason": "again"}).status_code == 302
+    assert [e.outcome for e in audit_rows(live, "remove_binding")] == ["done", "refused"]
+
+
+def test_a_supervisor_refunds_a_refused_credit_through_the_same_function_as_the_cli(cs_live):
+    ref = refused_topup(cs_live, OPENID, NO)
+    clerk = staff(cs_live, "he.clerk", "clerk")
+    assert ref in clerk.get("/admin/credits").text
+    assert clerk.post(f"/admin/credits/{ref}/refund", {"reason": "card lost"}).status_code == 403
+    boss = staff(cs_live, "he.boss", "supervisor")
+    assert boss.post(f"/admin/credits/{ref}/refund", {"reason": "card lost, student asked for the money back"}).status_code == 302
+    assert credit(cs_live, ref).status in (CreditStatus.REFUNDING, CreditStatus.REFUNDED)
+    assert len(refunds_at_wechat(cs_live, ref)) == 1
+    assert [(e.staff, e.outcome) for e in audit_rows(cs_live, "refund_credit")] == [("he.clerk", "forbidden"), ("he.boss", "done")]
+
+
+def test_the_console_writes_no_sql_and_moves_no_money_itself():
+    """Views call domain functions (the CLI's); no SQLAlchemy, model or transaction in bot/admin."""
+    import ast
+    from pathlib import Path
+
+    found = []
+    for path in sorted((Path(__file__).resolve().parent.parent / "bot" / "admin").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and (node.module.startswith("sqlalchemy") or (node.module.startswith("models") and node.module != "models.enums"))
+            ):
+                found.append(f"{path.name}: {node.module}")
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("begin", "commit", "execute", "post_entry", "session"):
+                found.append(f"{path.name}: {node.func.attr}")
+    assert found == []

@@ -11,8 +11,8 @@ from flask_wtf.csrf import CSRFError
 
 from bot import announcements, audit, binding, credit_refunds, desk, outbox, staff
 from bot.admin import charts, csrf
-from bot.admin.auth import clear_cookie, load_staff, set_cookie, staff_only, supervisor_only
-from bot.autodebit import approve_refund, reject_refund
+from bot.admin.auth import COOKIE, clear_cookie, load_staff, set_cookie, staff_only, supervisor_only
+from bot.autodebit import approve_refund, refund_cases, reject_refund
 from bot.clock import SCHOOL_TZ, to_local
 from bot.errors import UserError
 from bot.money import yuan
@@ -90,7 +90,7 @@ def login() -> Any:
     try:
         who = staff.authenticate(g.svc, name, request.form.get("password", ""), request.form.get("code", ""))
     except UserError as err:
-        audit.record(g.svc, staff.Staff(0, name or "-", staff.StaffRole.CLERK), "login", name, "", AuditOutcome.REFUSED, err.code)
+        audit.record_failed_login(g.svc, name, err.code)
         return render_template("admin/login.html", next=nxt, error=err.message(g.lang)), err.status
     audit.record(g.svc, who, "login", who.name)
     return set_cookie(redirect(nxt), staff.start_session(g.svc, who))
@@ -98,8 +98,6 @@ def login() -> Any:
 
 @bp.post("/logout")
 def logout() -> Any:
-    from bot.admin.auth import COOKIE
-
     if g.staff is not None:
         audit.record(g.svc, g.staff, "logout", g.staff.name)
     staff.end_session(g.svc, request.cookies.get(COOKIE, ""))
@@ -169,7 +167,7 @@ def student(student_no: str) -> Any:
 @bp.get("/refunds")
 @staff_only
 def refunds() -> Any:
-    return render_template("admin/refunds.html", cases=desk.refund_cases(g.svc, open_only=request.args.get("all") != "1"))
+    return render_template("admin/refunds.html", cases=refund_cases(g.svc, open_only=request.args.get("all") != "1"))
 
 
 @bp.get("/credits")
