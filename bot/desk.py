@@ -107,7 +107,12 @@ def student_file(services: Runtime, student_no: str) -> StudentFile | None:
     with services.session() as db:
         bound = list(db.execute(select(Binding).where(Binding.cardholder_id == card.id).order_by(Binding.created_at, Binding.id)).scalars())
         orders = list(
-            db.execute(select(TopupOrder).where(TopupOrder.cardholder_id == card.id).order_by(TopupOrder.id.desc()).limit(ORDERS_SHOWN)).scalars()
+            db.execute(
+                select(TopupOrder)
+                .where(TopupOrder.cardholder_id == card.id)
+                .order_by(TopupOrder.created_at.desc(), TopupOrder.id.desc())
+                .limit(ORDERS_SHOWN)
+            ).scalars()
         )
         credits = list(
             db.execute(select(CardCredit).where(CardCredit.cardholder_id == card.id).order_by(CardCredit.id.desc()).limit(ORDERS_SHOWN)).scalars()
@@ -140,7 +145,9 @@ def student_file(services: Runtime, student_no: str) -> StudentFile | None:
 def _wechat_state(services: Runtime, order: TopupOrder) -> str:
     try:
         return str(services.pay.query(order.order_no).get("trade_state") or UNANSWERED)
-    except (PayError, requests.RequestException, ValueError):
+    except PayError as exc:  # e.g. ORDER_NOT_EXIST: WeChat Pay never saw it
+        return str(exc.code) or UNANSWERED
+    except (requests.RequestException, ValueError):
         return UNANSWERED
 
 
