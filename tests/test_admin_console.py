@@ -179,7 +179,9 @@ def test_viewing_a_student_is_audited_and_openids_are_masked(live):
     page = desk.get(f"/admin/students/{NO}")
     assert page.status_code == 200 and "25.00" in page.text
     assert OPENID not in page.text and OPENID[:4] + "…" + OPENID[-4:] in page.text
-    assert page.headers["Cache-Control"] == "no-store" and "script-src" not in page.headers["Content-Security-Policy"]
+    h = page.headers
+    assert h["Cache-Control"] == "no-store" and h["X-Frame-Options"] == "DENY" and h["Referrer-Policy"] == "same-origin"
+    assert "default-src 'none'" in h["Content-Security-Policy"] and "frame-ancestors 'none'" in h["Content-Security-Policy"]  # no script at all
     assert [(e.action, e.target) for e in audit_rows(live) if e.action in ("search", "view_student")] == [("search", NO), ("view_student", NO)]
     assert desk.get("/admin/search?q=张").status_code == 302  # one match by name goes straight to it
     assert desk.get("/admin/students/99999999").status_code == 404
