@@ -64,6 +64,10 @@ def create_app(cfg: Config | None = None, services: Runtime | None = None, route
     app.register_blueprint(ops.bp)
     for feature in (bills, topup, autodebit, pay_notify, integration):
         feature.init_app(app)
+    if cfg.admin_enabled:
+        from bot import admin
+
+        admin.init_app(app)
     if cfg.emulator.enabled:
         from bot import emulator
 

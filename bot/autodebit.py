@@ -735,3 +735,49 @@ def reject_refund(services: Runtime, request_id: int, operator: str, note: str =
             time=stamp(services),
         )
         return req
+
+
+@dataclass(frozen=True)
+class RefundCase:
+    """A refund request as the service center lists it."""
+
+    request: RefundRequest
+    attempt: AutodebitAttempt
+    student_no: str
+    bank_last4: str
+
+
+def refund_cases(services: Runtime, *, open_only: bool = True, cardholder_id: int | None = None) -> list[RefundCase]:
+    """Refund requests (waiting ones unless ``open_only`` is False), oldest first; one card's if ``cardholder_id``."""
+    q = (
+        select(RefundRequest, AutodebitAttempt, Cardholder.student_no, AutodebitAgreement.bank_last4)
+        .join(AutodebitAttempt, AutodebitAttempt.id == RefundRequest.attempt_id)
+        .join(Cardholder, Cardholder.id == AutodebitAttempt.cardholder_id)
+        .join(AutodebitAgreement, AutodebitAgreement.id == AutodebitAttempt.agreement_id)
+        .order_by(RefundRequest.id)
+    )
+    if open_only:
+        q = q.where(RefundRequest.status.in_((RefundStatus.PENDING, RefundStatus.APPROVING)))
+    if cardholder_id is not None:
+        q = q.where(AutodebitAttempt.cardholder_id == cardholder_id)
+    with services.session() as db:
+        return [RefundCase(req, attempt, no, last4) for req, attempt, no, last4 in db.execute(q).all()]
+
+
+@dataclass(frozen=True)
+class AutodebitFile:
+    """A card's auto top-up as the service center sees it: its newest agreement and attempts."""
+
+    agreement: AutodebitAgreement | None
+    attempts: list[AutodebitAttempt]
+
+
+def autodebit_file(services: Runtime, cardholder_id: int, limit: int = 20) -> AutodebitFile:
+    with services.session() as db:
+        agreement = db.execute(
+            select(AutodebitAgreement).where(AutodebitAgreement.cardholder_id == cardholder_id).order_by(AutodebitAgreement.id.desc()).limit(1)
+        ).scalar_one_or_none()
+        attempts = db.execute(
+            select(AutodebitAttempt).where(AutodebitAttempt.cardholder_id == cardholder_id).order_by(AutodebitAttempt.id.desc()).limit(limit)
+        ).scalars()
+        return AutodebitFile(agreement, list(attempts))

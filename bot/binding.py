@@ -257,3 +257,30 @@ def remove_binding(services: Runtime, openid: str, cardholder_id: int, binding_i
             return Removal.GONE, None
     end_sessions(services, target.openid)
     return Removal.REMOVED, target
+
+
+# --- the service center (``cardbot binding unlock``, the console) -------------------------------------------------
+def unlock(services: Runtime, student_no: str) -> dict[str, int]:
+    """Lift the card's wrong-password lock and its bound accounts' (the service center has seen the owner): what was
+    counted, by subject."""
+    with services.session() as db:
+        card = _card_by_no(db, student_no.strip())
+        openids = (
+            []
+            if card is None
+            else [b.openid for b in db.execute(select(Binding).where(Binding.cardholder_id == card.id).order_by(Binding.id)).scalars()]
+        )
+    return BindingLock(services).unlock(student_no.strip(), openids)
+
+
+def remove_at_desk(services: Runtime, cardholder_id: int, binding_id: int) -> Binding | None:
+    """The service center removes a binding of the card (the holder asked in person): it loses access at once.
+    None when it is gone already or belongs to another card."""
+    with services.session() as db, db.begin():
+        target = db.get(Binding, binding_id)
+        if target is None or target.cardholder_id != cardholder_id:
+            return None
+        if _rowcount(db, delete(Binding).where(Binding.id == binding_id, Binding.cardholder_id == cardholder_id)) != 1:
+            return None
+    end_sessions(services, target.openid)
+    return target

@@ -313,6 +313,17 @@ class MenuConfig(_Section):
     path: str = ""
 
 
+class AdminConfig(_Section):
+    """The service center's web console at ``/admin`` (bot/admin). ``enabled = "auto"``: on in the demo, off in
+    production until set ``"on"``; on in production it needs ``server.public_base_url`` on https (its cookie is Secure)."""
+
+    enabled: Literal["auto", "on", "off"] = "auto"
+    idle_minutes: int = Field(30, ge=1, le=480)  # a session ends after this long without a request
+    login_attempts_per_minute: int = Field(5, ge=1)  # per account name and per client address
+    setup_link_hours: int = Field(24, ge=1, le=168)  # how long `cardbot admin add-user`'s link works
+    totp_issuer: str = "campus-card-bot"
+
+
 class EmulatorConfig(_Section):
     enabled: bool = True
     notify_retry_scale: float = Field(1.0, gt=0, le=1.0)
@@ -353,6 +364,7 @@ class Config(BaseSettings):
     notices: NoticesConfig = NoticesConfig()
     graduates: GraduatesConfig = GraduatesConfig()
     menu: MenuConfig = MenuConfig()
+    admin: AdminConfig = AdminConfig()
     emulator: EmulatorConfig = EmulatorConfig()
 
     @classmethod
@@ -383,6 +395,11 @@ class Config(BaseSettings):
     def is_production(self) -> bool:
         return not self.emulator.enabled
 
+    @property
+    def admin_enabled(self) -> bool:
+        """The console is mounted: as set, else only in the demo (production opts in)."""
+        return self.admin.enabled == "on" or (self.admin.enabled == "auto" and not self.is_production)
+
     def production_problems(self) -> list[str]:
         """What production must not run with, by key and never by value: a secret still at its demo default or
         empty, an embedded Redis (each process would get its own) and the emulator's sandbox bank."""
@@ -396,6 +413,8 @@ class Config(BaseSettings):
             problems.append("redis.url: empty (embedded Redis is for the demo only)")
         if self.bank.adapter == "sandbox":
             problems.append("bank.adapter: the sandbox bank is the emulator's")
+        if self.admin_enabled and not self.server.public_base_url.startswith("https://"):
+            problems.append("admin.enabled: the console needs server.public_base_url on https://")
         return problems
 
     def check_production(self) -> None:

@@ -44,6 +44,7 @@ import redis
 from sqlalchemy import Connection, bindparam, func, or_, select, update
 
 from bot.adapters.wechat_api import WeChatAPIError
+from bot.errors import UserError
 from models import OutboxNotice, utcnow
 from models.enums import NoticeStatus
 
@@ -363,3 +364,41 @@ def _unexplained_reports(services: Runtime, db: Any, openid: str, since: datetim
     if left:
         left = sorted(set(left) - set(db.execute(select(OutboxNotice.msgid).where(OutboxNotice.msgid.in_(left))).scalars()))
     return left
+
+
+# --- the operator's decisions (``cardbot notices``, the console) ------------------------------------------------
+NEEDS_AN_OPERATOR = (NoticeStatus.UNCERTAIN, NoticeStatus.FAILED, NoticeStatus.UNDELIVERABLE)
+
+
+def needing_operator(services: Runtime, statuses: tuple[NoticeStatus, ...] = NEEDS_AN_OPERATOR) -> list[OutboxNotice]:
+    """Notices the outbox leaves to an operator, oldest first."""
+    with services.session() as db:
+        return list(db.execute(select(OutboxNotice).where(OutboxNotice.status.in_(statuses)).order_by(OutboxNotice.id)).scalars())
+
+
+def notices_to(services: Runtime, openids: list[str], limit: int = 30) -> list[OutboxNotice]:
+    """The newest notices to these accounts (a student's page in the console)."""
+    if not openids:
+        return []
+    with services.session() as db:
+        query = select(OutboxNotice).where(OutboxNotice.openid.in_(openids)).order_by(OutboxNotice.id.desc()).limit(limit)
+        return list(db.execute(query).scalars())
+
+
+def settle_by_operator(services: Runtime, notice_id: int, status: NoticeStatus, note: str) -> OutboxNotice:
+    """An operator's decision on a notice that needs one: ``pending`` sends it again, ``sent`` closes it unsent."""
+    if status not in (NoticeStatus.PENDING, NoticeStatus.SENT):
+        raise ValueError(status)
+    with services.session() as db, db.begin():
+        row = db.execute(select(OutboxNotice).where(OutboxNotice.id == notice_id).with_for_update()).scalar_one_or_none()
+        if row is None:
+            raise UserError("notice_not_found", 404, id=notice_id)
+        if row.status not in NEEDS_AN_OPERATOR:
+            raise UserError("notice_nothing_to_decide", 409, id=notice_id, state=row.status)
+        now = services.clock.utcnow()
+        row.status, row.last_error, row.claimed_by, row.claimed_until = status, note, None, None
+        if status == NoticeStatus.PENDING:
+            row.next_attempt_at = now
+        else:
+            row.sent_at = row.sent_at or now
+        return row

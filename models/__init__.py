@@ -7,11 +7,13 @@ from models.cardholder import Cardholder
 from models.credit import CardCredit, CardEntryPush
 from models.ledger import InsufficientBalance, LedgerEntry, Notice, Posted, ledger_sum, lock_card, post_entry
 from models.outbox import OutboxNotice
+from models.staff import AuditEntry, ReconciliationRun, StaffUser
 from models.topup import TopupOrder
 from models.wechat_user import WechatUser, lang_of
 
 __all__ = [
     "AutodebitAgreement",
+    "AuditEntry",
     "AutodebitAttempt",
     "Base",
     "Binding",
@@ -23,7 +25,9 @@ __all__ = [
     "Notice",
     "OutboxNotice",
     "Posted",
+    "ReconciliationRun",
     "RefundRequest",
+    "StaffUser",
     "TopupOrder",
     "WechatUser",
     "lang_of",

@@ -81,6 +81,21 @@ class NoticeStatus(StrEnum):
     FAILED = "failed"
 
 
+class StaffRole(StrEnum):
+    """Service-center staff in the web console: a clerk helps at the counter; a supervisor also decides money."""
+
+    CLERK = "clerk"
+    SUPERVISOR = "supervisor"
+
+
+class AuditOutcome(StrEnum):
+    """What became of an audited console request."""
+
+    DONE = "done"  # viewed, or the action did what it was asked
+    REFUSED = "refused"  # the domain refused it (its reason is in ``detail``)
+    FORBIDDEN = "forbidden"  # the role may not do it (403)
+
+
 def check_in(column: str, enum: type[StrEnum], name: str) -> CheckConstraint:
     """``column IN (...)`` over every value of ``enum``: the database refuses what the code does not know."""
     values = ",".join(f"'{v.value}'" for v in enum)

@@ -174,7 +174,7 @@ def main() -> None:
 
 # One module per command group; imported last because they use ``pass_obj`` from here.
 from bot import worker  # noqa: E402
-from bot.cli import autodebit, binding, cardholders, cardsystem, credits, notices, routes, topup  # noqa: E402
+from bot.cli import admin, autodebit, binding, cardholders, cardsystem, credits, notices, routes, topup  # noqa: E402
 
 for _command in (
     cardholders.command,
@@ -185,6 +185,7 @@ for _command in (
     binding.command,
     cardsystem.command,
     routes.command,
+    admin.command,
     worker.command,
 ):
     cli.add_command(_command)

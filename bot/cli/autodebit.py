@@ -6,14 +6,11 @@ import getpass
 from typing import Any
 
 import click
-from sqlalchemy import select
 
-from bot.autodebit import approve_refund, reject_refund
+from bot.autodebit import approve_refund, refund_cases, reject_refund
 from bot.clock import to_local
 from bot.errors import UserError
 from bot.money import yuan
-from models import AutodebitAgreement, AutodebitAttempt, Cardholder, RefundRequest
-from models.enums import RefundStatus
 
 
 @click.group("autodebit")
@@ -38,26 +35,17 @@ def _operator() -> str:
 @click.pass_obj
 def refunds_list(obj: Any, show_all: bool) -> None:
     """Requests waiting for a decision (id, time, student, amount, bank card, top-up time)."""
-    q = (
-        select(RefundRequest, AutodebitAttempt, Cardholder, AutodebitAgreement)
-        .join(AutodebitAttempt, AutodebitAttempt.id == RefundRequest.attempt_id)
-        .join(Cardholder, Cardholder.id == AutodebitAttempt.cardholder_id)
-        .join(AutodebitAgreement, AutodebitAgreement.id == AutodebitAttempt.agreement_id)
-        .order_by(RefundRequest.id)
-    )
-    if not show_all:
-        q = q.where(RefundRequest.status.in_((RefundStatus.PENDING, RefundStatus.APPROVING)))
-    with obj.services.session() as db:
-        rows = db.execute(q).all()
+    rows = refund_cases(obj.services, open_only=not show_all)
     if not rows:
         click.echo("no refund requests waiting" if not show_all else "no refund requests")
         return
     click.echo(f"{'id':>5}  {'status':<9} {'requested':<16} {'student':<12} {'amount':>8}  {'bank':<8} topped up")
-    for req, attempt, card, agreement in rows:
+    for case in rows:
+        req, attempt = case.request, case.attempt
         done = f"{to_local(attempt.done_at):%Y-%m-%d %H:%M}" if attempt.done_at else "-"
         click.echo(
-            f"{req.id:>5}  {req.status:<9} {to_local(req.requested_at):%Y-%m-%d %H:%M} {card.student_no:<12} "
-            f"{yuan(attempt.amount_fen):>8}  *{agreement.bank_last4:<7} {done}"
+            f"{req.id:>5}  {req.status:<9} {to_local(req.requested_at):%Y-%m-%d %H:%M} {case.student_no:<12} "
+            f"{yuan(attempt.amount_fen):>8}  *{case.bank_last4:<7} {done}"
         )
 
 

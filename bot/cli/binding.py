@@ -9,10 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from sqlalchemy import select
 
-from bot.binding_lock import BindingLock
-from models import Binding, Cardholder
+from bot.binding import unlock as unlock_card
 
 
 @click.group("binding")
@@ -25,13 +23,8 @@ def command() -> None:
 @click.pass_obj
 def unlock(obj: Any, student_no: str) -> None:
     """Lift the wrong-password lock on a card (and on its bound accounts); prints what was counted."""
-    svc, student_no = obj.services, student_no.strip()
-    with svc.session() as db:
-        card_id = db.execute(select(Cardholder.id).where(Cardholder.student_no == student_no)).scalar_one_or_none()
-        openids = (
-            [] if card_id is None else list(db.execute(select(Binding.openid).where(Binding.cardholder_id == card_id).order_by(Binding.id)).scalars())
-        )
-    lifted = BindingLock(svc).unlock(student_no, openids)
+    student_no = student_no.strip()
+    lifted = unlock_card(obj.services, student_no)
     if not any(lifted.values()):
         click.echo(f"card {student_no} was not locked (no wrong tries counted)")
         return

@@ -10,14 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from sqlalchemy import select
 
 from bot.clock import to_local
+from bot.errors import UserError
 from bot.logs import hash_openid
-from models import OutboxNotice
+from bot.outbox import NEEDS_AN_OPERATOR, needing_operator, settle_by_operator
 from models.enums import NoticeStatus
-
-NEEDS_AN_OPERATOR = (NoticeStatus.UNCERTAIN, NoticeStatus.FAILED, NoticeStatus.UNDELIVERABLE)
 
 
 @click.group("notices")
@@ -30,29 +28,18 @@ def command() -> None:
 @click.pass_obj
 def notices_list(obj: Any, statuses: tuple[str, ...]) -> None:
     """Notices that need a decision: id, status, kind, queued at, user (hashed), last error."""
-    with obj.services.session() as db:
-        rows = db.execute(select(OutboxNotice).where(OutboxNotice.status.in_(statuses or NEEDS_AN_OPERATOR)).order_by(OutboxNotice.id)).scalars()
-        count = 0
-        for row in rows:
-            count += 1
-            queued = to_local(row.created_at).strftime("%Y-%m-%d %H:%M")
-            click.echo(f"{row.id}\t{row.status}\t{row.kind}\t{queued}\t{hash_openid(row.openid)}\t{row.last_error or ''}")
-    click.echo(f"{count} notice(s)", err=True)
+    rows = needing_operator(obj.services, tuple(NoticeStatus(s) for s in statuses) or NEEDS_AN_OPERATOR)
+    for row in rows:
+        queued = to_local(row.created_at).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{row.id}\t{row.status}\t{row.kind}\t{queued}\t{hash_openid(row.openid)}\t{row.last_error or ''}")
+    click.echo(f"{len(rows)} notice(s)", err=True)
 
 
 def _settle(obj: Any, notice_id: int, status: NoticeStatus, note: str) -> None:
-    with obj.services.session() as db, db.begin():
-        row = db.execute(select(OutboxNotice).where(OutboxNotice.id == notice_id).with_for_update()).scalar_one_or_none()
-        if row is None:
-            raise click.ClickException(f"no notice {notice_id}")
-        if row.status not in NEEDS_AN_OPERATOR:
-            raise click.ClickException(f"notice {notice_id} is {row.status}: nothing to decide")
-        now = obj.services.clock.utcnow()
-        row.status, row.last_error, row.claimed_by, row.claimed_until = status, note, None, None
-        if status == NoticeStatus.PENDING:
-            row.next_attempt_at = now
-        else:
-            row.sent_at = row.sent_at or now
+    try:
+        settle_by_operator(obj.services, notice_id, status, note)
+    except UserError as err:
+        raise click.ClickException(err.message("en")) from None
     click.echo(f"notice {notice_id}: {status}")
 
 

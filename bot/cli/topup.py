@@ -1,22 +1,16 @@
-"""``cardbot reconcile DATE``: three sides of one day's money, every difference printed. The day's paid top-ups
-against WeChat Pay's trade bill, its auto top-ups against the bank's debits, and every credit we owed the card against
-the card system's credits (``bot.credit_reconcile``). A side that does not answer is said so and counts as a
-difference: the day is not reconciled until all three agree."""
+"""``cardbot reconcile DATE``: three sides of one day's money, every difference printed (``bot.reconciliation``): the
+day's paid top-ups against WeChat Pay's trade bill, its auto top-ups against the bank's debits, and every credit we
+owed the card against the card system's. A side that does not answer is said so and counts as a difference. The
+result is kept for the console."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
 import click
 
-from bot.adapters.bank import BankUnavailable
-from bot.adapters.cardsystem import CardSystemError
-from bot.adapters.pay import PayError
-from bot.autodebit import reconcile_bank
-from bot.credit_reconcile import reconcile_card_system
-from bot.topup import reconcile
+from bot.reconciliation import run
 
 
 @click.command("reconcile")
@@ -29,44 +23,9 @@ def command(obj: Any, day: str) -> None:
         when = date.fromisoformat(day)
     except ValueError:
         raise click.BadParameter("expected a date like 2026-11-25", param_hint="DATE") from None
-    services = obj.services
-    clean = [
-        _side(
-            lambda: reconcile(services, when),
-            PayError,
-            lambda exc: f"{when}: could not download the trade bill: {exc.code} {exc.message}",
-            lambda n: f"{when}: {n} difference(s)",
-            f"{when}: top-up orders and the WeChat Pay trade bill agree",
-        ),
-        _side(
-            lambda: reconcile_bank(services, when),
-            BankUnavailable,
-            lambda exc: f"{when}: could not get the bank's debits: {exc}",
-            lambda n: f"{when}: {n} auto top-up difference(s) with the bank",
-            f"{when}: auto top-ups and the bank's debits agree",
-        ),
-        _side(
-            lambda: reconcile_card_system(services, when),
-            CardSystemError,
-            lambda exc: f"{when}: the card system did not answer: {exc}",
-            lambda n: f"{when}: {n} credit difference(s) or open item(s) with the card system",
-            f"{when}: our credits and the card system's agree",
-        ),
-    ]
-    if not all(clean):
+    sides = run(obj.services, when)
+    for side in sides:
+        for line in side.lines:
+            click.echo(line)
+    if not all(s.clean for s in sides):
         raise SystemExit(1)
-
-
-def _side(
-    compare: Callable[[], Sequence[object]], fails: type[Exception], failed: Callable[[Any], str], heading: Callable[[int], str], agree: str
-) -> bool:
-    """One side's differences under its heading, or the line saying it agrees, or that it did not answer; True if clean."""
-    try:
-        diffs = compare()
-    except fails as exc:
-        click.echo(failed(exc))
-        return False
-    click.echo(heading(len(diffs)) if diffs else agree)
-    for d in diffs:
-        click.echo(str(d))
-    return not diffs
