@@ -59,7 +59,7 @@ def create_app(cfg: Config | None = None, services: Runtime | None = None, route
     from bot.chat.routes import build_router
     from bot.web import autodebit, bills, integration, ops, pay_notify, topup
 
-    app.extensions["router"] = build_router(*routes)
+    app.extensions["router"] = build_router(*routes).understand(str(cfg.faq_path))
     app.register_blueprint(webhook.bp)
     app.register_blueprint(ops.bp)
     for feature in (bills, topup, autodebit, pay_notify, integration):

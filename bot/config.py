@@ -313,6 +313,33 @@ class MenuConfig(_Section):
     path: str = ""
 
 
+class SupportConfig(_Section):
+    """A person when the bot cannot help (``人工``, or ``misunderstood`` messages in a row). ``transfer = true`` hands
+    the chat to the account's WeChat customer service (it must be enabled for the account; ``kf_account`` picks one
+    agent, empty = any); otherwise the reply gives ``phone`` (empty: ``[school] service_phone``) and the hours.
+    Outside ``hours`` on ``days`` (ISO weekdays, 1 = Monday) the reply says when someone answers."""
+
+    transfer: bool = False
+    kf_account: str = ""
+    phone: str = ""
+    hours: TimeWindow = TimeWindow.parse("08:30-17:00")
+    days: list[int] = [1, 2, 3, 4, 5]
+    misunderstood: int = Field(2, ge=1)
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[int]) -> list[int]:
+        if not v or any(not 1 <= d <= 7 for d in v):
+            raise ValueError("must list ISO weekdays 1 (Monday) to 7 (Sunday)")
+        return sorted(set(v))
+
+
+class FaqConfig(_Section):
+    """The school's FAQ and synonyms (format: ``bot/texts/faq.toml``, which is used when ``path`` is empty)."""
+
+    path: str = ""
+
+
 class EmulatorConfig(_Section):
     enabled: bool = True
     notify_retry_scale: float = Field(1.0, gt=0, le=1.0)
@@ -353,6 +380,8 @@ class Config(BaseSettings):
     notices: NoticesConfig = NoticesConfig()
     graduates: GraduatesConfig = GraduatesConfig()
     menu: MenuConfig = MenuConfig()
+    support: SupportConfig = SupportConfig()
+    faq: FaqConfig = FaqConfig()
     emulator: EmulatorConfig = EmulatorConfig()
 
     @classmethod
@@ -378,6 +407,10 @@ class Config(BaseSettings):
         if self.menu.path:
             return Path(self.menu.path)
         return Path(__file__).resolve().parent.parent / "menus" / "menu.toml"
+
+    @property
+    def faq_path(self) -> Path:
+        return Path(self.faq.path) if self.faq.path else Path(__file__).resolve().parent / "texts" / "faq.toml"
 
     @property
     def is_production(self) -> bool:

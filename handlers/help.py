@@ -1,4 +1,4 @@
-"""Help, FAQ, the school's rules, language switch, cancel, and the replies of last resort."""
+"""Help, FAQ, the school's rules, language switch, cancel, and the replies to what the bot does not handle."""
 
 from __future__ import annotations
 
@@ -69,11 +69,6 @@ def cancel(msg: Any, ctx: Context) -> str:
 @routes.expired
 def expired(msg: Any, ctx: Context) -> str:
     return ctx.t("dialog_expired", minutes=max(1, ctx.cfg.binding.dialog_ttl_seconds // 60))
-
-
-@routes.fallback
-def fallback(msg: Any, ctx: Context) -> str:
-    return ctx.t("fallback")
 
 
 @routes.msgtype("*")

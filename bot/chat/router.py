@@ -11,8 +11,9 @@ Each handler module declares what it answers on its own ``Routes``::
 
 ``bot.chat.routes.build_router`` composes every module's ``Routes`` into the one ``Router`` an app dispatches
 through. ``dispatch`` picks exactly one route, trying the kinds in ``ORDER``: cancel words, the active dialog
-state (for text), the menu click key, the event type, the keyword, the expired-dialog notice, the message type,
-and finally the fallback. A route that needs a card answers its text key instead of running the handler when
+state (for text), the menu click key, the event type, the keyword, the expired-dialog notice, then what the
+message means (``bot.chat.understand``: a scam warning, a person, an intent's menu action or the FAQ), the message
+type, and finally the fallback. A route that needs a card answers its text key instead of running the handler when
 the user has none. A handler returns a reply (``str``, ``Text``, ``Article``) or None for no reply.
 """
 
@@ -24,13 +25,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.chat.replies import Reply, Text
+from bot.chat.understand import Kind, Understanding, understanding_for
 from bot.texts import zh
 
 if TYPE_CHECKING:
     from bot.chat.context import Context
 
 Handler = Callable[[Any, "Context"], "Reply | str | None"]
-ORDER = ("cancel", "state", "click", "event", "text", "expired", "msgtype", "fallback")
+ORDER = ("cancel", "state", "click", "event", "text", "expired", "understood", "msgtype", "fallback")
 
 
 def normalize(text: str) -> str:
@@ -90,6 +92,10 @@ class Routes:
     def fallback(self, fn: Handler) -> Handler:
         return self._declare("fallback", ("",))(fn)
 
+    def understood(self, fn: Handler) -> Handler:
+        """Answer what ``bot.chat.understand`` read from a message no word matched (``ctx.meaning``)."""
+        return self._declare("understood", ("",))(fn)
+
     def needs_card(self, reply: str = "not_bound") -> Callable[[Handler], Handler]:
         """Every route of the handler answers text key ``reply`` to a user without a bound card."""
         if reply not in zh.TEXTS:
@@ -114,6 +120,7 @@ class Router:
     def __init__(self, *declarations: Routes) -> None:
         self._routes: list[Route] = []
         self._by_kind: dict[str, dict[str, Route]] = {kind: {} for kind in ORDER}
+        self.understanding: Understanding | None = None
         for routes in declarations:
             for route in routes.routes():
                 self._add(route)
@@ -130,6 +137,17 @@ class Router:
     def table(self) -> list[Route]:
         """Every route, in the order ``pick`` tries the kinds (within a kind, as declared)."""
         return sorted(self._routes, key=lambda r: ORDER.index(r.kind))
+
+    def understand(self, faq_path: str) -> Router:
+        """Read messages no word matched with the FAQ at ``faq_path`` and the words of every routed menu action
+        (indexed once per process and file; jieba's dictionary loads here, not on the first message)."""
+        handlers = {route.handler: key for key, route in self._by_kind["click"].items()}
+        words: dict[str, list[str]] = {}
+        for route in self._routes:
+            if route.kind == "text" and route.handler in handlers:
+                words.setdefault(handlers[route.handler], []).extend(route.keys)
+        self.understanding = understanding_for(faq_path, tuple((k, tuple(v)) for k, v in sorted(words.items())))
+        return self
 
     def keys(self, kind: str) -> list[str]:
         return list(self._by_kind[kind])
@@ -153,9 +171,21 @@ class Router:
                 or (self._one("state", dialog.state) if dialog is not None else None)
                 or self._one("text", words)
                 or (self._one("expired") if dialog is None and ctx.expired_dialog else None)
+                or self._understood(msg.content, ctx)
                 or self._one("fallback")
             )
         return self._one("msgtype", msg.type) or self._one("msgtype", "*") or self._one("fallback")
+
+    def _understood(self, text: str, ctx: Context) -> Route | None:
+        """The route for what the message means; the meaning is left on ``ctx`` for the ``understood`` handler."""
+        if self.understanding is None:
+            return None
+        ctx.meaning = self.understanding.read(text)
+        if ctx.meaning.kind is Kind.ROUTE:
+            return self._one("click", ctx.meaning.key)
+        if ctx.meaning.kind is Kind.NONE:
+            return None
+        return self._one("understood")
 
     def dispatch(self, msg: Any, ctx: Context) -> Reply | None:
         return self.run(self.pick(msg, ctx), msg, ctx)
