@@ -26,7 +26,7 @@ DEFAULT_FAQ = Path(__file__).resolve().parent.parent / "texts" / "faq.toml"
 
 # Scams the school warns of (代充, discounted top-ups, 刷单, codes and passwords asked for): checked before anything else.
 SCAM = re.compile(
-    r"代充|帮.{0,3}充|优惠充值|充值优惠|打折充值|充值打折|折扣充值|[一二三四五六七八九\d]\s*折|刷单|返利|验证码|支付密码|"
+    r"代充|帮(?:你|您|人|别人)充|优惠充值|充值优惠|打折充值|充值打折|折扣充值|[一二三四五六七八九\d]\s*折|刷单|返利|验证码|支付密码|"
     r"verification code|verify code|sms code|\bcode\b.*\bsent\b|payment password|pay password|pin code|"
     r"discount(ed)? top.?up|cheap(er)? top.?up|top.?up (for|at a) discount|percent off|\d+ ?% off|brushing orders"
 )
@@ -37,12 +37,13 @@ _LEAD = re.compile(
     r"please|pls|plz|hi|hello|hey|excuse me|sorry|can you|could you|can i|could i|i want to|i'd like to|i would like to|"
     r"tell me|help me|help)\s*)+"
 )
-_TAIL = re.compile(r"(?:\s*(?:谢谢你?|谢啦|多谢|thanks|thank you|thx|please|pls|吗|呢|呀|啊|吧|哦|嘛|啦))+$")
-_STOP = frozenset(
+_TAIL = re.compile(r"(?:\s*(?:谢谢你?|谢啦|多谢|thanks|thank you|thx|please|pls|plz|吗|呢|呀|啊|吧|哦|嘛|啦))+$")
+_STOPWORDS = (
     "的 了 吗 呢 吧 啊 呀 哦 嘛 啦 我 我的 你 您 是 在 有 都 也 就 还 和 跟 要 想 请 请问 一下 下 这 那 个 怎么办 "
-    "a an the i me my is are am was be to of in on at for it this that do does did can could would will please "
-    "pls what how why when where which you your with and or so just".split()
+    "a an the i me my is are am was be to of in on at for it this that do does did can could would will "
+    "please pls plz what how why when where which you your with and or so just there"
 )
+_STOP = frozenset(_STOPWORDS.split())
 _FUZZY_WORD = 85  # rapidfuzz ratio for a whole short message against a known phrase (one typo in a word)
 _FUZZY_TOKEN = 80  # ... for an unknown English word against the index's words
 CONFIDENT = 4.0  # BM25 score of the best document for an answer ...

@@ -73,11 +73,18 @@ class EmulatorState:
     pushes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))  # events pushed back to /wechat
     push_mode: str = "plain"  # the account's message encryption mode, as chosen in the simulator
     chat: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # the simulator's transcript per openid
+    transfers: list[dict[str, Any]] = field(default_factory=list)  # chats handed to customer service (transfer_customer_service)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _msgids: Any = field(default_factory=lambda: itertools.count(int(time.time()) % 10**6 * 1000 + 2_000_000_000))
 
     def now(self) -> float:
         return time.time() + self.clock_offset
+
+    def observe_reply(self, openid: str, reply: Any) -> None:
+        """WeChat reads every reply: a ``transfer_customer_service`` one hands the chat to customer service."""
+        if getattr(reply, "transferred", False):
+            with self.lock:
+                self.transfers.append({"openid": openid, "kf_account": reply.kf_account, "at": self.now()})
 
     def day(self) -> str:
         return (datetime.fromtimestamp(self.now(), UTC) + _BEIJING).strftime("%Y-%m-%d")

@@ -384,7 +384,7 @@ def job_finish_xml(openid: str, msgid: int | str, status: str, create_time: int 
     )
 
 
-def make_pusher(cfg: Config, mode: str = "plain", on_push: Any = None, timeout: float = 5.0) -> Pusher:
+def make_pusher(cfg: Config, mode: str = "plain", on_push: Any = None, timeout: float = 5.0, on_reply: Any = None) -> Pusher:
     """A Pusher that posts to the bot's ``/wechat`` over real HTTP, as WeChat's servers do (5 s timeout)."""
     base = cfg.server.public_base_url
 
@@ -392,7 +392,7 @@ def make_pusher(cfg: Config, mode: str = "plain", on_push: Any = None, timeout: 
         r = requests.post(base + path, data=body, headers=headers, timeout=timeout)
         return r.status_code, r.text
 
-    return Pusher(cfg.wechat, post, mode=mode, on_push=on_push)
+    return Pusher(cfg.wechat, post, mode=mode, on_push=on_push, on_reply=on_reply)
 
 
 def push_event(cfg: Config, st: EmulatorState, openid: str, xml: str, delay: float = 0.0) -> None:
