@@ -166,3 +166,14 @@ def test_transfer_outside_hours_says_when_instead(make_live):
     reply = wx.text(OID, "转人工")
     assert not reply.transferred and "11月30日 08:30" in reply.content
     assert len(live.emulator.transfers) == 1
+
+
+def test_student_number_typos_and_phone_numbers_are_told_apart(live, wx):
+    wx.text(OID, "绑定")
+    assert wx.text(OID, "2023000l").content.startswith("学号应为8–12位数字")
+    assert wx.text(OID, "2O230001").content.startswith("学号应为8–12位数字")
+    assert wx.text(OID, "１３８１２３４５６７８").content.startswith("这像是手机号，请输入学号")
+    assert live.services.dialogs.get(OID).state == "bind.student_no"
+    assert "尚未登记" in wx.text(OID, "E12345678").content  # a passport number still takes the passport path
+    wx.text(OID, "绑定")
+    assert "第2步" in wx.text(OID, "12345678901").content  # 11 digits not starting 13–19: a student number
