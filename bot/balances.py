@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import update
 
-from bot import credits
+from bot import announce, credits
 from bot.adapters.cardsystem import Account, CardSystemError, CardSystemUnavailable
 from bot.clock import SCHOOL_TZ
 from bot.credits import remember_balance
@@ -104,6 +104,7 @@ def read(services: Runtime, card: Cardholder) -> Shown:
     try:
         acc = cs.account(card.student_no)
     except CardSystemUnavailable as exc:
+        announce.note_maintenance(services, exc.retry_after)
         return _last_known(services, card, Stale.MAINTENANCE, services.clock.now() + timedelta(seconds=exc.retry_after))
     except CardSystemError:
         return _last_known(services, card, Stale.NO_ANSWER)

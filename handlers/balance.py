@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot import balances
+from bot import announce, balances
 from bot.adapters.cardsystem import CardSystemError
 from bot.bills import entry_line
 from bot.cards import can_transact, freeze_on, mask_student_no
@@ -58,6 +58,7 @@ def balance(msg: Any, ctx: Context) -> str:
     lines.extend(balances.waiting_lines(ctx.services, card.id, ctx.lang, center))
     if not ctx.services.card_system.remote:
         lines.extend(_recent(ctx, card.student_no))
+    lines.extend(announce.lines(ctx.services, ctx.t))
     lines.append(ctx.t("balance_footer"))
     return "\n".join(lines)
 

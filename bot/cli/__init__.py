@@ -174,7 +174,7 @@ def main() -> None:
 
 # One module per command group; imported last because they use ``pass_obj`` from here.
 from bot import worker  # noqa: E402
-from bot.cli import autodebit, binding, cardholders, cardsystem, credits, notices, routes, topup  # noqa: E402
+from bot.cli import announce, autodebit, binding, cardholders, cardsystem, credits, notices, routes, topup  # noqa: E402
 
 for _command in (
     cardholders.command,
@@ -186,5 +186,6 @@ for _command in (
     cardsystem.command,
     routes.command,
     worker.command,
+    announce.command,
 ):
     cli.add_command(_command)
