@@ -311,6 +311,8 @@ class GraduatesConfig(_Section):
 
 class MenuConfig(_Section):
     path: str = ""
+    english_path: str = ""  # the English conditional menu; empty: menus/menu.en.toml beside menu.toml in the package
+    english_tag: str = Field("English", min_length=1, max_length=10)  # the user tag it matches (created when missing)
 
 
 class SupportConfig(_Section):
@@ -407,6 +409,12 @@ class Config(BaseSettings):
         if self.menu.path:
             return Path(self.menu.path)
         return Path(__file__).resolve().parent.parent / "menus" / "menu.toml"
+
+    @property
+    def menu_english_path(self) -> Path:
+        if self.menu.english_path:
+            return Path(self.menu.english_path)
+        return Path(__file__).resolve().parent.parent / "menus" / "menu.en.toml"
 
     @property
     def faq_path(self) -> Path:

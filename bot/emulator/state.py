@@ -69,6 +69,9 @@ class EmulatorState:
     clock_offset: float = 0.0
     daily: dict[tuple[str, str], int] = field(default_factory=dict)
     menu: dict[str, Any] | None = None
+    conditional_menus: list[dict[str, Any]] = field(default_factory=list)  # {menuid, button, matchrule}, oldest first
+    tags: dict[int, str] = field(default_factory=dict)  # user tags: id -> name
+    user_tags: dict[str, set[int]] = field(default_factory=dict)  # openid -> tag ids
     oauth_codes: dict[str, OAuthCode] = field(default_factory=dict)
     pushes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))  # events pushed back to /wechat
     push_mode: str = "plain"  # the account's message encryption mode, as chosen in the simulator
