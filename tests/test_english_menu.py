@@ -60,6 +60,8 @@ def test_publish_both_menus_and_the_menu_follows_the_language(live, wx, tmp_path
     assert _seen_menu(live, OID) == ["缴费大厅", "我的", "帮助"]
     wx.text(OID, "english")
     assert _seen_menu(live, OID)[0] == "Payments"
+    simulator = live.http.get(live.url + "/simulator/api/menu", params={"openid": OID}, timeout=10).json()
+    assert simulator["button"][0]["name"] == "Payments"  # the chat simulator shows each user the menu WeChat would
 
 
 def test_language_still_switches_when_the_tag_api_fails(live, wx):

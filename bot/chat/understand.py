@@ -30,7 +30,7 @@ SCAM = re.compile(
     r"verification code|verify code|sms code|\bcode\b.*\bsent\b|payment password|pay password|pin code|"
     r"discount(ed)? top.?up|cheap(er)? top.?up|top.?up (for|at a) discount|percent off|\d+ ?% off|brushing orders"
 )
-HUMAN = re.compile(r"人工|真人|客服|转人工|human|real person|agent|customer service|operator|talk to (a|some) ?one|staff")
+HUMAN = re.compile(r"人工|真人|客服|\b(?:human|real person|agent|customer service|operator|talk to (?:a|some) ?one|staff member)\b")
 # Polite wrappers and filler that do not change what is asked.
 _LEAD = re.compile(
     r"^(?:(?:请问一下|请问|请|麻烦你?|帮我|帮忙|你好|您好|哈喽|嗨|老师|同学|我想问一下|我想问|想问一下|想问|问一下|我想|我要|"

@@ -89,9 +89,10 @@ def _openid(value: Any) -> str | None:
     return value if isinstance(value, str) and OPENID.match(value) else None
 
 
-def current_menu() -> dict[str, Any]:
-    """What the phone shows: the menu published through the API, else ``menus/menu.toml``."""
-    return _state().menu or menus.load(_cfg().menu_path)
+def current_menu(openid: str | None = None) -> dict[str, Any]:
+    """What the phone shows: the newest conditional menu matching one of the user's tags (the English menu), else
+    the menu published through the API, else ``menus/menu.toml``."""
+    return _state().menu_for(openid or "") or menus.load(_cfg().menu_path)
 
 
 def demo_cards() -> list[dict[str, str]]:
@@ -139,7 +140,7 @@ def _remote() -> bool:
 
 @bp.get("/api/menu")
 def api_menu() -> Response:
-    return jsonify(current_menu())
+    return jsonify(current_menu(_openid(request.args.get("openid"))))
 
 
 @bp.post("/api/user")

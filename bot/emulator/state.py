@@ -83,6 +83,16 @@ class EmulatorState:
     def now(self) -> float:
         return time.time() + self.clock_offset
 
+    def menu_for(self, openid: str) -> dict[str, Any] | None:
+        """The menu WeChat shows this user: the newest conditional menu matching one of its tags, else the default."""
+        with self.lock:
+            tags = self.user_tags.get(openid, set())
+            for menu in reversed(self.conditional_menus):
+                tag = menu["matchrule"].get("tag_id", "")
+                if tag.isdigit() and int(tag) in tags:
+                    return {"button": menu["button"]}
+            return self.menu
+
     def observe_reply(self, openid: str, reply: Any) -> None:
         """WeChat reads every reply: a ``transfer_customer_service`` one hands the chat to customer service."""
         if getattr(reply, "transferred", False):

@@ -359,16 +359,8 @@ def menu_trymatch() -> Response:
     openid = str(body.get("user_id", ""))
     if not OPENID.match(openid):
         return _err(40003)
-    st = state()
-    with st.lock:
-        if st.menu is None:
-            return _err(46003)
-        tags = st.user_tags.get(openid, set())
-        for menu in reversed(st.conditional_menus):
-            tag = menu["matchrule"].get("tag_id", "")
-            if tag and int(tag) in tags:
-                return _json({"button": menu["button"]})
-        return _json({"button": st.menu["button"]})
+    menu = state().menu_for(openid)
+    return _err(46003) if menu is None else _json({"button": menu["button"]})
 
 
 # --- user tags -------------------------------------------------------------------

@@ -155,7 +155,13 @@
     } finally {
       clearTimeout(early);
       await fetchNew().catch(() => null);
+      refreshMenu().catch(() => null);
     }
+  }
+  async function refreshMenu() {
+    // the menu this user sees: an English user's tag picks the conditional menu (like WeChat's menu/trymatch)
+    const { status, data } = await api(`menu?openid=${encodeURIComponent(state.user)}`);
+    if (status === 200) buildMenu(data);
   }
   $("input-bar").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -296,6 +302,7 @@
     list.textContent = "";
     localStorage.setItem("sim_user", openid);
     await api("user", { openid });
+    refreshMenu().catch(() => null);
     if ((await fetchNew()) === false) await push({ type: "event", event: "subscribe" });
   }
   const users = $("user");
