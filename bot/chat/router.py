@@ -21,17 +21,20 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.chat.replies import Reply, Text
-from bot.chat.understand import Kind, Understanding, understanding_for
+from bot.chat.understand import Kind, Understanding, load_faq, understanding_for
 from bot.texts import zh
 
 if TYPE_CHECKING:
     from bot.chat.context import Context
 
 Handler = Callable[[Any, "Context"], "Reply | str | None"]
+_BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="understand")  # one index build at a time
 ORDER = ("cancel", "state", "click", "event", "text", "expired", "understood", "msgtype", "fallback")
 
 
@@ -120,7 +123,7 @@ class Router:
     def __init__(self, *declarations: Routes) -> None:
         self._routes: list[Route] = []
         self._by_kind: dict[str, dict[str, Route]] = {kind: {} for kind in ORDER}
-        self.understanding: Understanding | None = None
+        self._understanding: Future[Understanding] | None = None
         for routes in declarations:
             for route in routes.routes():
                 self._add(route)
@@ -139,15 +142,23 @@ class Router:
         return sorted(self._routes, key=lambda r: ORDER.index(r.kind))
 
     def understand(self, faq_path: str) -> Router:
-        """Read messages no word matched with the FAQ at ``faq_path`` and the words of every routed menu action
-        (indexed once per process and file; jieba's dictionary loads here, not on the first message)."""
+        """Read messages no word matched with the FAQ at ``faq_path`` and the words of every routed menu action.
+
+        The file is read now (a broken one stops the start); the index is built once per process and file in the
+        background (jieba's dictionary takes a second or two), so the server answers at once and only a message
+        arriving in that second waits for it."""
+        load_faq(Path(faq_path))
         handlers = {route.handler: key for key, route in self._by_kind["click"].items()}
         words: dict[str, list[str]] = {}
         for route in self._routes:
             if route.kind == "text" and route.handler in handlers:
                 words.setdefault(handlers[route.handler], []).extend(route.keys)
-        self.understanding = understanding_for(faq_path, tuple((k, tuple(v)) for k, v in sorted(words.items())))
+        self._understanding = _BUILDER.submit(understanding_for, faq_path, tuple((k, tuple(v)) for k, v in sorted(words.items())))
         return self
+
+    @property
+    def understanding(self) -> Understanding | None:
+        return self._understanding.result() if self._understanding is not None else None
 
     def keys(self, kind: str) -> list[str]:
         return list(self._by_kind[kind])
@@ -178,9 +189,10 @@ class Router:
 
     def _understood(self, text: str, ctx: Context) -> Route | None:
         """The route for what the message means; the meaning is left on ``ctx`` for the ``understood`` handler."""
-        if self.understanding is None:
+        understanding = self.understanding
+        if understanding is None:
             return None
-        ctx.meaning = self.understanding.read(text)
+        ctx.meaning = understanding.read(text)
         if ctx.meaning.kind is Kind.ROUTE:
             return self._one("click", ctx.meaning.key)
         if ctx.meaning.kind is Kind.NONE:

@@ -281,7 +281,7 @@ TEXTS: dict[str, str] = {
         "· balance · bills · top up · auto debit\n"
         "· bind / unbind / manage bindings\n"
         "· questions: top-up not arrived, bank refused, refunds, new phone, graduates, international students\n"
-        'Or describe the problem, e.g. "top-up not arrived"; reply "human" for a person.'
+        'Or describe the problem, e.g. "top-up not arrived"; reply "human" for a person, "help" for everything I do.'
     ),
     "faq_choices": "Which one do you mean? Reply with it:\n{choices}",
     "faq_choice_item": "· {title}",
