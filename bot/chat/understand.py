@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import jieba
+import numpy as np
 from rank_bm25 import BM25Okapi
 from rapidfuzz import fuzz, process
 
@@ -128,7 +129,7 @@ class Understanding:
             phrases = [*entry.title.values(), *(p for lang in ("zh", "en") for p in raw["q"].get(lang, []))]
             self._add(_Doc("", entry), phrases, docs, corpus)
         self._docs = docs
-        self._bm25 = BM25Okapi(corpus)
+        self._weights = _term_weights(BM25Okapi(corpus))
         self._vocab = sorted({w for doc in corpus for w in doc if w.isascii() and len(w) > 3})
         self._phrases = list(self._exact)
         self.entries = {d.entry.id: d.entry for d in docs if d.entry is not None}
@@ -180,7 +181,7 @@ class Understanding:
         query = self._query(text)
         if not query:
             return Meaning(Kind.NONE)
-        scores = self._bm25.get_scores(query)
+        scores = sum((self._weights[w] for w in query if w in self._weights), np.zeros(len(self._docs)))
         order = sorted(range(len(scores)), key=lambda i: -scores[i])
         best = scores[order[0]]
         if best < CLOSE:
@@ -198,6 +199,17 @@ class Understanding:
         if doc.entry is None:
             return Meaning(Kind.ROUTE, key=doc.key)
         return Meaning(Kind.ANSWER, entries=(doc.entry,))
+
+
+def _term_weights(bm25: BM25Okapi) -> dict[str, np.ndarray]:
+    """Each indexed word's BM25 score in every document (``BM25Okapi.get_scores`` term by term, computed once):
+    a message's scores are then the sum of its words' rows."""
+    norm = bm25.k1 * (1 - bm25.b + bm25.b * np.asarray(bm25.doc_len, dtype=float) / bm25.avgdl)
+    weights = {}
+    for term, idf in bm25.idf.items():
+        tf = np.array([doc.get(term, 0) for doc in bm25.doc_freqs], dtype=float)
+        weights[term] = idf * tf * (bm25.k1 + 1) / (tf + norm)
+    return weights
 
 
 def load_faq(path: Path) -> dict[str, object]:
