@@ -177,3 +177,18 @@ def test_student_number_typos_and_phone_numbers_are_told_apart(live, wx):
     assert "尚未登记" in wx.text(OID, "E12345678").content  # a passport number still takes the passport path
     wx.text(OID, "绑定")
     assert "第2步" in wx.text(OID, "12345678901").content  # 11 digits not starting 13–19: a student number
+
+
+@pytest.mark.unit
+def test_a_broken_faq_file_is_refused_naming_each_problem(tmp_path):
+    bad = tmp_path / "faq.toml"
+    bad.write_text(
+        '[intents.BALANCE]\nzh = "余额"\n\n[[faq]]\nid = "a"\ntitle.zh = "甲"\ntitle.en = "A"\nq.zh = ["甲"]\nq.en = ["a"]\na.zh = "甲"\n\n'
+        '[[faq]]\nid = "a"\ntitle.zh = "乙"\nq.zh = ["乙"]\nq.en = ["b"]\na.zh = "乙"\na.en = "B"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError) as err:
+        build_router().understand(str(bad))
+    assert "intents.BALANCE: expected zh = [...]" in str(err.value)
+    assert "faq[1] 'a': no a.en" in str(err.value) and "faq[2] 'a': id missing or used twice" in str(err.value)
+    assert "faq[2] 'a': no title.en" in str(err.value)

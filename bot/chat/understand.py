@@ -130,9 +130,8 @@ class Understanding:
             self._add(_Doc("", entry), phrases, docs, corpus)
         self._docs = docs
         self._weights = _term_weights(BM25Okapi(corpus))
-        self._vocab = sorted({w for doc in corpus for w in doc if w.isascii() and len(w) > 3})
+        self._vocab = sorted(w for w in self._weights if w.isascii() and len(w) > 3)
         self._phrases = list(self._exact)
-        self.entries = {d.entry.id: d.entry for d in docs if d.entry is not None}
 
     def _add(self, doc: _Doc, phrases: Sequence[str], docs: list[_Doc], corpus: list[list[str]]) -> None:
         tokens: list[str] = []
@@ -152,7 +151,7 @@ class Understanding:
         """The message's tokens; an unknown English word is read as the nearest indexed one (a typo)."""
         out = []
         for w in self.tokens(text):
-            if w.isascii() and len(w) > 3 and w not in self._vocab:
+            if w.isascii() and len(w) > 3 and w not in self._weights:
                 near = process.extractOne(w, self._vocab, scorer=fuzz.ratio, score_cutoff=_FUZZY_TOKEN)
                 if near is not None:
                     w = near[0]
@@ -213,8 +212,30 @@ def _term_weights(bm25: BM25Okapi) -> dict[str, np.ndarray]:
 
 
 def load_faq(path: Path) -> dict[str, object]:
-    with open(path, "rb") as fh:
-        return tomllib.load(fh)
+    """The FAQ file, refused with every problem named (``path: faq[3] 'refund': no a.en``) so a bad edit stops the
+    start instead of the first question."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    problems = []
+    for key, intent in data.get("intents", {}).items():
+        if not isinstance(intent, dict) or set(intent) - {"zh", "en"} or not all(isinstance(v, list) for v in intent.values()):
+            problems.append(f"intents.{key}: expected zh = [...] and en = [...]")
+    seen: set[str] = set()
+    for i, entry in enumerate(data.get("faq", []), 1):
+        where = f"faq[{i}] {entry.get('id')!r}"
+        if not entry.get("id") or entry["id"] in seen:
+            problems.append(f"{where}: id missing or used twice")
+        seen.add(entry.get("id", ""))
+        for part in ("title", "q", "a"):
+            for lang in ("zh", "en"):
+                if not (entry.get(part) or {}).get(lang):
+                    problems.append(f"{where}: no {part}.{lang}")
+    if problems:
+        raise ValueError(f"{path}: " + "; ".join(problems))
+    return data
 
 
 @lru_cache(maxsize=4)
