@@ -13,7 +13,7 @@ from flask.json.provider import DefaultJSONProvider
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from bot.config import Config, load_config
+from bot.config import Config, ConfigError, load_config
 from bot.logs import openid_hash, request_id, setup_logging
 from bot.runtime import Runtime, build_runtime
 from bot.web.auth import SESSION_LIFETIME
@@ -59,7 +59,10 @@ def create_app(cfg: Config | None = None, services: Runtime | None = None, route
     from bot.chat.routes import build_router
     from bot.web import autodebit, bills, integration, ops, pay_notify, topup
 
-    app.extensions["router"] = build_router(*routes)
+    try:
+        app.extensions["router"] = build_router(*routes).understand(str(cfg.faq_path))
+    except ValueError as exc:  # the school's FAQ file: a bad edit stops the start, named
+        raise ConfigError(f"faq.path: {exc}") from None
     app.register_blueprint(webhook.bp)
     app.register_blueprint(ops.bp)
     for feature in (bills, topup, autodebit, pay_notify, integration):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
 
-from bot import credits
+from bot import announce, credits
 from bot.adapters.cardsystem import Account, CardSystemError, CardSystemUnavailable, Entry
 from bot.adapters.ledger_cardsystem import account_of, entry_of, recent_ids
 from bot.clock import SCHOOL_TZ
@@ -105,6 +105,7 @@ def read(services: Runtime, card: Cardholder) -> Shown:
     try:
         acc = cs.account(card.student_no)
     except CardSystemUnavailable as exc:
+        announce.note_maintenance(services, exc.retry_after)
         return _last_known(services, card, Stale.MAINTENANCE, services.clock.now() + timedelta(seconds=exc.retry_after))
     except CardSystemError:
         return _last_known(services, card, Stale.NO_ANSWER)

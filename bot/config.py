@@ -311,6 +311,35 @@ class GraduatesConfig(_Section):
 
 class MenuConfig(_Section):
     path: str = ""
+    english_path: str = ""  # the English conditional menu; empty: menus/menu.en.toml beside menu.toml in the package
+    english_tag: str = Field("English", min_length=1, max_length=10)  # the user tag it matches (created when missing)
+
+
+class SupportConfig(_Section):
+    """A person when the bot cannot help (``人工``, or ``misunderstood`` messages in a row). ``transfer = true`` hands
+    the chat to the account's WeChat customer service (it must be enabled for the account; ``kf_account`` picks one
+    agent, empty = any); otherwise the reply gives ``phone`` (empty: ``[school] service_phone``) and the hours.
+    Outside ``hours`` on ``days`` (ISO weekdays, 1 = Monday) the reply says when someone answers."""
+
+    transfer: bool = False
+    kf_account: str = ""
+    phone: str = ""
+    hours: TimeWindow = TimeWindow.parse("08:30-17:00")
+    days: list[int] = [1, 2, 3, 4, 5]
+    misunderstood: int = Field(2, ge=1)
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[int]) -> list[int]:
+        if not v or any(not 1 <= d <= 7 for d in v):
+            raise ValueError("must list ISO weekdays 1 (Monday) to 7 (Sunday)")
+        return sorted(set(v))
+
+
+class FaqConfig(_Section):
+    """The school's FAQ and synonyms (format: ``bot/texts/faq.toml``, which is used when ``path`` is empty)."""
+
+    path: str = ""
 
 
 class AdminConfig(_Section):
@@ -365,6 +394,8 @@ class Config(BaseSettings):
     graduates: GraduatesConfig = GraduatesConfig()
     menu: MenuConfig = MenuConfig()
     admin: AdminConfig = AdminConfig()
+    support: SupportConfig = SupportConfig()
+    faq: FaqConfig = FaqConfig()
     emulator: EmulatorConfig = EmulatorConfig()
 
     @classmethod
@@ -390,6 +421,16 @@ class Config(BaseSettings):
         if self.menu.path:
             return Path(self.menu.path)
         return Path(__file__).resolve().parent.parent / "menus" / "menu.toml"
+
+    @property
+    def menu_english_path(self) -> Path:
+        if self.menu.english_path:
+            return Path(self.menu.english_path)
+        return Path(__file__).resolve().parent.parent / "menus" / "menu.en.toml"
+
+    @property
+    def faq_path(self) -> Path:
+        return Path(self.faq.path) if self.faq.path else Path(__file__).resolve().parent / "texts" / "faq.toml"
 
     @property
     def is_production(self) -> bool:

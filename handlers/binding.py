@@ -23,6 +23,10 @@ routes = Routes()
 
 STUDENT_NO = re.compile(r"^\d+$")
 PASSPORT = re.compile(r"^(?=.*[A-Z])[A-Z0-9]{5,20}$")
+# A student number with a slip of the keyboard (``2023000l``, ``2O230001``): digits with one or two letters among
+# them; a passport number starts with letters (E12345678, G1234567) or holds several.
+MISTYPED_NO = re.compile(r"^\d{3,}[A-Z]{1,2}\d*$|^\d+[A-Z]\d+$|^\d{6,}[^A-Z\d]+\d*$")
+PHONE = re.compile(r"^1[3-9]\d{9}$")
 CONFIRM_WORDS = {normalize(w) for w in ("确认", "确定", "是", "好", "解绑", "yes", "y", "ok", "confirm", "unbind")}
 
 
@@ -53,6 +57,10 @@ def bind(msg: Any, ctx: Context) -> str:
 @routes.state("bind.student_no")
 def bind_student_no(msg: Any, ctx: Context) -> str:
     answer = compact(msg.content).upper()
+    if PHONE.match(answer):
+        return ctx.t("bind_phone_not_student_no")
+    if MISTYPED_NO.match(answer):
+        return ctx.t("bind_student_no_digits")
     if STUDENT_NO.match(answer):
         if not 8 <= len(answer) <= 12:
             return ctx.t("bind_bad_student_no_length", count=len(answer))

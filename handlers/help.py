@@ -1,9 +1,10 @@
-"""Help, FAQ, the school's rules, language switch, cancel, and the replies of last resort."""
+"""Help, FAQ, the school's rules, language switch, cancel, and the replies to what the bot does not handle."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from bot import lang_menu
 from bot.chat.context import Context
 from bot.chat.router import Routes
 
@@ -48,12 +49,15 @@ def rules(msg: Any, ctx: Context) -> str:
 @routes.click("LANG")
 @routes.text("english", "英文", "中文", "chinese", "language", "语言")
 def language(msg: Any, ctx: Context) -> str:
-    """The words pick the language; the LANG menu button toggles it."""
+    """The words pick the language; the LANG menu button toggles it. The menu follows (the English menu's user tag)."""
+    before = ctx.lang
     if msg.type == "text":
         word = msg.content.strip().casefold()
         ctx.user.lang = "en" if word in ("english", "英文") else "zh" if word in ("中文", "chinese") else _other(ctx.lang)
     else:
         ctx.user.lang = _other(ctx.lang)
+    if ctx.lang != before:
+        lang_menu.follow_language(ctx.services, ctx.openid, ctx.lang)
     return ctx.t("language_set")
 
 
@@ -69,11 +73,6 @@ def cancel(msg: Any, ctx: Context) -> str:
 @routes.expired
 def expired(msg: Any, ctx: Context) -> str:
     return ctx.t("dialog_expired", minutes=max(1, ctx.cfg.binding.dialog_ttl_seconds // 60))
-
-
-@routes.fallback
-def fallback(msg: Any, ctx: Context) -> str:
-    return ctx.t("fallback")
 
 
 @routes.msgtype("*")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot import announce
 from bot.chat.context import Context
 from bot.chat.replies import Article
 from bot.chat.router import Routes
@@ -25,15 +26,21 @@ def topup(msg: Any, ctx: Context) -> Article | str:
         return refusal.message(ctx.lang)
     c = ctx.cfg.topup
     remaining = remaining_today(ctx.cfg, ctx.db, card.id, ctx.now().date())
+    notes = announce.lines(ctx.services, ctx.t)
     return Article(
         title=ctx.t("topup_article_title"),
-        description=ctx.t(
-            "topup_article_desc",
-            name=card.masked_name,
-            balance=ctx.yuan(card.balance_fen),
-            remaining=ctx.yuan(remaining),
-            single=c.single_limit,
-            daily=c.daily_limit,
+        description="\n".join(
+            notes
+            + [
+                ctx.t(
+                    "topup_article_desc",
+                    name=card.masked_name,
+                    balance=ctx.yuan(card.balance_fen),
+                    remaining=ctx.yuan(remaining),
+                    single=c.single_limit,
+                    daily=c.daily_limit,
+                )
+            ]
         ),
         url=f"{ctx.cfg.server.public_base_url}/topup",
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_PATH = Path(__file__).with_name("menu.toml")
+ENGLISH_PATH = Path(__file__).with_name("menu.en.toml")  # the conditional menu for users tagged English
 
 TOP_MAX, SUB_MAX = 3, 5
 NAME_TOP_BYTES, NAME_SUB_BYTES, KEY_BYTES, URL_BYTES = 16, 40, 128, 256
@@ -81,6 +82,19 @@ def validate(menu: dict[str, Any]) -> None:
             _check_leaf(s, swhere, problems)
     if problems:
         raise MenuError(problems)
+
+
+def check_same_keys(main: dict[str, Any], other: dict[str, Any]) -> None:
+    """A conditional menu offers the main menu's actions: a click key missing from either side is a mistake."""
+    problems = [f"english menu: click key {k} is not in the main menu" for k in sorted(click_keys(other) - click_keys(main))]
+    problems += [f"english menu: click key {k} of the main menu is missing" for k in sorted(click_keys(main) - click_keys(other))]
+    if problems:
+        raise MenuError(problems)
+
+
+def conditional(menu: dict[str, Any], tag_id: int) -> dict[str, Any]:
+    """The body of ``menu/addconditional``: WeChat matches conditional menus by user tag only (a language rule: 65320)."""
+    return {"button": menu["button"], "matchrule": {"tag_id": str(tag_id)}}
 
 
 def to_json(menu: dict[str, Any]) -> str:

@@ -172,7 +172,11 @@ class LiveApp:
                     emu.last_user_message[openid] = emu.now()
                     emu.followers.add(openid)
 
-        return Pusher(self.cfg.wechat, post, mode=mode, on_push=on_push)
+        def on_reply(openid: str, reply: Any) -> None:
+            if self.emulator is not None:
+                self.emulator.observe_reply(openid, reply)
+
+        return Pusher(self.cfg.wechat, post, mode=mode, on_push=on_push, on_reply=on_reply)
 
 
 @pytest.fixture

@@ -131,5 +131,5 @@ def test_cardbot_routes_lists_every_menu_key_without_database_or_redis(tmp_path)
     assert clicks["AUTODEBIT"][2:] == ["handlers.autodebit.autodebit", "autodebit_not_bound"]
     assert clicks["HELP"][2:] == ["handlers.help.help_", "-"]
     kinds = [row[0] for row in rows]
-    order = ["cancel", "state", "click", "event", "text", "expired", "msgtype", "fallback"]
+    order = ["cancel", "state", "click", "event", "text", "expired", "understood", "msgtype", "fallback"]
     assert sorted(kinds, key=order.index) == kinds and set(kinds) == set(order)

@@ -149,6 +149,29 @@ class WeChatAPI:
     def get_menu(self) -> dict[str, Any]:
         return self._call(self.client.menu.get)
 
+    def add_conditional_menu(self, menu: dict[str, Any]) -> str:
+        """``menu/addconditional`` (``button`` + ``matchrule``) → the new menu's id."""
+        return str(self._call(self.client.menu.add_conditional, menu, idempotent=False)["menuid"])
+
+    def delete_conditional_menu(self, menuid: str) -> None:
+        self._call(self.client.menu.del_conditional, menuid)
+
+    def menu_for(self, openid: str) -> dict[str, Any]:
+        """The menu this user sees (``menu/trymatch``)."""
+        return self._call(self.client.menu.try_match, openid)
+
+    def tags(self) -> list[dict[str, Any]]:
+        return list(self._call(self.client.tag.get))
+
+    def create_tag(self, name: str) -> int:
+        return int(self._call(self.client.tag.create, name, idempotent=False)["id"])
+
+    def tag_users(self, tag_id: int, openids: list[str]) -> None:
+        self._call(self.client.tag.tag_user, tag_id, openids)
+
+    def untag_users(self, tag_id: int, openids: list[str]) -> None:
+        self._call(self.client.tag.untag_user, tag_id, openids)
+
     def oauth_openid(self, code: str) -> str:
         """Exchange a single-use OAuth code for the user's openid (snsapi_base)."""
         try:

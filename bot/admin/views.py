@@ -9,7 +9,8 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, g, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 
-from bot import announcements, audit, binding, credit_refunds, desk, outbox, staff
+from bot import announce as announcements
+from bot import audit, binding, credit_refunds, desk, outbox, staff
 from bot.admin import charts, csrf
 from bot.admin.auth import COOKIE, clear_cookie, load_staff, set_cookie, staff_only, supervisor_only
 from bot.autodebit import approve_refund, refund_cases, reject_refund

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from bot.cards import card_for
 from bot.chat.dialogs import Dialog
 from bot.chat.profiles import Profile, load_user
+from bot.chat.understand import Meaning
 from bot.money import yuan
 from bot.texts import t as _t
 from models import Cardholder, WechatUser
@@ -29,6 +30,8 @@ class Context:
     dialog: Dialog | None = None
     expired_dialog: str | None = None
     handler_name: str = ""
+    meaning: Meaning | None = None
+    """What ``bot.chat.understand`` read from a text no word matched (set by the router)."""
     _card: Cardholder | None = field(default=None, init=False, repr=False)
     _card_loaded: bool = field(default=False, init=False, repr=False)
     _user: WechatUser | None = field(default=None, init=False, repr=False)

@@ -20,4 +20,12 @@ class Article:
     image: str = ""
 
 
-Reply = Text | Article
+@dataclass(frozen=True)
+class Transfer:
+    """Hand this message, and the chat after it, to the account's customer service (``transfer_customer_service``);
+    ``kf_account`` names one agent, empty = any."""
+
+    kf_account: str = ""
+
+
+Reply = Text | Article | Transfer

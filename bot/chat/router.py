@@ -11,8 +11,9 @@ Each handler module declares what it answers on its own ``Routes``::
 
 ``bot.chat.routes.build_router`` composes every module's ``Routes`` into the one ``Router`` an app dispatches
 through. ``dispatch`` picks exactly one route, trying the kinds in ``ORDER``: cancel words, the active dialog
-state (for text), the menu click key, the event type, the keyword, the expired-dialog notice, the message type,
-and finally the fallback. A route that needs a card answers its text key instead of running the handler when
+state (for text), the menu click key, the event type, the keyword, the expired-dialog notice, then what the
+message means (``bot.chat.understand``: a scam warning, a person, an intent's menu action or the FAQ), the message
+type, and finally the fallback. A route that needs a card answers its text key instead of running the handler when
 the user has none. A handler returns a reply (``str``, ``Text``, ``Article``) or None for no reply.
 
 A handler that only reads and writes the database and Redis runs in the request's own thread (their timeouts keep
@@ -24,10 +25,13 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.chat.replies import Reply, Text
+from bot.chat.understand import Kind, Understanding, load_faq, understanding_for
 from bot.texts import zh
 
 if TYPE_CHECKING:
@@ -36,7 +40,8 @@ if TYPE_CHECKING:
 
 Handler = Callable[[Any, "Context"], "Reply | str | None"]
 CallsOut = Callable[["Runtime"], bool]
-ORDER = ("cancel", "state", "click", "event", "text", "expired", "msgtype", "fallback")
+_BUILDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="understand")  # one index build at a time
+ORDER = ("cancel", "state", "click", "event", "text", "expired", "understood", "msgtype", "fallback")
 
 
 def remote_card_system(services: Runtime) -> bool:
@@ -115,6 +120,10 @@ class Routes:
     def fallback(self, fn: Handler) -> Handler:
         return self._declare("fallback", ("",))(fn)
 
+    def understood(self, fn: Handler) -> Handler:
+        """Answer what ``bot.chat.understand`` read from a message no word matched (``ctx.meaning``)."""
+        return self._declare("understood", ("",))(fn)
+
     def needs_card(self, reply: str = "not_bound", *, reads_card: bool = False) -> Callable[[Handler], Handler]:
         """Every route of the handler answers text key ``reply`` to a user without a bound card. With ``reads_card``
         the handler looks the card up itself, in the statement that reads what it shows (the balance's one round
@@ -152,6 +161,7 @@ class Router:
     def __init__(self, *declarations: Routes) -> None:
         self._routes: list[Route] = []
         self._by_kind: dict[str, dict[str, Route]] = {kind: {} for kind in ORDER}
+        self._understanding: Future[Understanding] | None = None
         for routes in declarations:
             for route in routes.routes():
                 self._add(route)
@@ -168,6 +178,25 @@ class Router:
     def table(self) -> list[Route]:
         """Every route, in the order ``pick`` tries the kinds (within a kind, as declared)."""
         return sorted(self._routes, key=lambda r: ORDER.index(r.kind))
+
+    def understand(self, faq_path: str) -> Router:
+        """Read messages no word matched with the FAQ at ``faq_path`` and the words of every routed menu action.
+
+        The file is read now (a broken one stops the start); the index is built once per process and file in the
+        background (jieba's dictionary takes a second or two), so the server answers at once and only a message
+        arriving in that second waits for it."""
+        load_faq(Path(faq_path))
+        handlers = {route.handler: key for key, route in self._by_kind["click"].items()}
+        words: dict[str, list[str]] = {}
+        for route in self._routes:
+            if route.kind == "text" and route.handler in handlers:
+                words.setdefault(handlers[route.handler], []).extend(route.keys)
+        self._understanding = _BUILDER.submit(understanding_for, faq_path, tuple((k, tuple(v)) for k, v in sorted(words.items())))
+        return self
+
+    @property
+    def understanding(self) -> Understanding | None:
+        return self._understanding.result() if self._understanding is not None else None
 
     def keys(self, kind: str) -> list[str]:
         return list(self._by_kind[kind])
@@ -191,9 +220,22 @@ class Router:
                 or (self._one("state", dialog.state) if dialog is not None else None)
                 or self._one("text", words)
                 or (self._one("expired") if dialog is None and ctx.expired_dialog else None)
+                or self._understood(msg.content, ctx)
                 or self._one("fallback")
             )
         return self._one("msgtype", msg.type) or self._one("msgtype", "*") or self._one("fallback")
+
+    def _understood(self, text: str, ctx: Context) -> Route | None:
+        """The route for what the message means; the meaning is left on ``ctx`` for the ``understood`` handler."""
+        understanding = self.understanding
+        if understanding is None:
+            return None
+        ctx.meaning = understanding.read(text)
+        if ctx.meaning.kind is Kind.ROUTE:
+            return self._one("click", ctx.meaning.key)
+        if ctx.meaning.kind is Kind.NONE:
+            return None
+        return self._one("understood")
 
     def dispatch(self, msg: Any, ctx: Context) -> Reply | None:
         return self.run(self.pick(msg, ctx), msg, ctx)

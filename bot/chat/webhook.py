@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, g, request
 from bot.chat.arrival import arrive
 from bot.chat.conversation import Turn
 from bot.chat.dedup import Dedup
-from bot.chat.replies import Article, Reply, Text
+from bot.chat.replies import Article, Reply, Text, Transfer
 from bot.chat.router import Router
 from bot.chat.wechat_xml import (
     BadMessage,
@@ -130,8 +130,8 @@ def _deliver_late(svc: Runtime, openid: str, future: Future[Reply | None]) -> No
     """The handler finished after we answered: send its reply as a customer-service message."""
     try:
         reply = future.result()
-        if reply is None:
-            return
+        if reply is None or isinstance(reply, Transfer):
+            return  # a hand-off only works as the message's own reply; the customer service has nothing to read late
         content = reply.content if isinstance(reply, Text) else _article_text(reply)
         svc.wechat.send_text(openid, content)
         svc.metrics.late_replies.inc()

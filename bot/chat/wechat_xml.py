@@ -15,9 +15,9 @@ from typing import Any
 from defusedxml import ElementTree as SafeET
 from wechatpy import parse_message
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
-from wechatpy.replies import ArticlesReply, TextReply
+from wechatpy.replies import ArticlesReply, TextReply, TransferCustomerServiceReply
 
-from bot.chat.replies import Article, Reply, Text
+from bot.chat.replies import Article, Reply, Text, Transfer
 from bot.config import WeChatConfig
 
 OPENID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -146,6 +146,12 @@ def render_reply(reply: Reply | None, msg: Any) -> str:
             }
         )
         return r.render()
+    if isinstance(reply, Transfer):
+        xml = TransferCustomerServiceReply(message=msg).render()
+        if not reply.kf_account:
+            return xml
+        trans = f"<TransInfo><KfAccount><![CDATA[{_cdata_safe(reply.kf_account)}]]></KfAccount></TransInfo>"
+        return xml.replace("</xml>", trans + "</xml>")
     raise TypeError(f"unknown reply {reply!r}")
 
 

@@ -125,47 +125,65 @@ def menu() -> None:
 
 
 def _menu(obj: Obj) -> dict[str, Any]:
+    return _menus(obj)[0]
+
+
+def _menus(obj: Obj) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The main menu and the English conditional menu, each checked against WeChat's limits, with the same keys."""
     import menus
 
-    data = menus.load(obj.cfg.menu_path)
+    main, english = menus.load(obj.cfg.menu_path), menus.load(obj.cfg.menu_english_path)
+    problems = []
+    for where, data in (("", main), ("english menu: ", english)):
+        try:
+            menus.validate(data)
+        except menus.MenuError as exc:
+            problems += [where + p for p in exc.problems]
     try:
-        menus.validate(data)
+        menus.check_same_keys(main, english)
     except menus.MenuError as exc:
-        for p in exc.problems:
-            click.echo(f"error: {p}", err=True)
+        problems += exc.problems
+    for p in problems:
+        click.echo(f"error: {p}", err=True)
+    if problems:
         sys.exit(1)
-    return data
+    return main, english
 
 
 @menu.command("validate")
 @pass_obj
 def menu_validate(obj: Obj) -> None:
-    """Check the menu against WeChat's limits."""
-    _menu(obj)
+    """Check the main and the English menu against WeChat's limits."""
+    _menus(obj)
     click.echo(f"{obj.cfg.menu_path}: ok")
+    click.echo(f"{obj.cfg.menu_english_path}: ok")
 
 
 @menu.command("show")
 @pass_obj
 def menu_show(obj: Obj) -> None:
-    """Print the JSON sent to WeChat."""
+    """Print the JSON sent to WeChat: the main menu, then the English one (its matchrule's tag_id is resolved at publish)."""
     import menus
 
-    click.echo(menus.to_json(_menu(obj)))
+    main, english = _menus(obj)
+    click.echo(menus.to_json(main))
+    click.echo(menus.to_json(menus.conditional(english, 0)))
 
 
 @menu.command("publish")
 @pass_obj
 def menu_publish(obj: Obj) -> None:
-    """Create the menu through the WeChat API (limited to 1000 calls a day)."""
+    """Create the main menu and the English conditional menu (user tag [menu] english_tag) through the WeChat API
+    (menu calls are limited to 1000 a day)."""
+    from bot import lang_menu
     from bot.adapters.wechat_api import WeChatAPIError
 
-    data = _menu(obj)
+    main, english = _menus(obj)
     try:
-        obj.services.wechat.create_menu(data)
+        menuid = lang_menu.publish(obj.services, main, english)
     except WeChatAPIError as exc:
         raise click.ClickException(f"WeChat refused the menu: {exc}") from None
-    click.echo("menu published")
+    click.echo(f"menu published; English menu {menuid} for users tagged {obj.cfg.menu.english_tag!r}")
 
 
 def main() -> None:
@@ -174,7 +192,7 @@ def main() -> None:
 
 # One module per command group; imported last because they use ``pass_obj`` from here.
 from bot import worker  # noqa: E402
-from bot.cli import admin, autodebit, binding, cardholders, cardsystem, credits, notices, routes, topup  # noqa: E402
+from bot.cli import admin, announce, autodebit, binding, cardholders, cardsystem, credits, notices, routes, topup  # noqa: E402
 
 for _command in (
     cardholders.command,
@@ -187,5 +205,6 @@ for _command in (
     routes.command,
     admin.command,
     worker.command,
+    announce.command,
 ):
     cli.add_command(_command)

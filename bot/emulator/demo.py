@@ -80,12 +80,13 @@ def background_pass(services: Any) -> int:
 
 
 def publish_menu(services: Any) -> None:
-    """Create the menu through the (emulated) API, as ``cardbot menu publish`` would."""
+    """Create the menus (main and English) through the (emulated) API, as ``cardbot menu publish`` would."""
     import menus
+    from bot import lang_menu
     from bot.adapters.wechat_api import WeChatAPIError
 
     try:
-        services.wechat.create_menu(menus.load(services.cfg.menu_path))
+        lang_menu.publish(services, menus.load(services.cfg.menu_path), menus.load(services.cfg.menu_english_path))
     except WeChatAPIError as exc:
         log.warning("menu not published: %s", exc)
 

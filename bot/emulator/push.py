@@ -30,6 +30,12 @@ class ReplyMessage:
     type: str = ""
     content: str = ""
     articles: list[dict[str, str]] = field(default_factory=list)
+    kf_account: str = ""  # a transfer_customer_service reply's chosen agent (empty: any)
+
+    @property
+    def transferred(self) -> bool:
+        """WeChat hands this message, and the chat after it, to the account's customer service."""
+        return self.type == "transfer_customer_service"
 
     @property
     def empty(self) -> bool:
@@ -46,11 +52,19 @@ def cdata(value: str) -> str:
 class Pusher:
     """Sends pushes for an official account. ``post(path_with_query, headers, body) -> (status, text)``."""
 
-    def __init__(self, cfg: WeChatConfig, post: PostFn, mode: str = "plain", on_push: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        cfg: WeChatConfig,
+        post: PostFn,
+        mode: str = "plain",
+        on_push: Callable[[str], None] | None = None,
+        on_reply: Callable[[str, ReplyMessage], None] | None = None,
+    ):
         self.cfg = cfg
         self.post = post
         self.mode = mode
         self.on_push = on_push
+        self.on_reply = on_reply
         self.account = "gh_cardbot_demo"
 
     # --- message builders ------------------------------------------------
@@ -116,7 +130,10 @@ class Pusher:
         if self.on_push:
             self.on_push(openid)
         status, text = self.post(f"/wechat?{urlencode(query)}", {"Content-Type": "text/xml"}, body)
-        return self.read_reply(status, text, mode)
+        reply = self.read_reply(status, text, mode)
+        if self.on_reply:
+            self.on_reply(openid, reply)
+        return reply
 
     def read_reply(self, status: int, text: str, mode: str) -> ReplyMessage:
         if status != 200 or text in ("", "success"):
@@ -131,6 +148,7 @@ class Pusher:
             text = crypto.decrypt_message(text, root.findtext("MsgSignature"), root.findtext("TimeStamp"), root.findtext("Nonce"))
             root = SafeET.fromstring(text)
         msg = ReplyMessage(status, text, type=root.findtext("MsgType") or "", content=root.findtext("Content") or "")
+        msg.kf_account = root.findtext("TransInfo/KfAccount") or ""
         for item in root.iter("item"):
             msg.articles.append({c.tag: c.text or "" for c in item})
         return msg

@@ -36,6 +36,7 @@ bp = Blueprint("simulator", __name__, url_prefix="/simulator", template_folder="
 
 ROSTER = Path(__file__).with_name("demo_roster.csv")
 UNAVAILABLE = "该公众号暂时无法提供服务，请稍后再试"
+TRANSFERRED = "已转接人工客服，请稍候 / Handed to customer service"
 MODES = ("plain", "compat", "aes")
 PUSH_ATTEMPTS = 3  # WeChat tries a push three times when the server does not answer within 5 s
 
@@ -88,9 +89,10 @@ def _openid(value: Any) -> str | None:
     return value if isinstance(value, str) and OPENID.match(value) else None
 
 
-def current_menu() -> dict[str, Any]:
-    """What the phone shows: the menu published through the API, else ``menus/menu.toml``."""
-    return _state().menu or menus.load(_cfg().menu_path)
+def current_menu(openid: str | None = None) -> dict[str, Any]:
+    """What the phone shows: the newest conditional menu matching one of the user's tags (the English menu), else
+    the menu published through the API, else ``menus/menu.toml``."""
+    return _state().menu_for(openid or "") or menus.load(_cfg().menu_path)
 
 
 def demo_cards() -> list[dict[str, str]]:
@@ -138,7 +140,7 @@ def _remote() -> bool:
 
 @bp.get("/api/menu")
 def api_menu() -> Response:
-    return jsonify(current_menu())
+    return jsonify(current_menu(_openid(request.args.get("openid"))))
 
 
 @bp.post("/api/user")
@@ -166,7 +168,7 @@ def _push(openid: str, kind: str, xml: str, mode: str) -> dict[str, Any]:
     """Post one push as WeChat does: up to three attempts of 5 s each; the reply as the phone shows it."""
     st = _state()
     st.user_pushed(openid, kind)
-    pusher = make_pusher(_cfg(), mode)
+    pusher = make_pusher(_cfg(), mode, on_reply=st.observe_reply)
     last_error = ""
     for _ in range(PUSH_ATTEMPTS):
         try:
@@ -186,6 +188,8 @@ def _push(openid: str, kind: str, xml: str, mode: str) -> dict[str, Any]:
             st.record_chat(openid, {"kind": "reply", "msgtype": "text", "content": reply.content})
         elif reply.type == "news":
             st.record_chat(openid, {"kind": "reply", "msgtype": "news", "articles": reply.articles})
+        elif reply.transferred:
+            st.record_chat(openid, {"kind": "system", "content": TRANSFERRED})
         else:
             last_error = f"unsupported reply {reply.type!r}"
             break

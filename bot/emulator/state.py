@@ -69,15 +69,35 @@ class EmulatorState:
     clock_offset: float = 0.0
     daily: dict[tuple[str, str], int] = field(default_factory=dict)
     menu: dict[str, Any] | None = None
+    conditional_menus: list[dict[str, Any]] = field(default_factory=list)  # {menuid, button, matchrule}, oldest first
+    tags: dict[int, str] = field(default_factory=dict)  # user tags: id -> name
+    user_tags: dict[str, set[int]] = field(default_factory=dict)  # openid -> tag ids
     oauth_codes: dict[str, OAuthCode] = field(default_factory=dict)
     pushes: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))  # events pushed back to /wechat
     push_mode: str = "plain"  # the account's message encryption mode, as chosen in the simulator
     chat: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # the simulator's transcript per openid
+    transfers: list[dict[str, Any]] = field(default_factory=list)  # chats handed to customer service (transfer_customer_service)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _msgids: Any = field(default_factory=lambda: itertools.count(int(time.time()) % 10**6 * 1000 + 2_000_000_000))
 
     def now(self) -> float:
         return time.time() + self.clock_offset
+
+    def menu_for(self, openid: str) -> dict[str, Any] | None:
+        """The menu WeChat shows this user: the newest conditional menu matching one of its tags, else the default."""
+        with self.lock:
+            tags = self.user_tags.get(openid, set())
+            for menu in reversed(self.conditional_menus):
+                tag = menu["matchrule"].get("tag_id", "")
+                if tag.isdigit() and int(tag) in tags:
+                    return {"button": menu["button"]}
+            return self.menu
+
+    def observe_reply(self, openid: str, reply: Any) -> None:
+        """WeChat reads every reply: a ``transfer_customer_service`` one hands the chat to customer service."""
+        if getattr(reply, "transferred", False):
+            with self.lock:
+                self.transfers.append({"openid": openid, "kf_account": reply.kf_account, "at": self.now()})
 
     def day(self) -> str:
         return (datetime.fromtimestamp(self.now(), UTC) + _BEIJING).strftime("%Y-%m-%d")

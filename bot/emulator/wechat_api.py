@@ -66,7 +66,25 @@ ERRMSG = {
     46003: "menu no exist",
     47001: "data format error",
     47003: "argument invalid!",
+    40032: "invalid openid list size",
+    45056: "too many tags",
+    45057: "can't delete the tag that has too many fans",
+    45058: "can't modify sys tag",
+    45059: "user has too many tags",
+    45157: "invalid tag name",
+    45158: "tag name too long",
+    45159: "invalid tag id",
+    65301: "no such conditional menu",
+    65302: "no such user",
+    65303: "no default menu, cannot create conditional menu",
+    65304: "match rule empty",
+    65305: "too many conditional menus",
+    65320: "matchrule not supported: match by tag_id",
 }
+TAG_NAME_BYTES, TAGS_MAX, TAGS_PER_USER, TAG_BATCH = 30, 100, 20, 50
+CONDITIONAL_MAX = 20
+# Conditional menus may only match by user tag (and client platform); sex, region and language are refused.
+MATCHRULE_REFUSED = ("sex", "country", "province", "city", "language", "group_id")
 
 
 def state() -> EmulatorState:
@@ -263,16 +281,156 @@ def menu_get() -> Response:
     menu = state().menu
     if menu is None:
         return _err(46003)
-    return _json({"menu": menu})
+    answer: dict[str, Any] = {"menu": menu}
+    if state().conditional_menus:
+        answer["conditionalmenu"] = state().conditional_menus
+    return _json(answer)
 
 
 @bp.get("/cgi-bin/menu/delete")
 def menu_delete() -> Response:
+    """Deletes the default menu and every conditional one, as WeChat does."""
     if (bad := _token_check()) is not None:
         return bad
     with state().lock:
         state().menu = None
+        state().conditional_menus.clear()
     return _err(0, "ok")
+
+
+@bp.post("/cgi-bin/menu/addconditional")
+def menu_addconditional() -> Response:
+    """A menu for the users one ``matchrule`` picks: only ``tag_id`` (and ``client_platform_type``) is accepted; a rule
+    on sex, region or language is refused with 65320. A default menu must exist first (65303)."""
+    if (bad := _token_check() or _fault("menu")) is not None:
+        return bad
+    if not state().count_call("menu_create", config().emulator.menu_daily_limit):
+        return _err(45009)
+    if ESCAPED_UNICODE.search(request.get_data()):
+        return _err(40033)
+    body = _body_json()
+    if isinstance(body, Response):
+        return body
+    rule = body.get("matchrule")
+    if not isinstance(rule, dict) or not any(str(v) for v in rule.values()):
+        return _err(65304)
+    if any(rule.get(k) not in (None, "") for k in MATCHRULE_REFUSED):
+        return _err(65320)
+    if code := menu_errcode(body):
+        return _err(code)
+    st = state()
+    with st.lock:
+        if st.menu is None:
+            return _err(65303)
+        tag = str(rule.get("tag_id", ""))
+        if tag and (not tag.isdigit() or int(tag) not in st.tags):
+            return _err(45159)
+        if len(st.conditional_menus) >= CONDITIONAL_MAX:
+            return _err(65305)
+        menuid = str(400000000 + next(st._ids))
+        st.conditional_menus.append({"button": body["button"], "matchrule": {k: str(v) for k, v in rule.items()}, "menuid": menuid})
+    return _json({"menuid": menuid})
+
+
+@bp.post("/cgi-bin/menu/delconditional")
+def menu_delconditional() -> Response:
+    if (bad := _token_check()) is not None:
+        return bad
+    body = _body_json()
+    if isinstance(body, Response):
+        return body
+    st = state()
+    with st.lock:
+        kept = [m for m in st.conditional_menus if m["menuid"] != str(body.get("menuid"))]
+        if len(kept) == len(st.conditional_menus):
+            return _err(65301)
+        st.conditional_menus[:] = kept
+    return _err(0, "ok")
+
+
+@bp.post("/cgi-bin/menu/trymatch")
+def menu_trymatch() -> Response:
+    """The menu a user sees: the newest conditional menu whose tag the user has, else the default one."""
+    if (bad := _token_check()) is not None:
+        return bad
+    body = _body_json()
+    if isinstance(body, Response):
+        return body
+    openid = str(body.get("user_id", ""))
+    if not OPENID.match(openid):
+        return _err(40003)
+    menu = state().menu_for(openid)
+    return _err(46003) if menu is None else _json({"button": menu["button"]})
+
+
+# --- user tags -------------------------------------------------------------------
+@bp.post("/cgi-bin/tags/create")
+def tags_create() -> Response:
+    if (bad := _token_check() or _fault("tags")) is not None:
+        return bad
+    body = _body_json()
+    if isinstance(body, Response):
+        return body
+    name = (body.get("tag") or {}).get("name") if isinstance(body.get("tag"), dict) else None
+    if not isinstance(name, str) or not name.strip():
+        return _err(45157)
+    if _nbytes(name) > TAG_NAME_BYTES:
+        return _err(45158)
+    st = state()
+    with st.lock:
+        if name in st.tags.values():
+            return _err(45157)
+        if len(st.tags) >= TAGS_MAX:
+            return _err(45056)
+        tag_id = 100 + len(st.tags)  # 0-99 are WeChat's own
+        st.tags[tag_id] = name
+    return _json({"tag": {"id": tag_id, "name": name}})
+
+
+@bp.get("/cgi-bin/tags/get")
+def tags_get() -> Response:
+    if (bad := _token_check()) is not None:
+        return bad
+    st = state()
+    with st.lock:
+        tags = [{"id": i, "name": n, "count": sum(i in t for t in st.user_tags.values())} for i, n in st.tags.items()]
+    return _json({"tags": tags})
+
+
+def _batch(tagging: bool) -> Response:
+    if (bad := _token_check() or _fault("tags")) is not None:
+        return bad
+    body = _body_json()
+    if isinstance(body, Response):
+        return body
+    openids, tag_id = body.get("openid_list"), body.get("tagid")
+    if not isinstance(openids, list) or not 1 <= len(openids) <= TAG_BATCH:
+        return _err(40032)
+    st = state()
+    tag = int(str(tag_id)) if str(tag_id).isdigit() else -1
+    with st.lock:
+        if tag not in st.tags:
+            return _err(45159)
+        if any(not isinstance(o, str) or not OPENID.match(o) for o in openids):
+            return _err(40003)
+        if tagging and any(tag not in st.user_tags.get(o, set()) and len(st.user_tags.get(o, set())) >= TAGS_PER_USER for o in openids):
+            return _err(45059)
+        for o in openids:
+            if tagging:
+                st.user_tags.setdefault(o, set()).add(tag)
+            else:
+                st.user_tags.get(o, set()).discard(tag)
+    return _err(0, "ok")
+
+
+@bp.post("/cgi-bin/tags/members/batchtagging")
+def tags_batchtagging() -> Response:
+    return _batch(tagging=True)
+
+
+@bp.post("/cgi-bin/tags/members/batchuntagging")
+def tags_batchuntagging() -> Response:
+    return _batch(tagging=False)
 
 
 # --- customer-service messages ------------------------------------------------
@@ -384,7 +542,7 @@ def job_finish_xml(openid: str, msgid: int | str, status: str, create_time: int 
     )
 
 
-def make_pusher(cfg: Config, mode: str = "plain", on_push: Any = None, timeout: float = 5.0) -> Pusher:
+def make_pusher(cfg: Config, mode: str = "plain", on_push: Any = None, timeout: float = 5.0, on_reply: Any = None) -> Pusher:
     """A Pusher that posts to the bot's ``/wechat`` over real HTTP, as WeChat's servers do (5 s timeout)."""
     base = cfg.server.public_base_url
 
@@ -392,7 +550,7 @@ def make_pusher(cfg: Config, mode: str = "plain", on_push: Any = None, timeout: 
         r = requests.post(base + path, data=body, headers=headers, timeout=timeout)
         return r.status_code, r.text
 
-    return Pusher(cfg.wechat, post, mode=mode, on_push=on_push)
+    return Pusher(cfg.wechat, post, mode=mode, on_push=on_push, on_reply=on_reply)
 
 
 def push_event(cfg: Config, st: EmulatorState, openid: str, xml: str, delay: float = 0.0) -> None:

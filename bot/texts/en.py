@@ -400,4 +400,28 @@ TEXTS: dict[str, str] = {
     "announce_in_past": "The end time must be in the future.",
     "notice_not_found": "no notice {id}",
     "notice_nothing_to_decide": "notice {id} is {state}: nothing to decide",
+    # --- understanding, scams, hand-off, announcements, English menu, student numbers (issue 15) ---
+    "fallback_menu": (
+        "Sorry, I did not understand that yet. I can help with:\n"
+        "· balance · bills · top up · auto debit\n"
+        "· bind / unbind / manage bindings\n"
+        "· questions: top-up not arrived, bank refused, refunds, new phone, graduates, international students\n"
+        'Or describe the problem, e.g. "top-up not arrived"; reply "human" for a person, "help" for everything I do.'
+    ),
+    "faq_choices": "Which one do you mean? Reply with it:\n{choices}",
+    "faq_choice_item": "· {title}",
+    "scam_warning": (
+        '⚠️ Scam alert: the school never offers "top-ups on your behalf", discounted top-ups or paid order-brushing. Top up only in the '
+        "school's app, Alipay's campus service or this account. Anyone asking for a verification code, payment password or card password "
+        "is a scammer: tell no one. Already paid or told someone? Call {phone} and the police (110) at once."
+    ),
+    "support_phone": "To reach a person: call {phone} ({days}{hours}) or visit {center}.",
+    "support_closed": "Our staff are not in now ({days}{hours}); someone will answer from {next}. Urgent? Call {phone}, or describe the problem and I will try to help.",
+    "support_misunderstood": "Sorry, I still did not understand.",
+    "support_weekdays": "Mon-Fri ",
+    "support_every_day": "daily ",
+    "announcement_line": "📢 {text}",
+    "announcement_maintenance": "📢 The card system is under maintenance until about {until}; top-ups made meanwhile are credited automatically afterwards.",
+    "bind_student_no_digits": 'A student number is 8–12 digits; yours has letters or other characters. Please enter the student number again (reply "cancel" to stop):',
+    "bind_phone_not_student_no": 'That looks like a phone number; please enter your student number (8–12 digits; reply "cancel" to stop):',
 }

@@ -387,4 +387,27 @@ TEXTS: dict[str, str] = {
     "announce_in_past": "有效时间需要是将来的时间。",
     "notice_not_found": "没有通知 {id}。",
     "notice_nothing_to_decide": "通知 {id} 的状态是 {state}，无需处理。",
+    # --- understanding, scams, hand-off, announcements, English menu, student numbers (issue 15) ---
+    "fallback_menu": (
+        "抱歉，我还没看懂。我可以帮您：\n"
+        "· 余额 · 账单 · 充值 · 自动代扣\n"
+        "· 绑定 / 解绑 / 绑定管理\n"
+        "· 常见问题：充值不到账、银行拒绝、退款、换手机、毕业生、国际学生\n"
+        "也可以直接描述问题，例如「充值不到账」；回复「人工」联系客服，「帮助」查看全部功能。"
+    ),
+    "faq_choices": "您是想问哪一个？请直接回复：\n{choices}",
+    "faq_choice_item": "· {title}",
+    "scam_warning": (
+        "⚠️ 防骗提醒：学校没有任何「代充」「打折/优惠充值」或「刷单返利」，请只通过学校App、支付宝校园服务和本公众号充值。"
+        "任何人向您索要验证码、支付密码或卡密码都是诈骗，请不要告诉任何人。已经转账或泄露密码，请立即联系{phone}并报警（110）。"
+    ),
+    "support_phone": "人工客服：请致电{phone}（{days}{hours}），或到{center}。",
+    "support_closed": "现在不是人工服务时间（{days}{hours}），客服将于{next}起回复。急事请致电{phone}，或先描述问题，我尽量帮您。",
+    "support_misunderstood": "抱歉，我还是没看懂。",
+    "support_weekdays": "周一至周五 ",
+    "support_every_day": "每天 ",
+    "announcement_line": "📢 {text}",
+    "announcement_maintenance": "📢 校园卡系统维护中，预计{until}恢复；期间充值会在恢复后自动入账。",
+    "bind_student_no_digits": "学号应为8–12位数字，您输入的含有字母或其他字符。请重新输入学号（回复「取消」退出）：",
+    "bind_phone_not_student_no": "这像是手机号，请输入学号（8–12位数字，回复「取消」退出）：",
 }

@@ -16,7 +16,7 @@ from markupsafe import Markup, escape  # Markup only wraps our own constant tag;
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import balances
+from bot import announce, balances
 from bot.balances import as_of_text, stale_line
 from bot.cards import card_for
 from bot.credits import told
@@ -66,6 +66,7 @@ def page() -> Any:
             ),
             balance_note=tr("balance_as_of", as_of=as_of_text(shown.as_of)) if shown.as_of is not None else "",
             balance_stale=stale_line(tr, shown, cfg.school.service_center),
+            announcements=announce.lines(svc, tr),
             quick=quick,
             rate=percent(c.quick_fee_rate),
             example=example,

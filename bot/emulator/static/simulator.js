@@ -5,7 +5,7 @@
   const boot = JSON.parse(document.getElementById("boot").textContent);
   const $ = (id) => document.getElementById(id);
   const API = "/simulator/api/";
-  const state = { user: "", lastId: 0, seen: new Set(), polling: false, following: true };
+  const state = { user: "", lastId: 0, seen: new Set(), polling: false, following: true, menuJson: "" };
 
   // --- helpers -------------------------------------------------------------
   async function api(path, body) {
@@ -155,6 +155,16 @@
     } finally {
       clearTimeout(early);
       await fetchNew().catch(() => null);
+      refreshMenu().catch(() => null);
+    }
+  }
+  async function refreshMenu() {
+    // the menu this user sees: an English user's tag picks the conditional menu (like WeChat's menu/trymatch)
+    const { status, data } = await api(`menu?openid=${encodeURIComponent(state.user)}`);
+    const json = JSON.stringify(data);
+    if (status === 200 && json !== state.menuJson) {
+      state.menuJson = json; // rebuilt only when it changed: an open sub-menu stays put
+      buildMenu(data);
     }
   }
   $("input-bar").addEventListener("submit", async (ev) => {
@@ -296,6 +306,7 @@
     list.textContent = "";
     localStorage.setItem("sim_user", openid);
     await api("user", { openid });
+    refreshMenu().catch(() => null);
     if ((await fetchNew()) === false) await push({ type: "event", event: "subscribe" });
   }
   const users = $("user");
@@ -357,6 +368,7 @@
   const tick = () => { $("clock").textContent = clockFmt.format(new Date()); };
   tick();
   setInterval(tick, 30000);
+  state.menuJson = JSON.stringify(boot.menu);
   buildMenu(boot.menu);
   const saved = localStorage.getItem("sim_user");
   const first = boot.users.some((u) => u.openid === saved) ? saved : boot.users[0].openid;
