@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from bot import announce
+from bot.errors import UserError
 from tests.support.factories import bind, make_cardholder
 from tests.support.topup import Phone
 
@@ -34,7 +35,7 @@ def test_announcement_on_balance_topup_and_page_until_it_ends(live, wx):
     assert page.status_code == 200 and 'id="announcements"' in page.text and "今晚22:00–23:00 系统升级" in page.text
     live.services.clock.shift(timedelta(hours=2))
     assert "📢" not in wx.text(OID, "余额").content
-    with pytest.raises(ValueError, match="past"):
+    with pytest.raises(UserError, match="announce_in_past"):
         announce.announce(live.services, "late", now)
     announce.announce(live.services, "明天停水", live.services.clock.now() + timedelta(hours=1))
     assert announce.clear(live.services)
