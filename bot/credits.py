@@ -1,4 +1,7 @@
-"""Paid money on its way to the card: owed in the payment's own transaction, delivered to the card system by ``ref``.
+"""Paid money on its way to its target: owed in the payment's own transaction, delivered to the target system by ``ref``.
+
+One machinery for every product (``bot.products``): money for a card goes to the card system, money for a dorm
+room's electricity to the electricity system; ``target`` is the student number or the room id.
 
 A payment WeChat Pay confirmed (``ref`` = our order number) or an auto top-up the bank confirmed (``ref`` =
 ``AD{attempt id}``) is written as a ``CardCredit`` in the same transaction that records the payment (``owe``). The
@@ -26,21 +29,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from bot import notices
-from bot.adapters.cardsystem import (
-    CardSystemNoAnswer,
-    CardSystemProtocolError,
-    CardSystemUnavailable,
-    Channel,
-    Credit,
-    CreditResult,
-)
+from bot import notices, products
+from bot.adapters.target import TargetNoAnswer, TargetProtocolError, TargetUnavailable
 from bot.clock import to_local
 from bot.money import yuan
 from bot.notices import Said
 from bot.texts import t
 from models import CardCredit, Cardholder
-from models.enums import CreditChannel, CreditStatus, EntryKind
+from models.enums import CreditChannel, CreditStatus, Product
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -71,14 +67,18 @@ def owe(
     fee_fen: int,
     paid_at: datetime,
     now: datetime,
+    product: Product = Product.CARD,
+    target: str | None = None,
 ) -> CardCredit:
-    """Record, in the caller's transaction, that ``amount_fen`` is owed to the card (once per ``ref``)."""
+    """Record, in the caller's transaction, that ``amount_fen`` is owed to ``target`` (default: the card; once per ``ref``)."""
     found = db.execute(select(CardCredit).where(CardCredit.ref == ref)).scalar_one_or_none()
     if found is not None:
         return found
     credit = CardCredit(
         ref=ref,
         channel=channel,
+        product=product,
+        target=target or card.student_no,
         cardholder_id=card.id,
         student_no=card.student_no,
         openid=openid,
@@ -98,12 +98,9 @@ def owe(
 # --- delivery ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Claimed:
-    ref: str
-    student_no: str
-    amount_fen: int
-    channel: Channel
-    paid_at: datetime
-    unsure: bool  # an earlier try may have reached the card system: ask before sending again
+    delivery: products.Delivery
+    product: Product
+    unsure: bool  # an earlier try may have reached the target system: ask before sending again
 
 
 def _claim(services: Runtime, credit_id: int) -> _Claimed | None:
@@ -119,10 +116,11 @@ def _claim(services: Runtime, credit_id: int) -> _Claimed | None:
             .values(claimed_at=now, tries=CardCredit.tries + 1)
             .returning(
                 CardCredit.ref,
-                CardCredit.student_no,
+                CardCredit.target,
                 CardCredit.amount_fen,
                 CardCredit.channel,
                 CardCredit.paid_at,
+                CardCredit.product,
                 CardCredit.tries,
                 CardCredit.waiting_for,
             )
@@ -130,13 +128,14 @@ def _claim(services: Runtime, credit_id: int) -> _Claimed | None:
         if c is None:
             return None
         unsure = c.tries > 1 and c.waiting_for != Waiting.MAINTENANCE
-        return _Claimed(c.ref, c.student_no, c.amount_fen, Channel(c.channel), c.paid_at.replace(tzinfo=UTC), unsure)
+        d = products.Delivery(c.ref, c.target, c.amount_fen, CreditChannel(c.channel), c.paid_at.replace(tzinfo=UTC))
+        return _Claimed(d, Product(c.product), unsure)
 
 
 def deliver(services: Runtime, credit_id: int) -> str:
     """Take one pending credit as far as it can go now; returns its status (``pending`` while it must wait).
 
-    Never raises for the card system's failures: they leave the credit pending with the reason and the next try."""
+    Never raises for the target system's failures: they leave the credit pending with the reason and the next try."""
     claimed = _claim(services, credit_id)
     if claimed is None:
         with services.session() as db:
@@ -144,26 +143,26 @@ def deliver(services: Runtime, credit_id: int) -> str:
     try:
         return _deliver_claimed(services, credit_id, claimed)
     except Exception:
-        # the card system may have credited (our own database failed us): release for a try that asks about the ref
-        log.exception("credit %s: delivery failed unexpectedly; the next try asks the card system about it", claimed.ref)
+        # the target may have taken it (our own database failed us): release for a try that asks about the ref
+        log.exception("credit %s: delivery failed unexpectedly; the next try asks the target system about it", claimed.delivery.ref)
         with contextlib.suppress(Exception):
             _wait(services, credit_id, Waiting.NO_ANSWER)
         return CreditStatus.PENDING
 
 
 def _deliver_claimed(services: Runtime, credit_id: int, claimed: _Claimed) -> str:
-    cs = services.card_system
+    port, ref = products.port(claimed.product), claimed.delivery.ref
     try:
-        answer: Credit | None = cs.credit_status(claimed.ref) if claimed.unsure else None
+        answer = port.ask(services, ref) if claimed.unsure else None
         if answer is None:
-            answer = cs.credit(claimed.ref, claimed.student_no, claimed.amount_fen, claimed.channel, claimed.paid_at)
-    except CardSystemUnavailable as exc:
+            answer = port.send(services, claimed.delivery)
+    except TargetUnavailable as exc:
         return _wait(services, credit_id, Waiting.MAINTENANCE, timedelta(seconds=max(1, exc.retry_after)))
-    except CardSystemNoAnswer as exc:
-        log.warning("credit %s: no answer from the card system (%s); will ask about the same ref", claimed.ref, exc)
+    except TargetNoAnswer as exc:
+        log.warning("credit %s: no answer from the %s system (%s); will ask about the same ref", ref, claimed.product, exc)
         return _wait(services, credit_id, Waiting.NO_ANSWER)
-    except CardSystemProtocolError as exc:
-        log.error("credit %s: the card system broke the protocol (%s); will ask about the same ref", claimed.ref, exc)
+    except TargetProtocolError as exc:
+        log.error("credit %s: the %s system broke the protocol (%s); will ask about the same ref", ref, claimed.product, exc)
         return _wait(services, credit_id, Waiting.PROTOCOL)
     return _record(services, credit_id, answer)
 
@@ -178,80 +177,51 @@ def _wait(services: Runtime, credit_id: int, why: str, after: timedelta | None =
         backoff = after or min(MAX_BACKOFF, timedelta(seconds=5 * 2 ** min(c.tries, 10)))
         c.waiting_for, c.claimed_at, c.next_try_at = why, None, now + backoff
         services.metrics.credit_waits.labels(why=why).inc()
+        port = products.port(c.product)
         notices.send(
             db,
             services.cfg,
-            "credit_delayed",
+            port.delayed_kind,
             c.openid,
             f"credit:{c.ref}:delayed",
             amount=c.amount_fen,
-            status=Said("credit_wait_maintenance", {"until": f"{to_local(c.next_try_at):%H:%M}"})
+            status=Said(f"{port.texts}wait_maintenance", {"until": f"{to_local(c.next_try_at):%H:%M}"})
             if why == Waiting.MAINTENANCE
-            else Said("credit_wait_no_answer"),
-            advice=Said("credit_wait_advice"),
+            else Said(f"{port.texts}wait_no_answer"),
+            advice=Said(f"{port.texts}wait_advice"),
             time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
         )
         return CreditStatus.PENDING
 
 
-def _record(services: Runtime, credit_id: int, answer: Credit) -> str:
-    """The card system's answer, recorded with its notice in one transaction (once, whoever delivered)."""
+def _record(services: Runtime, credit_id: int, answer: products.Delivered) -> str:
+    """The target system's answer, recorded with its notice in one transaction (once, whoever delivered)."""
     now = services.clock.utcnow()
     with services.session() as db, db.begin():
         c = db.execute(select(CardCredit).where(CardCredit.id == credit_id).with_for_update()).scalar_one()
         if c.status != CreditStatus.PENDING:
             return c.status
         c.claimed_at, c.waiting_for, c.done_at = None, None, now
-        if answer.result is CreditResult.OK:
-            c.status, c.entry_id, c.balance_fen = CreditStatus.DELIVERED, answer.entry_id[:64], answer.balance_fen
-            if services.card_system.remote:
-                # as of this second: a terminal entry stamped in the same second (cardsys/1 times are whole seconds) is newer
-                remember_balance(db, c.cardholder_id, answer.balance_fen, now.replace(microsecond=0))
-            _receipt(services, db, c)
-            services.metrics.credits.labels(kind=EntryKind.TOPUP if c.channel == CreditChannel.WECHAT_PAY else EntryKind.AUTODEBIT).inc()
+        port = products.port(c.product)
+        if answer.ok:
+            c.status, c.entry_id = CreditStatus.DELIVERED, answer.entry_id[:64]
+            c.balance_fen, c.kwh_after = answer.balance_fen, answer.kwh_after
+            port.on_delivered(services, db, c)
         else:
-            reason = answer.reason.value if answer.reason else "refused"
-            c.status, c.reason = CreditStatus.REFUSED, reason
-            log.warning("credit %s refused by the card system (%s): listed for the service center", c.ref, reason)
+            c.status, c.reason = CreditStatus.REFUSED, answer.reason or "refused"
+            log.warning("credit %s refused by the %s system (%s): listed for the service center", c.ref, c.product, c.reason)
             notices.send(
                 db,
                 services.cfg,
-                "credit_refused",
+                port.refused_kind,
                 c.openid,
                 f"credit:{c.ref}:refused",
                 amount=c.amount_fen,
-                status=Said(f"credit_refused_{reason}"),
-                advice=Said("credit_refused_advice"),
+                status=Said(f"{port.texts}refused_{c.reason}"),
+                advice=Said(f"{port.texts}refused_advice"),
                 time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
             )
         return c.status
-
-
-def _receipt(services: Runtime, db: Session, c: CardCredit) -> None:
-    balance = c.balance_fen or 0
-    if c.channel == CreditChannel.WECHAT_PAY:
-        notices.send(
-            db,
-            services.cfg,
-            "topup_receipt",
-            c.openid,
-            f"topup:{c.ref}:topup_receipt:{c.openid}",
-            amount=c.amount_fen,
-            fee=c.fee_fen,
-            balance=balance,
-            time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M:%S}",
-        )
-    else:
-        notices.send(
-            db,
-            services.cfg,
-            "autodebit_success",
-            c.openid,
-            f"autodebit:{c.ref.removeprefix('AD')}:ok",
-            amount=c.amount_fen,
-            balance=balance,
-            time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
-        )
 
 
 def remember_balance(db: Session, cardholder_id: int, balance_fen: int, as_of: datetime) -> None:
@@ -307,24 +277,26 @@ def _safe(services: Runtime, credit_id: int) -> str:
 
 
 def told(c: CardCredit, lang: str, center: str) -> str:
-    """A pending or refused credit in the student's words: how much, why it is not on the card, until when."""
-    amount = yuan(c.amount_fen)
+    """A pending or refused credit in the student's words: how much, why it has not arrived, until when."""
+    amount, texts = yuan(c.amount_fen), products.port(c.product).texts
     if c.status == CreditStatus.REFUSED:
-        return t(lang, "credit_refused_line", amount=amount, reason=t(lang, f"credit_refused_{c.reason or 'refused'}"), center=center)
+        return t(lang, f"{texts}refused_line", amount=amount, reason=t(lang, f"{texts}refused_{c.reason or 'refused'}"), center=center)
     when = f"{to_local(c.next_try_at):%H:%M}"
     if c.waiting_for == Waiting.MAINTENANCE:
-        why = t(lang, "credit_why_maintenance", until=when)
+        why = t(lang, f"{texts}why_maintenance", until=when)
     elif c.waiting_for:
-        why = t(lang, "credit_why_no_answer", at=when)
+        why = t(lang, f"{texts}why_no_answer", at=when)
     else:
-        why = t(lang, "credit_why_delivering")
-    return t(lang, "credit_pending", amount=amount, why=why)
+        why = t(lang, f"{texts}why_delivering")
+    return t(lang, f"{texts}pending", amount=amount, why=why)
 
 
 def waiting(db: Session, cardholder_id: int) -> list[CardCredit]:
     """The card's credits paid but not yet on the card, oldest first (what "已支付，待入账" lists)."""
     return list(
         db.execute(
-            select(CardCredit).where(CardCredit.cardholder_id == cardholder_id, CardCredit.status == CreditStatus.PENDING).order_by(CardCredit.id)
+            select(CardCredit)
+            .where(CardCredit.cardholder_id == cardholder_id, CardCredit.product == Product.CARD, CardCredit.status == CreditStatus.PENDING)
+            .order_by(CardCredit.id)
         ).scalars()
     )

@@ -1,7 +1,8 @@
-"""``cardbot reconcile DATE``: three sides of one day's money, every difference printed. The day's paid top-ups
-against WeChat Pay's trade bill, its auto top-ups against the bank's debits, and every credit we owed the card against
-the card system's credits (``bot.credit_reconcile``). A side that does not answer is said so and counts as a
-difference: the day is not reconciled until all three agree."""
+"""``cardbot reconcile DATE``: every side of one day's money, every difference printed. The day's paid orders (every
+product) against WeChat Pay's trade bill, its auto top-ups against the bank's debits, and for each product what we
+delivered against its target system (``bot.credit_reconcile``: the card system's credits, the electricity system's
+recharges). A side that does not answer is said so and counts as a difference: the day is not reconciled until all
+agree."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from typing import Any
 import click
 
 from bot.adapters.bank import BankUnavailable
-from bot.adapters.cardsystem import CardSystemError
 from bot.adapters.pay import PayError
 from bot.autodebit import reconcile_bank
-from bot.credit_reconcile import reconcile_card_system
+from bot.credit_reconcile import reconcile_target
+from bot.products import PORTS, Port
 from bot.topup import reconcile
 
 
@@ -45,16 +46,20 @@ def command(obj: Any, day: str) -> None:
             lambda n: f"{when}: {n} auto top-up difference(s) with the bank",
             f"{when}: auto top-ups and the bank's debits agree",
         ),
-        _side(
-            lambda: reconcile_card_system(services, when),
-            CardSystemError,
-            lambda exc: f"{when}: the card system did not answer: {exc}",
-            lambda n: f"{when}: {n} credit difference(s) or open item(s) with the card system",
-            f"{when}: our credits and the card system's agree",
-        ),
     ]
+    clean += [_target_side(services, port, when) for port in PORTS.values()]
     if not all(clean):
         raise SystemExit(1)
+
+
+def _target_side(services: Any, port: Port, when: date) -> bool:
+    return _side(
+        lambda: reconcile_target(services, port.product, when),
+        port.system_error,
+        lambda exc: f"{when}: the {port.system} did not answer: {exc}",
+        lambda n: f"{when}: {n} {port.noun} difference(s) or open item(s) with the {port.system}",
+        f"{when}: our {port.noun}s and the {port.system}'s agree",
+    )
 
 
 def _side(
