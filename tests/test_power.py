@@ -257,7 +257,9 @@ def test_the_low_power_sweep_over_20000_rooms_takes_under_10_seconds(live):
     assert len(ids) == 20_000
     with live.session() as db, db.begin():
         db.execute(insert(PowerRoom), [{"room_id": r, "label": r, "threshold_kwh": Decimal(10)} for r in ids])
-        db.execute(insert(SavedRoom), [{"openid": f"oSweep{i % 5000:018d}", "room_id": r, "created_at": datetime(2026, 1, 1)} for i, r in enumerate(ids)])
+        db.execute(
+            insert(SavedRoom), [{"openid": f"oSweep{i % 5000:018d}", "room_id": r, "created_at": datetime(2026, 1, 1)} for i, r in enumerate(ids)]
+        )
     started = time.perf_counter()
     done = power.sweep_low(live.services)
     took = time.perf_counter() - started
@@ -266,3 +268,17 @@ def test_the_low_power_sweep_over_20000_rooms_takes_under_10_seconds(live):
     assert took < 10
     with live.session() as db:
         assert db.execute(select(PowerRoom).where(PowerRoom.read_at.is_(None))).first() is None
+
+
+def test_bills_show_electricity_beside_card_entries_marked(live, wx):
+    student(live, OPENID)
+    emu_power(live).set_meter(ROOM, "12.00", rate="0")
+    phone = power_phone(live, OPENID)
+    card_ref = topup(live, OPENID, 5000)
+    power_ref = pay_power(live, phone, 2000)
+    wait_for(lambda: credit(live, card_ref).status == CreditStatus.DELIVERED and credit(live, power_ref).status == CreditStatus.DELIVERED)
+    html = phone.get("/bills").text
+    assert '<span class="mark power">电费</span>东区 · 3号楼 · 512' in html and "-20.00" in html and "剩余电量 47.71 度" in html
+    desc = wx.text(OPENID, "账单").articles[0]["Description"]
+    assert "电费 东区 · 3号楼 · 512 -20.00元（微信支付）" in desc
+    assert "收入 150.00 元 · 支出 0.00 元（共2笔）" in desc  # the card's totals count only the card's entries

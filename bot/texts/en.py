@@ -323,4 +323,8 @@ TEXTS: dict[str, str] = {
     "power_article_desc": "Choose your room, see the kWh left and pay with WeChat Pay. Everyone who saved the room is told when it runs low.",
     "power_bill_mark": "Electricity",
     "power_bill_line": "{time} Electricity {room} -{amount} yuan (WeChat Pay)",
+    "power_status_pending": "not yet on the meter",
+    "power_status_delivered": "on the meter",
+    "power_status_refused": "refused; refundable",
+    "power_status_refunding": "being refunded",
 }

@@ -310,4 +310,8 @@ TEXTS: dict[str, str] = {
     "power_article_desc": "选择房间，查看剩余电量，微信支付缴电费。电量低于提醒值时会通知保存该房间的所有人。",
     "power_bill_mark": "电费",
     "power_bill_line": "{time} 电费 {room} -{amount}元（微信支付）",
+    "power_status_pending": "待充入电表",
+    "power_status_delivered": "已充入电表",
+    "power_status_refused": "未能充入，可退款",
+    "power_status_refunding": "退款中",
 }
