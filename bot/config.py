@@ -428,8 +428,6 @@ class Config(BaseSettings):
     def _cardsystem_url(self) -> Config:
         if self.cardsystem.adapter == "http" and not self.emulator.enabled and not self.cardsystem.api_base_url:
             raise ValueError("cardsystem.api_base_url: the http card system needs the school's address in production")
-        if not self.emulator.enabled and not self.electricity.api_base_url:
-            raise ValueError("electricity.api_base_url: the electricity system needs the school's address in production")
         return self
 
     @property
@@ -455,6 +453,8 @@ class Config(BaseSettings):
             problems.append("redis.url: empty (embedded Redis is for the demo only)")
         if self.bank.adapter == "sandbox":
             problems.append("bank.adapter: the sandbox bank is the emulator's")
+        if not self.electricity.api_base_url:
+            problems.append("electricity.api_base_url: empty (the emulator's electricity system)")
         return problems
 
     def check_production(self) -> None:

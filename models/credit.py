@@ -28,7 +28,8 @@ class CardCredit(Base):
     ref: Mapped[str] = mapped_column(String(32), unique=True)  # our order number / ``AD{attempt id}``, for ever
     channel: Mapped[str] = mapped_column(String(12))
     product: Mapped[str] = mapped_column(String(8), default=Product.CARD.value, server_default=Product.CARD.value)
-    target: Mapped[str] = mapped_column(String(32))  # where it goes: the student number / the room's id
+    # where it goes: the student number (a row written without one is a card's credit) / the room's id
+    target: Mapped[str] = mapped_column(String(32), default=lambda ctx: ctx.get_current_parameters()["student_no"])
     cardholder_id: Mapped[int] = mapped_column(ForeignKey("cardholders.id"), index=True)
     student_no: Mapped[str] = mapped_column(String(12))
     openid: Mapped[str] = mapped_column(String(64))  # who paid: told of the outcome

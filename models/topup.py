@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String, select
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
+from models.cardholder import Cardholder
 from models.enums import OrderStatus, Product, check_in
+
+
+def _payer_card(ctx: DefaultExecutionContext) -> str:
+    """An order written without a target is a top-up of the payer's own card."""
+    card_id = ctx.get_current_parameters()["cardholder_id"]
+    return str(ctx.connection.execute(select(Cardholder.student_no).where(Cardholder.id == card_id)).scalar_one())
 
 
 class TopupOrder(Base):
@@ -23,7 +31,7 @@ class TopupOrder(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     order_no: Mapped[str] = mapped_column(String(32), unique=True)
     product: Mapped[str] = mapped_column(String(8), default=Product.CARD.value, server_default=Product.CARD.value)
-    target: Mapped[str] = mapped_column(String(32))  # the card's student number / the room's id
+    target: Mapped[str] = mapped_column(String(32), default=_payer_card)  # the card's student number / the room's id
     cardholder_id: Mapped[int] = mapped_column(ForeignKey("cardholders.id"))  # the payer's bound card (daily limits)
     openid: Mapped[str] = mapped_column(String(64))
     mode: Mapped[str] = mapped_column(String(8))

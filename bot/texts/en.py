@@ -327,4 +327,5 @@ TEXTS: dict[str, str] = {
     "power_status_delivered": "on the meter",
     "power_status_refused": "refused; refundable",
     "power_status_refunding": "being refunded",
+    "power_refund_rule": "Electricity on the meter cannot be refunded; money the electricity system refused is refunded to WeChat Pay at {center}.",
 }

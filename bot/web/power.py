@@ -66,7 +66,8 @@ def page() -> Any:
         | {"room_closed": tr("power_closed")}
         | {k: tr(f"power_pick_{k}") for k in ("campus", "building", "floor", "room")}
         | {k: tr(f"topup_js_{k}") for k in ("processing", "cancel", "closed", "not_in_wechat", "choose", "fail")}
-        | {"choose_room": tr("power_js_choose_room")},
+        | {"choose_room": tr("power_js_choose_room"), "remaining_today": tr("power_remaining_today")},
+        "daily": c.daily_limit,
     }
     return render_template(
         "power/page.html",
@@ -138,6 +139,8 @@ def _state(order: TopupOrder) -> dict[str, Any]:
     out: dict[str, Any] = {"order_no": order.order_no, "status": order.status, "room_id": order.target, "amount": yuan(order.amount_fen)}
     if order.status != OrderStatus.PAID:
         return out
+    with g.svc.session() as db:
+        out["remaining"] = yuan(remaining_today(g.svc.cfg, db, order.cardholder_id, g.svc.clock.now().date(), Product.POWER))
     with g.svc.session() as db:
         c = db.execute(select(CardCredit).where(CardCredit.ref == order.order_no)).scalar_one_or_none()
     if c is None or c.status == CreditStatus.DELIVERED:
