@@ -186,7 +186,8 @@ def test_a_refusal_is_told_listed_and_refunded_through_wechat_once(live):
     status = phone.power_status(order_no)
     assert status["delivery"] == "refused" and "退款" in status["message"]
     listed = credits_cli(live, "list")
-    assert order_no in listed.output and "room_closed" in listed.output
+    [line] = [ln for ln in listed.output.splitlines() if order_no in ln]
+    assert all(x in line for x in (f"power:{ROOM}", "20.00", "refused", "room_closed"))
     first = credits_cli(live, "refund", order_no)
     assert first.exit_code == 0, first.output
     wait_for(lambda: credit(live, order_no).status == CreditStatus.REFUNDED)
