@@ -211,6 +211,7 @@ def _alert(services: Runtime) -> tuple[int, int]:
             db.execute(
                 select(PowerRoom)
                 .where(
+                    PowerRoom.room_id.in_(select(SavedRoom.room_id)),  # a room nobody keeps any more is nobody's to tell
                     PowerRoom.remaining_kwh.is_not(None),
                     PowerRoom.remaining_kwh < PowerRoom.threshold_kwh,
                     (PowerRoom.alerted_on.is_(None)) | (PowerRoom.alerted_on < today),
