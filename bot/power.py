@@ -149,11 +149,23 @@ def _kept_by(db: Session, openid: str, room_id: str) -> None:
 
 # --- paying -----------------------------------------------------------------------------------------------
 def order(services: Runtime, openid: str, room_id: Any, amount_fen: Any, mode: Any) -> CreatedOrder:
-    """An order for a room this account keeps (the rules and limits are ``[electricity]``'s)."""
+    """An order for a room this account keeps (the rules and limits are ``[electricity]``'s).
+
+    A room the electricity system says is closed is refused before anyone pays; when it does not answer the order
+    goes ahead (the payment is delivered once it is back, or refused and refunded)."""
     if not isinstance(room_id, str):
         raise refused("not_kept", 404)
     with services.session() as db:
         _kept_by(db, openid, room_id)
+    try:
+        room = services.electricity.room(room_id)
+    except ElectricityError:
+        room = None
+    else:
+        if room is None:
+            raise refused("unknown_room", 404)
+    if room is not None and not room.open:
+        raise refused("room_closed", 409)
     return create_order(services, openid, amount_fen, mode, Product.POWER, room_id)
 
 

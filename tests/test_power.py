@@ -15,8 +15,10 @@ import pytest
 from sqlalchemy import insert, select
 
 from bot import credits, outbox, power
+from bot.adapters.electricity import ElectricityProtocolError, HttpElectricity
 from bot.clock import SCHOOL_TZ
 from bot.emulator.electricity import room_ids
+from bot.topup import settle_stuck_orders
 from models import PowerRoom, SavedRoom, TopupOrder
 from models.enums import CreditStatus, NoticeStatus, Product
 from tests.support.credits import credit, credits_cli, reconcile_cli, refunds_at_wechat, topup
@@ -154,18 +156,20 @@ def test_the_daily_maintenance_window_answers_503_until_its_end(live):
     assert recharge_log(live) == [order_no]
 
 
-def test_an_answer_lost_after_the_recharge_is_asked_about_never_sent_again(live):
+@pytest.mark.parametrize("fault", ["lost", "slow"])
+def test_an_answer_lost_after_the_recharge_is_asked_about_never_sent_again(live, fault):
     _frozen(live)
     student(live, OPENID)
     phone = power_phone(live, OPENID)
     st = emu_power(live)
     st.set_meter(ROOM, "5.00", rate="0")
-    # the answer lost, then a 5xx for any further POST: a retry that recharged again instead of asking would stay pending
-    st.faults["recharge"] = ["lost", "5xx"]
+    # the answer lost (or too late), then a 5xx for any further POST: a retry that recharged again instead of asking
+    # would stay pending
+    st.faults["recharge"] = [fault, "5xx"]
     order_no = pay_power(live, phone, 5000)
     c = wait_for(lambda: (x := delivery(live, order_no)).waiting_for and x)
     assert (c.status, c.waiting_for) == (CreditStatus.PENDING, credits.Waiting.NO_ANSWER)
-    assert recharge_log(live) == [order_no]  # the electricity system recharged; we did not hear it
+    wait_for(lambda: recharge_log(live) == [order_no])  # the electricity system recharged; we did not hear it
     live.services.clock.shift(timedelta(minutes=1))
     assert credits.deliver_due(live.services) == {CreditStatus.DELIVERED: 1}
     c = delivery(live, order_no)
@@ -178,7 +182,10 @@ def test_a_refusal_is_told_listed_and_refunded_through_wechat_once(live):
     student(live, OPENID)
     phone = power_phone(live, OPENID)
     emu_power(live).set_meter(ROOM, open=False)  # moved out: the meter is disconnected
-    order_no = pay_power(live, phone, 2000)
+    refusal = phone.order_power(2000)
+    assert (refusal.status_code, refusal.json()["error"]) == (409, "room_closed")  # said before anyone pays
+    emu_power(live).set_meter(ROOM, open=True)
+    order_no = pay_power(live, phone, 2000, before_pay=lambda: emu_power(live).set_meter(ROOM, open=False))  # closed meanwhile
     c = answered(live, order_no)
     assert (c.status, c.reason) == (CreditStatus.REFUSED, "room_closed") and recharge_log(live) == []
     [told] = notices_of(live, "power_refused")
@@ -283,3 +290,28 @@ def test_bills_show_electricity_beside_card_entries_marked(live, wx):
     desc = wx.text(OPENID, "账单").articles[0]["Description"]
     assert "电费 东区 · 3号楼 · 512 -20.00元（微信支付）" in desc
     assert "收入 150.00 元 · 支出 0.00 元（共2笔）" in desc  # the card's totals count only the card's entries
+
+
+def test_an_order_nobody_was_told_about_is_settled_by_the_stuck_order_job_and_delivered(live):
+    student(live, OPENID)
+    phone = power_phone(live, OPENID)
+    order_no = pay_power(live, phone, 5000, notify_now=False)  # paid; WeChat's notify never came
+    assert settle_stuck_orders(live.services) == 0  # not stuck yet
+    live.services.clock.shift(timedelta(minutes=4))
+    assert settle_stuck_orders(live.services) == 1
+    assert delivery(live, order_no).status == CreditStatus.DELIVERED and recharge_log(live) == [order_no]
+    assert notify_paid(live, order_no) == 204  # the late notify changes nothing
+    assert recharge_log(live) == [order_no] and len(notices_of(live, "power_receipt")) == 1
+
+
+def test_power1_is_signed_and_answers_are_checked(live):
+    good = live.services.electricity
+    assert good.room("E01-0101").label == "东区 · 1号楼 · 101"
+    assert good.room("E26-0101") is None  # no 26th building
+    forged = HttpElectricity(live.url + "/emulator", "not-the-secret", 1.0)
+    with pytest.raises(ElectricityProtocolError, match="401"):
+        forged.room("E01-0101")
+    with pytest.raises(ElectricityProtocolError, match="401"):
+        forged.recharge("TFORGED0001", "E01-0101", 100, datetime.now(UTC))
+    assert recharge_log(live) == []
+    assert len(good.readings(["E01-0101", "X", "W25-2020"])) == 2  # unknown rooms left out

@@ -328,4 +328,5 @@ TEXTS: dict[str, str] = {
     "power_status_refused": "refused; refundable",
     "power_status_refunding": "being refunded",
     "power_refund_rule": "Electricity on the meter cannot be refunded; money the electricity system refused is refunded to WeChat Pay at {center}.",
+    "power_err_room_closed": "This room is closed or its meter disconnected; it cannot be paid for now. Ask your dorm office.",
 }

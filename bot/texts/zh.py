@@ -315,4 +315,5 @@ TEXTS: dict[str, str] = {
     "power_status_refused": "未能充入，可退款",
     "power_status_refunding": "退款中",
     "power_refund_rule": "电费充入电表后不能退回；电费系统未能充入的款项，可到{center}办理原路退款。",
+    "power_err_room_closed": "此房间已停用或电表断开，暂不能缴费。如有疑问请联系宿舍管理员。",
 }

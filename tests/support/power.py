@@ -66,10 +66,13 @@ def power_phone(live: Any, openid: str, room_id: str | None = ROOM) -> PowerPhon
     return phone
 
 
-def pay_power(live: Any, phone: PowerPhone, amount_fen: int = 2000, *, notify_now: bool = True, room_id: str = ROOM) -> str:
-    """Order and pay for the room; the notify is sent by WeChat (``notify_now``) or left to the test."""
+def pay_power(live: Any, phone: PowerPhone, amount_fen: int = 2000, *, notify_now: bool = True, room_id: str = ROOM, before_pay: Any = None) -> str:
+    """Order and pay for the room; the notify is sent by WeChat (``notify_now``) or left to the test. ``before_pay``
+    runs between the order and the payment (the electricity system may change its mind meanwhile)."""
     emu_pay(live).notify_enabled = notify_now
     body = phone.order_power(amount_fen, room_id=room_id).json()
+    if before_pay is not None:
+        before_pay()
     assert phone.pay(body["pay_params"]).json()["err_msg"].endswith(":ok")
     if notify_now:
         wait_paid(live, body["order_no"])
