@@ -159,10 +159,10 @@ def _deliver_claimed(services: Runtime, credit_id: int, claimed: _Claimed) -> st
     except TargetUnavailable as exc:
         return _wait(services, credit_id, Waiting.MAINTENANCE, timedelta(seconds=max(1, exc.retry_after)))
     except TargetNoAnswer as exc:
-        log.warning("credit %s: no answer from the %s system (%s); will ask about the same ref", ref, claimed.product, exc)
+        log.warning("credit %s: no answer from the %s (%s); will ask about the same ref", ref, port.system, exc)
         return _wait(services, credit_id, Waiting.NO_ANSWER)
     except TargetProtocolError as exc:
-        log.error("credit %s: the %s system broke the protocol (%s); will ask about the same ref", ref, claimed.product, exc)
+        log.error("credit %s: the %s broke the protocol (%s); will ask about the same ref", ref, port.system, exc)
         return _wait(services, credit_id, Waiting.PROTOCOL)
     return _record(services, credit_id, answer)
 
@@ -209,7 +209,7 @@ def _record(services: Runtime, credit_id: int, answer: products.Delivered) -> st
             port.on_delivered(services, db, c)
         else:
             c.status, c.reason = CreditStatus.REFUSED, answer.reason or "refused"
-            log.warning("credit %s refused by the %s system (%s): listed for the service center", c.ref, c.product, c.reason)
+            log.warning("credit %s refused by the %s (%s): listed for the service center", c.ref, port.system, c.reason)
             notices.send(
                 db,
                 services.cfg,
