@@ -16,9 +16,9 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import notices
@@ -27,7 +27,7 @@ from bot.clock import to_local
 from bot.errors import UserError
 from bot.notices import Said
 from bot.topup import CreatedOrder, create_order
-from models import CardCredit, PowerRoom, SavedRoom
+from models import CardCredit, PowerRoom, SavedRoom, WechatUser
 from models.enums import Product
 
 if TYPE_CHECKING:
@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 
 TEXTS = "power_err_"  # a refusal's text is ``power_err_{code}``
 MAX_THRESHOLD = Decimal(1000)
+ALERT_SLICE = 1000  # rooms alerted per transaction
+_ROOMS = cast(Table, PowerRoom.__table__)
+_STORE_READING = (  # one statement, executed for a whole batch of readings
+    update(_ROOMS).where(_ROOMS.c.room_id == bindparam("b_id")).values(remaining_kwh=bindparam("b_kwh"), read_at=bindparam("b_at"))
+)
 
 
 def refused(code: str, status: int = 400, **values: Any) -> UserError:
@@ -193,7 +198,8 @@ def sweep_low(services: Runtime) -> dict[str, int]:
     """Read every kept room, then alert each room below its threshold once today (to every account keeping it).
 
     Returns counts: rooms read, rooms alerted, notices queued; rooms the electricity system did not answer for are
-    left as they were (the next sweep reads them)."""
+    left as they were (the next sweep reads them). Set-based: one UPDATE executed per batch of readings, one per batch of
+    alerted rooms, the recipients' languages in one query."""
     with services.session() as db:
         ids = list(db.execute(select(PowerRoom.room_id).where(PowerRoom.room_id.in_(select(SavedRoom.room_id)))).scalars())
     read = 0
@@ -206,48 +212,55 @@ def sweep_low(services: Runtime) -> dict[str, int]:
             continue
         if readings:
             with services.session() as db, db.begin():
-                db.execute(
-                    update(PowerRoom),
-                    [{"room_id": r.room_id, "remaining_kwh": r.remaining_kwh, "read_at": _naive(r.read_at)} for r in readings],
-                )
+                db.connection().execute(_STORE_READING, [{"b_id": r.room_id, "b_kwh": r.remaining_kwh, "b_at": _naive(r.read_at)} for r in readings])
         read += len(readings)
-    alerted, queued = _alert(services)
-    return {"read": read, "alerted": alerted, "notices": queued}
+    alerted = queued = 0
+    while True:  # in slices, so no statement carries more than ALERT_SLICE rooms
+        rooms, told = _alert(services)
+        alerted, queued = alerted + rooms, queued + told
+        if rooms < ALERT_SLICE:
+            return {"read": read, "alerted": alerted, "notices": queued}
 
 
 def _alert(services: Runtime) -> tuple[int, int]:
+    """One slice of the rooms to alert today: marked alerted and their notices queued in one transaction."""
     today = services.clock.today()
     now = to_local(services.clock.utcnow())
     with services.session() as db, db.begin():
-        low = list(
-            db.execute(
-                select(PowerRoom)
-                .where(
-                    PowerRoom.room_id.in_(select(SavedRoom.room_id)),  # a room nobody keeps any more is nobody's to tell
-                    PowerRoom.remaining_kwh.is_not(None),
-                    PowerRoom.remaining_kwh < PowerRoom.threshold_kwh,
-                    (PowerRoom.alerted_on.is_(None)) | (PowerRoom.alerted_on < today),
-                )
-                .with_for_update(skip_locked=True)
-            ).scalars()
-        )
+        low = db.execute(
+            select(PowerRoom.room_id, PowerRoom.label, PowerRoom.remaining_kwh, PowerRoom.threshold_kwh)
+            .where(
+                PowerRoom.room_id.in_(select(SavedRoom.room_id)),  # a room nobody keeps any more is nobody's to tell
+                PowerRoom.remaining_kwh.is_not(None),
+                PowerRoom.remaining_kwh < PowerRoom.threshold_kwh,
+                or_(PowerRoom.alerted_on.is_(None), PowerRoom.alerted_on < today),
+            )
+            .order_by(PowerRoom.room_id)
+            .limit(ALERT_SLICE)
+            .with_for_update(skip_locked=True)
+        ).all()
         if not low:
             return 0, 0
         by_room = {r.room_id: r for r in low}
+        db.execute(
+            update(PowerRoom).where(PowerRoom.room_id.in_(list(by_room))).values(alerted_on=today).execution_options(synchronize_session=False)
+        )
         keepers = db.execute(select(SavedRoom.room_id, SavedRoom.openid).where(SavedRoom.room_id.in_(list(by_room))).order_by(SavedRoom.id)).all()
-        for room in low:
-            room.alerted_on = today
-        for room_id, openid in keepers:
-            room = by_room[room_id]
-            notices.send(
-                db,
-                services.cfg,
-                "power_low",
-                openid,
-                f"power:{room_id}:low:{today}:{openid}",
-                room=room.label,
-                kwh=Said("power_kwh", {"kwh": str(room.remaining_kwh)}),
-                advice=Said("power_low_advice", {"threshold": str(room.threshold_kwh)}),
-                time=f"{now:%Y-%m-%d %H:%M}",
-            )
+        openids = {openid for _, openid in keepers}
+        langs = dict(db.execute(select(WechatUser.openid, WechatUser.lang).where(WechatUser.openid.in_(openids))).tuples().all())
+        with db.no_autoflush:  # the notices are inserted together at commit (each has its own dedup key)
+            for room_id, openid in keepers:
+                room = by_room[room_id]
+                notices.send(
+                    db,
+                    services.cfg,
+                    "power_low",
+                    openid,
+                    f"power:{room_id}:low:{today}:{openid}",
+                    lang=langs.get(openid) or "zh",
+                    room=room.label,
+                    kwh=Said("power_kwh", {"kwh": str(room.remaining_kwh)}),
+                    advice=Said("power_low_advice", {"threshold": str(room.threshold_kwh)}),
+                    time=f"{now:%Y-%m-%d %H:%M}",
+                )
         return len(low), len(keepers)
