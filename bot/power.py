@@ -78,12 +78,15 @@ def kept(services: Runtime, openid: str) -> list[RoomView]:
             .all()
         )
     out = []
+    answering = True  # after one room went unanswered the others are not asked: the student is waiting
     for row in rows:
-        try:
-            room = services.electricity.room(row.room_id)
-        except ElectricityError as exc:
-            log.info("room %s: electricity system did not answer (%s); showing the last reading", row.room_id, type(exc).__name__)
-            room = None
+        room = None
+        if answering:
+            try:
+                room = services.electricity.room(row.room_id)
+            except ElectricityError as exc:
+                log.info("room %s: electricity system did not answer (%s); showing the last readings", row.room_id, type(exc).__name__)
+                answering = False
         if room is None:
             out.append(RoomView(row.room_id, row.label, row.remaining_kwh, row.read_at, None, row.threshold_kwh, live=False))
             continue

@@ -148,8 +148,10 @@ def test_the_daily_maintenance_window_answers_503_until_its_end(live):
     c = wait_for(lambda: (x := delivery(live, order_no)).waiting_for and x)
     assert c.waiting_for == credits.Waiting.MAINTENANCE and recharge_log(live) == []
     assert timedelta(minutes=18) < c.next_try_at - c.paid_at < timedelta(minutes=21)
+    assert power_phone(live, OPENID, room_id=None).keep("W01-0101").status_code == 503  # no room kept unasked
     [room] = power.kept(live.services, OPENID)
-    assert not room.live and room.room_id == ROOM  # the page shows the last reading meanwhile
+    assert not room.live and room.room_id == ROOM and room.remaining_kwh is not None  # the last reading meanwhile
+    assert ROOM in power_phone(live, OPENID, room_id=None).open_power().text
     st.window = None
     live.services.clock.shift(timedelta(minutes=21))
     assert credits.deliver_due(live.services) == {CreditStatus.DELIVERED: 1}
