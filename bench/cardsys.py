@@ -128,9 +128,10 @@ def _owe(engine: Any, prefix: str, n: int, *, maintenance: bool) -> None:
         conn.execute(
             text(
                 f"""
-                INSERT INTO card_credits (ref, channel, cardholder_id, student_no, openid, amount_fen, fee_fen, paid_at, status,
+                INSERT INTO card_credits (ref, channel, cardholder_id, student_no, target, openid, amount_fen, fee_fen, paid_at, status,
                                           tries, next_try_at, waiting_for, created_at)
-                SELECT :prefix || g, 'wechat_pay', 1 + g % {CARDS}, (2000000000 + 1 + g % {CARDS})::text, '{data.OPENID_PREFIX}' || (1 + g % {CARDS}),
+                SELECT :prefix || g, 'wechat_pay', 1 + g % {CARDS}, (2000000000 + 1 + g % {CARDS})::text, (2000000000 + 1 + g % {CARDS})::text,
+                       '{data.OPENID_PREFIX}' || (1 + g % {CARDS}),
                        100, 0, now() AT TIME ZONE 'utc' - interval '{WINDOW_HOURS} hours' + {spread}, 'pending',
                        :tries, now() AT TIME ZONE 'utc', :waiting, now() AT TIME ZONE 'utc' - interval '{WINDOW_HOURS} hours' + {spread}
                 FROM generate_series(1, :n) AS g

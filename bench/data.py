@@ -166,9 +166,10 @@ def add_orders(engine: Any, first_card: int, count: int, amount_fen: int, fee_fe
             conn.execute(
                 text(
                     """
-                INSERT INTO topup_orders (order_no, cardholder_id, openid, mode, amount_fen, fee_fen, status, business_day,
+                INSERT INTO topup_orders (order_no, target, cardholder_id, openid, mode, amount_fen, fee_fen, status, business_day,
                                           prepay_id, transaction_id, created_at, expires_at, paid_at, closed_at)
-                SELECT 'B' || :tag || lpad(g::text, 8, '0'), g, :pfx || g, 'quick', :amount, :fee, 'created', current_date,
+                SELECT 'B' || :tag || lpad(g::text, 8, '0'), (SELECT student_no FROM cardholders WHERE id = g), g, :pfx || g,
+                       'quick', :amount, :fee, 'created', current_date,
                        'wx' || :tag || g, NULL, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc' + interval '15 minutes', NULL, NULL
                 FROM generate_series(CAST(:first AS int), CAST(:first AS int) + CAST(:n AS int) - 1) AS g
                 RETURNING order_no

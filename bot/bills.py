@@ -4,19 +4,27 @@ Entries come from the card system (``entries(student_no, since=month start, limi
 adapter; the totals are summed over those entries. A month is the school's local month. When the card system holds
 more than 200 entries since the month began, the bill says it shows only part of the month (its totals would be
 wrong otherwise). A failing card system raises ``CardSystemError``: the caller says so plainly, with no totals.
+
+Electricity paid for a dorm room (``power_payments``, from our own records: the money never touched the card) is
+shown beside the card's entries, marked as such, and counts in none of the card's totals.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING
+
+from sqlalchemy import select
 
 from bot.adapters.cardsystem import MAX_ENTRIES, CardSystemError, CardSystemUnavailable, Entry
 from bot.calendar import month_start
 from bot.clock import SCHOOL_TZ
 from bot.money import yuan
+from models import CardCredit, PowerRoom
+from models.enums import CreditStatus, Product
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -93,6 +101,52 @@ def entry_view(tr: Translate, entry: Entry) -> dict[str, str | bool]:
         "amount": ("+" if entry.amount_fen > 0 else "") + yuan(entry.amount_fen),
         "income": entry.amount_fen > 0,
         "balance_after": yuan(entry.balance_after_fen),
+    }
+
+
+@dataclass(frozen=True)
+class PowerPayment:
+    """A room's electricity paid with WeChat Pay by this card's holder (not a card entry)."""
+
+    room: str
+    amount_fen: int
+    at: datetime  # aware, when it was paid
+    status: str
+    kwh_after: Decimal | None
+
+
+def power_payments(services: Runtime, cardholder_id: int, year: int, month: int) -> list[PowerPayment]:
+    """The month's electricity payments of the card's holder, newest first (refunded ones left out: no money moved)."""
+    first = date(year, month, 1)
+    start, end = (_local_midnight(d).astimezone(UTC).replace(tzinfo=None) for d in (first, month_start(first, back=-1)))
+    with services.session() as db:
+        rows = db.execute(
+            select(CardCredit, PowerRoom.label)
+            .outerjoin(PowerRoom, PowerRoom.room_id == CardCredit.target)
+            .where(
+                CardCredit.cardholder_id == cardholder_id,
+                CardCredit.product == Product.POWER,
+                CardCredit.status != CreditStatus.REFUNDED,
+                CardCredit.paid_at >= start,
+                CardCredit.paid_at < end,
+            )
+            .order_by(CardCredit.paid_at.desc())
+        ).all()
+    return [PowerPayment(label or c.target, c.amount_fen, c.paid_at.replace(tzinfo=UTC), c.status, c.kwh_after) for c, label in rows]
+
+
+def power_view(tr: Translate, p: PowerPayment) -> dict[str, str | bool]:
+    """A room's payment beside the card's entries: marked, the room, what it paid and what the meter then held."""
+    local = p.at.astimezone(SCHOOL_TZ)
+    after = tr("power_remaining", kwh=p.kwh_after) if p.kwh_after is not None else tr(f"power_status_{p.status}")
+    return {
+        "day": f"{local:%m-%d}",
+        "time": f"{local:%H:%M}",
+        "label": p.room,
+        "mark": tr("power_bill_mark"),
+        "amount": "-" + yuan(p.amount_fen),
+        "income": False,
+        "after": after,
     }
 
 

@@ -17,7 +17,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 # Secrets that ship with demo values (the demo runs with no file at all); production must set its own.
-_SECRETS = ("server.secret_key", "cardsystem.secret", "bank.secret", "wechat.secret", "wechat.token", "wechat.encoding_aes_key", "pay.apiv3_key")
+_SECRETS = (
+    "server.secret_key",
+    "cardsystem.secret",
+    "electricity.secret",
+    "bank.secret",
+    "wechat.secret",
+    "wechat.token",
+    "wechat.encoding_aes_key",
+    "pay.apiv3_key",
+)
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -211,6 +220,36 @@ class CardSystemConfig(_Section):
     read_timeout_seconds: float = Field(2.0, gt=0, le=4)
 
 
+class ElectricityConfig(_Section):
+    """Dorm electricity (docs/electricity.md): ``http`` speaks power/1 to the school's electricity system; an empty
+    ``api_base_url`` is the emulator's (demo and tests). Amounts are yuan, like ``[topup]``'s, without a fee; the
+    daily limit counts this product's orders only. ``low_kwh`` is a room's alert threshold until someone changes it."""
+
+    adapter: Literal["http"] = "http"
+    api_base_url: BaseUrl = ""
+    secret: str = "demo-power-secret-change-me"
+    timeout_seconds: float = Field(5.0, gt=0, le=30)
+    read_timeout_seconds: float = Field(2.0, gt=0, le=4)
+    quick_amounts: list[int] = [20, 50, 100]
+    custom_min: int = Field(10, gt=0)
+    custom_max: int = Field(300, gt=0)
+    custom_step: int = Field(10, gt=0)
+    single_limit: int = Field(300, gt=0)
+    daily_limit: int = Field(600, gt=0)
+    low_kwh: float = Field(10, ge=0, le=1000)
+    max_rooms: int = Field(5, ge=1, le=20)  # rooms one WeChat account may keep
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ElectricityConfig:
+        if self.custom_min > self.custom_max:
+            raise ValueError("custom_min must not exceed custom_max")
+        if any(a <= 0 or a > self.single_limit for a in self.quick_amounts):
+            raise ValueError("quick_amounts must be positive and within single_limit")
+        if self.single_limit > self.daily_limit:
+            raise ValueError("single_limit must not exceed daily_limit")
+        return self
+
+
 class BindingConfig(_Section):
     max_failures: int = Field(5, ge=1)  # per WeChat account
     lockout_minutes: int = Field(30, ge=1)
@@ -275,6 +314,23 @@ def _default_notices() -> dict[str, NoticeTemplate]:
         "refund_result": NoticeTemplate(
             template_id="TPL_REFUND",
             fields={"amount": "amount1", "result": "thing2", "time": "time3"},
+        ),
+        "power_receipt": NoticeTemplate(
+            template_id="TPL_POWER_RECEIPT",
+            fields={"room": "thing1", "amount": "amount2", "kwh": "thing3", "time": "time4"},
+        ),
+        "power_delayed": NoticeTemplate(
+            template_id="TPL_CREDIT_STATUS",
+            fields={"amount": "amount1", "status": "thing2", "advice": "thing3", "time": "time4"},
+        ),
+        "power_refused": NoticeTemplate(
+            template_id="TPL_CREDIT_STATUS",
+            fields={"amount": "amount1", "status": "thing2", "advice": "thing3", "time": "time4"},
+        ),
+        "power_low": NoticeTemplate(
+            template_id="TPL_POWER_LOW",
+            fields={"room": "thing1", "kwh": "thing2", "advice": "thing3", "time": "time4"},
+            urgent=False,
         ),
     }
 
@@ -389,6 +445,7 @@ class Config(BaseSettings):
     autodebit: AutodebitConfig = AutodebitConfig()
     bank: BankConfig = BankConfig()
     cardsystem: CardSystemConfig = CardSystemConfig()
+    electricity: ElectricityConfig = ElectricityConfig()
     binding: BindingConfig = BindingConfig()
     notices: NoticesConfig = NoticesConfig()
     graduates: GraduatesConfig = GraduatesConfig()
@@ -456,6 +513,8 @@ class Config(BaseSettings):
             problems.append("bank.adapter: the sandbox bank is the emulator's")
         if self.admin_enabled and not self.server.public_base_url.startswith("https://"):
             problems.append("admin.enabled: the console needs server.public_base_url on https://")
+        if not self.electricity.api_base_url:
+            problems.append("electricity.api_base_url: empty (the emulator's electricity system)")
         return problems
 
     def check_production(self) -> None:

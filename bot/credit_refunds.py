@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import credits, notices
+from bot import credits, notices, products
 from bot.adapters.bank import BankResult, BankUnavailable
 from bot.adapters.pay import PayError, PayUnavailable, RefundResult, RefundStatus
 from bot.calendar import day_start_utc
@@ -34,7 +34,7 @@ from bot.clock import to_local
 from bot.errors import UserError
 from bot.notices import Said
 from models import AutodebitAgreement, AutodebitAttempt, CardCredit, RefundRequest
-from models.enums import CreditChannel, CreditStatus
+from models.enums import CreditChannel, CreditStatus, Product
 from models.enums import RefundStatus as RequestStatus
 
 if TYPE_CHECKING:
@@ -137,6 +137,7 @@ class _Plan:
     refund_no: str
     total_fen: int
     fresh: bool  # this call started the refund: no earlier call can have reached WeChat or the bank with it
+    product: Product = Product.CARD
     bank_account: str = ""
     bank_ref: str = ""
 
@@ -159,7 +160,7 @@ def refund(services: Runtime, ref: str) -> Outcome:
             c.refund_no, c.status, c.note = next_refund_no(c.ref, c.refund_no), CreditStatus.REFUNDING, None
             c.next_try_at = services.clock.utcnow() + RECHECK
         assert c.refund_no is not None
-        plan = _Plan(c.id, c.ref, CreditChannel(c.channel), c.refund_no, c.amount_fen + c.fee_fen, fresh, account, bank_ref)
+        plan = _Plan(c.id, c.ref, CreditChannel(c.channel), c.refund_no, c.amount_fen + c.fee_fen, fresh, Product(c.product), account, bank_ref)
     answer, detail = _ask(services, plan)
     return Outcome(_record(services, plan.credit_id, plan.refund_no, answer, detail), answer, detail)
 
@@ -192,7 +193,7 @@ def _ask(services: Runtime, plan: _Plan) -> tuple[Answer, str]:
                 if isinstance(exc, PayUnavailable) or exc.code != "RESOURCE_NOT_EXISTS":
                     raise
                 # the earlier call never reached WeChat: make it now, with the same number
-        reason = "一卡通拒绝入账，原路退回 Refused by the campus card system"
+        reason = products.port(plan.product).refund_reason
         return _pay_answer(services.pay.refund(plan.ref, plan.refund_no, plan.total_fen, plan.total_fen, reason))
     except PayUnavailable as exc:
         return Answer.NO_ANSWER, f"wechat: {exc.code}"
@@ -279,7 +280,7 @@ def settle_refunds(services: Runtime, limit: int = 200) -> dict[str, int]:
                 continue
             c.next_try_at = now + RECHECK  # taken for this pass: another worker will not ask at the same time
             account, bank_ref = _bank_side(db, c) if c.channel == CreditChannel.AUTODEBIT else ("", "")
-            plan = _Plan(c.id, c.ref, CreditChannel(c.channel), c.refund_no, c.amount_fen + c.fee_fen, False, account, bank_ref)
+            plan = _Plan(c.id, c.ref, CreditChannel(c.channel), c.refund_no, c.amount_fen + c.fee_fen, False, Product(c.product), account, bank_ref)
         answer, detail = _ask(services, plan)
         status = _record(services, credit_id, plan.refund_no, answer, detail).status
         outcomes[status] = outcomes.get(status, 0) + 1

@@ -1,4 +1,7 @@
-"""Paid money on its way to the card: owed in the payment's own transaction, delivered to the card system by ``ref``.
+"""Paid money on its way to its target: owed in the payment's own transaction, delivered to the target system by ``ref``.
+
+One machinery for every product (``bot.products``): money for a card goes to the card system, money for a dorm
+room's electricity to the electricity system; ``target`` is the student number or the room id.
 
 A payment WeChat Pay confirmed (``ref`` = our order number) or an auto top-up the bank confirmed (``ref`` =
 ``AD{attempt id}``) is written as a ``CardCredit`` in the same transaction that records the payment (``owe``). The
@@ -27,21 +30,14 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot import notices
-from bot.adapters.cardsystem import (
-    CardSystemNoAnswer,
-    CardSystemProtocolError,
-    CardSystemUnavailable,
-    Channel,
-    Credit,
-    CreditResult,
-)
+from bot import notices, products
+from bot.adapters.target import TargetNoAnswer, TargetProtocolError, TargetUnavailable
 from bot.clock import to_local
 from bot.money import yuan
 from bot.notices import Said
 from bot.texts import t
 from models import CardCredit, Cardholder, WechatUser
-from models.enums import CreditChannel, CreditStatus, EntryKind
+from models.enums import CreditChannel, CreditStatus, Product
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -72,14 +68,18 @@ def owe(
     fee_fen: int,
     paid_at: datetime,
     now: datetime,
+    product: Product = Product.CARD,
+    target: str | None = None,
 ) -> CardCredit:
-    """Record, in the caller's transaction, that ``amount_fen`` is owed to the card (once per ``ref``)."""
+    """Record, in the caller's transaction, that ``amount_fen`` is owed to ``target`` (default: the card; once per ``ref``)."""
     found = db.execute(select(CardCredit).where(CardCredit.ref == ref)).scalar_one_or_none()
     if found is not None:
         return found
     credit = CardCredit(
         ref=ref,
         channel=channel,
+        product=product,
+        target=target or card.student_no,
         cardholder_id=card.id,
         student_no=card.student_no,
         openid=openid,
@@ -100,21 +100,19 @@ def owe(
 @dataclass(frozen=True)
 class _Claimed:
     id: int
-    ref: str
-    student_no: str
-    amount_fen: int
-    channel: Channel
-    paid_at: datetime
-    unsure: bool  # an earlier try may have reached the card system: ask before sending again
+    delivery: products.Delivery
+    product: Product
+    unsure: bool  # an earlier try may have reached the target system: ask before sending again
 
 
 _CLAIMED = (
     CardCredit.id,
     CardCredit.ref,
-    CardCredit.student_no,
+    CardCredit.target,
     CardCredit.amount_fen,
     CardCredit.channel,
     CardCredit.paid_at,
+    CardCredit.product,
     CardCredit.tries,
     CardCredit.waiting_for,
 )
@@ -124,9 +122,10 @@ def _claimable(now: datetime) -> tuple[ColumnElement[bool], ...]:
     return (CardCredit.status == CreditStatus.PENDING, or_(CardCredit.claimed_at.is_(None), CardCredit.claimed_at < now - CLAIM_STALE))
 
 
-def _claimed(row: Any) -> _Claimed:
-    unsure = row.tries > 1 and row.waiting_for != Waiting.MAINTENANCE
-    return _Claimed(row.id, row.ref, row.student_no, row.amount_fen, Channel(row.channel), row.paid_at.replace(tzinfo=UTC), unsure)
+def _claimed(c: Any) -> _Claimed:
+    unsure = c.tries > 1 and c.waiting_for != Waiting.MAINTENANCE
+    d = products.Delivery(c.ref, c.target, c.amount_fen, CreditChannel(c.channel), c.paid_at.replace(tzinfo=UTC))
+    return _Claimed(c.id, d, Product(c.product), unsure)
 
 
 def _claim(services: Runtime, credit_id: int) -> _Claimed | None:
@@ -172,7 +171,7 @@ def _claim_due(services: Runtime, n: int) -> list[_Claimed]:
 def deliver(services: Runtime, credit_id: int) -> str:
     """Take one pending credit as far as it can go now; returns its status (``pending`` while it must wait).
 
-    Never raises for the card system's failures: they leave the credit pending with the reason and the next try."""
+    Never raises for the target system's failures: they leave the credit pending with the reason and the next try."""
     claimed = _claim(services, credit_id)
     if claimed is None:
         with services.session() as db:
@@ -184,8 +183,8 @@ def _deliver_claimed(services: Runtime, claimed: _Claimed) -> str:
     try:
         return _send(services, claimed)
     except Exception:
-        # the card system may have credited (our own database failed us): release for a try that asks about the ref
-        log.exception("credit %s: delivery failed unexpectedly; the next try asks the card system about it", claimed.ref)
+        # the target may have taken it (our own database failed us): release for a try that asks about the ref
+        log.exception("credit %s: delivery failed unexpectedly; the next try asks the target system about it", claimed.delivery.ref)
         with contextlib.suppress(Exception):
             _wait(services, claimed.id, Waiting.NO_ANSWER)
         return CreditStatus.PENDING
@@ -193,18 +192,18 @@ def _deliver_claimed(services: Runtime, claimed: _Claimed) -> str:
 
 def _send(services: Runtime, claimed: _Claimed) -> str:
     credit_id = claimed.id
-    cs = services.card_system
+    port, ref = products.port(claimed.product), claimed.delivery.ref
     try:
-        answer: Credit | None = cs.credit_status(claimed.ref) if claimed.unsure else None
+        answer = port.ask(services, ref) if claimed.unsure else None
         if answer is None:
-            answer = cs.credit(claimed.ref, claimed.student_no, claimed.amount_fen, claimed.channel, claimed.paid_at)
-    except CardSystemUnavailable as exc:
+            answer = port.send(services, claimed.delivery)
+    except TargetUnavailable as exc:
         return _wait(services, credit_id, Waiting.MAINTENANCE, timedelta(seconds=max(1, exc.retry_after)))
-    except CardSystemNoAnswer as exc:
-        log.warning("credit %s: no answer from the card system (%s); will ask about the same ref", claimed.ref, exc)
+    except TargetNoAnswer as exc:
+        log.warning("credit %s: no answer from the %s (%s); will ask about the same ref", ref, port.system, exc)
         return _wait(services, credit_id, Waiting.NO_ANSWER)
-    except CardSystemProtocolError as exc:
-        log.error("credit %s: the card system broke the protocol (%s); will ask about the same ref", claimed.ref, exc)
+    except TargetProtocolError as exc:
+        log.error("credit %s: the %s broke the protocol (%s); will ask about the same ref", ref, port.system, exc)
         return _wait(services, credit_id, Waiting.PROTOCOL)
     return _record(services, credit_id, answer)
 
@@ -219,31 +218,32 @@ def _wait(services: Runtime, credit_id: int, why: str, after: timedelta | None =
         backoff = after or min(MAX_BACKOFF, timedelta(seconds=5 * 2 ** min(c.tries, 10)))
         c.waiting_for, c.claimed_at, c.next_try_at = why, None, now + backoff
         services.metrics.credit_waits.labels(why=why).inc()
+        port = products.port(c.product)
         notices.send(
             db,
             services.cfg,
-            "credit_delayed",
+            port.delayed_kind,
             c.openid,
             f"credit:{c.ref}:delayed",
             amount=c.amount_fen,
-            status=Said("credit_wait_maintenance", {"until": f"{to_local(c.next_try_at):%H:%M}"})
+            status=Said(f"{port.texts}wait_maintenance", {"until": f"{to_local(c.next_try_at):%H:%M}"})
             if why == Waiting.MAINTENANCE
-            else Said("credit_wait_no_answer"),
-            advice=Said("credit_wait_advice"),
+            else Said(f"{port.texts}wait_no_answer"),
+            advice=Said(f"{port.texts}wait_advice"),
             time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
         )
         return CreditStatus.PENDING
 
 
-def _record(services: Runtime, credit_id: int, answer: Credit) -> str:
-    """The card system's answer, recorded with its notice in one transaction (once, whoever delivered): only the
-    ``pending`` row's own update returns it, so a second recorder finds nothing to do."""
+def _record(services: Runtime, credit_id: int, answer: products.Delivered) -> str:
+    """The target system's answer, recorded with its notice in one transaction (once, whoever delivered): only the
+    ``pending`` row's own update returns it (with the payer's language), so a second recorder finds nothing to do."""
     now = services.clock.utcnow()
     done: dict[str, Any] = {"claimed_at": None, "waiting_for": None, "done_at": now}
-    if answer.result is CreditResult.OK:
-        done |= {"status": CreditStatus.DELIVERED, "entry_id": answer.entry_id[:64], "balance_fen": answer.balance_fen}
+    if answer.ok:
+        done |= {"status": CreditStatus.DELIVERED, "entry_id": answer.entry_id[:64], "balance_fen": answer.balance_fen, "kwh_after": answer.kwh_after}
     else:
-        done |= {"status": CreditStatus.REFUSED, "reason": answer.reason.value if answer.reason else "refused"}
+        done |= {"status": CreditStatus.REFUSED, "reason": answer.reason or "refused"}
     with services.session() as db, db.begin():
         c = (
             db.connection()
@@ -251,74 +251,46 @@ def _record(services: Runtime, credit_id: int, answer: Credit) -> str:
                 update(CardCredit)
                 .where(CardCredit.id == credit_id, CardCredit.status == CreditStatus.PENDING)
                 .values(**done)
-                .returning(
-                    CardCredit.ref,
-                    CardCredit.channel,
-                    CardCredit.cardholder_id,
-                    CardCredit.openid,
-                    CardCredit.amount_fen,
-                    CardCredit.fee_fen,
-                    CardCredit.paid_at,
-                    CardCredit.balance_fen,
-                    CardCredit.reason,
-                    select(WechatUser.lang).where(WechatUser.openid == CardCredit.openid).scalar_subquery().label("lang"),
-                )
+                .returning(*_RECORDED, select(WechatUser.lang).where(WechatUser.openid == CardCredit.openid).scalar_subquery().label("lang"))
             )
             .one_or_none()
         )
         if c is None:
             return str(db.execute(select(CardCredit.status).where(CardCredit.id == credit_id)).scalar_one())
-        if answer.result is CreditResult.OK:
-            if services.card_system.remote:
-                # as of this second: a terminal entry stamped in the same second (cardsys/1 times are whole seconds) is newer
-                remember_balance(db, c.cardholder_id, answer.balance_fen, now.replace(microsecond=0))
-            _receipt(services, db, c)
-            services.metrics.credits.labels(kind=EntryKind.TOPUP if c.channel == CreditChannel.WECHAT_PAY else EntryKind.AUTODEBIT).inc()
+        port = products.port(c.product)
+        if answer.ok:
+            port.on_delivered(services, db, c)
             return CreditStatus.DELIVERED
-        log.warning("credit %s refused by the card system (%s): listed for the service center", c.ref, c.reason)
+        log.warning("credit %s refused by the %s (%s): listed for the service center", c.ref, port.system, c.reason)
         notices.send(
             db,
             services.cfg,
-            "credit_refused",
+            port.refused_kind,
             c.openid,
             f"credit:{c.ref}:refused",
             c.lang or "zh",
             amount=c.amount_fen,
-            status=Said(f"credit_refused_{c.reason}"),
-            advice=Said("credit_refused_advice"),
+            status=Said(f"{port.texts}refused_{c.reason}"),
+            advice=Said(f"{port.texts}refused_advice"),
             time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
         )
         return CreditStatus.REFUSED
 
 
-def _receipt(services: Runtime, db: Session, c: Any) -> None:
-    """The receipt for a delivered credit ``c`` (the row ``_record`` returned, with the payer's ``lang``)."""
-    balance = c.balance_fen or 0
-    if c.channel == CreditChannel.WECHAT_PAY:
-        notices.send(
-            db,
-            services.cfg,
-            "topup_receipt",
-            c.openid,
-            f"topup:{c.ref}:topup_receipt:{c.openid}",
-            c.lang or "zh",
-            amount=c.amount_fen,
-            fee=c.fee_fen,
-            balance=balance,
-            time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M:%S}",
-        )
-    else:
-        notices.send(
-            db,
-            services.cfg,
-            "autodebit_success",
-            c.openid,
-            f"autodebit:{c.ref.removeprefix('AD')}:ok",
-            c.lang or "zh",
-            amount=c.amount_fen,
-            balance=balance,
-            time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
-        )
+_RECORDED = (
+    CardCredit.ref,
+    CardCredit.product,
+    CardCredit.channel,
+    CardCredit.target,
+    CardCredit.cardholder_id,
+    CardCredit.openid,
+    CardCredit.amount_fen,
+    CardCredit.fee_fen,
+    CardCredit.paid_at,
+    CardCredit.balance_fen,
+    CardCredit.kwh_after,
+    CardCredit.reason,
+)
 
 
 def remember_balance(db: Session, cardholder_id: int, balance_fen: int, as_of: datetime) -> None:
@@ -346,6 +318,7 @@ def deliver_due(services: Runtime, limit: int = 2000) -> dict[str, int]:
     Credits are claimed a few at a time, as threads come free, so a claim is never much older than the call it waits
     for (a claim left ``CLAIM_STALE`` would be taken again by another worker)."""
     outcomes: dict[str, int] = {}
+    lock = threading.Lock()
     room = threading.BoundedSemaphore(2 * DELIVER_THREADS)
 
     def done(future: Future[str]) -> None:
@@ -354,7 +327,6 @@ def deliver_due(services: Runtime, limit: int = 2000) -> dict[str, int]:
             outcomes[status] = outcomes.get(status, 0) + 1
         room.release()
 
-    lock = threading.Lock()
     taken = 0
     with ThreadPoolExecutor(max_workers=DELIVER_THREADS, thread_name_prefix="credit") as pool:
         while taken < limit:
@@ -372,29 +344,31 @@ def _safe(services: Runtime, claimed: _Claimed) -> str:
     try:
         return _deliver_claimed(services, claimed)
     except Exception:
-        log.exception("credit %s: delivery failed unexpectedly; left for the next pass", claimed.ref)
+        log.exception("credit %s: delivery failed unexpectedly; left for the next pass", claimed.delivery.ref)
         return "error"
 
 
 def told(c: CardCredit, lang: str, center: str) -> str:
-    """A pending or refused credit in the student's words: how much, why it is not on the card, until when."""
-    amount = yuan(c.amount_fen)
+    """A pending or refused credit in the student's words: how much, why it has not arrived, until when."""
+    amount, texts = yuan(c.amount_fen), products.port(c.product).texts
     if c.status == CreditStatus.REFUSED:
-        return t(lang, "credit_refused_line", amount=amount, reason=t(lang, f"credit_refused_{c.reason or 'refused'}"), center=center)
+        return t(lang, f"{texts}refused_line", amount=amount, reason=t(lang, f"{texts}refused_{c.reason or 'refused'}"), center=center)
     when = f"{to_local(c.next_try_at):%H:%M}"
     if c.waiting_for == Waiting.MAINTENANCE:
-        why = t(lang, "credit_why_maintenance", until=when)
+        why = t(lang, f"{texts}why_maintenance", until=when)
     elif c.waiting_for:
-        why = t(lang, "credit_why_no_answer", at=when)
+        why = t(lang, f"{texts}why_no_answer", at=when)
     else:
-        why = t(lang, "credit_why_delivering")
-    return t(lang, "credit_pending", amount=amount, why=why)
+        why = t(lang, f"{texts}why_delivering")
+    return t(lang, f"{texts}pending", amount=amount, why=why)
 
 
 def waiting(db: Session, cardholder_id: int) -> list[CardCredit]:
     """The card's credits paid but not yet on the card, oldest first (what "已支付，待入账" lists)."""
     return list(
         db.execute(
-            select(CardCredit).where(CardCredit.cardholder_id == cardholder_id, CardCredit.status == CreditStatus.PENDING).order_by(CardCredit.id)
+            select(CardCredit)
+            .where(CardCredit.cardholder_id == cardholder_id, CardCredit.product == Product.CARD, CardCredit.status == CreditStatus.PENDING)
+            .order_by(CardCredit.id)
         ).scalars()
     )

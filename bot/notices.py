@@ -31,6 +31,10 @@ PAGES = {
     "refund_result": "/autodebit",
     "credit_delayed": "/topup",
     "credit_refused": "/topup",
+    "power_receipt": "/power",
+    "power_delayed": "/power",
+    "power_refused": "/power",
+    "power_low": "/power",
 }
 
 

@@ -1,7 +1,8 @@
-"""One day's three-way reconciliation, run by ``cardbot reconcile DAY`` and kept (``reconciliation_runs``) so the
-console shows the last one with its differences: the day's paid top-ups against WeChat Pay's trade bill, its auto
-top-ups against the bank's debits, and our credits against the card system's. A side that does not answer is said so
-and counts as a difference: the day is not reconciled until all three agree."""
+"""One day's reconciliation, run by ``cardbot reconcile DAY`` and kept (``reconciliation_runs``) so the console shows
+the last one with its differences: the day's paid orders (every product) against WeChat Pay's trade bill, its auto
+top-ups against the bank's debits, and for each product what we delivered against its target system (the card
+system's credits, the electricity system's recharges). A side that does not answer is said so and counts as a
+difference: the day is not reconciled until all agree."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from bot.adapters.bank import BankUnavailable
-from bot.adapters.cardsystem import CardSystemError
 from bot.adapters.pay import PayError
 from bot.autodebit import reconcile_bank
-from bot.credit_reconcile import reconcile_card_system
+from bot.credit_reconcile import reconcile_target
+from bot.products import PORTS, Port
 from bot.topup import reconcile
 from models import ReconciliationRun
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Side:
-    name: str  # wechat_pay | bank | card_system
+    name: str  # wechat_pay | bank | a product (card, power): its target system
     clean: bool
     lines: list[str]  # the heading (or agreement, or why it did not answer), then one line per difference
 
@@ -50,14 +51,7 @@ def run(services: Runtime, day: date) -> list[Side]:
             lambda n: f"{day}: {n} auto top-up difference(s) with the bank",
             f"{day}: auto top-ups and the bank's debits agree",
         ),
-        _side(
-            "card_system",
-            lambda: reconcile_card_system(services, day),
-            CardSystemError,
-            lambda exc: f"{day}: the card system did not answer: {exc}",
-            lambda n: f"{day}: {n} credit difference(s) or open item(s) with the card system",
-            f"{day}: our credits and the card system's agree",
-        ),
+        *(_target_side(services, port, day) for port in PORTS.values()),
     ]
     with services.session() as db, db.begin():
         db.add(
@@ -69,6 +63,17 @@ def run(services: Runtime, day: date) -> list[Side]:
             )
         )
     return sides
+
+
+def _target_side(services: Runtime, port: Port, day: date) -> Side:
+    return _side(
+        port.product.value,
+        lambda: reconcile_target(services, port.product, day),
+        port.system_error,
+        lambda exc: f"{day}: the {port.system} did not answer: {exc}",
+        lambda n: f"{day}: {n} {port.noun} difference(s) or open item(s) with the {port.system}",
+        f"{day}: our {port.noun}s and the {port.system}'s agree",
+    )
 
 
 def _side(

@@ -22,6 +22,7 @@ from models.db import make_engine, make_sessionmaker
 if TYPE_CHECKING:
     from bot.adapters.bank import BankGateway
     from bot.adapters.cardsystem import CardSystem
+    from bot.adapters.electricity import Electricity
     from bot.adapters.pay import PayClient
     from bot.adapters.wechat_api import WeChatAPI
 
@@ -71,6 +72,12 @@ class Runtime:
         from bot.adapters.cardsystem import make_card_system
 
         return make_card_system(self.cfg, self.sessions, self.clock)
+
+    @cached_property
+    def electricity(self) -> Electricity:
+        from bot.adapters.electricity import make_electricity
+
+        return make_electricity(self.cfg)
 
     def session(self) -> Session:
         return self.sessions()

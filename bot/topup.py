@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot import credits
+from bot import credits, products
 from bot.adapters.pay import BillRow, PayError
 from bot.calendar import day_start_utc
 from bot.cards import can_add_money, card_for
@@ -42,7 +42,7 @@ from bot.clock import SCHOOL_TZ
 from bot.errors import UserError
 from bot.money import fee_for, fen, yuan
 from models import CardCredit, Cardholder, TopupOrder, lock_card
-from models.enums import CreditChannel, CreditStatus, OrderStatus
+from models.enums import CreditChannel, CreditStatus, OrderStatus, Product
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -63,25 +63,24 @@ def refused(code: str, status: int = 400, **values: Any) -> UserError:
     return UserError(code, status, f"{TEXTS}{code}", **values)
 
 
-def check_amount(cfg: Config, amount_fen: Any, mode: Any) -> tuple[int, int]:
-    """Validate a request strictly; returns ``(amount_fen, fee_fen)`` or raises UserError (400)."""
-    c = cfg.topup
+def check_amount(cfg: Config, amount_fen: Any, mode: Any, product: Product = Product.CARD) -> tuple[int, int]:
+    """Validate a request strictly against the product's rules; returns ``(amount_fen, fee_fen)`` or raises UserError (400)."""
+    r = products.port(product).rules(cfg)
     if mode not in ("quick", "custom"):
         raise refused("invalid_mode")
     if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen <= 0 or amount_fen > MAX_AMOUNT_FEN:
         raise refused("invalid_amount")
-    single = fen(c.single_limit)
     if mode == "quick":
-        if amount_fen not in {fen(a) for a in c.quick_amounts}:
-            raise refused("not_quick_amount", amounts=" / ".join(str(a) for a in c.quick_amounts))
-        return amount_fen, fee_for(amount_fen, c.quick_fee_rate)
-    lo, hi, step = fen(c.custom_min), min(fen(c.custom_max), single), fen(c.custom_step)
-    if amount_fen > single:
-        raise refused("over_single_limit", limit=c.single_limit)
-    if amount_fen < lo or amount_fen > hi:
-        raise refused("custom_range", min=c.custom_min, max=min(c.custom_max, c.single_limit))
-    if amount_fen % step:
-        raise refused("custom_step", step=c.custom_step)
+        if amount_fen not in r.quick_fen:
+            raise refused("not_quick_amount", amounts=" / ".join(str(a // 100) for a in r.quick_fen))
+        return amount_fen, fee_for(amount_fen, r.quick_fee_rate)
+    hi = min(r.custom_max_fen, r.single_fen)
+    if amount_fen > r.single_fen:
+        raise refused("over_single_limit", limit=r.single_fen // 100)
+    if amount_fen < r.custom_min_fen or amount_fen > hi:
+        raise refused("custom_range", min=r.custom_min_fen // 100, max=hi // 100)
+    if amount_fen % r.custom_step_fen:
+        raise refused("custom_step", step=r.custom_step_fen // 100)
     return amount_fen, 0
 
 
@@ -108,8 +107,8 @@ def in_peak(cfg: Config, now: datetime) -> bool:
     return any(w.contains(local) for w in cfg.topup.peak_hours)
 
 
-def used_today(db: Session, cardholder_id: int, day: date) -> int:
-    """Fen already paid or still payable today: every order of the day that is not closed.
+def used_today(db: Session, cardholder_id: int, day: date, product: Product = Product.CARD) -> int:
+    """Fen already paid or still payable today for ``product``: every order of the day that is not closed.
 
     An expired order still counts until WeChat confirms it unpaid and it is closed (``settle_expired``): until
     then it might yet be paid, and counting it is what keeps the daily limit from ever being exceeded.
@@ -118,6 +117,7 @@ def used_today(db: Session, cardholder_id: int, day: date) -> int:
         db.execute(
             select(func.coalesce(func.sum(TopupOrder.amount_fen), 0)).where(
                 TopupOrder.cardholder_id == cardholder_id,
+                TopupOrder.product == product,
                 TopupOrder.business_day == day,
                 TopupOrder.status.in_((OrderStatus.CREATED, OrderStatus.PAID)),
             )
@@ -125,8 +125,8 @@ def used_today(db: Session, cardholder_id: int, day: date) -> int:
     )
 
 
-def remaining_today(cfg: Config, db: Session, cardholder_id: int, day: date) -> int:
-    return max(0, fen(cfg.topup.daily_limit) - used_today(db, cardholder_id, day))
+def remaining_today(cfg: Config, db: Session, cardholder_id: int, day: date, product: Product = Product.CARD) -> int:
+    return max(0, products.port(product).rules(cfg).daily_fen - used_today(db, cardholder_id, day, product))
 
 
 # --- creating an order ---------------------------------------------------------
@@ -141,17 +141,22 @@ class CreatedOrder:
     pay_params: dict[str, str] = field(default_factory=dict)
 
 
-def create_order(services: Runtime, openid: str, amount_fen: Any, mode: Any) -> CreatedOrder:
-    """Check the rules, reserve the amount against the daily limit under the card's row lock, then order at WeChat.
+def create_order(
+    services: Runtime, openid: str, amount_fen: Any, mode: Any, product: Product = Product.CARD, target: str | None = None
+) -> CreatedOrder:
+    """Check the rules, reserve the amount against the product's daily limit under the payer's card row lock, then
+    order at WeChat. ``target`` is the card's own student number for a card, the room (checked by the caller) for power.
 
     The order row is committed before WeChat is called, so a concurrent request already counts it; if WeChat
     refuses, the row is closed again and the student is told to retry.
     """
     cfg = services.cfg
-    amount, fee = check_amount(cfg, amount_fen, mode)
+    amount, fee = check_amount(cfg, amount_fen, mode, product)
+    # money goes onto a card only while it is active; any bound student may pay a room's electricity
+    may_pay = card_refusal if product == Product.CARD else _bound
     with services.session() as db:
         card = card_for(db, openid)
-        if (refusal := card_refusal(card)) is not None:
+        if (refusal := may_pay(card)) is not None:
             raise refusal
         assert card is not None
         card_id = card.id
@@ -159,14 +164,16 @@ def create_order(services: Runtime, openid: str, amount_fen: Any, mode: Any) -> 
     now = services.clock.now()
     with services.session() as db, db.begin():
         card = lock_card(db, card_id)
-        if (refusal := card_refusal(card)) is not None:
+        if (refusal := may_pay(card)) is not None:
             raise refusal
-        left = remaining_today(cfg, db, card_id, now.date())
+        left = remaining_today(cfg, db, card_id, now.date(), product)
         if amount > left:
-            raise refused("daily_limit", 409, limit=cfg.topup.daily_limit, remaining=yuan(left))
+            raise refused("daily_limit", 409, limit=products.port(product).rules(cfg).daily_fen // 100, remaining=yuan(left))
         expires = now + timedelta(minutes=cfg.pay.order_expire_minutes)
         order = TopupOrder(
             order_no=new_order_no(now),
+            product=product,
+            target=target or card.student_no,
             cardholder_id=card_id,
             openid=openid,
             mode=mode,
@@ -178,7 +185,7 @@ def create_order(services: Runtime, openid: str, amount_fen: Any, mode: Any) -> 
             expires_at=expires.astimezone(UTC).replace(tzinfo=None),
         )
         db.add(order)
-    description = f"{cfg.school.name[:40]} 校园卡充值 {yuan(amount)}"
+    description = products.port(product).pay_description(cfg, amount, order.target)
     try:
         prepay_id = services.pay.jsapi_order(order.order_no, amount + fee, openid, description, expires)
     except PayError as exc:
@@ -192,6 +199,10 @@ def create_order(services: Runtime, openid: str, amount_fen: Any, mode: Any) -> 
         row.prepay_id = prepay_id
         order = row
     return CreatedOrder(order, services.pay.pay_params(prepay_id))
+
+
+def _bound(card: Cardholder | None) -> UserError | None:
+    return refused("not_bound", 403) if card is None else None
 
 
 def _close_locally(services: Runtime, order_no: str) -> bool:
@@ -271,6 +282,8 @@ def apply_payment(services: Runtime, tx: dict[str, Any]) -> bool:
             fee_fen=order.fee_fen,
             paid_at=order.paid_at,
             now=services.clock.utcnow(),
+            product=Product(order.product),
+            target=order.target,
         )
         credit_id = credit.id
     credits.deliver_now(services, credit_id)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import redis
 
-from bot import autodebit, credit_refunds, credits, outbox, topup
+from bot import autodebit, credit_refunds, credits, outbox, power, topup
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -41,6 +41,7 @@ JOBS = (
     Job("topup_settle_stuck", 60, topup.settle_stuck_orders),
     Job("credit_refunds_settle", 60, credit_refunds.settle_refunds),
     Job("agreement_reminders", 3600, autodebit.run_agreement_reminders),
+    Job("power_low_sweep", 900, power.sweep_low),
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.adapters.cardsystem import CardSystemError
-from bot.bills import entry_line, month_bill, month_label, unavailable_text
+from bot.bills import entry_line, month_bill, month_label, power_payments, unavailable_text
 from bot.chat.context import Context
 from bot.chat.replies import Article
 from bot.chat.router import Routes, remote_card_system
@@ -17,6 +17,7 @@ from bot.chat.router import Routes, remote_card_system
 routes = Routes()
 
 CHAT_LINES = 6
+CHAT_POWER_LINES = 3
 
 
 @routes.click("BILLS")
@@ -38,6 +39,8 @@ def bills(msg: Any, ctx: Context) -> str | Article:
         lines.append(ctx.t("bills_more", more=bill.count - CHAT_LINES))
     if not bill.count:
         lines.append(ctx.t("bills_empty"))
+    for p in power_payments(ctx.services, card.id, now.year, now.month)[:CHAT_POWER_LINES]:  # beside the card's, marked
+        lines.append(ctx.t("power_bill_line", time=f"{p.at.astimezone(now.tzinfo):%m-%d %H:%M}", room=p.room, amount=ctx.yuan(p.amount_fen)))
     lines.append(ctx.t("bills_open_page"))
     return Article(
         title=ctx.t("bills_title", month=month_label(ctx.t, now.year, now.month), name=card.masked_name),

@@ -7,6 +7,7 @@ from models.cardholder import Cardholder
 from models.credit import CardCredit, CardEntryPush
 from models.ledger import InsufficientBalance, LedgerEntry, Notice, Posted, ledger_sum, lock_card, post_entry
 from models.outbox import OutboxNotice
+from models.power import PowerRoom, SavedRoom
 from models.staff import AuditEntry, ReconciliationRun, StaffUser
 from models.topup import TopupOrder
 from models.wechat_user import WechatUser, lang_of
@@ -25,8 +26,10 @@ __all__ = [
     "Notice",
     "OutboxNotice",
     "Posted",
+    "PowerRoom",
     "ReconciliationRun",
     "RefundRequest",
+    "SavedRoom",
     "StaffUser",
     "TopupOrder",
     "WechatUser",

@@ -1,15 +1,17 @@
-"""Money paid for a card and owed to the school's card system: one row per payment, written in the payment's own
-transaction, delivered by reference (``ref``) exactly once (docs/card-system.md)."""
+"""Money paid and owed to a target system: one row per payment, written in the payment's own transaction, delivered by
+reference (``ref``) exactly once — to the card system for a card (docs/card-system.md), to the electricity system for
+a room (docs/electricity.md)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
-from models.enums import CreditChannel, CreditStatus, check_in
+from models.enums import CreditChannel, CreditStatus, Product, check_in
 
 
 class CardCredit(Base):
@@ -18,12 +20,16 @@ class CardCredit(Base):
         CheckConstraint("amount_fen > 0 AND fee_fen >= 0", name="amounts"),
         check_in("status", CreditStatus, name="status"),
         check_in("channel", CreditChannel, name="channel"),
+        check_in("product", Product, name="product"),
         Index("ix_card_credits_due", "status", "next_try_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ref: Mapped[str] = mapped_column(String(32), unique=True)  # our order number / ``AD{attempt id}``, for ever
     channel: Mapped[str] = mapped_column(String(12))
+    product: Mapped[str] = mapped_column(String(8), default=Product.CARD.value, server_default=Product.CARD.value)
+    # where it goes: the student number (a row written without one is a card's credit) / the room's id
+    target: Mapped[str] = mapped_column(String(32), default=lambda ctx: ctx.get_current_parameters()["student_no"])
     cardholder_id: Mapped[int] = mapped_column(ForeignKey("cardholders.id"), index=True)
     student_no: Mapped[str] = mapped_column(String(12))
     openid: Mapped[str] = mapped_column(String(64))  # who paid: told of the outcome
@@ -38,6 +44,7 @@ class CardCredit(Base):
     reason: Mapped[str | None] = mapped_column(String(32))  # the card system's refusal
     entry_id: Mapped[str | None] = mapped_column(String(64))
     balance_fen: Mapped[int | None] = mapped_column(Integer)  # the card system's balance right after the credit
+    kwh_after: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))  # a room's remaining kWh right after it
     refund_no: Mapped[str | None] = mapped_column(String(64), unique=True)
     note: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -100,3 +100,11 @@ def check_in(column: str, enum: type[StrEnum], name: str) -> CheckConstraint:
     """``column IN (...)`` over every value of ``enum``: the database refuses what the code does not know."""
     values = ",".join(f"'{v.value}'" for v in enum)
     return CheckConstraint(f"{column} IN ({values})", name=name)
+
+
+class Product(StrEnum):
+    """What a paid order buys (``TopupOrder.product``, ``CardCredit.product``): money on a campus card (``target`` =
+    student number) or electricity for a dorm room (``target`` = the electricity system's room id)."""
+
+    CARD = "card"
+    POWER = "power"

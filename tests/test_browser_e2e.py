@@ -64,7 +64,7 @@ def test_simulator_loads_menu_and_help_round_trip(page, live):
     expect(_bot_bubbles(page)).to_have_count(4)
     assert live.emulator.push_mode == "aes"
     _menu(page, "缴费大厅")
-    expect(page.get_by_role("menuitem")).to_have_count(4)
+    expect(page.get_by_role("menuitem")).to_have_count(5)
     page.locator("#messages").click()
     expect(page.get_by_role("menuitem")).to_have_count(0)
     _screenshot(page)

@@ -21,6 +21,7 @@ GUARDED_CLICKS = {
     "BALANCE": "not_bound",
     "BILLS": "not_bound",
     "TOPUP": "not_bound",
+    "POWER": "not_bound",
     "UNBIND": "not_bound",
     "BINDINGS": "not_bound",
     "AUTODEBIT": "autodebit_not_bound",

@@ -33,7 +33,7 @@ def test_page_carries_menu_users_and_demo_cards(live):
     assert r.status_code == 200
     boot = json.loads(re.search(r'<script id="boot" type="application/json">(.*?)</script>', r.text, re.S).group(1))
     assert [b["name"] for b in boot["menu"]["button"]] == ["缴费大厅", "我的", "帮助"]
-    assert {s["key"] for s in boot["menu"]["button"][0]["sub_button"]} == {"BALANCE", "TOPUP", "AUTODEBIT", "BILLS"}
+    assert {s["key"] for s in boot["menu"]["button"][0]["sub_button"]} == {"BALANCE", "TOPUP", "AUTODEBIT", "BILLS", "POWER"}
     assert [u["openid"] for u in boot["users"]] == [u["openid"] for u in USERS]
     assert "20230001" in r.text and "151020" in r.text  # the ID ending in X: its initial password writes X as 0
     assert live.http.get(live.url + "/simulator/static/simulator.js").status_code == 200

@@ -30,7 +30,7 @@ NO = "20231006"
 
 @pytest.mark.unit
 def test_schedule_has_the_sweep_the_stuck_orders_the_refunds_and_the_reminders():
-    assert {j.name for j in JOBS} == {"autodebit_sweep", "topup_settle_stuck", "credit_refunds_settle", "agreement_reminders"}
+    assert {j.name for j in JOBS} == {"autodebit_sweep", "topup_settle_stuck", "credit_refunds_settle", "agreement_reminders", "power_low_sweep"}
 
 
 def test_jobs_run_once_per_period_across_workers(live):

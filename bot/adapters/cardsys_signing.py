@@ -110,6 +110,7 @@ class Scheme:
 
 CARDSYS = Scheme("X-Cardsys", "cardsys-nonce")
 BANK = Scheme("X-Bank", "bank-nonce")
+POWER = Scheme("X-Power", "power-nonce")
 
 TIMESTAMP_HEADER = CARDSYS.timestamp_header
 NONCE_HEADER = CARDSYS.nonce_header

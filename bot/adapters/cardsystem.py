@@ -27,6 +27,7 @@ import requests
 import requests.adapters
 
 from bot.adapters import cardsys_signing
+from bot.adapters.target import TargetNoAnswer, TargetProtocolError, TargetUnavailable
 from models.enums import CardStatus
 from models.enums import CreditChannel as Channel  # a credit's channel, as stored and as cardsys/1 names it
 
@@ -87,17 +88,17 @@ class CardSystemError(Exception):
     """Base of the card system's failures (see the module docstring)."""
 
 
-class CardSystemUnavailable(CardSystemError):
+class CardSystemUnavailable(CardSystemError, TargetUnavailable):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"card system closed for maintenance; retry after {retry_after} s")
         self.retry_after = retry_after
 
 
-class CardSystemNoAnswer(CardSystemError):
+class CardSystemNoAnswer(CardSystemError, TargetNoAnswer):
     pass
 
 
-class CardSystemProtocolError(CardSystemError):
+class CardSystemProtocolError(CardSystemError, TargetProtocolError):
     pass
 
 

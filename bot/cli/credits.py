@@ -16,6 +16,7 @@ from bot.clock import to_local
 from bot.credit_refunds import Answer, listed, refund, retry, why
 from bot.errors import UserError
 from bot.money import yuan
+from bot.products import port
 from models.enums import CreditChannel, CreditStatus
 
 
@@ -38,15 +39,16 @@ def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> date 
 @click.option("--date", "day", metavar="YYYY-MM-DD", callback=_day, help="only credits paid on this school day")
 @click.pass_obj
 def list_credits(obj: Any, status: str | None, day: date | None) -> None:
-    """Ref, channel, student, amount, paid time, status, why, tries."""
+    """Ref, channel, what it is for (card or room), student, amount, paid time, status, why, tries."""
     rows = listed(obj.services, CreditStatus(status) if status else None, day)
     if not rows:
         click.echo("no credits" + (f" {status}" if status else " waiting or refused"))
         return
-    click.echo(f"{'ref':<32} {'channel':<10} {'student':<12} {'amount':>9}  {'paid':<16} {'status':<10} {'tries':>5}  why")
+    click.echo(f"{'ref':<32} {'channel':<10} {'for':<16} {'student':<12} {'amount':>9}  {'paid':<16} {'status':<10} {'tries':>5}  why")
     for c in rows:
+        target = f"{c.product}:{port(c.product).shown(c.target)}"
         click.echo(
-            f"{c.ref:<32} {c.channel:<10} {mask_student_no(c.student_no):<12} {yuan(c.amount_fen):>9}  "
+            f"{c.ref:<32} {c.channel:<10} {target:<16} {mask_student_no(c.student_no):<12} {yuan(c.amount_fen):>9}  "
             f"{to_local(c.paid_at):%Y-%m-%d %H:%M} {c.status:<10} {c.tries:>5}  {why(c)}"
         )
 

@@ -1,7 +1,7 @@
-"""``cardbot reconcile DATE``: three sides of one day's money, every difference printed (``bot.reconciliation``): the
-day's paid top-ups against WeChat Pay's trade bill, its auto top-ups against the bank's debits, and every credit we
-owed the card against the card system's. A side that does not answer is said so and counts as a difference. The
-result is kept for the console."""
+"""``cardbot reconcile DATE``: every side of one day's money, every difference printed (``bot.reconciliation``): the
+day's paid orders (every product) against WeChat Pay's trade bill, its auto top-ups against the bank's debits, and for
+each product what we delivered against its target system (the card system's credits, the electricity system's). A
+side that does not answer is said so and counts as a difference. The result is kept for the console."""
 
 from __future__ import annotations
 

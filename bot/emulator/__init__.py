@@ -14,8 +14,8 @@ from bot.emulator.state import EmulatorState
 def init_app(app: Flask) -> None:
     cfg = app.extensions["cardbot"].cfg
     app.extensions["emulator"] = EmulatorState(token_ttl=cfg.emulator.token_ttl_seconds, token_grace=cfg.emulator.token_grace_seconds)
-    from bot.emulator import bank, cardsys, pay, simulator, wechat_api
+    from bot.emulator import bank, cardsys, electricity, pay, simulator, wechat_api
 
     app.register_blueprint(wechat_api.bp)
-    for part in (pay, bank, cardsys, simulator):
+    for part in (pay, bank, cardsys, electricity, simulator):
         part.init_app(app)

@@ -129,6 +129,7 @@ def page() -> Any:
         "mode": _state().push_mode,
         "merchants": MERCHANTS,
         "topupUrl": f"{cfg.server.public_base_url}/topup",
+        "powerUrl": f"{cfg.server.public_base_url}/power",
         "remote": _remote(),
     }
     return render_template("simulator.html", boot=boot, cards=demo_cards(), account=boot["account"], remote=boot["remote"])

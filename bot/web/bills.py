@@ -13,7 +13,18 @@ from flask import Flask, g, render_template, request, url_for
 
 from bot import balances
 from bot.adapters.cardsystem import CardSystemError
-from bot.bills import MonthBill, entry_view, month_bill, month_label, next_month, prev_month, unavailable_text
+from bot.bills import (
+    MonthBill,
+    PowerPayment,
+    entry_view,
+    month_bill,
+    month_label,
+    next_month,
+    power_payments,
+    power_view,
+    prev_month,
+    unavailable_text,
+)
 from bot.cards import can_transact, card_for, mask_student_no
 from bot.config import Config
 from bot.money import yuan
@@ -74,13 +85,20 @@ def page() -> Any:
         partial=tr("bills_partial", count=bill.count) if bill is not None and not bill.complete else "",
         income=yuan(bill.income_fen) if bill else "",
         spent=yuan(bill.spent_fen) if bill else "",
-        entries=[entry_view(tr, e) for e in bill.entries] if bill else [],
+        entries=_beside(bill, power_payments(svc, card.id, year, month)),
         prev_url=url_for("bills.page", month=f"{prev[0]:04d}-{prev[1]:02d}") if prev[0] >= OLDEST_YEAR else None,
         prev_label=month_label(tr, *prev),
         next_url=url_for("bills.page", month=f"{nxt[0]:04d}-{nxt[1]:02d}") if nxt <= (today.year, today.month) else None,
         next_label=month_label(tr, *nxt),
     )
     return _private(html)
+
+
+def _beside(bill: MonthBill | None, paid: list[PowerPayment]) -> list[dict[str, str | bool]]:
+    """The card's entries and the month's electricity payments in one list, newest first (the latter marked)."""
+    rows = [(e.occurred_at, entry_view(tr, e)) for e in bill.entries] if bill else []
+    rows += [(p.at, power_view(tr, p)) for p in paid]
+    return [view for _, view in sorted(rows, key=lambda row: row[0], reverse=True)]
 
 
 def init_app(app: Flask) -> None:

@@ -33,6 +33,8 @@ REFUSED_KEYS = (
     "pay.apiv3_key",
     "redis.url",
     "bank.adapter",
+    "electricity.secret",
+    "electricity.api_base_url",
 )
 DEMO_VALUES = (
     DEMO.server.secret_key,
@@ -42,6 +44,7 @@ DEMO_VALUES = (
     DEMO.wechat.token,
     DEMO.wechat.encoding_aes_key,
     DEMO.pay.apiv3_key,
+    DEMO.electricity.secret,
 )
 # Settings a production config may run with (make_live(emulator={"enabled": False}, **PRODUCTION_READY) too).
 PRODUCTION_READY = {
@@ -50,6 +53,7 @@ PRODUCTION_READY = {
     "wechat": {"secret": "s" * 32, "token": "prodtoken123", "encoding_aes_key": "Q" * 43},
     "pay": {"apiv3_key": "P" * 32},
     "bank": {"adapter": "http", "api_base_url": "https://bank.example.edu.cn", "secret": "b" * 40},
+    "electricity": {"api_base_url": "https://power.example.edu.cn", "secret": "e" * 40},
 }
 GOOD = {**PRODUCTION_READY, "server": {**PRODUCTION_READY["server"], "public_base_url": "https://card.example.edu.cn"}}
 

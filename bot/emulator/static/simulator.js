@@ -343,6 +343,7 @@
     setTimeout(poll, 300);
   });
   $("open-topup").addEventListener("click", () => openWebview(boot.topupUrl));
+  $("open-power").addEventListener("click", () => openWebview(boot.powerUrl));
 
   // the school's kiosk, at the emulator's card system (shown only when the bot uses a remote card system)
   async function kiosk(what, body) {
