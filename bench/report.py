@@ -110,6 +110,25 @@ def _cardsys(cs: dict[str, Any], checks: list[tuple[str, str, str]]) -> list[str
     return lines
 
 
+TRACE_BEFORE = [
+    "Before the hot-path rework (issue #18; commit 999d499, same trace): 5 SQL statements, 1 COMMIT and 3 ROLLBACK over 4 "
+    "pool checkouts, each pinged (`pool_pre_ping`), each transaction opened by its own BEGIN: about 17 PostgreSQL round trips; "
+    "3 Redis round trips (SET NX for the dedup claim, GET of the dialog, the dedup finish pipeline); the user's row loaded "
+    "through the ORM, the handler run on a thread pool.",
+    "",
+    "    SELECT wechat_users.openid, wechat_users.lang, wechat_users.following, wechat_users.subscr",
+    "    SELECT cardholders.id, cardholders.student_no, cardholders.name, cardholders.id_number, ca",
+    "    COMMIT",
+    "    SELECT cardholders.id, cardholders.student_no, cardholders.name, cardholders.id_number, ca",
+    "    ROLLBACK",
+    "    SELECT card_credits.id, card_credits.ref, card_credits.channel, card_credits.cardholder_id",
+    "    ROLLBACK",
+    "    SELECT cardholders.id, cardholders.student_no, cardholders.name, cardholders.id_number, ca",
+    "    SELECT ledger_entries.id, ledger_entries.cardholder_id, ledger_entries.amount_fen, ledger_",
+    "    ROLLBACK",
+]
+
+
 def render(res: dict[str, Any]) -> str:
     m, s = res["machine"], res["settings"]
     lines = [
@@ -160,12 +179,16 @@ def render(res: dict[str, Any]) -> str:
                 lines.append("")
             tr = wh.get("trace")
             if tr:
+                sql = [x for x in tr["sql"] if x not in ("COMMIT", "ROLLBACK")]
                 lines += [
-                    f"What one BALANCE click costs the bot (traced in-process): {len([x for x in tr['sql'] if x != 'COMMIT'])} SQL statements "
-                    f"+ COMMIT over {tr['checkouts']} pool checkout(s) (each pinged: `pool_pre_ping`), {len(tr['redis'])} Redis commands "
-                    f"({', '.join(tr['redis'])}).",
+                    f"What one BALANCE click costs the bot now (traced in-process, a user seen in the last 5 minutes): {len(sql)} SQL "
+                    f"statement(s), {len(tr['sql']) - len(sql)} COMMIT/ROLLBACK, over {tr['checkouts']} pool checkout(s) (no ping: a "
+                    f"connection the server closed is refused at checkout by its readable socket); {len(tr['redis'])} Redis round "
+                    f"trip(s): {'; '.join(tr['redis'])}.",
                     "",
                     *[f"    {x}" for x in tr["sql"]],
+                    "",
+                    *TRACE_BEFORE,
                     "",
                 ]
             lines += _profile("Profile of row (a)", wh.get("a_profile"))

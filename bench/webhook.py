@@ -13,6 +13,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+import redis
 import requests
 
 from bench import data
@@ -196,10 +197,15 @@ def trace_one(cfg: Config, openid: str, key: str = "BALANCE") -> dict[str, Any]:
     client = app.test_client()
     p = pusher(cfg, "plain")
     original = svc.store.r.execute_command
+    pipelined = redis.client.Pipeline.execute
 
     def counting(*args: Any, **kw: Any) -> Any:
         redis_cmds.append(str(args[0]))
         return original(*args, **kw)
+
+    def counting_pipeline(pipe: Any, *args: Any, **kw: Any) -> Any:
+        redis_cmds.append("PIPELINE(" + " ".join(str(c[0][0]) for c in pipe.command_stack) + ")")
+        return pipelined(pipe, *args, **kw)
 
     def send(create_time: int) -> Any:
         query, body = p.envelope(p.xml(openid, "event", {"Event": "CLICK", "EventKey": key}, create_time=create_time), "plain")
@@ -209,9 +215,11 @@ def trace_one(cfg: Config, openid: str, key: str = "BALANCE") -> dict[str, Any]:
     sql.clear()
     checkouts[0] = 0
     svc.store.r.execute_command = counting  # type: ignore[method-assign]
+    redis.client.Pipeline.execute = counting_pipeline  # type: ignore[method-assign]
     try:
         resp = send(create_time(openid))
     finally:
         svc.store.r.execute_command = original  # type: ignore[method-assign]
+        redis.client.Pipeline.execute = pipelined  # type: ignore[method-assign]
         svc.close()
     return {"status": resp.status_code, "sql": sql, "redis": redis_cmds, "checkouts": checkouts[0]}

@@ -1,7 +1,8 @@
 """A line the school adds to balance and top-up replies and pages: an operator's announcement (``cardbot announce``)
 until its end, and, on its own, a note while the card system is closed for maintenance.
 
-Both live in Redis (every process shows the same line); reading them is one MGET on the balance and top-up paths.
+Both live in Redis (every process shows the same line). A push reads them with its arrival (``bot.chat.arrival``:
+the same round trip as its dedup claim and dialog); pages read them with one MGET.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ class Announcement:
     until: datetime
 
 
-def _keys(services: Runtime) -> tuple[str, str]:
+Raw = tuple[str | None, str | None]  # the announcement and the maintenance note as stored
+
+
+def keys(services: Runtime) -> tuple[str, str]:
     return services.store.key("announcement"), services.store.key("cardsystem", "maintenance")
 
 
@@ -40,13 +44,13 @@ def announce(services: Runtime, text: str, until: datetime) -> Announcement:
     ttl = int((until - services.clock.now()).total_seconds())
     if ttl <= 0:
         raise UserError("announce_in_past", 400)
-    services.store.r.set(_keys(services)[0], json.dumps({"text": text, "until": until.isoformat()}, ensure_ascii=False), ex=ttl)
+    services.store.r.set(keys(services)[0], json.dumps({"text": text, "until": until.isoformat()}, ensure_ascii=False), ex=ttl)
     return Announcement(text, until)
 
 
 def current(services: Runtime) -> Announcement | None:
     """The announcement shown now, if any (the console shows it)."""
-    raw = services.store.r.get(_keys(services)[0])
+    raw = services.store.r.get(keys(services)[0])
     if not raw:
         return None
     data = json.loads(raw)
@@ -55,18 +59,19 @@ def current(services: Runtime) -> Announcement | None:
 
 
 def clear(services: Runtime) -> bool:
-    return bool(services.store.r.delete(_keys(services)[0]))
+    return bool(services.store.r.delete(keys(services)[0]))
 
 
 def note_maintenance(services: Runtime, retry_after: int) -> None:
     """The card system said it is closed for ``retry_after`` seconds: announce it until then."""
     until = services.clock.now() + timedelta(seconds=retry_after)
-    services.store.r.set(_keys(services)[1], until.isoformat(), ex=max(1, retry_after))
+    services.store.r.set(keys(services)[1], until.isoformat(), ex=max(1, retry_after))
 
 
-def lines(services: Runtime, tr: Callable[..., str]) -> list[str]:
-    """The lines to add now (``tr``: the reader's ``t``): the announcement, then the maintenance note."""
-    raw, maintenance = services.store.r.mget(_keys(services))
+def lines(services: Runtime, tr: Callable[..., str], read: Raw | None = None) -> list[str]:
+    """The lines to add now (``tr``: the reader's ``t``): the announcement, then the maintenance note (``read``: both
+    as already read, else read now)."""
+    raw, maintenance = read if read is not None else services.store.r.mget(keys(services))
     out = []
     now = services.clock.now()
     if raw is not None:

@@ -63,6 +63,6 @@ def balance(msg: Any, ctx: Context) -> str:
         lines.extend(balances.waiting_lines(ctx.services, card.id, ctx.lang, center))
     if seen.recent is not None:
         lines.extend([ctx.t("balance_recent"), *(entry_line(ctx.t, e) for e in seen.recent)] if seen.recent else [ctx.t("balance_no_entries")])
-    lines.extend(announce.lines(ctx.services, ctx.t))
+    lines.extend(announce.lines(ctx.services, ctx.t, ctx.announced))
     lines.append(ctx.t("balance_footer"))
     return "\n".join(lines)

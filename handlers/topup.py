@@ -26,7 +26,7 @@ def topup(msg: Any, ctx: Context) -> Article | str:
         return refusal.message(ctx.lang)
     c = ctx.cfg.topup
     remaining = remaining_today(ctx.cfg, ctx.db, card.id, ctx.now().date())
-    notes = announce.lines(ctx.services, ctx.t)
+    notes = announce.lines(ctx.services, ctx.t, ctx.announced)
     return Article(
         title=ctx.t("topup_article_title"),
         description="\n".join(

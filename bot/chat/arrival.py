@@ -1,13 +1,18 @@
 """What a push needs from Redis before its handler, in one round trip: its dedup claim, the user's dialog (and
-whether one expired since), and the user's profile."""
+whether one expired since), the user's profile, and the school's announcement lines (``bot.announce``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from bot import announce
 from bot.chat.dedup import Dedup
 from bot.chat.dialogs import Dialog, Dialogs
 from bot.chat.profiles import Profile, Profiles
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -16,13 +21,15 @@ class Arrival:
     dialog: Dialog | None
     dialog_seen: str | None  # the state of the last dialog started; with no dialog, the one that expired
     profile: Profile | None  # None: not cached, rebuilt from the database
+    announced: announce.Raw  # as stored: shown by the replies that show announcements
 
 
-def arrive(dedup: Dedup, dialogs: Dialogs, profiles: Profiles, dedup_key: str, openid: str) -> Arrival:
+def arrive(services: Runtime, dedup: Dedup, dedup_key: str, openid: str) -> Arrival:
     """Claim the push and read the user's state in one pipeline (raises ``redis.RedisError`` when Redis is away)."""
-    pipe = dedup.store.r.pipeline(transaction=False)
+    pipe = services.store.r.pipeline(transaction=False)
     dedup.claim_on(pipe, dedup_key)
-    dialogs.read_on(pipe, openid)
-    pipe.get(profiles.key(openid))
-    claimed, raw_dialog, seen, raw_profile = pipe.execute()
-    return Arrival(bool(claimed), Dialogs.parse(raw_dialog), seen, Profiles.parse(raw_profile))
+    services.dialogs.read_on(pipe, openid)
+    pipe.get(services.profiles.key(openid))
+    pipe.mget(announce.keys(services))
+    claimed, raw_dialog, seen, raw_profile, announced = pipe.execute()
+    return Arrival(bool(claimed), Dialogs.parse(raw_dialog), seen, Profiles.parse(raw_profile), (announced[0], announced[1]))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from bot.announce import Raw
 from bot.cards import card_for
 from bot.chat.dialogs import Dialog
 from bot.chat.profiles import Profile, load_user
@@ -30,6 +31,8 @@ class Context:
     dialog: Dialog | None = None
     expired_dialog: str | None = None
     handler_name: str = ""
+    announced: Raw | None = None
+    """The announcement lines as read on arrival (``bot.announce.lines``); None: read them when shown."""
     meaning: Meaning | None = None
     """What ``bot.chat.understand`` read from a text no word matched (set by the router)."""
     _card: Cardholder | None = field(default=None, init=False, repr=False)

@@ -36,7 +36,13 @@ class Turn:
                 expired = services.dialogs.take_expired(msg.source, arrival.dialog_seen)
             profile = arrival.profile or Profile("zh", 0)
             self.ctx = Context(
-                openid=msg.source, db=services.session(), services=services, profile=profile, dialog=arrival.dialog, expired_dialog=expired
+                openid=msg.source,
+                db=services.session(),
+                services=services,
+                profile=profile,
+                dialog=arrival.dialog,
+                expired_dialog=expired,
+                announced=arrival.announced,
             )
             self.route = router.pick(msg, self.ctx)
         except redis.RedisError as exc:

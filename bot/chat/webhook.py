@@ -95,7 +95,7 @@ def _answer(svc: Runtime, router: Router, msg: Any) -> str:
     key = dedup_key(msg)
     budget = svc.cfg.wechat.reply_budget_seconds
     try:
-        arrival = arrive(dedup, svc.dialogs, svc.profiles, key, msg.source)
+        arrival = arrive(svc, dedup, key, msg.source)
     except redis.RedisError:
         log.warning("redis unavailable: push answered without running a handler (no dedup, no dialog)")
         svc.metrics.handler_errors.labels(handler="-").inc()
