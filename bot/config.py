@@ -276,6 +276,14 @@ def _default_notices() -> dict[str, NoticeTemplate]:
             template_id="TPL_REFUND",
             fields={"amount": "amount1", "result": "thing2", "time": "time3"},
         ),
+        "card_lost": NoticeTemplate(
+            template_id="TPL_CARD_STATUS",
+            fields={"card": "character_string1", "status": "thing2", "advice": "thing3", "time": "time4"},
+        ),
+        "card_found": NoticeTemplate(
+            template_id="TPL_CARD_STATUS",
+            fields={"card": "character_string1", "status": "thing2", "advice": "thing3", "time": "time4"},
+        ),
     }
 
 

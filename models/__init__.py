@@ -6,6 +6,7 @@ from models.binding import Binding
 from models.cardholder import Cardholder
 from models.credit import CardCredit, CardEntryPush
 from models.ledger import InsufficientBalance, LedgerEntry, Notice, Posted, ledger_sum, lock_card, post_entry
+from models.loss import CardLoss
 from models.outbox import OutboxNotice
 from models.topup import TopupOrder
 from models.wechat_user import WechatUser, lang_of
@@ -17,6 +18,7 @@ __all__ = [
     "Binding",
     "CardCredit",
     "CardEntryPush",
+    "CardLoss",
     "Cardholder",
     "InsufficientBalance",
     "LedgerEntry",

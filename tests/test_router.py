@@ -24,6 +24,7 @@ GUARDED_CLICKS = {
     "UNBIND": "not_bound",
     "BINDINGS": "not_bound",
     "AUTODEBIT": "autodebit_not_bound",
+    "LOSS": "not_bound",
 }
 
 seen_cards: list[str] = []
