@@ -342,6 +342,13 @@ class EmulatorConfig(_Section):
     keys_dir: str = "var/keys"
 
 
+class DevicesConfig(_Section):
+    """Re-verification on a new browser (bot/web/device.py)."""
+
+    reverify: bool = True  # a money action from a browser this account has not verified asks for the card password
+    remember_days: int = Field(400, ge=1)  # how long the signed device cookie remembers a verified browser
+
+
 class Config(BaseSettings):
     """The whole configuration. Sections mirror ``config.example.toml``."""
 
@@ -358,6 +365,7 @@ class Config(BaseSettings):
     bank: BankConfig = BankConfig()
     cardsystem: CardSystemConfig = CardSystemConfig()
     binding: BindingConfig = BindingConfig()
+    devices: DevicesConfig = DevicesConfig()
     notices: NoticesConfig = NoticesConfig()
     graduates: GraduatesConfig = GraduatesConfig()
     menu: MenuConfig = MenuConfig()

@@ -25,7 +25,7 @@ TEXTS: dict[str, str] = {
         "Six rules of the campus card:\n"
         "1. At most {single} yuan per top-up and {daily} yuan a day.\n"
         "2. Mistaken top-ups are refunded only in person at {center} with your student card, never to the payment.\n"
-        "3. New phone? Just verify again; no need to bind again.\n"
+        "3. New phone? Just verify again (the first top-up, auto top-up change or refund request there asks for the card password once); no need to bind again.\n"
         "4. International students: register your passport number at the card service center before binding.\n"
         "5. Graduates' accounts freeze {months} months after leaving: withdraw your balance before then.\n"
         '6. Never tell anyone your payment password; beware of "discounted top-up" (代充优惠) scams.'
@@ -290,4 +290,12 @@ TEXTS: dict[str, str] = {
     "notice_card_lost_advice": "Not you? Call desk",
     "notice_card_found_status": "Loss report lifted",
     "notice_card_found_advice": "Not you? Report lost",
+    # --- re-verification on a new browser ---
+    "reverify_needed": "This is the first money action from this phone (browser). Enter your card password to confirm it is you; this browser is then remembered. Your binding stays; no need to bind again.",
+    "reverify_title": "Confirm it is you",
+    "reverify_placeholder": "Card password",
+    "reverify_ok": "Confirm",
+    "reverify_cancel": "Cancel",
+    "reverify_wrong": "Wrong card password. {left} tries left.",
+    "reverify_done": "Confirmed: this browser is remembered.",
 }

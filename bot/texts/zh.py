@@ -25,7 +25,7 @@ TEXTS: dict[str, str] = {
         "校园卡六条规则：\n"
         "1. 单笔充值不超过{single}元，每日累计不超过{daily}元。\n"
         "2. 误充值只能持学生卡到{center}现场办理退款，不会原路退回。\n"
-        "3. 更换手机后只需重新验证，无需重新绑定。\n"
+        "3. 更换手机后只需重新验证（新手机上第一次充值、签约或解约自动代扣、申请退款时输入一次卡密码），无需重新绑定。\n"
         "4. 国际学生须先到校园卡服务中心登记护照号，才能绑定。\n"
         "5. 毕业生账户在离校{months}个月后冻结，请在此之前取出余额。\n"
         "6. 不要向任何人透露支付密码，谨防「代充优惠」诈骗。"
@@ -277,4 +277,12 @@ TEXTS: dict[str, str] = {
     "notice_card_lost_advice": "非本人操作请联系服务中心",
     "notice_card_found_status": "已解除挂失",
     "notice_card_found_advice": "非本人操作请立即挂失",
+    # --- re-verification on a new browser ---
+    "reverify_needed": "这是您第一次在这部手机（浏览器）上办理资金业务。请输入校园卡密码验证身份，验证后此浏览器会被记住；绑定保持不变，无需重新绑定。",
+    "reverify_title": "验证身份",
+    "reverify_placeholder": "校园卡密码",
+    "reverify_ok": "验证",
+    "reverify_cancel": "取消",
+    "reverify_wrong": "卡密码不对，还可以再试 {left} 次。",
+    "reverify_done": "验证成功，此浏览器已被记住。",
 }

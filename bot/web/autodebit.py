@@ -20,6 +20,7 @@ from bot.clock import to_local
 from bot.money import yuan
 from bot.runtime import Runtime
 from bot.web.auth import csrf_token, login_api, login_page
+from bot.web.device import known_device
 from bot.web.h5 import blueprint, tr
 from models import AutodebitAttempt
 from models.enums import AgreementStatus, AttemptStatus, CardStatus
@@ -92,6 +93,7 @@ def show() -> Any:
 
 @bp.post("/api/autodebit/agreement")
 @login_api
+@known_device
 def create() -> Any:
     body = request.get_json(silent=True)
     signed = sign(g.svc, g.openid, body.get("bank_account") if isinstance(body, dict) else None)
@@ -108,6 +110,7 @@ def create() -> Any:
 
 @bp.post("/api/autodebit/agreement/cancel")
 @login_api
+@known_device
 def cancel_agreement() -> Any:
     cancel(g.svc, g.openid)
     return jsonify(status=AgreementStatus.CANCELLED)
@@ -115,6 +118,7 @@ def cancel_agreement() -> Any:
 
 @bp.post("/api/autodebit/refunds")
 @login_api
+@known_device
 def refund() -> Any:
     body = request.get_json(silent=True)
     req = request_refund(g.svc, g.openid, body.get("attempt_id") if isinstance(body, dict) else None)

@@ -23,6 +23,7 @@ from bot.credits import told
 from bot.money import fen, percent, yuan
 from bot.topup import ORDER_NO, cancel_order, card_refusal, create_order, in_peak, quick_options, refused, remaining_today
 from bot.web.auth import csrf_token, login_api, login_page
+from bot.web.device import known_device
 from bot.web.h5 import blueprint, refuse, tr
 from models import CardCredit, TopupOrder
 from models.enums import CreditStatus, OrderStatus
@@ -79,6 +80,7 @@ def page() -> Any:
 
 @bp.post("/api/topup/orders")
 @login_api
+@known_device
 def create() -> Any:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
