@@ -57,12 +57,12 @@ def create_app(cfg: Config | None = None, services: Runtime | None = None, route
 
     from bot.chat import webhook
     from bot.chat.routes import build_router
-    from bot.web import autodebit, bills, device, integration, ops, pay_notify, topup
+    from bot.web import alerts, autodebit, bills, device, integration, ops, pay_notify, topup
 
     app.extensions["router"] = build_router(*routes)
     app.register_blueprint(webhook.bp)
     app.register_blueprint(ops.bp)
-    for feature in (bills, topup, autodebit, pay_notify, integration, device):
+    for feature in (bills, topup, autodebit, pay_notify, integration, device, alerts):
         feature.init_app(app)
     if cfg.emulator.enabled:
         from bot import emulator

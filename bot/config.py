@@ -280,6 +280,20 @@ def _default_notices() -> dict[str, NoticeTemplate]:
             template_id="TPL_CARD_STATUS",
             fields={"card": "character_string1", "status": "thing2", "advice": "thing3", "time": "time4"},
         ),
+        "spend_alert": NoticeTemplate(
+            template_id="TPL_SPEND_ALERT",
+            fields={"amount": "amount1", "merchant": "thing2", "balance": "amount3", "time": "time4"},
+            urgent=False,
+        ),
+        "large_spend_alert": NoticeTemplate(
+            template_id="TPL_SPEND_ALERT",
+            fields={"amount": "amount1", "merchant": "thing2", "balance": "amount3", "time": "time4"},
+        ),
+        "low_balance_alert": NoticeTemplate(
+            template_id="TPL_LOW_BALANCE",
+            fields={"balance": "amount1", "threshold": "amount2", "advice": "thing3", "time": "time4"},
+            urgent=False,
+        ),
         "card_found": NoticeTemplate(
             template_id="TPL_CARD_STATUS",
             fields={"card": "character_string1", "status": "thing2", "advice": "thing3", "time": "time4"},
@@ -349,6 +363,16 @@ class DevicesConfig(_Section):
     remember_days: int = Field(400, ge=1)  # how long the signed device cookie remembers a verified browser
 
 
+class AlertsConfig(_Section):
+    """Alerts the student chooses on the 提醒设置 page (bot/alerts.py); amounts in whole yuan."""
+
+    low_threshold: int = Field(20, ge=1)  # the low-balance alert's default threshold
+    large_threshold: int = Field(100, ge=1)  # the large-spend alert's default threshold
+    max_threshold: int = Field(2000, ge=1)  # the highest threshold a student may choose
+    merge_minutes: int = Field(3, ge=0)  # spends within this long of the first one merge into one alert
+    daily_cap: int = Field(20, ge=1)  # alert notices per account a day
+
+
 class Config(BaseSettings):
     """The whole configuration. Sections mirror ``config.example.toml``."""
 
@@ -366,6 +390,7 @@ class Config(BaseSettings):
     cardsystem: CardSystemConfig = CardSystemConfig()
     binding: BindingConfig = BindingConfig()
     devices: DevicesConfig = DevicesConfig()
+    alerts: AlertsConfig = AlertsConfig()
     notices: NoticesConfig = NoticesConfig()
     graduates: GraduatesConfig = GraduatesConfig()
     menu: MenuConfig = MenuConfig()

@@ -1,5 +1,6 @@
 """Persistence: SQLAlchemy 2 models and the ledger. Knows nothing of Flask, Redis or WeChat."""
 
+from models.alerts import AlertSettings
 from models.autodebit import AutodebitAgreement, AutodebitAttempt, RefundRequest
 from models.base import Base, utcnow
 from models.binding import Binding
@@ -12,6 +13,7 @@ from models.topup import TopupOrder
 from models.wechat_user import WechatUser, lang_of
 
 __all__ = [
+    "AlertSettings",
     "AutodebitAgreement",
     "AutodebitAttempt",
     "Base",

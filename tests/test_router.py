@@ -25,6 +25,7 @@ GUARDED_CLICKS = {
     "BINDINGS": "not_bound",
     "AUTODEBIT": "autodebit_not_bound",
     "LOSS": "not_bound",
+    "ALERTS": "not_bound",
 }
 
 seen_cards: list[str] = []

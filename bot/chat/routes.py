@@ -7,7 +7,7 @@ from bot.chat.router import Router, Routes
 
 def build_router(*extra: Routes) -> Router:
     """The handlers' routes, then ``extra`` (a test's or an experiment's own); a key answered twice is refused."""
-    from handlers import autodebit, balance, bills, binding, help, loss, notices, subscription, topup
+    from handlers import alerts, autodebit, balance, bills, binding, help, loss, notices, subscription, topup
 
-    modules = (binding, balance, bills, topup, autodebit, help, notices, subscription, loss)
+    modules = (binding, balance, bills, topup, autodebit, help, notices, subscription, loss, alerts)
     return Router(*(module.routes for module in modules), *extra)

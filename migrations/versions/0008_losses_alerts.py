@@ -1,4 +1,4 @@
-"""card_losses: lost-card reports (挂失), one open report per card
+"""card_losses: lost-card reports (挂失), one open report per card; alert_settings: the alerts each account chose
 
 Revision ID: 0008
 Revises: 0007
@@ -32,9 +32,21 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_card_losses_cardholder_id"), "card_losses", ["cardholder_id"])
     op.create_index("uq_card_losses_open_card", "card_losses", ["cardholder_id"], unique=True, postgresql_where=OPEN, sqlite_where=OPEN)
+    op.create_table(
+        "alert_settings",
+        sa.Column("openid", sa.String(64), primary_key=True),
+        sa.Column("spend", sa.Boolean(), nullable=False),
+        sa.Column("low_balance", sa.Boolean(), nullable=False),
+        sa.Column("low_threshold_fen", sa.Integer(), nullable=False),
+        sa.Column("large_spend", sa.Boolean(), nullable=False),
+        sa.Column("large_threshold_fen", sa.Integer(), nullable=False),
+        sa.Column("paused_by", sa.Integer(), nullable=True),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("alert_settings")
     op.drop_index("uq_card_losses_open_card", table_name="card_losses")
     op.drop_index(op.f("ix_card_losses_cardholder_id"), "card_losses")
     op.drop_table("card_losses")
