@@ -31,7 +31,7 @@ from bot.calendar import day_start_utc
 from bot.errors import UserError
 from bot.money import fen, yuan
 from bot.notices import Said
-from models import AlertSettings, Binding, Cardholder, OutboxNotice, WechatUser, lang_of, utcnow
+from models import AlertSettings, Binding, Cardholder, OutboxNotice, WechatUser, utcnow
 from models.enums import NoticeStatus
 
 if TYPE_CHECKING:
@@ -107,24 +107,34 @@ def queue_for_entry(services: Runtime, db: Session, card: Cardholder, entry_id: 
     if amount_fen >= 0:
         return
     chosen = db.execute(
-        select(AlertSettings)
+        select(AlertSettings, WechatUser.lang)
         .join(Binding, Binding.openid == AlertSettings.openid)
         .join(WechatUser, WechatUser.openid == AlertSettings.openid)
         .where(Binding.cardholder_id == card.id, AlertSettings.paused_by.is_(None), WechatUser.following.is_(True))
-    ).scalars()
+    ).all()
     before = balance_after_fen - amount_fen
     low_offered: bool | None = None
-    for s in chosen:
+    for s, lang in chosen:
+        who = _Reader(s.openid, lang or "zh")
         spend = -amount_fen
         if s.large_spend and spend >= s.large_threshold_fen:
-            _queue(services, db, LARGE, s.openid, f"large:{entry_id}:{s.openid}", amount=spend, merchant=merchant, balance=balance_after_fen)
+            _queue(services, db, who, LARGE, f"large:{entry_id}:{s.openid}", amount=spend, merchant=merchant, balance=balance_after_fen)
         if s.low_balance and before >= s.low_threshold_fen > balance_after_fen:
             if low_offered is None:
                 low_offered = active_agreement(db, card.id, services.clock.today()) is None
             if low_offered:
-                _queue(services, db, LOW, s.openid, f"low:{entry_id}:{s.openid}", balance=balance_after_fen, threshold=s.low_threshold_fen)
+                _queue(services, db, who, LOW, f"low:{entry_id}:{s.openid}", balance=balance_after_fen, threshold=s.low_threshold_fen)
         if s.spend:
-            _spend(services, db, s.openid, entry_id, spend, merchant, balance_after_fen)
+            _spend(services, db, who, entry_id, spend, merchant, balance_after_fen)
+
+
+@dataclass
+class _Reader:
+    """An account an entry alerts, with its language and how many alerts it may still get today (counted once)."""
+
+    openid: str
+    lang: str
+    left: int | None = None
 
 
 def _values(services: Runtime, **values: Any) -> dict[str, Any]:
@@ -134,27 +144,29 @@ def _values(services: Runtime, **values: Any) -> dict[str, Any]:
 def _queue(
     services: Runtime,
     db: Session,
+    who: _Reader,
     kind: str,
-    openid: str,
     dedup: str,
     hold: timedelta | None = None,
     merged: dict[str, int] | None = None,
     **values: Any,
-) -> bool:
+) -> None:
     """Queue one alert row unless the account's daily cap is reached; ``hold`` delays it (spends merging), ``merged``
     keeps the running total and count beside the told values (not template fields, so never sent)."""
-    cap = services.cfg.alerts.daily_cap
-    today = day_start_utc(services.clock.today())
-    o = OutboxNotice
-    sent_today = db.execute(select(func.count()).select_from(o).where(o.openid == openid, o.kind.in_(KINDS), o.created_at >= today)).scalar_one()
-    if sent_today >= cap:
-        return False
-    notice = notices.build(db, services.cfg, kind, openid, dedup, **_values(services, **values))
+    if who.left is None:
+        o = OutboxNotice
+        today = day_start_utc(services.clock.today())
+        counted = select(func.count()).select_from(o).where(o.openid == who.openid, o.kind.in_(KINDS), o.created_at >= today)
+        who.left = services.cfg.alerts.daily_cap - db.execute(counted).scalar_one()
+    if who.left <= 0:
+        return
+    who.left -= 1
+    notice = notices.build(db, services.cfg, kind, who.openid, dedup, who.lang, **_values(services, **values))
     due = max(services.clock.utcnow(), utcnow()) + (hold or timedelta())
     db.add(
         OutboxNotice(
             dedup_key=dedup[:128],
-            openid=openid,
+            openid=who.openid,
             kind=kind,
             data=notice.data | (merged or {}),
             url=notice.url,
@@ -164,10 +176,9 @@ def _queue(
             created_at=services.clock.utcnow(),
         )
     )
-    return True
 
 
-def _spend(services: Runtime, db: Session, openid: str, entry_id: str, amount: int, merchant: str, balance: int) -> None:
+def _spend(services: Runtime, db: Session, who: _Reader, entry_id: str, amount: int, merchant: str, balance: int) -> None:
     """Add the spend to the account's alert still held in the outbox, else queue a new one held ``merge_minutes``."""
     o = OutboxNotice
     now = max(services.clock.utcnow(), utcnow())
@@ -175,7 +186,7 @@ def _spend(services: Runtime, db: Session, openid: str, entry_id: str, amount: i
     held = db.execute(
         select(o)
         .where(
-            o.openid == openid,
+            o.openid == who.openid,
             o.kind == SPEND,
             o.status == NoticeStatus.PENDING,
             o.attempts == 0,
@@ -189,12 +200,12 @@ def _spend(services: Runtime, db: Session, openid: str, entry_id: str, amount: i
     if held is None:
         hold = timedelta(minutes=services.cfg.alerts.merge_minutes)
         merged = {"_fen": amount, "_count": 1}
-        _queue(services, db, SPEND, openid, f"spend:{entry_id}:{openid}", hold, merged, amount=amount, merchant=merchant, balance=balance)
+        _queue(services, db, who, SPEND, f"spend:{entry_id}:{who.openid}", hold, merged, amount=amount, merchant=merchant, balance=balance)
         return
     total, count = int(held.data.get("_fen", 0)) + amount, int(held.data.get("_count", 1)) + 1
     what = Said("alert_spend_many", {"merchant": merchant, "count": str(count)})
-    lang = lang_of(db, openid)
-    fresh = notices.build(db, services.cfg, SPEND, openid, held.dedup_key, lang, **_values(services, amount=total, merchant=what, balance=balance))
+    values = _values(services, amount=total, merchant=what, balance=balance)
+    fresh = notices.build(db, services.cfg, SPEND, who.openid, held.dedup_key, who.lang, **values)
     held.data = fresh.data | {"_fen": total, "_count": count}
 
 
