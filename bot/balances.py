@@ -22,6 +22,7 @@ from bot.adapters.cardsystem import Account, CardSystemError, CardSystemUnavaila
 from bot.clock import SCHOOL_TZ
 from bot.credits import remember_balance
 from bot.money import yuan
+from bot.texts import Localized
 from models import Cardholder
 from models.enums import CardStatus
 
@@ -114,7 +115,7 @@ def read(services: Runtime, card: Cardholder) -> Shown:
     return Shown(_status_of(card, acc.holder.status, acc.holder.left_on, acc.balance_fen, _naive_utc(acc.as_of)), acc.balance_fen, acc.as_of)
 
 
-def waiting_lines(services: Runtime, card_id: int, lang: str, center: str) -> list[str]:
+def waiting_lines(services: Runtime, card_id: int, lang: str, center: Localized) -> list[str]:
     """Money paid but not on the card yet: "已支付 50.00 元，待入账：…", one line per credit."""
     with services.session() as db:
         return [credits.told(c, lang, center) for c in credits.waiting(db, card_id)]
@@ -133,7 +134,7 @@ def amount_line(tr: Translate, shown: Shown) -> str:
     return tr(key, balance=yuan(shown.balance_fen), as_of=as_of_text(shown.as_of))
 
 
-def stale_line(tr: Translate, shown: Shown, center: str) -> str:
+def stale_line(tr: Translate, shown: Shown, center: Localized) -> str:
     """Why the balance is not this moment's ('' when it is)."""
     if shown.stale is None:
         return ""

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bot.texts import Localized
+
 # Secrets that ship with demo values (the demo runs with no file at all); production must set its own.
 _SECRETS = ("server.secret_key", "cardsystem.secret", "bank.secret", "wechat.secret", "wechat.token", "wechat.encoding_aes_key", "pay.apiv3_key")
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
@@ -142,8 +144,14 @@ class ServerConfig(_Section):
 
 class SchoolConfig(_Section):
     name: str = "示例大学 Demo University"
-    service_center: str = "学生活动中心一楼校园卡服务中心（周一至周五 8:30-17:00）/ Card Service Center, Student Center 1F (Mon-Fri 8:30-17:00)"
+    service_center: str = "学生活动中心一楼校园卡服务中心（周一至周五 8:30-17:00）"
+    service_center_en: str = "the Card Service Center, Student Center 1F (Mon-Fri 8:30-17:00)"  # empty: the Chinese one
     service_phone: str = "010-12345678"
+
+    @property
+    def center(self) -> Localized:
+        """The service center as each reader is told it (``bot.texts.t`` picks the reader's language)."""
+        return Localized(self.service_center, self.service_center_en)
 
 
 class TopupConfig(_Section):

@@ -38,7 +38,7 @@ from bot.adapters.cardsystem import (
 from bot.clock import to_local
 from bot.money import yuan
 from bot.notices import Said
-from bot.texts import t
+from bot.texts import Localized, t
 from models import CardCredit, Cardholder
 from models.enums import CreditChannel, CreditStatus, EntryKind
 
@@ -306,7 +306,7 @@ def _safe(services: Runtime, credit_id: int) -> str:
         return "error"
 
 
-def told(c: CardCredit, lang: str, center: str) -> str:
+def told(c: CardCredit, lang: str, center: Localized) -> str:
     """A pending or refused credit in the student's words: how much, why it is not on the card, until when."""
     amount = yuan(c.amount_fen)
     if c.status == CreditStatus.REFUSED:

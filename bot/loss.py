@@ -105,7 +105,7 @@ def report_lost(services: Runtime, openid: str) -> Reported:
         if outcome.result is LossResult.OK:  # a concurrent request for the same report finished it first
             return Reported(card, already=True)
         report.status, report.reason = LossStatus.REFUSED, str(outcome.reason or outcome.result)
-    raise UserError("loss_refused", 409, center=services.cfg.school.service_center)
+    raise UserError("loss_refused", 409, center=services.cfg.school.center)
 
 
 def cancel_loss(services: Runtime, openid: str, password: str) -> Cancelled:
@@ -142,7 +142,7 @@ def cancel_loss(services: Runtime, openid: str, password: str) -> Cancelled:
     if verdict is Verdict.WRONG:
         return Cancelled(Found.WRONG, left=attempt.left, lock=attempt.lock)
     if answers[0].result is not LossResult.OK:
-        raise UserError("loss_refused", 409, center=services.cfg.school.service_center)
+        raise UserError("loss_refused", 409, center=services.cfg.school.center)
     with services.session() as db, db.begin():
         card = lock_card(db, card_id)
         card.status = answers[0].status or CardStatus.ACTIVE

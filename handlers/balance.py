@@ -25,7 +25,7 @@ RECENT = 5
 
 def status_lines(ctx: Context, card: Cardholder, balance: str) -> list[str]:
     """The card's status and, for anything but an active card, what it means and what to do."""
-    center = ctx.cfg.school.service_center
+    center = ctx.cfg.school.center
     if card.status == CardStatus.GRADUATED:
         today = ctx.services.clock.today()
         when = freeze_on(card, ctx.cfg)
@@ -48,7 +48,7 @@ def status_lines(ctx: Context, card: Cardholder, balance: str) -> list[str]:
 @routes.text("余额", "balance", "查余额", "余额查询", "查询余额")
 @routes.needs_card()
 def balance(msg: Any, ctx: Context) -> str:
-    center = ctx.cfg.school.service_center
+    center = ctx.cfg.school.center
     shown = balances.read(ctx.services, ctx.bound_card)
     card = shown.card
     lines = [ctx.t("balance_header", name=card.masked_name, no=mask_student_no(card.student_no)), balances.amount_line(ctx.t, shown)]

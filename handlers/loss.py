@@ -29,7 +29,7 @@ def _who(card: Cardholder) -> dict[str, str]:
 
 def _locked_text(ctx: Context, until: Any, card: bool) -> str:
     key = "bind_card_locked" if card else "bind_locked"
-    return ctx.t(key, until=until.strftime("%Y-%m-%d %H:%M"), center=ctx.cfg.school.service_center)
+    return ctx.t(key, until=until.strftime("%Y-%m-%d %H:%M"), center=ctx.cfg.school.center)
 
 
 def _ask_password(ctx: Context, card: Cardholder) -> str:
@@ -70,7 +70,7 @@ def loss_confirm(msg: Any, ctx: Context) -> str:
         done = rules.report_lost(ctx.services, ctx.openid)
     except UserError as err:
         return err.message(ctx.lang)
-    center = ctx.cfg.school.service_center
+    center = ctx.cfg.school.center
     return ctx.t("loss_already" if done.already else "loss_done", center=center, **_who(done.card))
 
 

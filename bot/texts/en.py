@@ -121,6 +121,7 @@ TEXTS: dict[str, str] = {
     "bills_month": "{month_name} {year}",
     "bills_title": "Bill for {month} · {name}",
     "bills_totals": "In {income} yuan · out {spent} yuan ({count} transactions)",
+    "bills_totals_one": "In {income} yuan · out {spent} yuan (1 transaction)",
     "bills_more": "…and {more} more on the bill page.",
     "bills_empty": "No transactions this month.",
     "bills_open_page": "Tap for details and earlier months.",
@@ -245,8 +246,8 @@ TEXTS: dict[str, str] = {
     "autodebit_account_placeholder": "Your own bank card number",
     "autodebit_sign_button": "Agree and sign",
     "autodebit_sign_note": (
-        "Agreements end every year in month {month} and must be signed again. The bank card must allow"
-        " online payment and hold enough money. Refunds can be requested until day {day} of the next month."
+        "Agreements end every year on 1 {month_name} and must be signed again. The bank card must allow"
+        " online payment and hold enough money. Refunds can be requested until the {day_ordinal} of the next month."
     ),
     "autodebit_signed_title": "Auto top-up is on",
     "autodebit_signed_card": "Bank card ending {last4}",

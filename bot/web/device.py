@@ -75,7 +75,7 @@ def verify() -> Any:
         card = card_for(db, g.openid)
     if card is None:
         return jsonify(error="not_bound", message=tr("not_bound")), 409
-    center = g.svc.cfg.school.service_center
+    center = g.svc.cfg.school.center
     lock = locked(g.svc, g.openid, card.student_no)
     attempt, verdict = check_owner(g.svc, g.openid, card.student_no, password) if lock is None else (None, Verdict.WRONG)
     if attempt is not None and attempt.allowed and verdict is Verdict.UNAVAILABLE:
