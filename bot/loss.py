@@ -66,11 +66,12 @@ def _open_report(db: Session, card_id: int) -> CardLoss | None:
 
 
 def is_lost(services: Runtime, card: Cardholder) -> bool:
-    """Lost here, or reported from the bot with the card system's answer still unknown (then 解挂 is what helps)."""
+    """Lost here, or reported from the bot (a report still waiting for the card system's answer is not: 挂失 sends it
+    again with its ref)."""
     if card.status == CardStatus.LOST:
         return True
     with services.session() as db:
-        return db.execute(select(CardLoss.id).where(CardLoss.cardholder_id == card.id, CardLoss.status.in_(OPEN))).first() is not None
+        return db.execute(select(CardLoss.id).where(CardLoss.cardholder_id == card.id, CardLoss.status == LossStatus.LOST)).first() is not None
 
 
 def report_lost(services: Runtime, openid: str) -> Reported:

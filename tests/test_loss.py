@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from typing import Any
 
 import requests
@@ -194,3 +195,35 @@ def test_report_in_english_and_not_bound(flow_live: Any) -> None:
     assert "Report the card of" in ask and "2023**01" in ask
     assert "reported lost" in say(wx, OWNER, "yes")
     assert "reported lost" in say(wx, OWNER, "balance")
+
+
+def test_lost_answer_is_settled_by_the_same_ref_and_reports_answer_fast(cs_live: Any) -> None:
+    """http: the card system marks the card lost but the answer is lost on the way; the student is asked to try again,
+    and the retry sends the same ref (one report, one notice). With the card system at 20 ms a report answers < 1 s."""
+    live = cs_live
+    open_card(live, 10000)
+    wx = live.pusher()
+    bind(live, wx, OWNER)
+    cardsys = live.app.extensions["emulator_cardsys"]
+    cardsys.faults["loss"] = ["lost"]  # once
+    wx.click(OWNER, "LOSS", create_time=next(_times))
+    assert "还没有完成" in say(wx, OWNER, "确认")
+    assert status_at_card_system(live) == "lost"  # done there, the answer never arrived
+    [pending] = reports(live)
+    assert pending.status == LossStatus.PENDING
+    assert "确认挂失" in say(wx, OWNER, "挂失")  # still offered as a report, not a cancel
+    assert "已挂失" in say(wx, OWNER, "确认")
+    assert [(r.id, r.status) for r in reports(live)] == [(pending.id, LossStatus.LOST)]
+    assert [n.openid for n in notices(live, "card_lost")] == [OWNER]
+    assert [ref for ref in cardsys.losses if ref.startswith("LOSS")] == [pending.ref]
+
+    cardsys.latency = 0.02
+    took = []
+    for _ in range(5):
+        say(wx, OWNER, "解挂")
+        assert "已解除挂失" in say(wx, OWNER, PASSWORD)
+        say(wx, OWNER, "挂失")
+        started = time.perf_counter()
+        assert "已挂失" in say(wx, OWNER, "确认")
+        took.append(time.perf_counter() - started)
+    assert max(took) < 1.0, took
