@@ -120,7 +120,7 @@ TEXTS: dict[str, str] = {
     "bills_month": "{year}年{month}月",
     "bills_title": "{month}账单 · {name}",
     "bills_totals": "收入 {income} 元 · 支出 {spent} 元（共{count}笔）",
-    "bills_totals_one": "收入 {income} 元 · 支出 {spent} 元（共{count}笔）",
+    "bills_totals_one": "收入 {income} 元 · 支出 {spent} 元（共1笔）",
     "bills_more": "…还有{more}笔，请打开账单页面查看。",
     "bills_empty": "本月暂无交易。",
     "bills_open_page": "点击查看账单详情和往月账单。",
