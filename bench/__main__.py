@@ -16,7 +16,7 @@ from typing import Any
 from bench import env, report
 from bench.env import Server, Settings
 
-SECTIONS = ("webhook", "paynotify", "outbox", "sweep", "cardsys", "growth")
+SECTIONS = ("webhook", "paynotify", "outbox", "alerts", "sweep", "cardsys", "growth")
 # The servers under test run as in production: without the emulator, whose request hook would decode every push twice.
 PRODUCTION = {"CARDBOT_EMULATOR__ENABLED": "false"}
 
@@ -161,6 +161,10 @@ def _run_section(
         from bench import outbox
 
         return outbox.run(settings, cfg, services, say, emulator_pid, env_vars)
+    if section == "alerts":
+        from bench import alerts
+
+        return alerts.run(settings, cfg, services, say, env_vars)
     if section == "sweep":
         from bench import sweep
 

@@ -38,7 +38,7 @@ class Settings:
     threads: int = 8
     concurrency: int = 16
     fixed_rate: int = 200
-    db_name: str = "cardbot_bench"
+    db_name: str = field(default_factory=lambda: os.environ.get("CARDBOT_BENCH_DB_NAME", "cardbot_bench"))
     workdir: Path = field(default_factory=lambda: Path(os.environ.get("CARDBOT_BENCH_DIR", "/tmp/cardbot-bench")))
     profile: bool = True
 

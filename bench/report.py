@@ -234,6 +234,23 @@ def render(res: dict[str, Any]) -> str:
             for label in ("drain (worker)", "emulator"):
                 if label in prof:
                     lines += _profile(f"Profile of one more drain, {label} process", prof[label])
+    al = res.get("alerts")
+    if al is not None:
+        lines += ["## 3c. Alerts for a burst of card entries", ""]
+        if "error" in al:
+            lines += [f"error: {al['error']}", ""]
+        else:
+            lines += [
+                "| entries | queued in s (with alerts) | same entries without alerts | alerts queued | drained/s (2 workers) | statuses |",
+                "|---:|---:|---:|---|---:|---|",
+                f"| {al['entries']} | {_f(al['queue_seconds'])} | {_f(al['queue_seconds_without_alerts'])} | {al['queued']} | "
+                f"{_f(al['drain_per_s'], '.0f')} | {al['statuses']} |",
+                "",
+                al.get("note", ""),
+                "",
+            ]
+            checks.append((f"alerts of {al['entries']:,} entries queued < 10 s", f"{_f(al['queue_seconds'])} s", _ok(al["queue_seconds"] < 10)))
+            checks.append(("alerts drained ≥ 500/s", f"{_f(al['drain_per_s'], '.0f')}/s", _ok(al["drain_per_s"] >= 500)))
     sw = res.get("sweep")
     if sw is not None:
         lines += ["## 3b. Auto top-up sweep", ""]

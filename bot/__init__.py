@@ -57,7 +57,7 @@ def create_app(cfg: Config | None = None, services: Runtime | None = None, route
 
     from bot.chat import webhook
     from bot.chat.routes import build_router
-    from bot.web import autodebit, bills, integration, ops, pay_notify, power, topup
+    from bot.web import alerts, autodebit, bills, device, integration, ops, pay_notify, power, topup
 
     try:
         app.extensions["router"] = build_router(*routes).understand(str(cfg.faq_path))
@@ -65,7 +65,7 @@ def create_app(cfg: Config | None = None, services: Runtime | None = None, route
         raise ConfigError(f"faq.path: {exc}") from None
     app.register_blueprint(webhook.bp)
     app.register_blueprint(ops.bp)
-    for feature in (bills, topup, power, autodebit, pay_notify, integration):
+    for feature in (bills, topup, power, autodebit, pay_notify, integration, device, alerts):
         feature.init_app(app)
     if cfg.admin_enabled:
         from bot import admin

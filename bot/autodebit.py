@@ -628,7 +628,7 @@ def request_refund(services: Runtime, openid: str, attempt_id: Any) -> RefundReq
 
 def _refunds_here(services: Runtime) -> None:
     if services.card_system.remote:
-        raise refused("refund_at_desk", 409, center=services.cfg.school.service_center)
+        raise refused("refund_at_desk", 409, center=services.cfg.school.center)
 
 
 def _refund_locked(db: Session, request_id: int) -> RefundRequest | None:

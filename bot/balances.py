@@ -23,6 +23,7 @@ from bot.adapters.ledger_cardsystem import account_of, entry_of, recent_ids
 from bot.clock import SCHOOL_TZ
 from bot.credits import remember_balance
 from bot.money import yuan
+from bot.texts import Localized
 from models import Binding, CardCredit, Cardholder, LedgerEntry
 from models.enums import CardStatus, CreditStatus
 
@@ -155,7 +156,7 @@ def glance(services: Runtime, openid: str, recent: int) -> Glance | None:
     return Glance(Shown(card, acc.balance_fen, acc.as_of), [entry_of(r[2]) for r in rows if r[2] is not None], waiting)
 
 
-def waiting_lines(services: Runtime, card_id: int, lang: str, center: str) -> list[str]:
+def waiting_lines(services: Runtime, card_id: int, lang: str, center: Localized) -> list[str]:
     """Money paid but not on the card yet: "已支付 50.00 元，待入账：…", one line per credit."""
     with services.session() as db:
         return [credits.told(c, lang, center) for c in credits.waiting(db, card_id)]
@@ -174,7 +175,7 @@ def amount_line(tr: Translate, shown: Shown) -> str:
     return tr(key, balance=yuan(shown.balance_fen), as_of=as_of_text(shown.as_of))
 
 
-def stale_line(tr: Translate, shown: Shown, center: str) -> str:
+def stale_line(tr: Translate, shown: Shown, center: Localized) -> str:
     """Why the balance is not this moment's ('' when it is)."""
     if shown.stale is None:
         return ""

@@ -98,7 +98,7 @@ def bind(services: Runtime, openid: str, student_no: str, name: str, password: s
             vouched.append(holder)
         return verdict
 
-    attempt, verdict = _check_password(services, openid, student_no, check)
+    attempt, verdict = check_password(services, openid, student_no, check)
     if not attempt.allowed:
         return Bound(Outcome.LOCKED, lock=attempt.lock)
     if verdict is Verdict.UNAVAILABLE:
@@ -165,7 +165,7 @@ def _attach(services: Runtime, openid: str, card_id: int) -> Bound:
         return Bound(Outcome.BOUND, card=card)
 
 
-def _check_password(services: Runtime, openid: str, student_no: str, check: Callable[[], Verdict]) -> tuple[Attempt, Verdict]:
+def check_password(services: Runtime, openid: str, student_no: str, check: Callable[[], Verdict]) -> tuple[Attempt, Verdict]:
     """Reserve a try on the account and the card, then run ``check()``; a wrong try that locks the card tells its
     owners (a right one gives its try back, so it locks nothing; an unanswered one gives it back on both)."""
     lock = BindingLock(services)
@@ -227,7 +227,7 @@ def check_owner(services: Runtime, openid: str, student_no: str, password: str) 
     with services.session() as db:
         card = _card_by_no(db, student_no)
     name = card.name if card is not None else ""
-    return _check_password(services, openid, student_no, lambda: _verify(services, student_no, name, password)[0])
+    return check_password(services, openid, student_no, lambda: _verify(services, student_no, name, password)[0])
 
 
 def bindings_of(services: Runtime, cardholder_id: int) -> list[Binding]:

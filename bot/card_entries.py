@@ -10,6 +10,8 @@ With a remote card system (``http``) the balance is the card system's, so an ent
 posted; its ``balance_after_fen`` is remembered (when no newer balance is known) and that balance decides the auto
 top-up, exactly once per ``entry_id`` (``CardEntryPush`` keeps the entry; the attempt's ``trigger_key`` is unique).
 Nothing is refused for the card's state or balance: the card system already let the terminal do it.
+
+Either way a new spend queues the alerts its card's accounts chose (bot.alerts) in the same transaction.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from bot import alerts
 from bot.autodebit import next_window, open_attempt, process_attempt
 from bot.cards import can_transact
 from bot.credits import remember_balance
@@ -88,6 +91,8 @@ def record_entry(services: Runtime, entry: CardEntry) -> Recorded:
         attempt = open_attempt(services, db, card, f"entry:{entry.entry_id}") if posted.created and debit else None
         attempt_id = attempt.id if attempt else None
         after = posted.entry.balance_after_fen
+        if posted.created:
+            alerts.queue_for_entry(services, db, card, entry.entry_id, entry.amount_fen, after, entry.merchant)
     return _answer(services, entry.entry_id, card_id, not posted.created, after, attempt_id)
 
 
@@ -122,6 +127,7 @@ def _notified(services: Runtime, entry: CardEntry) -> Recorded:
             db.refresh(card)  # the newest balance known, which an older entry arriving late does not replace
             attempt = open_attempt(services, db, card, f"entry:{entry.entry_id}") if entry.amount_fen < 0 else None
             after, attempt_id = entry.balance_after_fen, attempt.id if attempt else None
+            alerts.queue_for_entry(services, db, card, entry.entry_id, entry.amount_fen, after, entry.merchant)
     return _answer(services, entry.entry_id, card_id, seen is not None, after, attempt_id)
 
 

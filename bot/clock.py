@@ -31,6 +31,10 @@ class Clock:
         self._frozen = at
         self._offset = timedelta()
 
+    @property
+    def frozen(self) -> bool:
+        return self._frozen is not None
+
     def shift(self, delta: timedelta) -> None:
         self._offset += delta
 

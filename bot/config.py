@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bot.texts import Localized
+
 # Secrets that ship with demo values (the demo runs with no file at all); production must set its own.
 _SECRETS = (
     "server.secret_key",
@@ -151,8 +153,14 @@ class ServerConfig(_Section):
 
 class SchoolConfig(_Section):
     name: str = "示例大学 Demo University"
-    service_center: str = "学生活动中心一楼校园卡服务中心（周一至周五 8:30-17:00）/ Card Service Center, Student Center 1F (Mon-Fri 8:30-17:00)"
+    service_center: str = "学生活动中心一楼校园卡服务中心（周一至周五 8:30-17:00）"
+    service_center_en: str = "the Card Service Center, Student Center 1F (Mon-Fri 8:30-17:00)"  # empty: the Chinese one
     service_phone: str = "010-12345678"
+
+    @property
+    def center(self) -> Localized:
+        """The service center as each reader is told it (``bot.texts.t`` picks the reader's language)."""
+        return Localized(self.service_center, self.service_center_en)
 
 
 class TopupConfig(_Section):
@@ -332,6 +340,28 @@ def _default_notices() -> dict[str, NoticeTemplate]:
             fields={"room": "thing1", "kwh": "thing2", "advice": "thing3", "time": "time4"},
             urgent=False,
         ),
+        "card_lost": NoticeTemplate(
+            template_id="TPL_CARD_STATUS",
+            fields={"card": "character_string1", "status": "thing2", "advice": "thing3", "time": "time4"},
+        ),
+        "spend_alert": NoticeTemplate(
+            template_id="TPL_SPEND_ALERT",
+            fields={"amount": "amount1", "merchant": "thing2", "balance": "amount3", "time": "time4"},
+            urgent=False,
+        ),
+        "large_spend_alert": NoticeTemplate(
+            template_id="TPL_SPEND_ALERT",
+            fields={"amount": "amount1", "merchant": "thing2", "balance": "amount3", "time": "time4"},
+        ),
+        "low_balance_alert": NoticeTemplate(
+            template_id="TPL_LOW_BALANCE",
+            fields={"balance": "amount1", "threshold": "amount2", "advice": "thing3", "time": "time4"},
+            urgent=False,
+        ),
+        "card_found": NoticeTemplate(
+            template_id="TPL_CARD_STATUS",
+            fields={"card": "character_string1", "status": "thing2", "advice": "thing3", "time": "time4"},
+        ),
     }
 
 
@@ -430,6 +460,23 @@ class EmulatorConfig(_Section):
     keys_dir: str = "var/keys"
 
 
+class DevicesConfig(_Section):
+    """Re-verification on a new browser (bot/web/device.py)."""
+
+    reverify: bool = True  # a money action from a browser this account has not verified asks for the card password
+    remember_days: int = Field(400, ge=1)  # how long the signed device cookie remembers a verified browser
+
+
+class AlertsConfig(_Section):
+    """Alerts the student chooses on the 提醒设置 page (bot/alerts.py); amounts in whole yuan."""
+
+    low_threshold: int = Field(20, ge=1)  # the low-balance alert's default threshold
+    large_threshold: int = Field(100, ge=1)  # the large-spend alert's default threshold
+    max_threshold: int = Field(2000, ge=1)  # the highest threshold a student may choose
+    merge_minutes: int = Field(3, ge=0)  # spends within this long of the first one merge into one alert
+    daily_cap: int = Field(20, ge=1)  # alert notices per account a day
+
+
 class Config(BaseSettings):
     """The whole configuration. Sections mirror ``config.example.toml``."""
 
@@ -447,6 +494,8 @@ class Config(BaseSettings):
     cardsystem: CardSystemConfig = CardSystemConfig()
     electricity: ElectricityConfig = ElectricityConfig()
     binding: BindingConfig = BindingConfig()
+    devices: DevicesConfig = DevicesConfig()
+    alerts: AlertsConfig = AlertsConfig()
     notices: NoticesConfig = NoticesConfig()
     graduates: GraduatesConfig = GraduatesConfig()
     menu: MenuConfig = MenuConfig()

@@ -35,7 +35,7 @@ from bot.adapters.target import TargetNoAnswer, TargetProtocolError, TargetUnava
 from bot.clock import to_local
 from bot.money import yuan
 from bot.notices import Said
-from bot.texts import t
+from bot.texts import Localized, t
 from models import CardCredit, Cardholder, WechatUser
 from models.enums import CreditChannel, CreditStatus, Product
 
@@ -348,7 +348,7 @@ def _safe(services: Runtime, claimed: _Claimed) -> str:
         return "error"
 
 
-def told(c: CardCredit, lang: str, center: str) -> str:
+def told(c: CardCredit, lang: str, center: Localized) -> str:
     """A pending or refused credit in the student's words: how much, why it has not arrived, until when."""
     amount, texts = yuan(c.amount_fen), products.port(c.product).texts
     if c.status == CreditStatus.REFUSED:

@@ -8,8 +8,8 @@ exists exactly when its change does. ``drain_once`` then:
    lock elsewhere — so several workers never take the same row;
 2. per row, marks it ``sending`` and **commits before calling WeChat**, sends, and marks the outcome: ``sent``,
    ``pending`` again with exponential backoff (network errors, 5xx, -1, 45009, token errors left after WeChatAPI's
-   one refresh), ``undeliverable`` (43004 not following, 40003) or ``failed`` (template or data refused, attempts
-   used up). Several threads send at once (``SEND_THREADS``).
+   one refresh), ``undeliverable`` (43004 not following, 43101 template refused, 40003; an alert's pauses the
+   account's alerts, bot.alerts) or ``failed`` (template or data refused, attempts used up). Several threads send at once (``SEND_THREADS``).
 
 **The msgid is the only link between a notice and WeChat's delivery report** (TEMPLATESENDJOBFINISH). The moment a
 send returns, one pipelined Redis write keeps row→msgid and msgid→row (``remember_send``); the database records
@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from sqlalchemy import Connection, bindparam, func, or_, select, update
 
+from bot import alerts
 from bot.adapters.wechat_api import WeChatAPIError
 from bot.errors import UserError
 from models import OutboxNotice, utcnow
@@ -60,7 +61,7 @@ MARK_EVERY = 10
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 3600
 VALUE_MAX = 20
-UNDELIVERABLE = {43004, 40003}  # not following / not an openid of this account
+UNDELIVERABLE = {43004, 43101, 40003}  # not following / refused this template / not an openid of this account
 PERMANENT = {40037, 47001, 47003, 40008}  # the template or its data is wrong: retrying cannot help
 REPORT_TTL = 86400  # how long a send's msgid and an unmatched delivery report are kept in Redis
 _INVISIBLE = {"\u200d", "\ufe0e", "\ufe0f", "\u20e3"}
@@ -222,6 +223,9 @@ def _failed_send(services: Runtime, conn: Connection, row: Any, token: str, exc:
         return
     if code in UNDELIVERABLE:
         _finish(services, conn, row, token, NoticeStatus.UNDELIVERABLE, error)
+        if code in alerts.REFUSED_FOR_GOOD and row.kind in alerts.KINDS:
+            with conn.begin():
+                alerts.pause(conn, row.openid, code)
         return
     attempts = row.attempts + 1
     if code in PERMANENT or attempts >= services.cfg.notices.max_attempts:

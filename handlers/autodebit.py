@@ -19,7 +19,7 @@ routes = Routes()
 def autodebit(msg: Any, ctx: Context) -> Article | str:
     card = ctx.bound_card
     if card.status != CardStatus.ACTIVE:
-        return ctx.t("autodebit_card_blocked", center=ctx.cfg.school.service_center)
+        return ctx.t("autodebit_card_blocked", center=ctx.cfg.school.center)
     c = ctx.cfg.autodebit
     agreement = active_agreement(ctx.db, card.id, ctx.services.clock.today())
     if agreement is None:

@@ -24,7 +24,7 @@ RECENT = 5
 
 def status_lines(ctx: Context, card: Cardholder, balance: str) -> list[str]:
     """The card's status and, for anything but an active card, what it means and what to do."""
-    center = ctx.cfg.school.service_center
+    center = ctx.cfg.school.center
     if card.status == CardStatus.GRADUATED:
         today = ctx.services.clock.today()
         when = freeze_on(card, ctx.cfg)
@@ -49,7 +49,7 @@ def status_lines(ctx: Context, card: Cardholder, balance: str) -> list[str]:
 @routes.calls_out(remote_card_system)
 def balance(msg: Any, ctx: Context) -> str:
     """The card is read in the same statement as its balance and entries (the hot path: one round trip)."""
-    center = ctx.cfg.school.service_center
+    center = ctx.cfg.school.center
     seen = balances.glance(ctx.services, ctx.openid, RECENT)
     if seen is None:
         raise NotBound

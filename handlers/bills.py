@@ -31,7 +31,8 @@ def bills(msg: Any, ctx: Context) -> str | Article:
         bill = month_bill(ctx.services, card.student_no, now.year, now.month)
     except CardSystemError as exc:
         return unavailable_text(ctx.t, exc, now)
-    lines = [ctx.t("bills_totals", income=ctx.yuan(bill.income_fen), spent=ctx.yuan(bill.spent_fen), count=bill.count)]
+    totals = "bills_totals_one" if bill.count == 1 else "bills_totals"
+    lines = [ctx.t(totals, income=ctx.yuan(bill.income_fen), spent=ctx.yuan(bill.spent_fen), count=bill.count)]
     if not bill.complete:
         lines.append(ctx.t("bills_partial", count=bill.count))
     lines.extend(entry_line(ctx.t, e) for e in bill.entries[:CHAT_LINES])

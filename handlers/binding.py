@@ -17,6 +17,7 @@ from bot.cards import mask_student_no
 from bot.chat.context import Context
 from bot.chat.router import Routes, normalize, remote_card_system
 from bot.clock import to_local
+from bot.texts import Localized
 from models import Binding
 
 routes = Routes()
@@ -30,8 +31,8 @@ PHONE = re.compile(r"^1[3-9]\d{9}$")
 CONFIRM_WORDS = {normalize(w) for w in ("确认", "确定", "是", "好", "解绑", "yes", "y", "ok", "confirm", "unbind")}
 
 
-def _center(ctx: Context) -> str:
-    return ctx.cfg.school.service_center
+def _center(ctx: Context) -> Localized:
+    return ctx.cfg.school.center
 
 
 def _locked_text(ctx: Context, lock: Lock | None) -> str:

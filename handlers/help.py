@@ -41,7 +41,7 @@ def rules(msg: Any, ctx: Context) -> str:
         "rules",
         single=c.topup.single_limit,
         daily=c.topup.daily_limit,
-        center=c.school.service_center,
+        center=c.school.center,
         months=c.graduates.freeze_after_months,
     )
 

@@ -63,7 +63,7 @@ def hand_off(ctx: Context) -> Reply:
         return Text(ctx.t("support_closed", days=days, hours=s.hours, next=_when(ctx, _next_open(ctx, now)), phone=_phone(ctx)))
     if s.transfer:
         return Transfer(s.kf_account)
-    return Text(ctx.t("support_phone", phone=_phone(ctx), days=days, hours=s.hours, center=ctx.cfg.school.service_center))
+    return Text(ctx.t("support_phone", phone=_phone(ctx), days=days, hours=s.hours, center=ctx.cfg.school.center))
 
 
 def _open(ctx: Context, at: datetime) -> bool:
@@ -97,7 +97,7 @@ def _faq_values(ctx: Context) -> dict[str, object]:
     c = ctx.cfg
     return {
         "phone": _phone(ctx),
-        "center": c.school.service_center,
+        "center": c.school.center.told(ctx.lang),
         "hours": f"{c.support.hours}",
         "single": c.topup.single_limit,
         "daily": c.topup.daily_limit,

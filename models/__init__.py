@@ -1,11 +1,13 @@
 """Persistence: SQLAlchemy 2 models and the ledger. Knows nothing of Flask, Redis or WeChat."""
 
+from models.alerts import AlertSettings
 from models.autodebit import AutodebitAgreement, AutodebitAttempt, RefundRequest
 from models.base import Base, utcnow
 from models.binding import Binding
 from models.cardholder import Cardholder
 from models.credit import CardCredit, CardEntryPush
 from models.ledger import InsufficientBalance, LedgerEntry, Notice, Posted, ledger_sum, lock_card, post_entry
+from models.loss import CardLoss
 from models.outbox import OutboxNotice
 from models.power import PowerRoom, SavedRoom
 from models.staff import AuditEntry, ReconciliationRun, StaffUser
@@ -13,6 +15,7 @@ from models.topup import TopupOrder
 from models.wechat_user import WechatUser, lang_of
 
 __all__ = [
+    "AlertSettings",
     "AutodebitAgreement",
     "AuditEntry",
     "AutodebitAttempt",
@@ -20,6 +23,7 @@ __all__ = [
     "Binding",
     "CardCredit",
     "CardEntryPush",
+    "CardLoss",
     "Cardholder",
     "InsufficientBalance",
     "LedgerEntry",

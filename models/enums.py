@@ -96,6 +96,16 @@ class AuditOutcome(StrEnum):
     FORBIDDEN = "forbidden"  # the role may not do it (403)
 
 
+class LossStatus(StrEnum):
+    """A lost-card report: ``pending`` (sent to the card system, its answer not yet known; re-sent with the same ref)
+    → ``lost`` → ``found`` (cancelled with the card password); ``refused`` when the card system would not mark it."""
+
+    PENDING = "pending"
+    LOST = "lost"
+    FOUND = "found"
+    REFUSED = "refused"
+
+
 def check_in(column: str, enum: type[StrEnum], name: str) -> CheckConstraint:
     """``column IN (...)`` over every value of ``enum``: the database refuses what the code does not know."""
     values = ",".join(f"'{v.value}'" for v in enum)

@@ -28,10 +28,11 @@ from bot.config import Config, load_config
 from bot.emulator.keys import ensure_keys
 from bot.emulator.push import Pusher
 from bot.migrate import upgrade
+from bot.web import device
 from models import Base
 from tests.support import browser as chromium
 from tests.support.refunds import Receiver
-from tests.support.topup import emu_pay, logged_in, student
+from tests.support.topup import emu_pay, logged_in, remembered, student
 
 REDIS_URL = os.environ.get("CARDBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -334,7 +335,8 @@ def phone(browser: Any, live: LiveApp) -> Iterator[Any]:
     """A phone's WeChat web view for ``PHONE_OPENID``: the bridge shim pays through the emulator; script errors fail the test."""
     context = browser.new_context(viewport={"width": 375, "height": 740}, locale="zh-CN")
     context.set_default_timeout(chromium.TIMEOUT_MS)
-    context.add_cookies([{"name": "sim_openid", "value": chromium.PHONE_OPENID, "url": live.url}])
+    verified = {"name": device.COOKIE, "value": remembered(live, chromium.PHONE_OPENID), "url": live.url}  # a phone verified before
+    context.add_cookies([{"name": "sim_openid", "value": chromium.PHONE_OPENID, "url": live.url}, verified])
     context.add_init_script(chromium.BRIDGE)
     pg = context.new_page()
     errors: list[str] = []

@@ -25,6 +25,8 @@ GUARDED_CLICKS = {
     "UNBIND": "not_bound",
     "BINDINGS": "not_bound",
     "AUTODEBIT": "autodebit_not_bound",
+    "LOSS": "not_bound",
+    "ALERTS": "not_bound",
 }
 
 seen_cards: list[str] = []

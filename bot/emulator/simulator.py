@@ -14,7 +14,7 @@ import csv
 import json
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,11 @@ from sqlalchemy import select
 
 import menus
 from bot.adapters import cardsys_signing
+from bot.autodebit import expires_on
+from bot.calendar import add_months, month_start
+from bot.clock import SCHOOL_TZ
 from bot.config import Config
+from bot.emulator.bank import DEMO_ACCOUNTS
 from bot.emulator.state import EmulatorState
 from bot.emulator.wechat_api import OPENID, make_pusher
 from models import Binding, TopupOrder
@@ -54,6 +58,11 @@ TEMPLATE_TITLES = {
     "agreement_expiring": "代扣协议到期提醒",
     "agreement_expired": "代扣协议到期提醒",
     "refund_result": "退款结果通知",
+    "card_lost": "校园卡挂失通知",
+    "card_found": "校园卡解挂通知",
+    "spend_alert": "消费提醒",
+    "large_spend_alert": "消费提醒",
+    "low_balance_alert": "余额不足提醒",
 }
 FIELD_LABELS = {
     "amount": "金额",
@@ -65,12 +74,24 @@ FIELD_LABELS = {
     "status": "状态",
     "date": "日期",
     "result": "结果",
+    "card": "卡号",
+    "merchant": "商户",
+    "threshold": "提醒金额",
+}
+CLOCK_PRESETS = {
+    "peak": "高峰时段 Peak hours",
+    "quiet": "免打扰时段 Quiet hours",
+    "bank_closed": "银行休息 Bank closed",
+    "refund_deadline": "退款截止日 Refund deadline",
+    "renewal": "九月续签 September renewal",
+    "graduate_freeze": "毕业生冻结日 Graduate freeze",
 }
 MERCHANTS = ["第一食堂 Canteen 1", "第二食堂 Canteen 2", "校园超市 Campus Store", "图书馆打印 Library Print"]
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.add_url_rule("/", "demo_home", lambda: redirect("/simulator"))  # the demo's front door, instead of a bare 404
 
 
 def _cfg() -> Config:
@@ -108,6 +129,7 @@ def demo_cards() -> list[dict[str, str]]:
             "password": initial_password(r["id_number"] or None, r["passport_no"] or None),
             "status": r["status"],
             "balance": r["balance"],
+            "left_on": r["left_on"],
         }
         for r in rows
     ]
@@ -131,8 +153,62 @@ def page() -> Any:
         "topupUrl": f"{cfg.server.public_base_url}/topup",
         "powerUrl": f"{cfg.server.public_base_url}/power",
         "remote": _remote(),
+        "clock": _clock_state(),
     }
-    return render_template("simulator.html", boot=boot, cards=demo_cards(), account=boot["account"], remote=boot["remote"])
+    return render_template("simulator.html", boot=boot, cards=demo_cards(), banks=bank_accounts(), account=boot["account"], remote=boot["remote"])
+
+
+def bank_accounts() -> list[dict[str, str]]:
+    """The sandbox bank's demo accounts with their balances now, to sign auto top-up with."""
+    bank = current_app.extensions["emulator_bank"]
+    with bank.lock:
+        return [
+            {"number": no, "balance": f"{bank.accounts[no].balance_fen / 100:.2f}", "refuses": "yes" if bank.accounts[no].refuses else ""}
+            for no in DEMO_ACCOUNTS
+            if no in bank.accounts
+        ]
+
+
+def _clock_presets() -> list[dict[str, str]]:
+    """Business moments worth showing: peak hours, quiet hours, the bank closed, the refund deadline, September's
+    renewal and the demo graduate's freeze day (each a local time, YYYY-MM-DDTHH:MM)."""
+    svc = current_app.extensions["cardbot"]
+    cfg = svc.cfg
+    today = datetime.now(SCHOOL_TZ).date()
+    at = {
+        "peak": datetime.combine(today, cfg.topup.peak_hours[-1].start) + timedelta(minutes=15),
+        "quiet": datetime.combine(today, cfg.notices.quiet_hours.start) + timedelta(minutes=30),
+        "bank_closed": datetime.combine(today, cfg.autodebit.bank_hours.end) + timedelta(minutes=20),
+        "refund_deadline": datetime.combine(month_start(today, back=-1).replace(day=cfg.autodebit.refund_request_day), time(12)),
+        "renewal": datetime.combine(expires_on(svc, today), time(10)),
+    }
+    graduates = [c for c in demo_cards() if c["status"] == "graduated" and c["left_on"]]
+    if graduates:
+        left_on = date.fromisoformat(graduates[0]["left_on"])
+        at["graduate_freeze"] = datetime.combine(add_months(left_on, cfg.graduates.freeze_after_months), time(10))
+    return [{"key": k, "label": CLOCK_PRESETS[k], "at": f"{v:%Y-%m-%dT%H:%M}"} for k, v in at.items()]
+
+
+def _clock_state() -> dict[str, Any]:
+    clock = current_app.extensions["cardbot"].clock
+    return {"now": f"{clock.now():%Y-%m-%dT%H:%M}", "frozen": clock.frozen, "presets": _clock_presets()}
+
+
+@bp.post("/api/clock")
+def api_clock() -> Response | tuple[Response, int]:
+    """Set the demo's business time (``{"at": "YYYY-MM-DDTHH:MM"}``, school time, then it stands still) or go back to
+    real time (``{"reset": true}``). The bot, the worker thread and the sandbox bank all read this clock."""
+    body = request.get_json(silent=True) or {}
+    clock = current_app.extensions["cardbot"].clock
+    if body.get("reset") is True:
+        clock.freeze(None)
+        return jsonify(_clock_state())
+    try:
+        at = datetime.strptime(str(body.get("at", "")), "%Y-%m-%dT%H:%M")
+    except ValueError:
+        return _bad("at must be YYYY-MM-DDTHH:MM (school time)")
+    clock.freeze(at.replace(tzinfo=SCHOOL_TZ))
+    return jsonify(_clock_state())
 
 
 def _remote() -> bool:

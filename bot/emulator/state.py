@@ -61,6 +61,8 @@ class EmulatorState:
     # openid -> list of messages the "phone" received (replies are not here; CS and template messages are)
     inbox: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     followers: set[str] = field(default_factory=set)
+    # (openid, template_id) a user refused in the chat ("拒收"): sends answer 43101
+    refused_templates: set[tuple[str, str]] = field(default_factory=set)
     last_user_message: dict[str, float] = field(default_factory=dict)
     last_click: dict[str, float] = field(default_factory=dict)
     cs_sent: dict[str, list[float]] = field(default_factory=dict)

@@ -59,6 +59,7 @@ ERRMSG = {
     42001: "access_token expired",
     42003: "code expired",
     43004: "require subscribe",
+    43101: "user refuse to accept the msg",
     44002: "empty post data",
     45009: "reach max api daily quota limit",
     45015: "response out of time limit or subscription is canceled",
@@ -511,6 +512,8 @@ def template_send() -> Response:
     st = state()
     if openid not in st.followers:
         return _err(43004)
+    if (openid, template_id) in st.refused_templates:
+        return _err(43101)
     if problem := _template_data_error(body.get("data"), fields):
         return _err(47001 if problem == "data format error" else 47003, problem)
     url = body.get("url")

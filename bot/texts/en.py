@@ -25,7 +25,7 @@ TEXTS: dict[str, str] = {
         "Six rules of the campus card:\n"
         "1. At most {single} yuan per top-up and {daily} yuan a day.\n"
         "2. Mistaken top-ups are refunded only in person at {center} with your student card, never to the payment.\n"
-        "3. New phone? Just verify again; no need to bind again.\n"
+        "3. New phone? Just verify again (the first top-up, auto top-up change or refund request there asks for the card password once); no need to bind again.\n"
         "4. International students: register your passport number at the card service center before binding.\n"
         "5. Graduates' accounts freeze {months} months after leaving: withdraw your balance before then.\n"
         '6. Never tell anyone your payment password; beware of "discounted top-up" (代充优惠) scams.'
@@ -121,6 +121,7 @@ TEXTS: dict[str, str] = {
     "bills_month": "{month_name} {year}",
     "bills_title": "Bill for {month} · {name}",
     "bills_totals": "In {income} yuan · out {spent} yuan ({count} transactions)",
+    "bills_totals_one": "In {income} yuan · out {spent} yuan (1 transaction)",
     "bills_more": "…and {more} more on the bill page.",
     "bills_empty": "No transactions this month.",
     "bills_open_page": "Tap for details and earlier months.",
@@ -245,8 +246,8 @@ TEXTS: dict[str, str] = {
     "autodebit_account_placeholder": "Your own bank card number",
     "autodebit_sign_button": "Agree and sign",
     "autodebit_sign_note": (
-        "Agreements end every year in month {month} and must be signed again. The bank card must allow"
-        " online payment and hold enough money. Refunds can be requested until day {day} of the next month."
+        "Agreements end every year on 1 {month_name} and must be signed again. The bank card must allow"
+        " online payment and hold enough money. Refunds can be requested until the {day_ordinal} of the next month."
     ),
     "autodebit_signed_title": "Auto top-up is on",
     "autodebit_signed_card": "Bank card ending {last4}",
@@ -478,4 +479,49 @@ TEXTS: dict[str, str] = {
     "power_status_refunding": "being refunded",
     "power_refund_rule": "Electricity on the meter cannot be refunded; money the electricity system refused is refunded to WeChat Pay at {center}.",
     "power_err_room_closed": "This room is closed or its meter disconnected; it cannot be paid for now. Ask your dorm office.",
+    # --- lost card ---
+    "loss_confirm": 'Report the card of {name} ({no}) lost? It takes effect at once: the card cannot be used to pay, auto top-up pauses, and the balance stays safe.\nReply "confirm" to report it; anything else keeps the card as it is.',
+    "loss_done": 'The card of {name} ({no}) is reported lost. Its balance is safe and nobody else can use it; every WeChat bound to it is told.\nFound it? Reply "found" and enter the card password. For a new card visit {center}; the balance moves to it.',
+    "loss_already": 'The card of {name} ({no}) is already reported lost; its balance is safe. Found it? Reply "found". For a new card visit {center}.',
+    "loss_kept": "Nothing was reported; the card works as before.",
+    "loss_ask_password": 'The card of {name} ({no}) is reported lost. Found it? Enter the card password to lift the report (reply "cancel" to keep it).',
+    "loss_wrong_password": 'Wrong card password; the card stays reported lost. {left} tries left, or reply "cancel".',
+    "loss_cancelled": "The loss report is lifted: the card works again and auto top-up resumes. Every WeChat bound to it is told.",
+    "loss_not_lost": 'Your card is not reported lost and works as usual. Lost it? Reply "lost card".',
+    "loss_unavailable": 'The card system is not answering, so the card is not reported yet. Please reply "lost card" again shortly, or call the service center now.',
+    "loss_refused": "The card system did not accept this; please visit {center}.",
+    "notice_card_lost_status": "Lost; balance safe",
+    "notice_card_lost_advice": "Not you? Call desk",
+    "notice_card_found_status": "Loss report lifted",
+    "notice_card_found_advice": "Not you? Report lost",
+    # --- re-verification on a new browser ---
+    "reverify_needed": "This is the first money action from this phone (browser). Enter your card password to confirm it is you; this browser is then remembered. Your binding stays; no need to bind again.",
+    "reverify_title": "Confirm it is you",
+    "reverify_placeholder": "Card password",
+    "reverify_ok": "Confirm",
+    "reverify_cancel": "Cancel",
+    "reverify_wrong": "Wrong card password. {left} tries left.",
+    "reverify_done": "Confirmed: this browser is remembered.",
+    # --- alerts ---
+    "alerts_article_title": "Alert settings",
+    "alerts_article_desc": "Choose your alerts: each spend, a low balance, a large spend. Tap to set them.",
+    "alerts_page_title": "Alert settings",
+    "alerts_spend": "Each spend",
+    "alerts_spend_note": "spends within {minutes} minutes come as one alert",
+    "alerts_large": "Large spend",
+    "alerts_large_note": "at once when one spend reaches the amount below (also at night)",
+    "alerts_large_threshold": "One spend of at least",
+    "alerts_low": "Low balance",
+    "alerts_low_note": "when the balance falls below the amount below",
+    "alerts_low_threshold": "Balance below",
+    "alerts_low_autodebit": "Auto top-up is signed: below {threshold} yuan the card is topped up, so no low-balance alert is needed.",
+    "alerts_yuan": "yuan",
+    "alerts_rules": "Alerts during quiet hours ({quiet}) are sent when they end (large spends excepted); at most {cap} alerts a day.",
+    "alerts_save": "Save",
+    "alerts_paused": "You refused these alerts in WeChat or unfollowed the account, so alerts are paused. Allow them again, then tap Save.",
+    "alerts_err_threshold": "Please enter a whole number of yuan from {low} to {high}.",
+    "alerts_js_saved": "Saved.",
+    "alerts_js_error": "Not saved; please try again shortly.",
+    "alert_spend_many": "{count} spends: {merchant}",
+    "alert_low_advice": "Please top up",
 }

@@ -25,7 +25,7 @@ TEXTS: dict[str, str] = {
         "校园卡六条规则：\n"
         "1. 单笔充值不超过{single}元，每日累计不超过{daily}元。\n"
         "2. 误充值只能持学生卡到{center}现场办理退款，不会原路退回。\n"
-        "3. 更换手机后只需重新验证，无需重新绑定。\n"
+        "3. 更换手机后只需重新验证（新手机上第一次充值、签约或解约自动代扣、申请退款时输入一次卡密码），无需重新绑定。\n"
         "4. 国际学生须先到校园卡服务中心登记护照号，才能绑定。\n"
         "5. 毕业生账户在离校{months}个月后冻结，请在此之前取出余额。\n"
         "6. 不要向任何人透露支付密码，谨防「代充优惠」诈骗。"
@@ -120,6 +120,7 @@ TEXTS: dict[str, str] = {
     "bills_month": "{year}年{month}月",
     "bills_title": "{month}账单 · {name}",
     "bills_totals": "收入 {income} 元 · 支出 {spent} 元（共{count}笔）",
+    "bills_totals_one": "收入 {income} 元 · 支出 {spent} 元（共1笔）",
     "bills_more": "…还有{more}笔，请打开账单页面查看。",
     "bills_empty": "本月暂无交易。",
     "bills_open_page": "点击查看账单详情和往月账单。",
@@ -464,4 +465,49 @@ TEXTS: dict[str, str] = {
     "power_status_refunding": "退款中",
     "power_refund_rule": "电费充入电表后不能退回；电费系统未能充入的款项，可到{center}办理原路退款。",
     "power_err_room_closed": "此房间已停用或电表断开，暂不能缴费。如有疑问请联系宿舍管理员。",
+    # --- lost card (挂失 / 解挂) ---
+    "loss_confirm": "确认挂失 {name}（{no}）的校园卡吗？挂失立即生效：卡不能再消费，自动充值暂停，余额安全保留。\n回复“确认”挂失，回复其他内容不挂失。",
+    "loss_done": "已挂失 {name}（{no}）的校园卡，卡上余额安全保留，他人无法使用，绑定此卡的微信都会收到通知。\n找回卡片可回复“解挂”并输入卡密码；需要新卡请到{center}补办，余额将转入新卡。",
+    "loss_already": "{name}（{no}）的校园卡已挂失，余额安全保留。找回卡片请回复“解挂”；补办新卡请到{center}。",
+    "loss_kept": "没有挂失，卡照常使用。",
+    "loss_ask_password": "{name}（{no}）的校园卡已挂失。找回卡片了吗？请输入卡密码解除挂失（回复“取消”保持挂失）。",
+    "loss_wrong_password": "卡密码不对，卡仍在挂失中。还可以再试 {left} 次，或回复“取消”。",
+    "loss_cancelled": "已解除挂失，卡可以照常使用了；自动充值恢复。绑定此卡的微信都会收到通知。",
+    "loss_not_lost": "您的校园卡没有挂失，可以照常使用。卡丢了请回复“挂失”。",
+    "loss_unavailable": "校园卡系统暂时没有回应，挂失还没有完成。请稍后再回复“挂失”，或立即致电服务中心。",
+    "loss_refused": "校园卡系统没有受理这次操作，请到{center}办理。",
+    "notice_card_lost_status": "已挂失，余额安全保留",
+    "notice_card_lost_advice": "非本人操作请联系服务中心",
+    "notice_card_found_status": "已解除挂失",
+    "notice_card_found_advice": "非本人操作请立即挂失",
+    # --- re-verification on a new browser ---
+    "reverify_needed": "这是您第一次在这部手机（浏览器）上办理资金业务。请输入校园卡密码验证身份，验证后此浏览器会被记住；绑定保持不变，无需重新绑定。",
+    "reverify_title": "验证身份",
+    "reverify_placeholder": "校园卡密码",
+    "reverify_ok": "验证",
+    "reverify_cancel": "取消",
+    "reverify_wrong": "卡密码不对，还可以再试 {left} 次。",
+    "reverify_done": "验证成功，此浏览器已被记住。",
+    # --- alerts (提醒设置) ---
+    "alerts_article_title": "提醒设置",
+    "alerts_article_desc": "选择要收到的提醒：每笔消费、余额不足、大额消费。点击设置。",
+    "alerts_page_title": "提醒设置",
+    "alerts_spend": "每笔消费提醒",
+    "alerts_spend_note": "{minutes} 分钟内的多笔消费合并为一条",
+    "alerts_large": "大额消费提醒",
+    "alerts_large_note": "单笔消费达到下面的金额时立即提醒（夜间也提醒）",
+    "alerts_large_threshold": "单笔达到",
+    "alerts_low": "余额不足提醒",
+    "alerts_low_note": "余额降到下面的金额以下时提醒",
+    "alerts_low_threshold": "余额低于",
+    "alerts_low_autodebit": "已签约自动充值：余额低于 {threshold} 元时会自动转入，无需余额不足提醒。",
+    "alerts_yuan": "元",
+    "alerts_rules": "免打扰时段（{quiet}）的提醒会在时段结束后发送（大额消费除外）；每天最多 {cap} 条提醒。",
+    "alerts_save": "保存",
+    "alerts_paused": "您在微信中拒收了提醒消息或已取消关注，提醒已暂停。恢复接收后点“保存”即可重新开启。",
+    "alerts_err_threshold": "金额请填写 {low}–{high} 之间的整数（元）。",
+    "alerts_js_saved": "已保存。",
+    "alerts_js_error": "没有保存成功，请稍后再试。",
+    "alert_spend_many": "{merchant}等{count}笔",
+    "alert_low_advice": "请及时充值",
 }

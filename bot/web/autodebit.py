@@ -8,6 +8,7 @@ Refusals answer 4xx ``{"error": CODE, "message": TEXT}`` like the top-up API.
 
 from __future__ import annotations
 
+import calendar
 from typing import Any
 
 from flask import Flask, g, jsonify, render_template, request
@@ -19,7 +20,9 @@ from bot.cards import card_for
 from bot.clock import to_local
 from bot.money import yuan
 from bot.runtime import Runtime
+from bot.texts import ordinal
 from bot.web.auth import csrf_token, login_api, login_page
+from bot.web.device import known_device
 from bot.web.h5 import blueprint, tr
 from models import AutodebitAttempt
 from models.enums import AgreementStatus, AttemptStatus, CardStatus
@@ -80,7 +83,15 @@ def page() -> Any:
     data["csrf"] = csrf_token()
     data["texts"] = {k: tr(f"autodebit_js_{k}" if not k.endswith("confirm") else f"autodebit_{k}") for k in keys}
     c = g.svc.cfg.autodebit
-    return render_template("autodebit/page.html", data=data, month=c.renew_month, day=c.refund_request_day, center=g.svc.cfg.school.service_center)
+    return render_template(
+        "autodebit/page.html",
+        data=data,
+        month=c.renew_month,
+        month_name=calendar.month_name[c.renew_month],
+        day=c.refund_request_day,
+        day_ordinal=ordinal(c.refund_request_day),
+        center=g.svc.cfg.school.center,
+    )
 
 
 @bp.get("/api/autodebit")
@@ -92,6 +103,7 @@ def show() -> Any:
 
 @bp.post("/api/autodebit/agreement")
 @login_api
+@known_device
 def create() -> Any:
     body = request.get_json(silent=True)
     signed = sign(g.svc, g.openid, body.get("bank_account") if isinstance(body, dict) else None)
@@ -108,6 +120,7 @@ def create() -> Any:
 
 @bp.post("/api/autodebit/agreement/cancel")
 @login_api
+@known_device
 def cancel_agreement() -> Any:
     cancel(g.svc, g.openid)
     return jsonify(status=AgreementStatus.CANCELLED)
@@ -115,6 +128,7 @@ def cancel_agreement() -> Any:
 
 @bp.post("/api/autodebit/refunds")
 @login_api
+@known_device
 def refund() -> Any:
     body = request.get_json(silent=True)
     req = request_refund(g.svc, g.openid, body.get("attempt_id") if isinstance(body, dict) else None)

@@ -60,7 +60,7 @@ def page() -> Any:
         card = card_for(db, openid)
     if card is None:
         return _private(_message(tr("not_bound")))
-    center = svc.cfg.school.service_center
+    center = svc.cfg.school.center
     shown = balances.read(svc, card)
     bill: MonthBill | None = None
     unavailable = ""

@@ -23,6 +23,7 @@ from bot.credits import told
 from bot.money import fen, yuan
 from bot.topup import ORDER_NO, cancel_order, refused, remaining_today
 from bot.web.auth import csrf_token, login_api, login_page
+from bot.web.device import known_device
 from bot.web.h5 import blueprint, refuse, tr
 from models import CardCredit, TopupOrder
 from models.enums import CreditStatus, OrderStatus, Product
@@ -76,7 +77,7 @@ def page() -> Any:
         custom=c,
         custom_max=min(c.custom_max, c.single_limit),
         remaining=yuan(remaining),
-        center=cfg.school.service_center,
+        center=cfg.school.center.told(g.lang),
     )
 
 
@@ -118,6 +119,7 @@ def threshold(room_id: str) -> Any:
 
 @bp.post("/api/power/orders")
 @login_api
+@known_device
 def create() -> Any:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -146,7 +148,7 @@ def _state(order: TopupOrder) -> dict[str, Any]:
     if c is None or c.status == CreditStatus.DELIVERED:
         kwh = None if c is None or c.kwh_after is None else str(c.kwh_after)
         return out | {"delivery": CreditStatus.DELIVERED, "kwh": kwh, "message": tr("power_js_success", amount=out["amount"], kwh=kwh or "—")}
-    return out | {"delivery": c.status, "message": told(c, g.lang, g.svc.cfg.school.service_center)}
+    return out | {"delivery": c.status, "message": told(c, g.lang, g.svc.cfg.school.center)}
 
 
 @bp.get("/api/power/orders/<order_no>")

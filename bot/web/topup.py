@@ -23,6 +23,7 @@ from bot.credits import told
 from bot.money import fen, percent, yuan
 from bot.topup import ORDER_NO, cancel_order, card_refusal, create_order, in_peak, quick_options, refused, remaining_today
 from bot.web.auth import csrf_token, login_api, login_page
+from bot.web.device import known_device
 from bot.web.h5 import blueprint, refuse, tr
 from models import CardCredit, TopupOrder
 from models.enums import CreditStatus, OrderStatus
@@ -65,7 +66,7 @@ def page() -> Any:
                 name=card.masked_name, balance=Markup('<b id="balance">{}</b>').format("—" if shown.balance_fen is None else yuan(shown.balance_fen))
             ),
             balance_note=tr("balance_as_of", as_of=as_of_text(shown.as_of)) if shown.as_of is not None else "",
-            balance_stale=stale_line(tr, shown, cfg.school.service_center),
+            balance_stale=stale_line(tr, shown, cfg.school.center),
             announcements=announce.lines(svc, tr),
             quick=quick,
             rate=percent(c.quick_fee_rate),
@@ -74,12 +75,13 @@ def page() -> Any:
             custom_max=min(c.custom_max, c.single_limit),
             remaining=yuan(remaining),
             peak=", ".join(str(w) for w in c.peak_hours) if in_peak(cfg, now) else "",
-            center=cfg.school.service_center,
+            center=cfg.school.center,
         )
 
 
 @bp.post("/api/topup/orders")
 @login_api
+@known_device
 def create() -> Any:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
@@ -116,7 +118,7 @@ def _credit_state(db: Session, order: TopupOrder) -> dict[str, Any]:
     if credit is None or credit.status == CreditStatus.DELIVERED:
         balance = credit.balance_fen if credit is not None and credit.balance_fen is not None else None
         return {"credit": CreditStatus.DELIVERED, "balance": None if balance is None else yuan(balance)}
-    return {"credit": credit.status, "message": told(credit, g.lang, g.svc.cfg.school.service_center)}
+    return {"credit": credit.status, "message": told(credit, g.lang, g.svc.cfg.school.center)}
 
 
 @bp.post("/api/topup/orders/<order_no>/cancel")

@@ -28,7 +28,7 @@ def _routes(live: Any) -> list[tuple[str, str]]:
     """(method, path with sample arguments) for every route of the bot itself (not the emulator's)."""
     out = []
     for rule in live.app.url_map.iter_rules():
-        if rule.rule.startswith(OWN) or rule.endpoint == "static":
+        if rule.rule.startswith(OWN) or rule.endpoint in ("static", "demo_home"):  # demo_home: the emulator's `/` → /simulator
             continue
         path = rule.rule
         for arg in rule.arguments:

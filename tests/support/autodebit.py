@@ -15,9 +15,13 @@ from sqlalchemy import select
 from bot.adapters import cardsys_signing
 from bot.clock import SCHOOL_TZ
 from bot.outbox import drain_once
+from bot.web import device
 from models import AutodebitAttempt, Cardholder, LedgerEntry, OutboxNotice
 from tests.support.factories import bind, make_cardholder
-from tests.support.topup import wait_for  # noqa: F401  (re-exported for the auto top-up tests)
+from tests.support.topup import (
+    remembered,
+    wait_for,  # noqa: F401  (re-exported for the auto top-up tests)
+)
 
 CSRF = re.compile(r'"csrf":\s*"([^"]+)"')
 GOOD_ACCOUNT = "6222021234567890"
@@ -47,10 +51,12 @@ def student(
 class Phone:
     """One WeChat user's web view of /autodebit: a cookie session from the (emulated) OAuth round trip."""
 
-    def __init__(self, live: Any, openid: str) -> None:
+    def __init__(self, live: Any, openid: str, verified: bool = True) -> None:
         self.live = live
         self.http = requests.Session()
         self.http.cookies.set("sim_openid", openid)
+        if verified:  # a browser where the card password was given before (else: a new phone, asked once)
+            self.http.cookies.set(device.COOKIE, remembered(live, openid))
         self.csrf = ""
 
     def page(self) -> requests.Response:

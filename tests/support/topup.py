@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import select
 
 from bot.emulator.pay import signed_notify
+from bot.web import device
 from models import CardCredit, Cardholder, LedgerEntry, OutboxNotice, TopupOrder, ledger_sum
 from models.enums import CreditStatus
 from tests.support.factories import bind, make_cardholder
@@ -24,14 +25,23 @@ from tests.support.factories import bind, make_cardholder
 CSRF = re.compile(r'"csrf":\s*"([^"]+)"')
 
 
-class Phone:
-    """One WeChat user's web view: a cookie session obtained through the (emulated) OAuth round trip."""
+def remembered(live: Any, openid: str) -> str:
+    """The signed device cookie of a browser where ``openid`` gave the card password before (bot/web/device.py)."""
+    with live.app.test_request_context():
+        return device.token([openid])
 
-    def __init__(self, live: Any, openid: str) -> None:
+
+class Phone:
+    """One WeChat user's web view: a cookie session obtained through the (emulated) OAuth round trip, in a browser
+    the user verified before (``verified=False``: a new phone, asked for the card password at the first money action)."""
+
+    def __init__(self, live: Any, openid: str, verified: bool = True) -> None:
         self.live = live
         self.openid = openid
         self.http = requests.Session()
         self.http.cookies.set("sim_openid", openid)
+        if verified:
+            self.http.cookies.set(device.COOKIE, remembered(live, openid))
         self.csrf = ""
 
     def open_page(self) -> requests.Response:
@@ -76,8 +86,8 @@ def student(
         return card.id
 
 
-def logged_in(live: Any, openid: str) -> Phone:
-    phone = Phone(live, openid)
+def logged_in(live: Any, openid: str, verified: bool = True) -> Phone:
+    phone = Phone(live, openid, verified)
     r = phone.open_page()
     assert r.status_code == 200, r.text[:300]
     assert phone.csrf

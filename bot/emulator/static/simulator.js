@@ -344,6 +344,7 @@
   });
   $("open-topup").addEventListener("click", () => openWebview(boot.topupUrl));
   $("open-power").addEventListener("click", () => openWebview(boot.powerUrl));
+  $("open-alerts").addEventListener("click", () => openWebview(boot.topupUrl.replace(/\/topup$/, "/alerts")));
 
   // the school's kiosk, at the emulator's card system (shown only when the bot uses a remote card system)
   async function kiosk(what, body) {
@@ -366,8 +367,32 @@
     $("kiosk-loss").addEventListener("click", () => kiosk("loss", { student_no: $("kiosk-no").value.trim() }));
   }
 
-  const tick = () => { $("clock").textContent = clockFmt.format(new Date()); };
-  tick();
+  // the demo's business clock: set, preset or back to real time; the phone's status bar shows it
+  let business = boot.clock;
+  function showClock(c) {
+    business = c;
+    $("clock-now").textContent = c.now.replace("T", " ");
+    $("clock-mode").textContent = c.frozen ? "（已设定 set）" : "（真实时间 real）";
+    $("clock-at").value = c.now;
+    tick();
+  }
+  async function setClock(body) {
+    const { status, data } = await api("clock", body);
+    if (status === 200) showClock(data);
+  }
+  for (const p of boot.clock.presets) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = p.label;
+    b.dataset.preset = p.key;
+    b.addEventListener("click", () => setClock({ at: p.at }));
+    $("clock-presets").appendChild(b);
+  }
+  $("clock-set").addEventListener("click", () => setClock({ at: $("clock-at").value }));
+  $("clock-reset").addEventListener("click", () => setClock({ reset: true }));
+
+  const tick = () => { $("clock").textContent = business && business.frozen ? business.now.slice(11) : clockFmt.format(new Date()); };
+  showClock(boot.clock);
   setInterval(tick, 30000);
   state.menuJson = JSON.stringify(boot.menu);
   buildMenu(boot.menu);

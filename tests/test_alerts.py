@@ -1,0 +1,194 @@
+"""Issue 14.3: the alerts a student chooses on /alerts, triggered by signed /integration/card-entries pushes and sent
+through the outbox against the emulator's template API: merge, quiet hours, daily cap, 43101 and 43004, never twice."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import requests
+from sqlalchemy import select
+
+from bot.alerts import LARGE, LOW, SPEND
+from bot.clock import SCHOOL_TZ
+from models import AlertSettings, OutboxNotice
+from models.enums import NoticeStatus
+from tests.support import autodebit as ad
+from tests.support.autodebit import drain, notices, templates
+from tests.support.factories import bind, make_cardholder
+from tests.support.topup import logged_in, student
+
+OPENID = "oAlertsStudent0000000001"
+PARENT = "oAlertsParent00000000001"
+NO = "20230001"
+
+
+def at_local(hour: int, minute: int = 0) -> datetime:
+    """Tomorrow at this school time: ahead of real time, so the business clock (not the real one) decides when the
+    outbox may send (it never sends before real time) and a shift releases held alerts."""
+    return datetime.combine(date.today() + timedelta(days=2), time(hour, minute), tzinfo=SCHOOL_TZ)
+
+
+def setup(live: Any, *, balance_fen: int = 10000, lang: str = "zh", **choice: Any) -> Any:
+    card_id = student(live, OPENID, balance_fen=balance_fen, lang=lang)
+    with live.emulator.lock:
+        live.emulator.followers.add(OPENID)
+    phone = logged_in(live, OPENID)
+    body = {"spend": True, "large_spend": True, "large_threshold": "50", "low_balance": True, "low_threshold": "20"} | choice
+    r = phone.http.post(live.url + "/api/alerts", json=body, headers={"X-CSRF-Token": phone.csrf}, timeout=10)
+    assert r.status_code == 200, r.text
+    return card_id, phone
+
+
+def spend(live: Any, amount_fen: int, entry_id: str | None = None) -> None:
+    r = ad.entry(live, NO, -amount_fen, entry_id=entry_id)
+    assert r.status_code == 200, r.text
+
+
+def rows(live: Any, kind: str) -> list[OutboxNotice]:
+    return notices(live, kind)
+
+
+def sent(live: Any, template_id: str) -> list[dict[str, Any]]:
+    return [m for m in templates(live, OPENID) if m["template_id"] == template_id]
+
+
+def test_settings_page_and_api(live: Any) -> None:
+    student(live, OPENID)
+    phone = logged_in(live, OPENID)
+    page = phone.http.get(live.url + "/alerts", timeout=10)
+    assert page.status_code == 200 and "提醒设置" in page.text and 'id="low_balance"' in page.text
+    state = phone.http.get(live.url + "/api/alerts", timeout=10).json()
+    assert state["low_threshold"] == 20 and not state["spend"]  # nothing until the student chooses
+    bad = phone.http.post(live.url + "/api/alerts", json={"spend": True, "low_threshold": "0"}, headers={"X-CSRF-Token": phone.csrf}, timeout=10)
+    assert bad.status_code == 400 and "整数" in bad.json()["message"]
+    ok = phone.http.post(
+        live.url + "/api/alerts", json={"spend": True, "low_balance": True, "low_threshold": "30"}, headers={"X-CSRF-Token": phone.csrf}, timeout=10
+    )
+    assert ok.status_code == 200 and ok.json()["spend"] and ok.json()["low_threshold"] == 30
+    no_csrf = phone.http.post(live.url + "/api/alerts", json={"spend": False}, timeout=10)
+    assert no_csrf.status_code == 403
+
+    # with auto top-up signed the low-balance alert is not offered: the card is topped up instead
+    ad.bank(live).open(ad.GOOD_ACCOUNT, 100_000)
+    assert ad.logged_in(live, OPENID).sign().status_code == 201
+    page = phone.http.get(live.url + "/alerts", timeout=10)
+    assert 'id="low_balance"' not in page.text and 'id="low-autodebit"' in page.text
+
+
+def test_spends_merge_and_replays_add_nothing(live: Any) -> None:
+    live.services.clock.freeze(at_local(12, 0))
+    setup(live, large_threshold="500")
+    spend(live, 1200, entry_id="E1")
+    spend(live, 800, entry_id="E2")
+    spend(live, 800, entry_id="E2")  # the card system's retry of the same entry
+    spend(live, 500, entry_id="E3")
+    [row] = rows(live, SPEND)
+    assert row.data["_count"] == 3 and row.data["_fen"] == 2500
+    drain(live)
+    assert sent(live, "TPL_SPEND_ALERT") == []  # held for the merge window
+    live.services.clock.shift(timedelta(minutes=live.cfg.alerts.merge_minutes, seconds=1))
+    drain(live)
+    [alert] = sent(live, "TPL_SPEND_ALERT")
+    assert alert["data"]["amount1"] == "25.00元" and alert["data"]["thing2"].endswith("等3笔") and alert["data"]["amount3"] == "75.00元"
+    spend(live, 100, entry_id="E4")  # after the window: a new alert
+    assert len(rows(live, SPEND)) == 2
+
+
+def test_quiet_hours_hold_spends_not_large_ones(live: Any) -> None:
+    live.services.clock.freeze(at_local(23, 30))
+    setup(live)
+    spend(live, 6000)  # large (≥ 50) and a spend
+    spend(live, 300)
+    live.services.clock.shift(timedelta(minutes=10))  # past the merge window, still quiet
+    drain(live)
+    assert len(sent(live, "TPL_SPEND_ALERT")) == 1  # the large-spend alert, urgent
+    assert rows(live, LARGE)[0].status == NoticeStatus.SENT
+    [held] = rows(live, SPEND)
+    assert held.status == NoticeStatus.PENDING and held.data["_count"] == 2  # quiet hours kept merging
+    live.services.clock.freeze(at_local(23, 30) + timedelta(hours=8))  # 07:30: quiet hours over
+    drain(live)
+    assert len(sent(live, "TPL_SPEND_ALERT")) == 2
+
+
+def test_low_balance_once_when_crossing(live: Any) -> None:
+    live.services.clock.freeze(at_local(12, 0))
+    setup(live, balance_fen=3000, spend=False, large_spend=False)
+    spend(live, 500)  # 25.00: above 20
+    spend(live, 600)  # 19.00: crossed
+    spend(live, 100)  # 18.00: still below, no second alert
+    [low] = rows(live, LOW)
+    drain(live)
+    [alert] = sent(live, "TPL_LOW_BALANCE")
+    assert alert["data"]["amount1"] == "19.00元" and alert["data"]["amount2"] == "20.00元"
+    assert low.openid == OPENID
+
+
+def test_daily_cap(make_live: Any) -> None:
+    live = make_live(alerts={"daily_cap": 3})
+    live.services.clock.freeze(at_local(12, 0))
+    setup(live, spend=False, low_balance=False, large_threshold="1")
+    for _ in range(5):
+        spend(live, 100)
+    assert len(rows(live, LARGE)) == 3
+    live.services.clock.shift(timedelta(days=1))
+    spend(live, 100)
+    assert len(rows(live, LARGE)) == 4  # a new day
+
+
+def test_refused_template_and_unfollow_pause_alerts(live: Any) -> None:
+    live.services.clock.freeze(at_local(12, 0))
+    _, phone = setup(live, spend=False, low_balance=False, large_threshold="1")
+    with live.emulator.lock:
+        live.emulator.refused_templates.add((OPENID, "TPL_SPEND_ALERT"))
+    spend(live, 200)
+    drain(live)
+    [row] = rows(live, LARGE)
+    assert row.status == NoticeStatus.UNDELIVERABLE and row.last_error.startswith("43101") and row.attempts == 1
+    spend(live, 200)  # paused: nothing more is queued for a user who refused it
+    assert len(rows(live, LARGE)) == 1
+    with live.session() as db:
+        assert db.get(AlertSettings, OPENID).paused_by == 43101
+    assert 'id="paused"' in phone.http.get(live.url + "/alerts", timeout=10).text
+
+    # the student allows it again and saves: alerts resume; then unfollows: 43004, paused again, not retried
+    with live.emulator.lock:
+        live.emulator.refused_templates.clear()
+    r = phone.http.post(
+        live.url + "/api/alerts", json={"large_spend": True, "large_threshold": "1"}, headers={"X-CSRF-Token": phone.csrf}, timeout=10
+    )
+    assert r.status_code == 200 and not r.json()["paused"]
+    with live.emulator.lock:
+        live.emulator.followers.discard(OPENID)
+    spend(live, 200)
+    drain(live)
+    last = rows(live, LARGE)[-1]
+    assert last.status == NoticeStatus.UNDELIVERABLE and last.last_error.startswith("43004")
+    live.services.clock.shift(timedelta(hours=2))
+    drain(live)
+    assert rows(live, LARGE)[-1].attempts == 1
+
+
+def test_english_alerts_have_no_yuan_sign(live: Any) -> None:
+    live.services.clock.freeze(at_local(12, 0))
+    setup(live, lang="en", spend=False, low_balance=False)
+    spend(live, 6000)
+    drain(live)
+    [alert] = sent(live, "TPL_SPEND_ALERT")
+    assert alert["data"]["amount1"] == "60.00 yuan" and "元" not in str(alert["data"]), alert
+
+
+def test_http_card_system_pushes_trigger_alerts(cs_live: Any) -> None:
+    live = cs_live
+    live.app.extensions["emulator_cardsys"].open(NO, "张三", "011230", 10000)
+    with live.session() as db:
+        card = make_cardholder(db, NO)
+        bind(db, OPENID, card)
+        db.add(AlertSettings(openid=OPENID, spend=False, low_balance=False, low_threshold_fen=2000, large_spend=True, large_threshold_fen=100))
+        db.commit()
+    r = requests.post(live.url + "/emulator/cardsys/terminals/swipe", json={"student_no": NO, "amount_fen": 1500}, timeout=15)
+    assert r.status_code == 200 and r.json()["push"]["status"] == 200, r.text
+    [row] = rows(live, LARGE)
+    assert row.data["amount"] == "15.00元" and row.data["balance"] == "85.00元"
+    with live.session() as db:
+        assert db.execute(select(OutboxNotice.id).where(OutboxNotice.kind == SPEND)).first() is None
