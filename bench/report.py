@@ -263,7 +263,8 @@ def render(res: dict[str, Any]) -> str:
             ]
             for run in sw["runs"]:
                 lines.append(f"| {run['cards']:,} | {run['low']:,} | {_f(run['seconds'], '.2f')} | {run['attempts']} {run['by_status']} |")
-            lines += ["", sw.get("note", "") + f" Data load (cards, users, bindings, agreements): {_f(sw['load_s'])} s.", ""]
+            pinned = f" Business clock pinned to {sw['business_time']}." if sw.get("business_time") else ""
+            lines += ["", sw.get("note", "") + pinned + f" Data load (cards, users, bindings, agreements): {_f(sw['load_s'])} s.", ""]
             worst = max(sw["runs"], key=lambda r: r["seconds"])
             measured = f"{_f(worst['seconds'], '.2f')} s ({worst['cards']:,} cards, {worst['low']:,} low)"
             checks.append(("sweep of 100k cards < 10 s", measured, _ok(worst["seconds"] < TARGETS["sweep_s"])))

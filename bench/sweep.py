@@ -2,22 +2,30 @@
 
 Cards, bindings and agreements are bulk-inserted with SQL; one card in ``LOW_EVERY`` is below its threshold (the
 ones a trigger missed, which the sweep exists to catch). The sweep is timed as the worker runs it, bank calls
-included (the emulator's sandbox bank, over HTTP).
+included (the emulator's sandbox bank, over HTTP). The business clock is pinned to 10:00 school time today, inside
+``[autodebit] bank_hours``: outside them the sweep only leaves every attempt waiting, which measures nothing.
 """
 
 from __future__ import annotations
 
 import inspect
 import time
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 
 from bench import data
 from bench.env import Settings
+from bot.clock import SCHOOL_TZ
 from bot.config import Config
 
 LOW_EVERY = 1000
+
+
+def business_time() -> datetime:
+    """10:00 school time today: inside the default bank hours, whenever the bench runs."""
+    return datetime.now(SCHOOL_TZ).replace(hour=10, minute=0, second=0, microsecond=0)
 
 
 def sweep_function() -> Any:
@@ -39,6 +47,7 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, emulator_pi
     data.analyze(engine)
     load_s = time.perf_counter() - t0
     sweep = sweep_function()
+    services.clock.freeze(business_time())
     runs = []
     for every in (LOW_EVERY, 100):
         low = _lower(engine, every)
@@ -57,6 +66,7 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, emulator_pi
         "note": f"`{sweep.__module__}.{sweep.__name__}(services)` as the worker calls it: finds the low cards and processes each "
         "attempt through the bank (the emulator's sandbox bank over HTTP), crediting the ledger and queueing the notice.",
     }
+    result["business_time"] = f"{services.clock.now():%H:%M} school time (inside bank hours {cfg.autodebit.bank_hours})"
     if settings.profile:
         import os
 
@@ -66,6 +76,7 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, emulator_pi
         result["profile"] = profile_call(
             settings, "sweep", {"sweep": os.getpid(), "emulator (bank)": emulator_pid}, lambda: sweep(services), servers=("emulator (bank)",)
         )
+    services.clock.freeze(None)
     return result
 
 
