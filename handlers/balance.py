@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot import announce, balances
+from bot.balances import Stale
 from bot.bills import entry_line
 from bot.cards import can_transact, freeze_on, mask_student_no
 from bot.chat.context import Context
@@ -63,6 +64,7 @@ def balance(msg: Any, ctx: Context) -> str:
         lines.extend(balances.waiting_lines(ctx.services, card.id, ctx.lang, center))
     if seen.recent is not None:
         lines.extend([ctx.t("balance_recent"), *(entry_line(ctx.t, e) for e in seen.recent)] if seen.recent else [ctx.t("balance_no_entries")])
-    lines.extend(announce.lines(ctx.services, ctx.t, ctx.announced))
+    # a maintenance this read just found is announced from now on: read the lines again rather than those of arrival
+    lines.extend(announce.lines(ctx.services, ctx.t, None if shown.stale is Stale.MAINTENANCE else ctx.announced))
     lines.append(ctx.t("balance_footer"))
     return "\n".join(lines)

@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from models.passwords import initial_password
 from tests.support.browser import playwright
 from tests.support.power import ROOM, emu_power
 from tests.support.topup import student
@@ -41,6 +42,9 @@ def test_simulator_opens_the_room_page_picks_a_room_and_pays(page, live, tmp_pat
     expect(room.locator(".kwh.low")).to_have_count(1)  # below the 10 kWh alert threshold
     frame.locator("#quick button[data-fen='2000']").click()
     frame.locator("#pay").click()
+    # the first money action in this browser asks for the card password once (更换手机后只需重新验证)
+    frame.locator("#reverify-password").fill(initial_password("11010120000101123X", None))
+    frame.locator("#reverify-ok").click()
     expect(page.locator("#paysheet")).to_be_visible()
     expect(page.locator("#pay-amount")).to_contain_text("20.")
     page.locator("#pay-confirm").click()
