@@ -126,6 +126,7 @@ def bot_overrides(db_url: str, keys_dir: Path, emulator_url: str, prefix: str, p
             "encoding_aes_key": "B" * 43,
         },
         "cardsystem": {"secret": "bench-cardsystem-secret-" + "c" * 16},
+        "electricity": {"api_base_url": f"{emulator_url}/emulator", "secret": "bench-electricity-secret-" + "e" * 16},
         "bank": {"adapter": "http", "api_base_url": f"{emulator_url}/emulator/bank", "secret": "bench-bank-secret-" + "b" * 16},
         "pay": {
             "apiv3_key": "benchapiv3key0123456789abcdefghi",

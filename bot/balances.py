@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 
 from bot import announce, credits
 from bot.adapters.cardsystem import Account, CardSystemError, CardSystemUnavailable, Entry
-from bot.adapters.ledger_cardsystem import account_of, entry_of, recent_ids
+from bot.adapters.ledger_cardsystem import account_of, entry_of
 from bot.clock import SCHOOL_TZ
 from bot.credits import remember_balance
 from bot.money import yuan
@@ -139,11 +139,12 @@ def glance(services: Runtime, openid: str, recent: int) -> Glance | None:
         .scalar_subquery()
     )
     query = select(Cardholder, pending).join(Binding, Binding.cardholder_id == Cardholder.id).where(Binding.openid == openid)
-    if not cs.remote:
+    if not cs.remote:  # one card per openid: its entries, newest first, are the rows
         query = (
             query.add_columns(LedgerEntry)
-            .outerjoin(LedgerEntry, LedgerEntry.id.in_(recent_ids(recent)))
+            .outerjoin(LedgerEntry, LedgerEntry.cardholder_id == Cardholder.id)
             .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
+            .limit(recent)
         )
     with services.reads() as db:
         rows = db.execute(query).all()

@@ -15,7 +15,7 @@ import unicodedata
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.adapters.cardsystem import (
@@ -69,18 +69,6 @@ def account_of(card: Cardholder) -> Account:
     """The card's account as this card system answers it: the ledger is always settled, its balance as of the card's
     last change."""
     return Account(_holder(card), card.balance_fen, _aware(card.updated_at))
-
-
-def recent_ids(limit: int) -> Select[int]:
-    """The ids of the last ``limit`` entries of the card in the enclosing query (correlated to ``cardholders``), for
-    a caller that reads a card and its entries in one statement."""
-    return (
-        select(LedgerEntry.id)
-        .where(LedgerEntry.cardholder_id == Cardholder.id)
-        .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
-        .limit(limit)
-        .correlate(Cardholder)
-    )
 
 
 def entry_of(e: LedgerEntry) -> Entry:
