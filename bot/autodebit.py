@@ -346,7 +346,7 @@ def _record_bank_answer(services: Runtime, attempt_id: int, result: BankResult) 
             attempt.status, attempt.reason, attempt.bank_ref, attempt.done_at = AttemptStatus.SUCCEEDED, None, result.bank_ref[:64], now
             card = db.get(Cardholder, attempt.cardholder_id)
             assert card is not None
-            credit_id = credits.owe(
+            owed = credits.owe(
                 db,
                 ref=f"AD{attempt_id}",
                 channel=CreditChannel.AUTODEBIT,
@@ -356,7 +356,8 @@ def _record_bank_answer(services: Runtime, attempt_id: int, result: BankResult) 
                 fee_fen=0,
                 paid_at=now,
                 now=now,
-            ).id
+            )
+            credit_id = credits.settle_in(services, db, owed)
         else:
             reason = result.reason if result.reason in (INSUFFICIENT_FUNDS, NO_ACCOUNT) else "refused"
             attempt.status, attempt.reason, attempt.done_at = AttemptStatus.FAILED, reason, now

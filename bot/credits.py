@@ -96,6 +96,29 @@ def owe(
     return credit
 
 
+def settle_in(services: Runtime, db: Session, credit: CardCredit) -> int | None:
+    """Deliver ``credit`` in the caller's (the payment's) transaction when its target lives in the bot's own database
+    (the ``ledger`` card system): the payment, the ledger entry, the delivered credit and its receipt commit together,
+    with no claim, second transaction or worker pass. Returns the credit's id when it is still to be delivered after
+    the commit (``deliver_now``), None when it is done."""
+    if credit.status != CreditStatus.PENDING or credit.claimed_at is not None:
+        return None if credit.status != CreditStatus.PENDING else credit.id
+    port = products.port(credit.product)
+    d = products.Delivery(credit.ref, credit.target, credit.amount_fen, CreditChannel(credit.channel), credit.paid_at.replace(tzinfo=UTC))
+    answer = port.deliver_in(services, db, d)
+    if answer is None or not answer.ok:
+        return credit.id  # across the network, or refused: the usual way, which lists a refusal
+    credit.status, credit.entry_id, credit.balance_fen, credit.kwh_after = (
+        CreditStatus.DELIVERED,
+        answer.entry_id[:64],
+        answer.balance_fen,
+        answer.kwh_after,
+    )
+    credit.tries, credit.done_at = 1, services.clock.utcnow()
+    port.on_delivered(services, db, credit)
+    return None
+
+
 # --- delivery ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Claimed:

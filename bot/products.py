@@ -93,6 +93,10 @@ class Port(Protocol):
 
     def ask(self, services: Runtime, ref: str) -> Delivered | None: ...
 
+    def deliver_in(self, services: Runtime, db: Session, d: Delivery) -> Delivered | None:
+        """Deliver inside the caller's transaction when the target lives in the bot's own database; else None."""
+        ...
+
     def delivered_on(self, services: Runtime, day: date) -> list[Record]: ...
 
     def on_delivered(self, services: Runtime, db: Session, c: Any) -> None:
@@ -134,6 +138,10 @@ class CardPort:
         answer = services.card_system.credit_status(ref)
         return None if answer is None else _card(answer)
 
+    def deliver_in(self, services: Runtime, db: Session, d: Delivery) -> Delivered | None:
+        answer = services.card_system.credit_in(db, d.ref, d.target, d.amount_fen, d.channel, d.paid_at)
+        return None if answer is None else _card(answer)
+
     def delivered_on(self, services: Runtime, day: date) -> list[Record]:
         return [Record(r.ref, r.student_no, r.amount_fen) for r in services.card_system.credits_on(day)]
 
@@ -152,7 +160,7 @@ class CardPort:
                 "topup_receipt",
                 c.openid,
                 f"topup:{c.ref}:topup_receipt:{c.openid}",
-                c.lang or "zh",
+                getattr(c, "lang", None),
                 amount=c.amount_fen,
                 fee=c.fee_fen,
                 balance=balance,
@@ -166,7 +174,7 @@ class CardPort:
                 "autodebit_success",
                 c.openid,
                 f"autodebit:{c.ref.removeprefix('AD')}:ok",
-                c.lang or "zh",
+                getattr(c, "lang", None),
                 amount=c.amount_fen,
                 balance=balance,
                 time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
@@ -216,6 +224,9 @@ class PowerPort:
     def ask(self, services: Runtime, ref: str) -> Delivered | None:
         answer = services.electricity.recharge_status(ref)
         return None if answer is None else _power(answer)
+
+    def deliver_in(self, services: Runtime, db: Session, d: Delivery) -> Delivered | None:
+        return None  # the electricity system is always across the network
 
     def delivered_on(self, services: Runtime, day: date) -> list[Record]:
         return [Record(r.ref, r.room_id, r.amount_fen) for r in services.electricity.recharges_on(day)]

@@ -285,7 +285,7 @@ def apply_payment(services: Runtime, tx: dict[str, Any]) -> bool:
             product=Product(order.product),
             target=order.target,
         )
-        credit_id = credit.id
+        credit_id = credits.settle_in(services, db, credit)
     credits.deliver_now(services, credit_id)
     return True
 

@@ -173,6 +173,11 @@ class CardSystem(Protocol):
 
     def credit(self, ref: str, student_no: str, amount_fen: int, channel: Channel, paid_at: datetime) -> Credit: ...
 
+    def credit_in(self, db: Session, ref: str, student_no: str, amount_fen: int, channel: Channel, paid_at: datetime) -> Credit | None:
+        """``credit`` inside the caller's transaction, for a card system kept in the bot's own database (the payment,
+        the credit and its receipt then commit together); None from one that is not (it is credited after the commit)."""
+        ...
+
     def credit_status(self, ref: str) -> Credit | None: ...
 
     def credits_on(self, day: date) -> list[CreditRecord]: ...
@@ -388,6 +393,9 @@ class HttpCardSystem:
         data = self._call("POST", "/credits", body=body)
         assert data is not None
         return _credit(data)
+
+    def credit_in(self, db: Session, ref: str, student_no: str, amount_fen: int, channel: Channel, paid_at: datetime) -> Credit | None:
+        return None  # across the network: never inside the bot's transaction
 
     def credit_status(self, ref: str) -> Credit | None:
         data = self._call("GET", f"/credits/{quote(ref, safe='')}", not_found="unknown_ref")
