@@ -79,15 +79,20 @@ def setup_data(engine: Any) -> None:
 
 
 def seed_dialogs(services: Any, state: str, dialog_data: dict[str, Any], openids: list[str]) -> None:
-    """Put each openid where the probe user stood after its BIND click (same keys and format as ``bot.chat.dialogs``)."""
-    dialogs = services.dialogs
+    """Put each openid where the probe user stood after its BIND click (same keys and format as ``bot.chat.dialogs``),
+    its profile cached as that click left it (``bot.chat.profiles``: a user in a dialog was seen a moment ago)."""
+    from bot.chat.profiles import PROFILE_TTL_SECONDS, Profile
+
+    dialogs, profiles = services.dialogs, services.profiles
     raw = json.dumps({"state": state, "data": dialog_data}, ensure_ascii=False)
+    seen = Profile("zh", int(time.time()))
     r = services.store.r
     for chunk in range(0, len(openids), 5000):
         pipe = r.pipeline(transaction=False)
         for oid in openids[chunk : chunk + 5000]:
             pipe.set(dialogs._k(oid), raw, ex=dialogs.ttl)
             pipe.set(dialogs._seen(oid), state, ex=dialogs.ttl + 3600)
+            pipe.set(profiles.key(oid), profiles.encode(seen), ex=PROFILE_TTL_SECONDS)
         pipe.execute()
 
 

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 
 from bot import announce, credits
 from bot.adapters.cardsystem import Account, CardSystemError, CardSystemUnavailable, Entry
@@ -127,27 +128,34 @@ class Glance:
     pending: int
 
 
-def glance(services: Runtime, openid: str, recent: int) -> Glance | None:
-    """The card bound to ``openid`` and its balance — for the bot's own ledger in one statement with the last
-    ``recent`` entries and the count of credits pending; for a remote card system that statement and its one
-    ``account()`` call. None when no card is bound."""
-    cs = services.card_system
+@cache
+def _glance_query(remote: bool, recent: int) -> Select[Any]:
+    """Built once per kind (the hot path pays for executing it, not for composing it); ``openid`` is bound per call."""
     pending = (
         select(func.count(CardCredit.id))
         .where(CardCredit.cardholder_id == Cardholder.id, CardCredit.status == CreditStatus.PENDING)
         .correlate(Cardholder)
         .scalar_subquery()
     )
-    query = select(Cardholder, pending).join(Binding, Binding.cardholder_id == Cardholder.id).where(Binding.openid == openid)
-    if not cs.remote:  # one card per openid: its entries, newest first, are the rows
-        query = (
-            query.add_columns(LedgerEntry)
-            .outerjoin(LedgerEntry, LedgerEntry.cardholder_id == Cardholder.id)
-            .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
-            .limit(recent)
-        )
+    query = select(Cardholder, pending).join(Binding, Binding.cardholder_id == Cardholder.id).where(Binding.openid == bindparam("openid"))
+    if remote:
+        return query
+    # one card per openid: its entries, newest first, are the rows
+    return (
+        query.add_columns(LedgerEntry)
+        .outerjoin(LedgerEntry, LedgerEntry.cardholder_id == Cardholder.id)
+        .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
+        .limit(recent)
+    )
+
+
+def glance(services: Runtime, openid: str, recent: int) -> Glance | None:
+    """The card bound to ``openid`` and its balance — for the bot's own ledger in one statement with the last
+    ``recent`` entries and the count of credits pending; for a remote card system that statement and its one
+    ``account()`` call. None when no card is bound."""
+    cs = services.card_system
     with services.reads() as db:
-        rows = db.execute(query).all()
+        rows = db.execute(_glance_query(cs.remote, recent), {"openid": openid}).all()
     if not rows:
         return None
     card, waiting = rows[0][0], rows[0][1]

@@ -50,8 +50,12 @@ class Profiles:
         except (ValueError, KeyError, TypeError):
             return None  # an unreadable profile is rebuilt like a missing one
 
+    @staticmethod
+    def encode(profile: Profile) -> str:
+        return json.dumps({"lang": profile.lang, "seen": profile.seen})
+
     def put(self, openid: str, profile: Profile) -> None:
-        self.store.r.set(self.key(openid), json.dumps({"lang": profile.lang, "seen": profile.seen}), ex=PROFILE_TTL_SECONDS)
+        self.store.r.set(self.key(openid), self.encode(profile), ex=PROFILE_TTL_SECONDS)
 
     def forget(self, openid: str) -> None:
         self.store.r.delete(self.key(openid))
