@@ -37,7 +37,7 @@ class Dedup:
         pipe.set(self._k(key), PENDING, nx=True, ex=self.ttl)
 
     def finish(self, key: str, reply_xml: str) -> None:
-        pipe = self.store.r.pipeline()  # the answer first: a waiting retry never sees DONE without it
+        pipe = self.store.r.pipeline(transaction=False)  # in order on one connection: the answer before DONE
         pipe.set(self._k(key) + ":reply", reply_xml, ex=REPLY_TTL_SECONDS)
         pipe.set(self._k(key), DONE, xx=True, keepttl=True)
         pipe.execute()
