@@ -80,19 +80,32 @@ def setup_data(engine: Any) -> None:
 
 def seed_dialogs(services: Any, state: str, dialog_data: dict[str, Any], openids: list[str]) -> None:
     """Put each openid where the probe user stood after its BIND click (same keys and format as ``bot.chat.dialogs``),
-    its profile cached as that click left it (``bot.chat.profiles``: a user in a dialog was seen a moment ago)."""
-    from bot.chat.profiles import PROFILE_TTL_SECONDS, Profile
-
-    dialogs, profiles = services.dialogs, services.profiles
+    its profile cached as that click left it."""
+    dialogs = services.dialogs
     raw = json.dumps({"state": state, "data": dialog_data}, ensure_ascii=False)
-    seen = Profile("zh", int(time.time()))
     r = services.store.r
     for chunk in range(0, len(openids), 5000):
         pipe = r.pipeline(transaction=False)
         for oid in openids[chunk : chunk + 5000]:
             pipe.set(dialogs._k(oid), raw, ex=dialogs.ttl)
             pipe.set(dialogs._seen(oid), state, ex=dialogs.ttl + 3600)
-            pipe.set(profiles.key(oid), profiles.encode(seen), ex=PROFILE_TTL_SECONDS)
+        pipe.execute()
+    seed_profiles(services, openids)
+
+
+def seed_profiles(services: Any, openids: list[str]) -> None:
+    """Each openid's profile as a message of a moment ago left it (``bot.chat.profiles``): the steady state of users
+    who use the bot, where a push reads its user from Redis alone (a first contact, or one more than 5 minutes after
+    the last, also writes the ``wechat_users`` row; the trace shows the steady state too)."""
+    from bot.chat.profiles import PROFILE_TTL_SECONDS, Profile
+
+    profiles = services.profiles
+    seen = profiles.encode(Profile("zh", int(time.time())))
+    r = services.store.r
+    for chunk in range(0, len(openids), 5000):
+        pipe = r.pipeline(transaction=False)
+        for oid in openids[chunk : chunk + 5000]:
+            pipe.set(profiles.key(oid), seen, ex=PROFILE_TTL_SECONDS)
         pipe.execute()
 
 
@@ -109,6 +122,7 @@ def run(settings: Settings, cfg: Config, services: Any, bot: Server, start_serve
     aes_cap = int(dur_total * 1500)
     bound = [data.openid(i) for i in range(1, BOUND_USERS + 1)]
     results: dict[str, Any] = {"probes": {}}
+    seed_profiles(services, bound)
 
     # (a) balance, plain
     p_plain, p_aes = pusher(cfg, "plain", bot), pusher(cfg, "aes", bot)
