@@ -24,6 +24,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import psutil
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import text
 
@@ -75,7 +76,7 @@ def build_notifies(
     return out
 
 
-def run(settings: Settings, cfg: Config, services: Any, bot: Server, report: Callable[[str], None]) -> dict[str, Any]:
+def run(settings: Settings, cfg: Config, services: Any, bot: Server, report: Callable[[str], None], emulator_pid: int) -> dict[str, Any]:
     n = 300 if settings.quick else 3000
     engine = services.engine
     # cards 1..n pay for themselves, n+1..2n for a room each, the rest for the profile
@@ -88,10 +89,12 @@ def run(settings: Settings, cfg: Config, services: Any, bot: Server, report: Cal
     result: dict[str, Any] = {"orders": n, "concurrency": settings.concurrency}
 
     card_reqs = build_notifies(cfg, cards, 1)
-    result["card"] = notify_row(settings, "paynotify", bot, card_reqs, lambda: _card_delivered(engine, n))
+    result["card"] = notify_row(settings, "paynotify", bot, emulator_pid, card_reqs, lambda: _card_delivered(engine, n))
     power_reqs = build_notifies(cfg, power, n + 1, total_fen=POWER_FEN, description="宿舍电费")
     day = _school_day(services)
-    result["power"] = notify_row(settings, "paynotify-power", bot, power_reqs, lambda: _power_delivered(services, engine, n + 1, n, day))
+    result["power"] = notify_row(
+        settings, "paynotify-power", bot, emulator_pid, power_reqs, lambda: _power_delivered(services, engine, n + 1, n, day)
+    )
     for key in ("card", "power"):
         r = result[key]
         report(
@@ -106,11 +109,20 @@ def run(settings: Settings, cfg: Config, services: Any, bot: Server, report: Cal
 
 
 def notify_row(
-    settings: Settings, name: str, bot: Server, reqs: list[tuple[str, bytes, dict[str, str]]], delivered: Callable[[], dict[str, Any]]
+    settings: Settings,
+    name: str,
+    bot: Server,
+    emulator_pid: int,
+    reqs: list[tuple[str, bytes, dict[str, str]]],
+    delivered: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:
     """Send every notify once (both copies of a payment at once), then count what was delivered (``delivered()``:
-    ``delivered`` payments, ``exactly_once``, ``check`` — the evidence in words)."""
+    ``delivered`` payments, ``exactly_once``, ``check`` — the evidence in words). The emulator's CPU is the electricity
+    system's share of the two cores (the card row's card system is in PostgreSQL's)."""
+    emulator = psutil.Process(emulator_pid)
+    e0 = _cpu_seconds(emulator)
     r = run_load(settings, name, bot, reqs, once=True, warmup=0, duration=600)
+    emulator_cpu = _cpu_seconds(emulator) - e0
     counted = delivered()
     return {
         "requests": r["requests"],
@@ -123,6 +135,7 @@ def notify_row(
         "loadgen_cpu_pct": r["loadgen_cpu_pct"],
         "server_cpu_pct": r["server_cpu_pct"],
         "backend_cpu_pct": r["backend_cpu_pct"],
+        "emulator_cpu_pct": 100 * emulator_cpu / r["wall_s"],
         **counted,
     }
 
@@ -177,6 +190,11 @@ def _credits(conn: Any, product: str, like: str) -> dict[str, int]:
         text("SELECT status, count(*) FROM card_credits WHERE product = :product AND ref LIKE :p GROUP BY status"), {"product": product, "p": like}
     )
     return {status: count for status, count in rows.all()}
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    """User and system CPU of a gunicorn master and its workers."""
+    return sum(t.user + t.system for t in (p.cpu_times() for p in [proc, *proc.children(recursive=True)]))
 
 
 def _school_day(services: Any) -> date:
