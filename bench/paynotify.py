@@ -11,6 +11,7 @@ retries from two servers at once. The bot delivers each payment before it answer
 - power: electricity for a dorm room (product ``power``, target a room id of the emulator's electricity system), each
   one signed power/1 recharge over HTTP to the emulator's electricity system (one gunicorn process).
 
+Before the rows, ``WARM`` payments of each product are notified, uncounted, so neither row pays for a cold server.
 Afterwards every order must be delivered exactly once, counted on our side (order paid, credit delivered, one receipt)
 and at the target system (card: one ledger entry and balance = entries; power: each ref recharged once).
 """
@@ -39,6 +40,7 @@ from bot.emulator.pay import Order, signed_notify
 AMOUNT_FEN, FEE_FEN = 5000, 15  # a quick card top-up of 50 yuan and its fee
 POWER_FEN = 5000  # 50 yuan of electricity (no fee)
 CARD_TAG, POWER_TAG = "n", "w"  # order numbers ``B{tag}00000001…``, the refs each row counts
+WARM = 100  # payments of each product made before the rows, not counted
 
 
 def build_notifies(
@@ -79,21 +81,23 @@ def build_notifies(
 def run(settings: Settings, cfg: Config, services: Any, bot: Server, report: Callable[[str], None], emulator_pid: int) -> dict[str, Any]:
     n = 300 if settings.quick else 3000
     engine = services.engine
-    # cards 1..n pay for themselves, n+1..2n for a room each, the rest for the profile
-    data.add_cardholders(engine, 1, 2 * n + 1000)
-    cards = data.add_orders(engine, 1, n, AMOUNT_FEN, FEE_FEN, CARD_TAG)
-    rooms = room_ids()[:n]
-    data.add_rooms(engine, n + 1, {r: label(r) for r in rooms})
-    power = data.add_orders(engine, n + 1, n, POWER_FEN, 0, POWER_TAG, product="power", targets=rooms)
+    # payers: cards 1..n top up their own card, n+1..2n pay for a room each, then the warm-up's, then the profile's
+    warm_card, warm_power, profile_card = 2 * n + 1, 2 * n + WARM + 1, 2 * n + 2 * WARM + 1
+    data.add_cardholders(engine, 1, profile_card + 999)
+    rooms = room_ids()
+    cards = _card_orders(engine, 1, n, CARD_TAG)
+    power = _power_orders(engine, n + 1, rooms[:n], POWER_TAG)
+    warm = _card_notifies(cfg, _card_orders(engine, warm_card, WARM, "u"), warm_card)
+    warm += _power_notifies(cfg, _power_orders(engine, warm_power, rooms[n : n + WARM], "v"), warm_power)
     data.analyze(engine)
     result: dict[str, Any] = {"orders": n, "concurrency": settings.concurrency}
 
-    card_reqs = build_notifies(cfg, cards, 1)
-    result["card"] = notify_row(settings, "paynotify", bot, emulator_pid, card_reqs, lambda: _card_delivered(engine, n))
-    power_reqs = build_notifies(cfg, power, n + 1, total_fen=POWER_FEN, description="宿舍电费")
+    # both products paid once on every worker first, so that neither row pays for the server's first requests
+    run_load(settings, "paynotify-warmup", bot, warm, once=True, warmup=0, duration=600)
+    result["card"] = notify_row(settings, "paynotify", bot, emulator_pid, _card_notifies(cfg, cards, 1), lambda: _card_delivered(engine, n))
     day = _school_day(services)
     result["power"] = notify_row(
-        settings, "paynotify-power", bot, emulator_pid, power_reqs, lambda: _power_delivered(services, engine, n + 1, n, day)
+        settings, "paynotify-power", bot, emulator_pid, _power_notifies(cfg, power, n + 1), lambda: _power_delivered(services, engine, n + 1, n, day)
     )
     for key in ("card", "power"):
         r = result[key]
@@ -103,9 +107,27 @@ def run(settings: Settings, cfg: Config, services: Any, bot: Server, report: Cal
             f"({r['check']})"
         )
     if settings.profile:
-        more = data.add_orders(engine, 2 * n + 1, 1000 if not settings.quick else 300, AMOUNT_FEN, FEE_FEN, "p")
-        result["profile"] = profile_server(settings, "paynotify", bot, build_notifies(cfg, more, 2 * n + 1), 4 if settings.quick else 8, once=True)
+        more = _card_orders(engine, profile_card, 1000 if not settings.quick else 300, "p")
+        result["profile"] = profile_server(settings, "paynotify", bot, _card_notifies(cfg, more, profile_card), 4 if settings.quick else 8, once=True)
     return result
+
+
+def _card_orders(engine: Any, first_card: int, count: int, tag: str) -> list[str]:
+    return data.add_orders(engine, first_card, count, AMOUNT_FEN, FEE_FEN, tag)
+
+
+def _power_orders(engine: Any, first_card: int, rooms: list[str], tag: str) -> list[str]:
+    """An order for each room, by the account that keeps it (one room per payer's card from ``first_card`` on)."""
+    data.add_rooms(engine, first_card, {r: label(r) for r in rooms})
+    return data.add_orders(engine, first_card, len(rooms), POWER_FEN, 0, tag, product="power", targets=rooms)
+
+
+def _card_notifies(cfg: Config, order_nos: list[str], first_card: int) -> list[tuple[str, bytes, dict[str, str]]]:
+    return build_notifies(cfg, order_nos, first_card)
+
+
+def _power_notifies(cfg: Config, order_nos: list[str], first_card: int) -> list[tuple[str, bytes, dict[str, str]]]:
+    return build_notifies(cfg, order_nos, first_card, total_fen=POWER_FEN, description="宿舍电费")
 
 
 def notify_row(
@@ -145,8 +167,10 @@ def _card_delivered(engine: Any, n: int) -> dict[str, Any]:
     with engine.connect() as conn:
         paid = conn.execute(text("SELECT count(*) FROM topup_orders WHERE status = 'paid' AND order_no LIKE :p"), {"p": like}).scalar_one()
         by_status = _credits(conn, "card", like)
-        entries = conn.execute(text("SELECT count(*) FROM ledger_entries WHERE kind = 'topup'")).scalar_one()
-        receipts = conn.execute(text("SELECT count(*) FROM outbox_notices WHERE kind = 'topup_receipt'")).scalar_one()
+        entries = conn.execute(text("SELECT count(*) FROM ledger_entries WHERE kind = 'topup' AND ref LIKE :p"), {"p": like}).scalar_one()
+        receipts = conn.execute(
+            text("SELECT count(*) FROM outbox_notices WHERE kind = 'topup_receipt' AND dedup_key LIKE :k"), {"k": f"topup:{like}"}
+        ).scalar_one()
         wrong = conn.execute(
             text(
                 "SELECT count(*) FROM cardholders c JOIN topup_orders o ON o.cardholder_id = c.id "
@@ -169,8 +193,16 @@ def _power_delivered(services: Any, engine: Any, first_card: int, n: int, since:
             text("SELECT count(*) FROM topup_orders WHERE status = 'paid' AND product = 'power' AND order_no LIKE :p"), {"p": like}
         ).scalar_one()
         by_status = _credits(conn, "power", like)
-        receipts = conn.execute(text("SELECT count(*) FROM outbox_notices WHERE kind = 'power_receipt'")).scalar_one()
-        read = conn.execute(text("SELECT count(*) FROM power_rooms WHERE remaining_kwh IS NOT NULL")).scalar_one()
+        receipts = conn.execute(
+            text("SELECT count(*) FROM outbox_notices WHERE kind = 'power_receipt' AND dedup_key LIKE :k"), {"k": f"power:{like}"}
+        ).scalar_one()
+        read = conn.execute(
+            text(
+                "SELECT count(*) FROM power_rooms r JOIN card_credits c ON c.target = r.room_id "
+                "WHERE c.product = 'power' AND c.ref LIKE :p AND r.remaining_kwh IS NOT NULL"
+            ),
+            {"p": like},
+        ).scalar_one()
         on_cards = conn.execute(
             text("SELECT count(*) FROM ledger_entries WHERE kind <> 'opening' AND cardholder_id BETWEEN :a AND :b"),
             {"a": first_card, "b": first_card + n - 1},

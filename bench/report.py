@@ -123,12 +123,13 @@ def _paynotify(pn: dict[str, Any], checks: list[tuple[str, str, str]]) -> list[s
     if "error" in pn:
         return lines + [f"error: {pn['error']}", ""]
     lines += [
-        f"{pn['orders']} paid orders per product, each notified twice at once (two separately signed copies sent back to back by "
-        f"{pn['concurrency']} connections), signature verified (RSA-SHA256) and resource decrypted (AES-256-GCM) by the bot each "
-        "time; each payment is delivered before the notify is answered. A card top-up goes to the card system the bench runs "
-        'with, the bot\'s own ledger (`[cardsystem] adapter = "ledger"`, the same database); an electricity order (product '
-        "`power`, a room id as target) goes out as one signed power/1 recharge over HTTP to the emulator's electricity system "
-        "(one gunicorn process, also WeChat's emulator: its CPU is the electricity system's share of the cores).",
+        f"{pn['orders']} paid orders per product (after an uncounted warm-up of both), each notified twice at once (two "
+        f"separately signed copies sent back to back by {pn['concurrency']} connections), signature verified (RSA-SHA256) and "
+        "resource decrypted (AES-256-GCM) by the bot each time; each payment is delivered before the notify is answered. A card "
+        'top-up goes to the card system the bench runs with, the bot\'s own ledger (`[cardsystem] adapter = "ledger"`, the same '
+        "database); an electricity order (product `power`, a room id as target) goes out as one signed power/1 recharge over "
+        "HTTP to the emulator's electricity system (one gunicorn process, also WeChat's emulator: its CPU is the electricity "
+        "system's share of the cores).",
         "",
         "| product | notifies | notifies/s | payments delivered/s | p50 ms | p99 ms | failed | delivered exactly once | load-gen CPU | "
         "server CPU | PostgreSQL+Redis CPU | emulator CPU |",
