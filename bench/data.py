@@ -159,28 +159,66 @@ def add_agreements(engine: Any, first: int, last: int, *, low_every: int, thresh
     return int(low)
 
 
-def add_orders(engine: Any, first_card: int, count: int, amount_fen: int, fee_fen: int, tag: str) -> list[str]:
-    """Created (unpaid) top-up orders, one per card starting at ``first_card``; returns their order numbers."""
+def add_orders(
+    engine: Any, first_card: int, count: int, amount_fen: int, fee_fen: int, tag: str, *, product: str = "card", targets: list[str] | None = None
+) -> list[str]:
+    """Created (unpaid) orders, one per payer's card starting at ``first_card``; returns their order numbers. A card
+    top-up's target is the payer's own card; another product's (``power``: a room id) is ``targets[i]``."""
     with engine.begin() as conn:
         rows = (
             conn.execute(
                 text(
                     """
-                INSERT INTO topup_orders (order_no, target, cardholder_id, openid, mode, amount_fen, fee_fen, status, business_day,
+                INSERT INTO topup_orders (order_no, product, target, cardholder_id, openid, mode, amount_fen, fee_fen, status, business_day,
                                           prepay_id, transaction_id, created_at, expires_at, paid_at, closed_at)
-                SELECT 'B' || :tag || lpad(g::text, 8, '0'), (SELECT student_no FROM cardholders WHERE id = g), g, :pfx || g,
-                       'quick', :amount, :fee, 'created', current_date,
+                SELECT 'B' || :tag || lpad(g::text, 8, '0'), :product,
+                       COALESCE((CAST(:targets AS text[]))[g - CAST(:first AS int) + 1], (SELECT student_no FROM cardholders WHERE id = g)),
+                       g, :pfx || g, 'quick', :amount, :fee, 'created', current_date,
                        'wx' || :tag || g, NULL, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc' + interval '15 minutes', NULL, NULL
                 FROM generate_series(CAST(:first AS int), CAST(:first AS int) + CAST(:n AS int) - 1) AS g
                 RETURNING order_no
                 """
                 ),
-                {"first": first_card, "n": count, "amount": amount_fen, "fee": fee_fen, "tag": tag, "pfx": OPENID_PREFIX},
+                {
+                    "first": first_card,
+                    "n": count,
+                    "amount": amount_fen,
+                    "fee": fee_fen,
+                    "tag": tag,
+                    "pfx": OPENID_PREFIX,
+                    "product": product,
+                    "targets": targets,
+                },
             )
             .scalars()
             .all()
         )
     return list(rows)
+
+
+def add_rooms(engine: Any, first: int, rooms: dict[str, str]) -> None:
+    """Dorm rooms (id → label) as the electricity page keeps them, each kept by the account of one card from ``first``
+    on, in order (an order is only made for a kept room, and its receipt stores the room's new reading)."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                """
+                INSERT INTO power_rooms (room_id, label, remaining_kwh, read_at, threshold_kwh, alerted_on)
+                SELECT r, l, NULL, NULL, 10, NULL FROM unnest(CAST(:ids AS text[]), CAST(:labels AS text[])) AS t(r, l)
+                """
+            ),
+            {"ids": list(rooms), "labels": list(rooms.values())},
+        )
+        conn.execute(
+            text(
+                """
+                INSERT INTO saved_rooms (openid, room_id, created_at)
+                SELECT :pfx || (CAST(:first AS int) + i - 1), r, now() AT TIME ZONE 'utc'
+                FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS t(r, i)
+                """
+            ),
+            {"ids": list(rooms), "first": first, "pfx": OPENID_PREFIX},
+        )
 
 
 def add_outbox(engine: Any, first: int, count: int, kind: str, data: dict[str, str]) -> int:

@@ -1,30 +1,58 @@
-"""Row 2: ``POST /pay/notify`` throughput with real signatures, real AES-GCM resources and concurrent duplicates.
+"""Row 2: ``POST /pay/notify`` throughput with real signatures, real AES-GCM resources and concurrent duplicates, for
+both products of the payment hall, one row after the other on the same bot server.
 
 Notifies are built by the emulator's own ``signed_notify`` (the platform key signs, the APIv3 key encrypts), for
 orders that exist in the database unpaid. Every payment is notified twice, two separately signed copies next
 to each other in the send order, so with 16 connections both copies are in flight together — as when WeChat Pay
-retries from two servers at once. Afterwards every order must be credited exactly once.
+retries from two servers at once. The bot delivers each payment before it answers (``bot.credits.deliver_now``):
+
+- card: top-ups of the payer's card, to the card system the bench runs with (``[cardsystem] adapter = "ledger"``, the
+  bot's own ledger in the same database);
+- power: electricity for a dorm room (product ``power``, target a room id of the emulator's electricity system), each
+  one signed power/1 recharge over HTTP to the emulator's electricity system (one gunicorn process).
+
+Before the rows, ``WARM`` payments of each product are notified, uncounted, so neither row pays for a cold server.
+Afterwards every order must be delivered exactly once, counted on our side (order paid, credit delivered, one receipt)
+and at the target system (card: one ledger entry and balance = entries; power: each ref recharged once).
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import psutil
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import text
 
 from bench import data
 from bench.env import Server, Settings
 from bench.runner import profile_server, run_load
+from bot.clock import SCHOOL_TZ
 from bot.config import Config
+from bot.emulator.electricity import label, room_ids
 from bot.emulator.pay import Order, signed_notify
 
-AMOUNT_FEN, FEE_FEN = 5000, 15
+AMOUNT_FEN, FEE_FEN = 5000, 15  # a quick card top-up of 50 yuan and its fee
+POWER_FEN = 5000  # 50 yuan of electricity (no fee)
+CARD_TAG, POWER_TAG = "n", "w"  # order numbers ``B{tag}00000001…``, the refs each row counts
+WARM = 100  # payments of each product made before the rows, not counted
 
 
-def build_notifies(cfg: Config, order_nos: list[str], first_card: int, copies: int = 2) -> list[tuple[str, bytes, dict[str, str]]]:
+def build_notifies(
+    cfg: Config,
+    order_nos: list[str],
+    first_card: int,
+    copies: int = 2,
+    *,
+    total_fen: int = AMOUNT_FEN + FEE_FEN,
+    description: str = "校园卡充值",
+) -> list[tuple[str, bytes, dict[str, str]]]:
+    """``copies`` separately signed SUCCESS notifies for each order, paid by the account of card ``first_card + i``."""
     key = serialization.load_pem_private_key(Path(cfg.emulator.platform_private_key_path).read_bytes(), None)
     now = time.time()
     out = []
@@ -33,8 +61,8 @@ def build_notifies(cfg: Config, order_nos: list[str], first_card: int, copies: i
             appid=cfg.wechat.appid,
             mchid=cfg.pay.mchid,
             out_trade_no=no,
-            description="校园卡充值",
-            total=AMOUNT_FEN + FEE_FEN,
+            description=description,
+            total=total_fen,
             openid=data.openid(first_card + i),
             notify_url=cfg.pay.notify_url,
             time_expire=now + 900,
@@ -50,46 +78,156 @@ def build_notifies(cfg: Config, order_nos: list[str], first_card: int, copies: i
     return out
 
 
-def run(settings: Settings, cfg: Config, services: Any, bot: Server, report: Any) -> dict[str, Any]:
-    n_orders = 300 if settings.quick else 3000
+def run(settings: Settings, cfg: Config, services: Any, bot: Server, report: Callable[[str], None], emulator_pid: int) -> dict[str, Any]:
+    n = 300 if settings.quick else 3000
     engine = services.engine
-    data.add_cardholders(engine, 1, n_orders + 1000)
-    orders = data.add_orders(engine, 1, n_orders, AMOUNT_FEN, FEE_FEN, "n")
+    # payers: cards 1..n top up their own card, n+1..2n pay for a room each, then the warm-up's, then the profile's
+    warm_card, warm_power, profile_card = 2 * n + 1, 2 * n + WARM + 1, 2 * n + 2 * WARM + 1
+    data.add_cardholders(engine, 1, profile_card + 999)
+    rooms = room_ids()
+    cards = _card_orders(engine, 1, n, CARD_TAG)
+    power = _power_orders(engine, n + 1, rooms[:n], POWER_TAG)
+    warm = _card_notifies(cfg, _card_orders(engine, warm_card, WARM, "u"), warm_card)
+    warm += _power_notifies(cfg, _power_orders(engine, warm_power, rooms[n : n + WARM], "v"), warm_power)
     data.analyze(engine)
-    reqs = build_notifies(cfg, orders, 1)
-    r = run_load(settings, "paynotify", bot, reqs, once=True, warmup=0, duration=600)
+    result: dict[str, Any] = {"orders": n, "concurrency": settings.concurrency}
+
+    # both products paid once on every worker first, so that neither row pays for the server's first requests
+    run_load(settings, "paynotify-warmup", bot, warm, once=True, warmup=0, duration=600)
+    result["card"] = notify_row(settings, "paynotify", bot, emulator_pid, _card_notifies(cfg, cards, 1), lambda: _card_delivered(engine, n))
+    day = _school_day(services)
+    result["power"] = notify_row(
+        settings, "paynotify-power", bot, emulator_pid, _power_notifies(cfg, power, n + 1), lambda: _power_delivered(services, engine, n + 1, n, day)
+    )
+    for key in ("card", "power"):
+        r = result[key]
+        report(
+            f"pay notify ({key}): {r['notifies_per_s']:.0f} notifies/s ({r['payments_per_s']:.0f} payments delivered/s), "
+            f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, statuses {r['statuses']}, exactly once: {'yes' if r['exactly_once'] else 'NO'} "
+            f"({r['check']})"
+        )
+    if settings.profile:
+        more = _card_orders(engine, profile_card, 1000 if not settings.quick else 300, "p")
+        result["profile"] = profile_server(settings, "paynotify", bot, _card_notifies(cfg, more, profile_card), 4 if settings.quick else 8, once=True)
+    return result
+
+
+def _card_orders(engine: Any, first_card: int, count: int, tag: str) -> list[str]:
+    return data.add_orders(engine, first_card, count, AMOUNT_FEN, FEE_FEN, tag)
+
+
+def _power_orders(engine: Any, first_card: int, rooms: list[str], tag: str) -> list[str]:
+    """An order for each room, by the account that keeps it (one room per payer's card from ``first_card`` on)."""
+    data.add_rooms(engine, first_card, {r: label(r) for r in rooms})
+    return data.add_orders(engine, first_card, len(rooms), POWER_FEN, 0, tag, product="power", targets=rooms)
+
+
+def _card_notifies(cfg: Config, order_nos: list[str], first_card: int) -> list[tuple[str, bytes, dict[str, str]]]:
+    return build_notifies(cfg, order_nos, first_card)
+
+
+def _power_notifies(cfg: Config, order_nos: list[str], first_card: int) -> list[tuple[str, bytes, dict[str, str]]]:
+    return build_notifies(cfg, order_nos, first_card, total_fen=POWER_FEN, description="宿舍电费")
+
+
+def notify_row(
+    settings: Settings,
+    name: str,
+    bot: Server,
+    emulator_pid: int,
+    reqs: list[tuple[str, bytes, dict[str, str]]],
+    delivered: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """Send every notify once (both copies of a payment at once), then count what was delivered (``delivered()``:
+    ``delivered`` payments, ``exactly_once``, ``check`` — the evidence in words). The emulator's CPU is the electricity
+    system's share of the two cores (the card row's card system is in PostgreSQL's)."""
+    emulator = psutil.Process(emulator_pid)
+    e0 = _cpu_seconds(emulator)
+    r = run_load(settings, name, bot, reqs, once=True, warmup=0, duration=600)
+    emulator_cpu = _cpu_seconds(emulator) - e0
+    counted = delivered()
+    return {
+        "requests": r["requests"],
+        "notifies_per_s": r["throughput"],
+        "payments_per_s": counted["delivered"] / r["wall_s"],
+        "p50_ms": r["p50_ms"],
+        "p99_ms": r["p99_ms"],
+        "failed": sum(v for k, v in r["statuses"].items() if not k.startswith("2")) + sum(r["errors"].values()),
+        "statuses": r["statuses"],
+        "loadgen_cpu_pct": r["loadgen_cpu_pct"],
+        "server_cpu_pct": r["server_cpu_pct"],
+        "backend_cpu_pct": r["backend_cpu_pct"],
+        "emulator_cpu_pct": 100 * emulator_cpu / r["wall_s"],
+        **counted,
+    }
+
+
+def _card_delivered(engine: Any, n: int) -> dict[str, Any]:
+    like = f"B{CARD_TAG}%"
     with engine.connect() as conn:
-        paid = conn.execute(text("SELECT count(*) FROM topup_orders WHERE status = 'paid' AND order_no LIKE 'Bn%'")).scalar_one()
-        entries = conn.execute(text("SELECT count(*) FROM ledger_entries WHERE kind = 'topup'")).scalar_one()
-        receipts = conn.execute(text("SELECT count(*) FROM outbox_notices WHERE kind = 'topup_receipt'")).scalar_one()
+        paid = conn.execute(text("SELECT count(*) FROM topup_orders WHERE status = 'paid' AND order_no LIKE :p"), {"p": like}).scalar_one()
+        by_status = _credits(conn, "card", like)
+        entries = conn.execute(text("SELECT count(*) FROM ledger_entries WHERE kind = 'topup' AND ref LIKE :p"), {"p": like}).scalar_one()
+        receipts = conn.execute(
+            text("SELECT count(*) FROM outbox_notices WHERE kind = 'topup_receipt' AND dedup_key LIKE :k"), {"k": f"topup:{like}"}
+        ).scalar_one()
         wrong = conn.execute(
             text(
                 "SELECT count(*) FROM cardholders c JOIN topup_orders o ON o.cardholder_id = c.id "
                 "WHERE c.balance_fen <> (SELECT sum(amount_fen) FROM ledger_entries e WHERE e.cardholder_id = c.id)"
             )
         ).scalar_one()
-    once = paid == entries == receipts == n_orders and wrong == 0
-    failed = sum(v for k, v in r["statuses"].items() if not k.startswith("2")) + sum(r["errors"].values())
-    result = {
-        "orders": n_orders,
-        "requests": r["requests"],
-        "concurrency": r["concurrency"],
-        "notifies_per_s": r["throughput"],
-        "payments_per_s": n_orders / r["wall_s"],
-        "p50_ms": r["p50_ms"],
-        "p99_ms": r["p99_ms"],
-        "failed": failed,
-        "statuses": r["statuses"],
-        "exactly_once": "yes" if once else f"NO: paid {paid}, entries {entries}, receipts {receipts}, balance≠ledger {wrong}",
-        "loadgen_cpu_pct": r["loadgen_cpu_pct"],
-        "server_cpu_pct": r["server_cpu_pct"],
-        "backend_cpu_pct": r["backend_cpu_pct"],
+    return {
+        "delivered": by_status.get("delivered", 0),
+        "exactly_once": paid == entries == receipts == n and by_status == {"delivered": n} and wrong == 0,
+        "check": f"card system (the ledger): {entries} top-up entries, balance ≠ entries on {wrong} cards; "
+        f"ours: {paid} orders paid, credits {by_status}, {receipts} receipts",
     }
-    report(
-        f"pay notify: {result['notifies_per_s']:.0f} notifies/s ({result['payments_per_s']:.0f} payments/s), p50 {r['p50_ms']:.1f} ms, "
-        f"p99 {r['p99_ms']:.1f} ms, statuses {r['statuses']}, exactly once: {result['exactly_once']}"
+
+
+def _power_delivered(services: Any, engine: Any, first_card: int, n: int, since: date) -> dict[str, Any]:
+    """Counted on our side and at the electricity system, which lists recharges by school day (the row may span two)."""
+    like = f"B{POWER_TAG}%"
+    with engine.connect() as conn:
+        paid = conn.execute(
+            text("SELECT count(*) FROM topup_orders WHERE status = 'paid' AND product = 'power' AND order_no LIKE :p"), {"p": like}
+        ).scalar_one()
+        by_status = _credits(conn, "power", like)
+        receipts = conn.execute(
+            text("SELECT count(*) FROM outbox_notices WHERE kind = 'power_receipt' AND dedup_key LIKE :k"), {"k": f"power:{like}"}
+        ).scalar_one()
+        read = conn.execute(
+            text(
+                "SELECT count(*) FROM power_rooms r JOIN card_credits c ON c.target = r.room_id "
+                "WHERE c.product = 'power' AND c.ref LIKE :p AND r.remaining_kwh IS NOT NULL"
+            ),
+            {"p": like},
+        ).scalar_one()
+        on_cards = conn.execute(
+            text("SELECT count(*) FROM ledger_entries WHERE kind <> 'opening' AND cardholder_id BETWEEN :a AND :b"),
+            {"a": first_card, "b": first_card + n - 1},
+        ).scalar_one()
+    made = Counter(r.ref for day in {since, _school_day(services)} for r in services.electricity.recharges_on(day) if r.ref.startswith(like[:-1]))
+    twice = sum(1 for c in made.values() if c > 1)
+    return {
+        "delivered": by_status.get("delivered", 0),
+        "exactly_once": len(made) == paid == receipts == read == n and twice == 0 and by_status == {"delivered": n} and on_cards == 0,
+        "check": f"electricity system: {len(made)} refs recharged, {twice} twice; ours: {paid} orders paid, credits {by_status}, "
+        f"{receipts} receipts, {read} rooms with the new reading, {on_cards} entries on the payers' cards",
+    }
+
+
+def _credits(conn: Any, product: str, like: str) -> dict[str, int]:
+    rows = conn.execute(
+        text("SELECT status, count(*) FROM card_credits WHERE product = :product AND ref LIKE :p GROUP BY status"), {"product": product, "p": like}
     )
-    if settings.profile:
-        more = data.add_orders(engine, n_orders + 1, 1000 if not settings.quick else 300, AMOUNT_FEN, FEE_FEN, "p")
-        result["profile"] = profile_server(settings, "paynotify", bot, build_notifies(cfg, more, n_orders + 1), 4 if settings.quick else 8, once=True)
-    return result
+    return {status: count for status, count in rows.all()}
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    """User and system CPU of a gunicorn master and its workers."""
+    return sum(t.user + t.system for t in (p.cpu_times() for p in [proc, *proc.children(recursive=True)]))
+
+
+def _school_day(services: Any) -> date:
+    return services.clock.now().astimezone(SCHOOL_TZ).date()

@@ -97,3 +97,37 @@ def test_cardsys_section_reports_a_credit_counted_twice_as_missed() -> None:
     lines = report._cardsys({"latency_ms": 20, "threads": 16, "b": once, "c": {**once, "exactly_once": False}}, checks)
     assert any("| (c) backlog" in line and "**no**" in line for line in lines)
     assert [c[2] for c in checks] == ["met", "**missed**"]  # (a) not run: no check
+
+
+@pytest.mark.unit
+def test_paynotify_section_holds_the_power_row_to_the_card_row() -> None:
+    card = {
+        "requests": 600,
+        "notifies_per_s": 500.0,
+        "payments_per_s": 250.0,
+        "p50_ms": 20.0,
+        "p99_ms": 60.0,
+        "failed": 0,
+        "statuses": {"204": 600},
+        "loadgen_cpu_pct": 20.0,
+        "server_cpu_pct": 120.0,
+        "backend_cpu_pct": 40.0,
+        "delivered": 300,
+        "exactly_once": True,
+        "check": "card system: 300 entries",
+    }
+    base = {"orders": 300, "concurrency": 16, "card": card}
+    checks: list[tuple[str, str, str]] = []
+    lines = report._paynotify({**base, "power": {**card, "payments_per_s": 190.0, "check": "electricity system: 300 refs"}}, checks)
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| card") or line.startswith("| dorm")] == [
+        "| card top-up → card system (the bot's ledger)",
+        "| dorm electricity → electricity system (power/1 over HTTP)",
+    ]
+    assert "- dorm electricity → electricity system (power/1 over HTTP): electricity system: 300 refs" in lines
+    assert checks[1][1:] == ("190/s = 0.76×", "**missed**")
+    checks = []
+    report._paynotify({**base, "power": {**card, "payments_per_s": 240.0, "exactly_once": False}}, checks)
+    assert [c[2] for c in checks] == ["met", "**missed**"]  # fast enough, but a room recharged twice
+    checks = []
+    report._paynotify({**base, "power": {**card, "payments_per_s": 240.0}}, checks)
+    assert [c[1:] for c in checks] == [("500/s", "met"), ("240/s = 0.96×", "met")]
