@@ -172,7 +172,7 @@ def _run_section(
     if section == "cardsys":
         from bench import cardsys
 
-        return cardsys.run(settings, cfg, services, start, say, PRODUCTION)
+        return cardsys.run(settings, cfg, services, start, say, PRODUCTION, env_vars)
     if section == "growth":
         from bench import growth
 

@@ -33,7 +33,13 @@ WINDOW_HOURS = 4
 
 
 def run(
-    settings: Settings, cfg: Config, services: Any, start: Callable[..., Server], report: Callable[[str], None], production: dict[str, str]
+    settings: Settings,
+    cfg: Config,
+    services: Any,
+    start: Callable[..., Server],
+    report: Callable[[str], None],
+    production: dict[str, str],
+    env_vars: dict[str, str],
 ) -> dict[str, Any]:
     from bot import credits
     from bot.clock import SCHOOL_TZ
@@ -72,6 +78,11 @@ def run(
             n = 4000 if settings.quick else BACKLOG
             result["c"] = _deliver(cs_services, engine, cardsys, "M", n, maintenance=True, day=day)
             report(f"(c) backlog of {n}: {result['c']['seconds']:.1f} s, {result['c']['check']}")
+            n = 2000 if settings.quick else 4000
+            result["b2"] = _deliver(cs_services, engine, cardsys, "W", n, maintenance=False, day=day, processes=2, env_vars={**env_vars, **cs_env})
+            report(
+                f"(b) with 2 worker processes: {n} credits in {result['b2']['seconds']:.1f} s: {result['b2']['per_s']:.0f}/s, {result['b2']['check']}"
+            )
         finally:
             cs_services.close()
     finally:
@@ -92,15 +103,33 @@ def _balance_clicks(settings: Settings, cfg: Config, bot: Server, report: Callab
     return out
 
 
-def _deliver(services: Any, engine: Any, cardsys: Server, prefix: str, n: int, *, maintenance: bool, day: Any) -> dict[str, Any]:
+def _deliver(
+    services: Any,
+    engine: Any,
+    cardsys: Server,
+    prefix: str,
+    n: int,
+    *,
+    maintenance: bool,
+    day: Any,
+    processes: int = 0,
+    env_vars: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Deliver ``n`` owed credits: in this process (as one worker), or in ``processes`` worker processes
+    (``bench.drainer credits``, as a school running several ``cardbot worker``s)."""
+    from bench.outbox import _workers
     from bot import credits
 
     _owe(engine, prefix, n, maintenance=maintenance)
     passes, t0, cpu0, cs0 = 0, time.perf_counter(), time.process_time(), cardsys.cpu_seconds()
-    while credits.deliver_due(services):
-        passes += 1
-    seconds = time.perf_counter() - t0
-    cpu = {"bot_ms": 1000 * (time.process_time() - cpu0) / n, "cardsys_ms": 1000 * (cardsys.cpu_seconds() - cs0) / n}
+    if processes:
+        out = _workers(processes, env_vars or {}, "credits")
+        seconds, bot_cpu_s = out["seconds"], out["cpu_s"]
+    else:
+        while credits.deliver_due(services):
+            passes += 1
+        seconds, bot_cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
+    cpu = {"bot_ms": 1000 * bot_cpu_s / n, "cardsys_ms": 1000 * (cardsys.cpu_seconds() - cs0) / n}
     with engine.connect() as conn:
         by_status = dict(conn.execute(text("SELECT status, count(*) FROM card_credits WHERE ref LIKE :p GROUP BY status"), {"p": f"{prefix}%"}).all())
     made = Counter(r.ref for r in services.card_system.credits_on(day) if r.ref.startswith(prefix))

@@ -49,12 +49,14 @@ def _drain_all(services: Any, workers: int, deadline_s: float) -> float:
     return time.perf_counter() - t0
 
 
-def _drain_processes(engine: Any, workers: int, env_vars: dict[str, str]) -> dict[str, Any]:
-    """``workers`` separate worker processes (``bench.drainer``), started together once all are ready.
-    The rate is rows sent over the time from "go" to the last ``sent_at``."""
+def _workers(workers: int, env_vars: dict[str, str], *args: str, go_at: Any = None) -> dict[str, Any]:
+    """``workers`` separate worker processes (``bench.drainer ARGS``), started together once all are ready; seconds
+    from "go" until the last one finished (``go_at()`` is called at "go"), their CPU seconds and items handled."""
     full_env = {**os.environ, **env_vars, "PYTHONPATH": str(ROOT)}
     procs = [
-        subprocess.Popen([sys.executable, "-m", "bench.drainer"], cwd=ROOT, env=full_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.drainer", *args], cwd=ROOT, env=full_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         for _ in range(workers)
     ]
     try:
@@ -62,21 +64,32 @@ def _drain_processes(engine: Any, workers: int, env_vars: dict[str, str]) -> dic
             line = p.stdout.readline() if p.stdout else ""
             if line.strip() != "ready":
                 raise RuntimeError(f"drainer did not start: {line!r}")
-        with engine.connect() as conn:
-            go = conn.execute(text("SELECT now() AT TIME ZONE 'utc'")).scalar_one()
+        went = go_at() if go_at else None
+        go = time.perf_counter()
         for p in procs:
             assert p.stdin is not None
             p.stdin.write("go\n")
             p.stdin.flush()
         outs = [json.loads(p.communicate(timeout=400)[0].strip().splitlines()[-1]) for p in procs]
+        seconds = time.perf_counter() - go
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
+    return {"seconds": seconds, "went": went, "cpu_s": sum(o["cpu_s"] for o in outs), "handled": sum(o["handled"] for o in outs)}
+
+
+def _drain_processes(engine: Any, workers: int, env_vars: dict[str, str]) -> dict[str, Any]:
+    """``workers`` outbox worker processes; the rate is rows sent over the time from "go" to the last ``sent_at``."""
+
+    def now() -> Any:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT now() AT TIME ZONE 'utc'")).scalar_one()
+
+    out = _workers(workers, env_vars, go_at=now)
     with engine.connect() as conn:
         last = conn.execute(text("SELECT max(sent_at) FROM outbox_notices WHERE status = 'sent'")).scalar_one()
-    seconds = (last - go).total_seconds() if last else float("nan")
-    return {"seconds": seconds, "cpu_s": sum(o["cpu_s"] for o in outs), "handled": sum(o["handled"] for o in outs)}
+    return {"seconds": (last - out["went"]).total_seconds() if last else float("nan"), "cpu_s": out["cpu_s"], "handled": out["handled"]}
 
 
 def _counts(engine: Any) -> dict[str, int]:
