@@ -102,6 +102,7 @@ def test_demo_on_the_emulators_card_system_binds_shows_the_balance_and_delivers_
     from datetime import timedelta
 
     from bot.emulator.demo import background_pass, prepare
+    from tests.support.delivery import credit_row
     from tests.support.topup import logged_in, wait_for, wait_paid
 
     live = make_live(cardsystem={"adapter": "http"})
@@ -122,6 +123,7 @@ def test_demo_on_the_emulators_card_system_binds_shows_the_balance_and_delivers_
     body = phone.order(5000, "quick").json()
     assert phone.pay(body["pay_params"]).json()["err_msg"].endswith(":ok")
     wait_paid(live, body["order_no"])
+    wait_for(lambda: credit_row(live, body["order_no"]).waiting_for == "maintenance")  # the paying request's try is over
     assert account.balance_fen == 10000
     live.services.clock.shift(timedelta(minutes=11))  # past retry_after
     background_pass(live.services)
