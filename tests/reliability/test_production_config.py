@@ -111,7 +111,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[str]) -> None:
         try:
             if requests.get(url + "/healthz", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a worker still starting up
             pass
         time.sleep(0.1)
     raise AssertionError("cardbot serve did not come up")
