@@ -20,13 +20,14 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
 import requests
 import requests.adapters
 
 from bot.adapters import cardsys_signing
+from bot.adapters.answers import StrictReader
 from bot.adapters.target import TargetNoAnswer, TargetProtocolError, TargetUnavailable
 from models.enums import CardStatus
 from models.enums import CreditChannel as Channel  # a credit's channel, as stored and as cardsys/1 names it
@@ -187,45 +188,15 @@ class CardSystem(Protocol):
 
 # -- strict reading of answers -------------------------------------------------------------------------------
 
-E = TypeVar("E", bound=StrEnum)
 MAX_ENTRIES = 200
 
 
-def _need(data: dict[str, Any], key: str, kind: type) -> Any:
-    value = data.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise CardSystemProtocolError(f"{key!r} must be {kind.__name__}, got {value!r}")
-    return value
+_read = StrictReader(CardSystemProtocolError)
+_need, _text, _enum, _time = _read.need, _read.text, _read.enum, _read.time
 
 
 def _fen(data: dict[str, Any], key: str) -> int:
     return int(_need(data, key, int))
-
-
-def _text(data: dict[str, Any], key: str, *, empty: bool = False) -> str:
-    value = str(_need(data, key, str))
-    if not value and not empty:
-        raise CardSystemProtocolError(f"{key!r} must not be empty")
-    return value
-
-
-def _enum(enum: type[E], data: dict[str, Any], key: str) -> E:
-    value = _need(data, key, str)
-    try:
-        return enum(value)
-    except ValueError:
-        raise CardSystemProtocolError(f"{key!r} must be one of {[e.value for e in enum]}, got {value!r}") from None
-
-
-def _time(data: dict[str, Any], key: str) -> datetime:
-    text = _need(data, key, str)
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        at = None
-    if at is None or at.tzinfo is None:
-        raise CardSystemProtocolError(f"{key!r} must be ISO 8601 with an offset, got {text!r}")
-    return at
 
 
 def _day(value: Any, key: str) -> date:

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
 import requests
 import requests.adapters
 
+from bot.adapters.answers import StrictReader
 from bot.adapters.cardsys_signing import POWER
 from bot.adapters.target import TargetNoAnswer, TargetProtocolError, TargetUnavailable
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from bot.config import Config
 
 MAX_READINGS = 500  # rooms per readings call
-E = TypeVar("E", bound=StrEnum)
 
 
 class PlaceKind(StrEnum):
@@ -127,18 +127,8 @@ class Electricity(Protocol):
 # -- strict reading of answers -------------------------------------------------------------------------------
 
 
-def _need(data: Any, key: str, kind: type) -> Any:
-    value = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise ElectricityProtocolError(f"{key!r} must be {kind.__name__}, got {value!r}")
-    return value
-
-
-def _text(data: Any, key: str) -> str:
-    value = str(_need(data, key, str))
-    if not value:
-        raise ElectricityProtocolError(f"{key!r} must not be empty")
-    return value
+_read = StrictReader(ElectricityProtocolError)
+_need, _text, _enum, _time = _read.need, _read.text, _read.enum, _read.time
 
 
 def _kwh(data: Any, key: str) -> Decimal:
@@ -151,25 +141,6 @@ def _kwh(data: Any, key: str) -> Decimal:
     if not value.is_finite() or abs(value) >= 10**8:
         raise ElectricityProtocolError(f"{key!r} out of range: {text!r}")
     return value.quantize(Decimal("0.01"))
-
-
-def _time(data: Any, key: str) -> datetime:
-    text = _need(data, key, str)
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        at = None
-    if at is None or at.tzinfo is None:
-        raise ElectricityProtocolError(f"{key!r} must be ISO 8601 with an offset, got {text!r}")
-    return at
-
-
-def _enum(enum: type[E], data: Any, key: str) -> E:
-    value = _need(data, key, str)
-    try:
-        return enum(value)
-    except ValueError:
-        raise ElectricityProtocolError(f"{key!r} must be one of {[e.value for e in enum]}, got {value!r}") from None
 
 
 def _list(data: Any, key: str) -> list[Any]:
