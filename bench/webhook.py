@@ -209,10 +209,11 @@ def trace_one(cfg: Config, openid: str, key: str = "BALANCE") -> dict[str, Any]:
     def on_sql(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         sql.append(" ".join(statement.split())[:90])
 
-    event.listen(svc.engine, "before_cursor_execute", on_sql)
-    event.listen(svc.engine, "commit", lambda conn: sql.append("COMMIT"))
-    event.listen(svc.engine, "rollback", lambda conn: sql.append("ROLLBACK"))
-    event.listen(svc.engine.pool, "checkout", lambda *a: checkouts.__setitem__(0, checkouts[0] + 1))
+    for engine in {svc.engine.pool: svc.engine, svc.read_engine.pool: svc.read_engine}.values():  # lone reads have their own pool
+        event.listen(engine, "before_cursor_execute", on_sql)
+        event.listen(engine, "commit", lambda conn: sql.append("COMMIT"))
+        event.listen(engine, "rollback", lambda conn: sql.append("ROLLBACK"))
+        event.listen(engine.pool, "checkout", lambda *a: checkouts.__setitem__(0, checkouts[0] + 1))
     client = app.test_client()
     p = pusher(cfg, "plain")
     original = svc.store.r.execute_command

@@ -20,7 +20,7 @@ from sqlalchemy import Select, bindparam, func, select, update
 
 from bot import announce, credits
 from bot.adapters.cardsystem import Account, CardSystemError, CardSystemUnavailable, Entry
-from bot.adapters.ledger_cardsystem import account_of, entry_of
+from bot.adapters.ledger_cardsystem import account_of, entry_from
 from bot.clock import SCHOOL_TZ
 from bot.credits import remember_balance
 from bot.money import yuan
@@ -128,21 +128,36 @@ class Glance:
     pending: int
 
 
+_CARD = (
+    Cardholder.id,
+    Cardholder.student_no,
+    Cardholder.name,
+    Cardholder.id_number,
+    Cardholder.status,
+    Cardholder.left_on,
+    Cardholder.balance_fen,
+    Cardholder.balance_as_of,
+    Cardholder.updated_at,
+)
+_ENTRY = (LedgerEntry.id, LedgerEntry.kind, LedgerEntry.description, LedgerEntry.amount_fen, LedgerEntry.balance_after_fen, LedgerEntry.created_at)
+
+
 @cache
 def _glance_query(remote: bool, recent: int) -> Select[Any]:
-    """Built once per kind (the hot path pays for executing it, not for composing it); ``openid`` is bound per call."""
+    """Built once per kind (the hot path pays for executing it, not for composing it); ``openid`` is bound per call.
+    Columns, not ORM rows: the reply needs a dozen values, not an identity map."""
     pending = (
         select(func.count(CardCredit.id))
         .where(CardCredit.cardholder_id == Cardholder.id, CardCredit.status == CreditStatus.PENDING)
         .correlate(Cardholder)
         .scalar_subquery()
     )
-    query = select(Cardholder, pending).join(Binding, Binding.cardholder_id == Cardholder.id).where(Binding.openid == bindparam("openid"))
+    query = select(*_CARD, pending).join(Binding, Binding.cardholder_id == Cardholder.id).where(Binding.openid == bindparam("openid"))
     if remote:
         return query
     # one card per openid: its entries, newest first, are the rows
     return (
-        query.add_columns(LedgerEntry)
+        query.add_columns(*_ENTRY)
         .outerjoin(LedgerEntry, LedgerEntry.cardholder_id == Cardholder.id)
         .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
         .limit(recent)
@@ -154,15 +169,19 @@ def glance(services: Runtime, openid: str, recent: int) -> Glance | None:
     ``recent`` entries and the count of credits pending; for a remote card system that statement and its one
     ``account()`` call. None when no card is bound."""
     cs = services.card_system
-    with services.reads() as db:
-        rows = db.execute(_glance_query(cs.remote, recent), {"openid": openid}).all()
+    with services.read_rows() as conn:
+        rows = conn.execute(_glance_query(cs.remote, recent), {"openid": openid}).all()
     if not rows:
         return None
-    card, waiting = rows[0][0], rows[0][1]
+    n = len(_CARD)
+    first = rows[0]
+    card = Cardholder(**{c.key: v for c, v in zip(_CARD, first[:n], strict=True)})  # transient: for reading only
+    waiting = first[n]
     if cs.remote:
         return Glance(read(services, card), None, waiting)
     acc = account_of(card)
-    return Glance(Shown(card, acc.balance_fen, acc.as_of), [entry_of(r[2]) for r in rows if r[2] is not None], waiting)
+    entries = [entry_from(*r[n + 1 :]) for r in rows if r[n + 1] is not None]
+    return Glance(Shown(card, acc.balance_fen, acc.as_of), entries, waiting)
 
 
 def waiting_lines(services: Runtime, card_id: int, lang: str, center: Localized) -> list[str]:

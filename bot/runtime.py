@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.adapters.store import Store, connect
@@ -17,7 +17,7 @@ from bot.chat.profiles import Profiles
 from bot.clock import Clock
 from bot.config import Config
 from bot.metrics import Metrics
-from models.db import make_engine, make_sessionmaker
+from models.db import make_engine, make_read_engine, make_sessionmaker
 
 if TYPE_CHECKING:
     from bot.adapters.bank import BankGateway
@@ -35,7 +35,7 @@ class Runtime:
     store: Store
     clock: Clock = field(default_factory=Clock)
     metrics: Metrics = field(default_factory=Metrics)
-    _reads: tuple[Engine | None, sessionmaker[Session]] = field(default=(None, sessionmaker()), init=False, repr=False)
+    _reads: tuple[Engine | None, Engine | None, sessionmaker[Session]] = field(default=(None, None, sessionmaker()), init=False, repr=False)
 
     @cached_property
     def dialogs(self) -> Dialogs:
@@ -82,19 +82,35 @@ class Runtime:
     def session(self) -> Session:
         return self.sessions()
 
+    def _autocommit(self) -> tuple[Engine, sessionmaker[Session]]:
+        engine, twin, made = self._reads
+        if engine is not self.engine or twin is None:
+            twin = make_read_engine(self.engine)
+            made = make_sessionmaker(twin)
+            self._reads = (self.engine, twin, made)
+        return twin, made
+
+    @property
+    def read_engine(self) -> Engine:
+        """Where lone reads go (``models.db.make_read_engine``), following ``engine`` if it is replaced."""
+        return self._autocommit()[0]
+
     def reads(self) -> Session:
         """A session for one read and nothing else: each statement on its own, with no BEGIN, COMMIT or ROLLBACK
-        round trips around it (the chat's hot path reads the card this way). Follows ``engine`` if it is replaced."""
-        engine, made = self._reads
-        if engine is not self.engine:
-            made = make_sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"))
-            self._reads = (self.engine, made)
-        return made()
+        round trips around it (the chat's hot path reads the card this way)."""
+        return self._autocommit()[1]()
+
+    def read_rows(self) -> Connection:
+        """A connection for one Core read and nothing else (no session, no BEGIN, COMMIT or ROLLBACK): the balance
+        click's single statement."""
+        return self.read_engine.connect()
 
     def close(self) -> None:
         if "executor" in self.__dict__:
             self.executor.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()
+        if self._reads[1] is not None and self._reads[1].pool is not self.engine.pool:
+            self._reads[1].dispose()
         self.store.close()
 
 

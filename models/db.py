@@ -46,6 +46,30 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     return engine
 
 
+READ_STATEMENT_TIMEOUT_MS = 2000  # a chat read answered inline must leave the 5 s reply budget room to say "busy"
+
+
+def make_read_engine(engine: Engine) -> Engine:
+    """Lone reads without BEGIN, COMMIT or ROLLBACK: on PostgreSQL a small pool of its own whose connections stay in
+    autocommit (switching a shared connection's isolation level on each checkout and back on return costs more
+    than the read), nothing to reset on return since no transaction can be open, and a statement timeout, so a
+    read stuck behind a lock fails in time; on SQLite the same connections, marked autocommit for the begin hook."""
+    if engine.dialect.name != "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    reads = create_engine(
+        engine.url,
+        echo=engine.echo,
+        isolation_level="AUTOCOMMIT",
+        pool_reset_on_return=None,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=3,
+        connect_args={"connect_timeout": 3, "options": f"-c statement_timeout={READ_STATEMENT_TIMEOUT_MS}"},
+    )
+    event.listen(reads, "checkout", _alive)
+    return reads
+
+
 def _alive(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
     """A pooled connection whose server ended it (restart, ``pg_terminate_backend``, idle timeout) has the server's
     goodbye or EOF waiting on its socket, while an idle live one has nothing to read: asking the socket costs no round

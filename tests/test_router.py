@@ -105,7 +105,9 @@ def test_guarded_handler_gets_the_card_without_a_second_query(make_live):
         if "FROM bindings" in statement:
             lookups.append(statement)
 
-    event.listen(live.services.engine, "before_cursor_execute", count)
+    engines = {live.services.engine.pool: live.services.engine, live.services.read_engine.pool: live.services.read_engine}
+    for engine in engines.values():
+        event.listen(engine, "before_cursor_execute", count)
     try:
         assert wx.text(OID, "__test_guarded__").content == "ran"
         assert seen_cards == ["20239999"] and len(lookups) == 1
@@ -113,7 +115,8 @@ def test_guarded_handler_gets_the_card_without_a_second_query(make_live):
         assert "余额：10.00 元" in wx.click(OID, "BALANCE").content
         assert len(statements) == 1 and "JOIN bindings" in statements[0], statements  # no BEGIN, no user read
     finally:
-        event.remove(live.services.engine, "before_cursor_execute", count)
+        for engine in engines.values():
+            event.remove(engine, "before_cursor_execute", count)
 
 
 def test_cardbot_routes_lists_every_menu_key_without_database_or_redis(tmp_path):

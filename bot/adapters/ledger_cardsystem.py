@@ -72,9 +72,14 @@ def account_of(card: Cardholder) -> Account:
 
 
 def entry_of(e: LedgerEntry) -> Entry:
-    kind = KIND.get(EntryKind(e.kind), TerminalEntryKind.ADJUST)
-    merchant = OPENING if e.kind == EntryKind.OPENING else e.description if e.kind in SHOWN else ""
-    return Entry(str(e.id), e.amount_fen, e.balance_after_fen, kind, merchant, _aware(e.created_at))
+    return entry_from(e.id, e.kind, e.description, e.amount_fen, e.balance_after_fen, e.created_at)
+
+
+def entry_from(entry_id: int, kind: str, description: str | None, amount_fen: int, balance_after_fen: int, at: datetime) -> Entry:
+    """A ledger entry as this card system reports it, from the row's columns (the balance click reads no ORM rows)."""
+    k = EntryKind(kind)
+    merchant = OPENING if k == EntryKind.OPENING else (description or "") if k in SHOWN else ""
+    return Entry(str(entry_id), amount_fen, balance_after_fen, KIND.get(k, TerminalEntryKind.ADJUST), merchant, _aware(at))
 
 
 def _holder(card: Cardholder) -> Holder:

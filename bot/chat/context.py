@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 @dataclass
 class Context:
     openid: str
-    db: Session
     services: Runtime
     profile: Profile
     dialog: Dialog | None = None
@@ -38,6 +37,18 @@ class Context:
     _card: Cardholder | None = field(default=None, init=False, repr=False)
     _card_loaded: bool = field(default=False, init=False, repr=False)
     _user: WechatUser | None = field(default=None, init=False, repr=False)
+    _db: Session | None = field(default=None, init=False, repr=False)
+
+    @property
+    def db(self) -> Session:
+        """The message's session, opened on first use: the balance click needs none (its one read has its own)."""
+        if self._db is None:
+            self._db = self.services.session()
+        return self._db
+
+    @property
+    def db_opened(self) -> Session | None:
+        return self._db
 
     @property
     def cfg(self) -> Config:

@@ -37,7 +37,6 @@ class Turn:
             profile = arrival.profile or Profile("zh", 0)
             self.ctx = Context(
                 openid=msg.source,
-                db=services.session(),
                 services=services,
                 profile=profile,
                 dialog=arrival.dialog,
@@ -62,39 +61,44 @@ class Turn:
             return self._error
         ctx, services, handler = self.ctx, self.services, "-"
         try:
-            with ctx.db as db:
-                ctx.profile = self._profile(db, ctx.profile)
-                self.lang = ctx.lang
-                try:
-                    reply = self.router.run(self.route, self.msg, ctx)
-                    handler = ctx.handler_name
-                    db.commit()
-                except Exception:
-                    db.rollback()
-                    handler = ctx.handler_name or "-"
-                    raise
-                user = ctx.user_loaded
-                if user is not None and (user.lang or "zh") != ctx.profile.lang:  # written through
-                    ctx.profile = Profile(user.lang or "zh", ctx.profile.seen)
-                    services.profiles.put(ctx.openid, ctx.profile)
-                self.lang = ctx.lang
-                return reply
+            ctx.profile = self._profile(ctx)
+            self.lang = ctx.lang
+            try:
+                reply = self.router.run(self.route, self.msg, ctx)
+                handler = ctx.handler_name
+                if ctx.db_opened is not None:
+                    ctx.db_opened.commit()
+            except Exception:
+                if ctx.db_opened is not None:
+                    ctx.db_opened.rollback()
+                handler = ctx.handler_name or "-"
+                raise
+            user = ctx.user_loaded
+            if user is not None and (user.lang or "zh") != ctx.profile.lang:  # written through
+                ctx.profile = Profile(user.lang or "zh", ctx.profile.seen)
+                services.profiles.put(ctx.openid, ctx.profile)
+            self.lang = ctx.lang
+            return reply
         except (redis.RedisError, SQLAlchemyError) as exc:
             return self._unavailable(exc, handler)
         except Exception:
             return self._failed(handler)
+        finally:
+            if ctx.db_opened is not None:
+                ctx.db_opened.close()
 
-    def _profile(self, db: Any, cached: Profile) -> Profile:
+    def _profile(self, ctx: Context) -> Profile:
         """The cached profile, or one rebuilt from the user's row (created on first contact); ``last_message_at``
-        written when it is older than its resolution. Nothing is read or written otherwise."""
+        written when it is older than its resolution. Nothing is read or written otherwise (no session opened)."""
         now = self.services.clock.utcnow()
+        cached = ctx.profile
         if self.arrival.profile is None:
-            profile = rebuild(db, self.msg.source, now)
+            profile = rebuild(ctx.db, self.msg.source, now)
         elif cached.due(now):
-            profile = seen_now(db, self.msg.source, cached, now)
+            profile = seen_now(ctx.db, self.msg.source, cached, now)
         else:
             return cached
-        db.commit()
+        ctx.db.commit()
         self.services.profiles.put(self.msg.source, profile)
         return profile
 

@@ -276,6 +276,30 @@ def test_postgres_backends_terminated_mid_run(make_live, database_url):
     assert phone.order(5000, "quick").status_code == 201
 
 
+def test_balance_click_behind_a_table_lock_is_answered_in_time(make_live, database_url):
+    """A balance click whose one read waits behind a lock (a migration holding ``cardholders``) is answered inline:
+    the read's statement timeout ends the wait, so the reply says "busy" well inside WeChat's 5 s."""
+    if not on_postgres(database_url):
+        pytest.skip("PostgreSQL only")
+    live = make_live()
+    wx = live.pusher()
+    student(live, OPENID, card_id=new_card(live))
+    assert "100.50" in wx.text(OPENID, "余额").content
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("LOCK TABLE cardholders IN ACCESS EXCLUSIVE MODE"))
+            t0 = time.monotonic()
+            reply = wx.text(OPENID, "余额").content
+            took = time.monotonic() - t0
+            conn.rollback()
+    finally:
+        engine.dispose()
+    assert reply == t("zh", "service_unavailable")
+    assert 1.5 < took < 4.0, took
+    assert "100.50" in wx.text(OPENID, "余额").content
+
+
 # --- WeChat's API ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("fault", ["502", "silent"])
 def test_oauth_exchange_failing_is_refused_politely(make_live, bad_wechat, fault):
