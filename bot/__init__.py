@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,21 +12,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from bot.config import Config, ConfigError, load_config
-from bot.logs import openid_hash, request_id, setup_logging
+from bot.logs import request_id, setup_logging
 from bot.runtime import Runtime, build_runtime
 from bot.web.auth import SESSION_LIFETIME
-
-# A caller's X-Request-Id is kept only when short and plain (it goes into every log line and back as a header).
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-# On every answer: nothing personal is cached, framed by another site (the simulator frames pages of its own
-# origin) or leaked in a Referer; a header a view sets itself wins.
-_HARDENING = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "SAMEORIGIN",
-    "Content-Security-Policy": "frame-ancestors 'self'",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
+from bot.web.instrument import HARDENING, begin, observe
 
 if TYPE_CHECKING:
     from bot.chat.router import Routes
@@ -63,7 +50,7 @@ def create_app(cfg: Config | None = None, services: Runtime | None = None, route
         app.extensions["router"] = build_router(*routes).understand(str(cfg.faq_path))
     except ValueError as exc:  # the school's FAQ file: a bad edit stops the start, named
         raise ConfigError(f"faq.path: {exc}") from None
-    app.register_blueprint(webhook.bp)
+    webhook.mount(app, svc, app.extensions["router"])
     app.register_blueprint(ops.bp)
     for feature in (bills, topup, power, autodebit, pay_notify, integration, device, alerts):
         feature.init_app(app)
@@ -83,18 +70,14 @@ def create_app(cfg: Config | None = None, services: Runtime | None = None, route
 def _instrument(app: Flask, svc: Runtime) -> None:
     @app.before_request
     def _start() -> None:
-        g.t0 = time.perf_counter()
-        sent = request.headers.get("X-Request-Id", "")
-        request_id.set(sent if _REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex[:16])
-        openid_hash.set("-")
+        g.t0 = begin(request.headers.get("X-Request-Id", ""))
 
     @app.after_request
     def _finish(resp: Any) -> Any:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        svc.metrics.requests.labels(endpoint=endpoint, method=request.method, status=resp.status_code).inc()
-        svc.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - g.get("t0", time.perf_counter()))
+        observe(svc, endpoint, request.method, resp.status_code, g.get("t0", time.perf_counter()))
         resp.headers["X-Request-Id"] = request_id.get()
-        for name, value in _HARDENING.items():
+        for name, value in HARDENING.items():
             resp.headers.setdefault(name, value)
         return resp
 

@@ -17,5 +17,6 @@ def init_app(app: Flask) -> None:
     from bot.emulator import bank, cardsys, electricity, pay, simulator, wechat_api
 
     app.register_blueprint(wechat_api.bp)
+    app.extensions["wechat"].observe(wechat_api.follows_observer(app.extensions["emulator"]))
     for part in (pay, bank, cardsys, electricity, simulator):
         part.init_app(app)

@@ -11,6 +11,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -18,7 +19,6 @@ import requests
 from flask import Blueprint, Response, current_app, redirect, request
 
 import menus
-from bot.chat.wechat_xml import BadMessage, BadSignature, check_signature, decode_push
 from bot.config import Config
 from bot.emulator.push import Pusher, cdata
 from bot.emulator.state import EmulatorState
@@ -143,28 +143,17 @@ def _body_json() -> dict[str, Any] | Response:
 
 
 # --- what WeChat knows of its users ------------------------------------------------
-@bp.before_app_request
-def observe_follows() -> None:
+def follows_observer(emulated: EmulatorState) -> Callable[[Any], None]:
     """WeChat knows who follows the account: a (un)subscribe push to ``/wechat`` from any Pusher — the simulator's,
-    the tests' ``wx`` — updates the follower set that template sends check (43004)."""
-    if request.method != "POST" or request.path != "/wechat":
-        return
-    cfg = config()
-    if (request.content_length or 0) > cfg.server.max_body_bytes:
-        return
-    args = request.args.to_dict()
-    raw = request.get_data(cache=True)  # cached: the webhook reads the same body
-    if args.get("encrypt_type") != "aes" and b"subscribe" not in raw:
-        return
-    if not check_signature(cfg.wechat.token, args.get("signature", ""), args.get("timestamp", ""), args.get("nonce", "")):
-        return
-    try:
-        msg, _ = decode_push(raw, args, cfg.wechat)
-    except (BadMessage, BadSignature):
-        return
-    event = getattr(msg, "event", "") if msg.type == "event" else ""
-    if event in ("subscribe", "unsubscribe"):
-        state().user_pushed(msg.source, event)
+    the tests' ``wx`` — updates the follower set that template sends check (43004). Registered with the webhook,
+    which hands it every correctly signed push it decoded."""
+
+    def observe(msg: Any) -> None:
+        event = getattr(msg, "event", "") if msg.type == "event" else ""
+        if event in ("subscribe", "unsubscribe"):
+            emulated.user_pushed(msg.source, event)
+
+    return observe
 
 
 # --- access_token ------------------------------------------------------------
