@@ -3,7 +3,9 @@
 Each stage adds cards (all bound, each with an opening entry) with one set-based INSERT per table, so 1M loads in
 well under two minutes; card 1 is the busiest, with a year of entries (10 a day). A fresh server per stage, then
 BALANCE clicks by random users across the whole roster and BILLS clicks by the busiest card's three bound users, both at
-a fixed rate (open loop, so latency includes any queueing).
+a fixed rate (open loop, so latency includes any queueing). The clicking users' profiles are in Redis as a message of
+a moment ago left them (``bench.webhook.seed_profiles``, as in row (a)): the row measures the database as the roster
+grows, not each user's first message of the week, which writes its ``wechat_users`` row whatever the roster's size.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy import text
 from bench import data
 from bench.env import Settings
 from bench.runner import run_load
-from bench.webhook import create_time, pusher
+from bench.webhook import create_time, pusher, seed_profiles
 from bot.config import Config
 
 BALANCE_RATE = 100
@@ -62,6 +64,7 @@ def run(settings: Settings, cfg: Config, services: Any, bot_server: Any, sizes: 
         with bot_server() as bot:
             n = int((seconds + 2) * BALANCE_RATE) + 50
             users = [data.openid(rng.randint(2, size)) for _ in range(n)]
+            seed_profiles(services, [*users, *BUSY_FAMILY])
             stage["balance"] = run_load(
                 settings, f"growth-balance-{size}", bot, clicks(cfg, "BALANCE", users), rate=BALANCE_RATE, duration=seconds, warmup=1.0
             )
