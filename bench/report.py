@@ -263,8 +263,9 @@ def render(res: dict[str, Any]) -> str:
                 sql = [x for x in tr["sql"] if x not in ("COMMIT", "ROLLBACK")]
                 lines += [
                     f"What one BALANCE click costs the bot now (traced in-process, a user seen in the last 5 minutes): {len(sql)} SQL "
-                    f"statement(s), {len(tr['sql']) - len(sql)} COMMIT/ROLLBACK, over {tr['checkouts']} pool checkout(s) (no ping: a "
-                    f"connection the server closed is refused at checkout by its readable socket); {len(tr['redis'])} Redis round "
+                    f"statement(s), {len(tr['sql']) - len(sql)} COMMIT/ROLLBACK sent to the server, over {tr['checkouts']} pool "
+                    f"checkout(s) (no ping: a connection the server closed is refused at checkout by its readable socket); "
+                    f"{len(tr['redis'])} Redis round "
                     f"trip(s): {'; '.join(tr['redis'])}.",
                     "",
                     *[f"    {x}" for x in tr["sql"]],

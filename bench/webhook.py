@@ -196,6 +196,7 @@ def _line(r: dict[str, Any]) -> str:
 def trace_one(cfg: Config, openid: str, key: str = "BALANCE") -> dict[str, Any]:
     """What one push costs the bot: the SQL statements, Redis commands and pool checkouts, traced in-process
     (Flask's test client) on an app built from the same config as the server's."""
+    from psycopg.pq import TransactionStatus
     from sqlalchemy import event
 
     from bot import create_app
@@ -209,10 +210,17 @@ def trace_one(cfg: Config, openid: str, key: str = "BALANCE") -> dict[str, Any]:
     def on_sql(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         sql.append(" ".join(statement.split())[:90])
 
+    def ended(word: str) -> Any:
+        def listener(conn: Any) -> None:  # only what goes to the server: psycopg sends nothing when no transaction is open
+            if conn.connection.dbapi_connection.info.transaction_status != TransactionStatus.IDLE:
+                sql.append(word)
+
+        return listener
+
     for engine in {svc.engine.pool: svc.engine, svc.read_engine.pool: svc.read_engine}.values():  # lone reads have their own pool
         event.listen(engine, "before_cursor_execute", on_sql)
-        event.listen(engine, "commit", lambda conn: sql.append("COMMIT"))
-        event.listen(engine, "rollback", lambda conn: sql.append("ROLLBACK"))
+        event.listen(engine, "commit", ended("COMMIT"))
+        event.listen(engine, "rollback", ended("ROLLBACK"))
         event.listen(engine.pool, "checkout", lambda *a: checkouts.__setitem__(0, checkouts[0] + 1))
     client = app.test_client()
     p = pusher(cfg, "plain")
