@@ -22,12 +22,13 @@ import contextlib
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import notices, products
@@ -57,71 +58,70 @@ class Waiting(StrEnum):
     PROTOCOL = "protocol"
 
 
-def owe(
-    db: Session,
-    *,
-    ref: str,
-    channel: CreditChannel,
-    card: Cardholder,
-    openid: str,
-    amount_fen: int,
-    fee_fen: int,
-    paid_at: datetime,
-    now: datetime,
-    product: Product = Product.CARD,
-    target: str | None = None,
-) -> CardCredit:
-    """Record, in the caller's transaction, that ``amount_fen`` is owed to ``target`` (default: the card; once per ``ref``)."""
-    found = db.execute(select(CardCredit).where(CardCredit.ref == ref)).scalar_one_or_none()
-    if found is not None:
-        return found
-    credit = CardCredit(
-        ref=ref,
-        channel=channel,
-        product=product,
-        target=target or card.student_no,
-        cardholder_id=card.id,
-        student_no=card.student_no,
-        openid=openid,
-        amount_fen=amount_fen,
-        fee_fen=fee_fen,
-        paid_at=paid_at,
-        status=CreditStatus.PENDING,
-        tries=0,
-        next_try_at=now,
-        created_at=now,
-    )
-    db.add(credit)
-    db.flush()
-    return credit
+@dataclass(frozen=True)
+class Owed:
+    """Money a payment owes to its target, as the payment's transaction knows it (no row is loaded to owe it)."""
+
+    ref: str
+    channel: CreditChannel
+    product: Product
+    target: str  # the student number (card) or the room id (power)
+    cardholder_id: int  # the payer's card
+    student_no: str  # the payer's student number
+    openid: str
+    amount_fen: int
+    fee_fen: int
+    paid_at: datetime  # naive UTC
+    lang: str | None = None  # the payer's language when the caller knows it (the receipt's)
+    balance_fen: int | None = None  # the target system's answer, once delivered
+    kwh_after: Decimal | None = None
 
 
-def settle_in(services: Runtime, db: Session, credit: CardCredit) -> int | None:
-    """Deliver ``credit`` in the caller's (the payment's) transaction when its target lives in the bot's own database
-    (the ``ledger`` card system): the payment, the ledger entry, the delivered credit and its receipt commit together,
-    with no claim, second transaction or worker pass. Returns the credit's id when it is still to be delivered after
-    the commit (``deliver_now``), None when it is done."""
-    if credit.status != CreditStatus.PENDING or credit.claimed_at is not None:
-        return None if credit.status != CreditStatus.PENDING else credit.id
-    port = products.port(credit.product)
-    d = products.Delivery(credit.ref, credit.target, credit.amount_fen, CreditChannel(credit.channel), credit.paid_at.replace(tzinfo=UTC))
-    answer = port.deliver_in(services, db, d)
-    if answer is None or not answer.ok:
-        return credit.id  # across the network, or refused: the usual way, which lists a refusal
-    credit.status, credit.entry_id, credit.balance_fen, credit.kwh_after = (
-        CreditStatus.DELIVERED,
-        answer.entry_id[:64],
-        answer.balance_fen,
-        answer.kwh_after,
-    )
-    credit.tries, credit.done_at = 1, services.clock.utcnow()
-    port.on_delivered(services, db, credit)
-    return None
+def owe(services: Runtime, db: Session, owed: Owed, *, claim: bool = True) -> Claimed | None:
+    """Record, in the caller's (the payment's) transaction, that ``owed`` is owed to its target: one INSERT, once per
+    ``ref`` (the caller's locked state change makes this the first time; the unique ``ref`` is the backstop).
+
+    A target in the bot's own database (the ``ledger`` card system) is delivered right here: the payment, the ledger
+    entry, the delivered credit and its receipt commit together, and None is returned. Any other is written claimed
+    by this caller and returned, for ``deliver_now`` to send as soon as the transaction has committed, with no claim
+    of its own; a caller that dies meanwhile leaves a claim that goes stale, and the worker asks about the ``ref``
+    before it sends again. ``claim=False`` leaves the credit to the worker (``deliver_due``)."""
+    now = services.clock.utcnow()
+    port = products.port(owed.product)
+    d = products.Delivery(owed.ref, owed.target, owed.amount_fen, owed.channel, owed.paid_at.replace(tzinfo=UTC))
+    answer = port.deliver_in(services, db, d) if claim else None
+    values: dict[str, Any] = {
+        "ref": owed.ref,
+        "channel": owed.channel,
+        "product": owed.product,
+        "target": owed.target,
+        "cardholder_id": owed.cardholder_id,
+        "student_no": owed.student_no,
+        "openid": owed.openid,
+        "amount_fen": owed.amount_fen,
+        "fee_fen": owed.fee_fen,
+        "paid_at": owed.paid_at,
+        "status": CreditStatus.PENDING,
+        "tries": 0,
+        "next_try_at": now,
+        "created_at": now,
+    }
+    if answer is not None and answer.ok:
+        values |= {"status": CreditStatus.DELIVERED, "entry_id": answer.entry_id[:64], "balance_fen": answer.balance_fen}
+        values |= {"kwh_after": answer.kwh_after, "tries": 1, "done_at": now}
+    elif claim:  # across the network, or refused (the usual way, which lists a refusal)
+        values |= {"tries": 1, "claimed_at": now}
+    credit_id = db.connection().execute(insert(CardCredit).values(values).returning(CardCredit.id)).scalar_one()
+    if values["status"] == CreditStatus.DELIVERED:
+        assert answer is not None
+        port.on_delivered(services, db, replace(owed, balance_fen=answer.balance_fen, kwh_after=answer.kwh_after))
+        return None
+    return Claimed(credit_id, d, owed.product, unsure=False) if claim else None
 
 
 # --- delivery ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Claimed:
+class Claimed:
     id: int
     delivery: products.Delivery
     product: Product
@@ -145,13 +145,13 @@ def _claimable(now: datetime) -> tuple[ColumnElement[bool], ...]:
     return (CardCredit.status == CreditStatus.PENDING, or_(CardCredit.claimed_at.is_(None), CardCredit.claimed_at < now - CLAIM_STALE))
 
 
-def _claimed(c: Any) -> _Claimed:
+def _claimed(c: Any) -> Claimed:
     unsure = c.tries > 1 and c.waiting_for != Waiting.MAINTENANCE
     d = products.Delivery(c.ref, c.target, c.amount_fen, CreditChannel(c.channel), c.paid_at.replace(tzinfo=UTC))
-    return _Claimed(c.id, d, Product(c.product), unsure)
+    return Claimed(c.id, d, Product(c.product), unsure)
 
 
-def _claim(services: Runtime, credit_id: int) -> _Claimed | None:
+def _claim(services: Runtime, credit_id: int) -> Claimed | None:
     now = services.clock.utcnow()
     with services.session() as db, db.begin():
         row = (
@@ -167,7 +167,7 @@ def _claim(services: Runtime, credit_id: int) -> _Claimed | None:
         return None if row is None else _claimed(row)
 
 
-def _claim_due(services: Runtime, n: int) -> list[_Claimed]:
+def _claim_due(services: Runtime, n: int) -> list[Claimed]:
     """Up to ``n`` credits whose time has come, claimed in one statement; rows another worker holds are skipped."""
     now = services.clock.utcnow()
     due = (
@@ -202,7 +202,7 @@ def deliver(services: Runtime, credit_id: int) -> str:
     return _deliver_claimed(services, claimed)
 
 
-def _deliver_claimed(services: Runtime, claimed: _Claimed) -> str:
+def _deliver_claimed(services: Runtime, claimed: Claimed) -> str:
     try:
         return _send(services, claimed)
     except Exception:
@@ -213,7 +213,7 @@ def _deliver_claimed(services: Runtime, claimed: _Claimed) -> str:
         return CreditStatus.PENDING
 
 
-def _send(services: Runtime, claimed: _Claimed) -> str:
+def _send(services: Runtime, claimed: Claimed) -> str:
     credit_id = claimed.id
     port, ref = products.port(claimed.product), claimed.delivery.ref
     try:
@@ -325,14 +325,11 @@ def remember_balance(db: Session, cardholder_id: int, balance_fen: int, as_of: d
     )
 
 
-def deliver_now(services: Runtime, credit_id: int | None) -> None:
-    """Deliver right after the payment committed; anything unexpected is left to the worker, never to the payer."""
-    if credit_id is None:
-        return
-    try:
-        deliver(services, credit_id)
-    except Exception:
-        log.exception("credit %s: delivery failed unexpectedly; the worker will try again", credit_id)
+def deliver_now(services: Runtime, claimed: Claimed | None) -> None:
+    """Deliver what ``owe`` claimed, right after the payment committed; anything unexpected is left to the worker,
+    never to the payer."""
+    if claimed is not None:
+        _deliver_claimed(services, claimed)
 
 
 def deliver_due(services: Runtime, limit: int = 2000) -> dict[str, int]:
@@ -363,7 +360,7 @@ def deliver_due(services: Runtime, limit: int = 2000) -> dict[str, int]:
     return outcomes
 
 
-def _safe(services: Runtime, claimed: _Claimed) -> str:
+def _safe(services: Runtime, claimed: Claimed) -> str:
     try:
         return _deliver_claimed(services, claimed)
     except Exception:

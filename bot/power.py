@@ -178,18 +178,21 @@ def order(services: Runtime, openid: str, room_id: Any, amount_fen: Any, mode: A
 
 
 def receipt(services: Runtime, db: Session, c: Any) -> None:
-    """The electricity system took the recharge: remember the room's new kWh and tell the payer."""
-    room = db.get(PowerRoom, c.target)
+    """The electricity system took the recharge: remember the room's new kWh and tell the payer (in ``c.lang``)."""
     now = services.clock.utcnow()
-    if room is not None and c.kwh_after is not None:
-        room.remaining_kwh, room.read_at = c.kwh_after, now
+    kept = update(PowerRoom).where(PowerRoom.room_id == c.target).values(remaining_kwh=c.kwh_after, read_at=now)
+    if c.kwh_after is None:
+        label = db.execute(select(PowerRoom.label).where(PowerRoom.room_id == c.target)).scalar_one_or_none()
+    else:
+        label = db.connection().execute(kept.returning(PowerRoom.label)).scalar_one_or_none()
     notices.send(
         db,
         services.cfg,
         "power_receipt",
         c.openid,
         f"power:{c.ref}:receipt",
-        room=room.label if room is not None else c.target,
+        getattr(c, "lang", None),
+        room=label or c.target,
         amount=c.amount_fen,
         kwh=Said("power_kwh", {"kwh": str(c.kwh_after if c.kwh_after is not None else "—")}),
         time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",

@@ -29,9 +29,9 @@ import string
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from bot import credits, products
@@ -41,7 +41,7 @@ from bot.cards import can_add_money, card_for
 from bot.clock import SCHOOL_TZ
 from bot.errors import UserError
 from bot.money import fee_for, fen, yuan
-from models import CardCredit, Cardholder, TopupOrder, lock_card
+from models import CardCredit, Cardholder, TopupOrder, WechatUser, lock_card
 from models.enums import CreditChannel, CreditStatus, OrderStatus, Product
 
 if TYPE_CHECKING:
@@ -231,7 +231,14 @@ def _paid_at(transaction: dict[str, Any], fallback: datetime) -> datetime:
         return fallback
 
 
-def check_transaction(cfg: Config, order: TopupOrder | None, tx: dict[str, Any]) -> None:
+class OrderFacts(Protocol):
+    """What a transaction is checked against: an order, or its row as ``apply_payment`` reads it."""
+
+    total_fen: int
+    openid: str
+
+
+def check_transaction(cfg: Config, order: OrderFacts | None, tx: dict[str, Any]) -> None:
     """Everything in a WeChat transaction must agree with our order before money moves."""
     if tx.get("mchid") != cfg.pay.mchid:
         raise Mismatch("mchid")
@@ -249,44 +256,78 @@ def check_transaction(cfg: Config, order: TopupOrder | None, tx: dict[str, Any])
         raise Mismatch(f"trade_state {tx.get('trade_state')}")
 
 
+_ORDER_FACTS = (
+    TopupOrder.status,
+    TopupOrder.product,
+    TopupOrder.target,
+    TopupOrder.cardholder_id,
+    TopupOrder.openid,
+    TopupOrder.amount_fen,
+    TopupOrder.fee_fen,
+    (TopupOrder.amount_fen + TopupOrder.fee_fen).label("total_fen"),
+    select(Cardholder.student_no).where(Cardholder.id == TopupOrder.cardholder_id).scalar_subquery().label("student_no"),
+    select(WechatUser.lang).where(WechatUser.openid == TopupOrder.openid).scalar_subquery().label("lang"),
+)
+
+
+def _mark_paid(db: Session, order_no: str, tx: dict[str, Any], paid_at: datetime, *, was: ColumnElement[bool]) -> Any:
+    """The order moved to ``paid`` if its status satisfies ``was``: one UPDATE … RETURNING its facts (None if not)."""
+    return (
+        db.connection()
+        .execute(
+            update(TopupOrder)
+            .where(TopupOrder.order_no == order_no, was)
+            .values(status=OrderStatus.PAID, transaction_id=str(tx.get("transaction_id") or "")[:32] or None, paid_at=paid_at, closed_at=None)
+            .returning(*_ORDER_FACTS)
+        )
+        .one_or_none()
+    )
+
+
 def apply_payment(services: Runtime, tx: dict[str, Any]) -> bool:
     """Record the payment a verified SUCCESS transaction names; True when this call recorded it, False if already done.
 
-    One transaction: lock the order, check it against ``tx``, mark it paid and owe its amount to the card (a
-    ``CardCredit`` with ``ref`` = the order number). The credit is then delivered to the card system at once, or by
-    the worker when the card system cannot take it now; the receipt goes out when the card system took it.
+    One transaction: the order moved ``created → paid`` by one UPDATE (its row lock makes a concurrent duplicate wait
+    and then find it paid), checked against ``tx`` (a mismatch rolls it back) and its amount owed to the target (a
+    ``CardCredit`` with ``ref`` = the order number, ``bot.credits.owe``). The credit is delivered inside this
+    transaction when its target lives in the bot's database, else right after the commit, or by the worker when the
+    target system cannot take it now; the receipt goes out when the target system took it.
     """
     cfg = services.cfg
     order_no = str(tx.get("out_trade_no") or "")
+    known = ORDER_NO.match(order_no) is not None
+    paid_at = _paid_at(tx, services.clock.utcnow())
     with services.session() as db, db.begin():
-        order = _lock_order(db, order_no) if ORDER_NO.match(order_no) else None
+        order = _mark_paid(db, order_no, tx, paid_at, was=TopupOrder.status == OrderStatus.CREATED) if known else None
+        if order is None:  # paid already, closed here, or unknown: looked at as it is now
+            found = db.connection().execute(select(*_ORDER_FACTS).where(TopupOrder.order_no == order_no)).one_or_none() if known else None
+            check_transaction(cfg, found, tx)
+            assert found is not None
+            if found.status == OrderStatus.PAID:
+                return False
+            log.warning("order %s was %s locally but WeChat reports it paid: crediting", order_no, found.status)
+            order = _mark_paid(db, order_no, tx, paid_at, was=TopupOrder.status != OrderStatus.PAID)
+            if order is None:  # a duplicate paid it meanwhile
+                return False
         check_transaction(cfg, order, tx)
-        assert order is not None
-        if order.status == OrderStatus.PAID:
-            return False
-        if order.status != OrderStatus.CREATED:
-            log.warning("order %s was %s locally but WeChat reports it paid: crediting", order_no, order.status)
-        order.status = OrderStatus.PAID
-        order.transaction_id = str(tx.get("transaction_id") or "")[:32] or None
-        order.paid_at = _paid_at(tx, services.clock.utcnow())
-        order.closed_at = None
-        card = db.get(Cardholder, order.cardholder_id)
-        assert card is not None
-        credit = credits.owe(
+        claimed = credits.owe(
+            services,
             db,
-            ref=order_no,
-            channel=CreditChannel.WECHAT_PAY,
-            card=card,
-            openid=order.openid,
-            amount_fen=order.amount_fen,
-            fee_fen=order.fee_fen,
-            paid_at=order.paid_at,
-            now=services.clock.utcnow(),
-            product=Product(order.product),
-            target=order.target,
+            credits.Owed(
+                ref=order_no,
+                channel=CreditChannel.WECHAT_PAY,
+                product=Product(order.product),
+                target=order.target,
+                cardholder_id=order.cardholder_id,
+                student_no=order.student_no,
+                openid=order.openid,
+                amount_fen=order.amount_fen,
+                fee_fen=order.fee_fen,
+                paid_at=paid_at,
+                lang=order.lang,
+            ),
         )
-        credit_id = credits.settle_in(services, db, credit)
-    credits.deliver_now(services, credit_id)
+    credits.deliver_now(services, claimed)
     return True
 
 
