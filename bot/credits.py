@@ -26,9 +26,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ColumnElement, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import notices, products
@@ -56,6 +56,10 @@ class Waiting(StrEnum):
     MAINTENANCE = "maintenance"
     NO_ANSWER = "no_answer"
     PROTOCOL = "protocol"
+
+
+_CREDITS = cast(Table, CardCredit.__table__)
+_OWE = insert(_CREDITS).returning(_CREDITS.c.id)
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def owe(services: Runtime, db: Session, owed: Owed, *, claim: bool = True) -> Cl
         values |= {"kwh_after": answer.kwh_after, "tries": 1, "done_at": now}
     elif claim:  # across the network, or refused (the usual way, which lists a refusal)
         values |= {"tries": 1, "claimed_at": now}
-    credit_id = db.connection().execute(insert(CardCredit).values(values).returning(CardCredit.id)).scalar_one()
+    credit_id = db.connection().execute(_OWE, values).scalar_one()
     if values["status"] == CreditStatus.DELIVERED:
         assert answer is not None
         port.on_delivered(services, db, replace(owed, balance_fen=answer.balance_fen, kwh_after=answer.kwh_after))
@@ -262,22 +266,12 @@ def _record(services: Runtime, credit_id: int, answer: products.Delivered) -> st
     """The target system's answer, recorded with its notice in one transaction (once, whoever delivered): only the
     ``pending`` row's own update returns it (with the payer's language), so a second recorder finds nothing to do."""
     now = services.clock.utcnow()
-    done: dict[str, Any] = {"claimed_at": None, "waiting_for": None, "done_at": now}
     if answer.ok:
-        done |= {"status": CreditStatus.DELIVERED, "entry_id": answer.entry_id[:64], "balance_fen": answer.balance_fen, "kwh_after": answer.kwh_after}
+        stmt, done = _DELIVERED, {"b_entry": answer.entry_id[:64], "b_balance": answer.balance_fen, "b_kwh": answer.kwh_after}
     else:
-        done |= {"status": CreditStatus.REFUSED, "reason": answer.reason or "refused"}
+        stmt, done = _REFUSED, {"b_reason": answer.reason or "refused"}
     with services.session() as db, db.begin():
-        c = (
-            db.connection()
-            .execute(
-                update(CardCredit)
-                .where(CardCredit.id == credit_id, CardCredit.status == CreditStatus.PENDING)
-                .values(**done)
-                .returning(*_RECORDED, select(WechatUser.lang).where(WechatUser.openid == CardCredit.openid).scalar_subquery().label("lang"))
-            )
-            .one_or_none()
-        )
+        c = db.connection().execute(stmt, {"b_id": credit_id, "b_now": now, **done}).one_or_none()
         if c is None:
             return str(db.execute(select(CardCredit.status).where(CardCredit.id == credit_id)).scalar_one())
         port = products.port(c.product)
@@ -300,20 +294,32 @@ def _record(services: Runtime, credit_id: int, answer: products.Delivered) -> st
         return CreditStatus.REFUSED
 
 
-_RECORDED = (
-    CardCredit.ref,
-    CardCredit.product,
-    CardCredit.channel,
-    CardCredit.target,
-    CardCredit.cardholder_id,
-    CardCredit.openid,
-    CardCredit.amount_fen,
-    CardCredit.fee_fen,
-    CardCredit.paid_at,
-    CardCredit.balance_fen,
-    CardCredit.kwh_after,
-    CardCredit.reason,
+_RECORDED = tuple(
+    _CREDITS.c[name]
+    for name in (
+        "ref",
+        "product",
+        "channel",
+        "target",
+        "cardholder_id",
+        "openid",
+        "amount_fen",
+        "fee_fen",
+        "paid_at",
+        "balance_fen",
+        "kwh_after",
+        "reason",
+    )
 )
+_PENDING = update(_CREDITS).where(_CREDITS.c.id == bindparam("b_id"), _CREDITS.c.status == CreditStatus.PENDING)
+_DONE: dict[str, Any] = {"claimed_at": None, "waiting_for": None, "done_at": bindparam("b_now")}
+_USERS = cast(Table, WechatUser.__table__)
+_LANG = select(_USERS.c.lang).where(_USERS.c.openid == _CREDITS.c.openid).scalar_subquery().label("lang")
+# Composed once (Core, bound per call): the answer recorded, returning what the receipt or the refusal notice needs.
+_DELIVERED = _PENDING.values(
+    status=CreditStatus.DELIVERED, entry_id=bindparam("b_entry"), balance_fen=bindparam("b_balance"), kwh_after=bindparam("b_kwh"), **_DONE
+).returning(*_RECORDED, _LANG)
+_REFUSED = _PENDING.values(status=CreditStatus.REFUSED, reason=bindparam("b_reason"), **_DONE).returning(*_RECORDED, _LANG)
 
 
 def remember_balance(db: Session, cardholder_id: int, balance_fen: int, as_of: datetime) -> None:

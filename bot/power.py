@@ -43,6 +43,9 @@ _STORE_READING = (  # one statement, executed for a whole batch of readings
     update(_ROOMS).where(_ROOMS.c.room_id == bindparam("b_id")).values(remaining_kwh=bindparam("b_kwh"), read_at=bindparam("b_at"))
 )
 
+_NEW_READING = _STORE_READING.returning(_ROOMS.c.label)  # a recharge's answer, with the room's label for its receipt
+_ROOM_LABEL = select(_ROOMS.c.label).where(_ROOMS.c.room_id == bindparam("b_id"))
+
 
 def refused(code: str, status: int = 400, **values: Any) -> UserError:
     return UserError(code, status, f"{TEXTS}{code}", **values)
@@ -179,12 +182,10 @@ def order(services: Runtime, openid: str, room_id: Any, amount_fen: Any, mode: A
 
 def receipt(services: Runtime, db: Session, c: Any) -> None:
     """The electricity system took the recharge: remember the room's new kWh and tell the payer (in ``c.lang``)."""
-    now = services.clock.utcnow()
-    kept = update(PowerRoom).where(PowerRoom.room_id == c.target).values(remaining_kwh=c.kwh_after, read_at=now)
     if c.kwh_after is None:
-        label = db.execute(select(PowerRoom.label).where(PowerRoom.room_id == c.target)).scalar_one_or_none()
+        label = db.connection().execute(_ROOM_LABEL, {"b_id": c.target}).scalar_one_or_none()
     else:
-        label = db.connection().execute(kept.returning(PowerRoom.label)).scalar_one_or_none()
+        label = db.connection().execute(_NEW_READING, {"b_id": c.target, "b_kwh": c.kwh_after, "b_at": services.clock.utcnow()}).scalar_one_or_none()
     notices.send(
         db,
         services.cfg,

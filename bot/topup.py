@@ -29,9 +29,9 @@ import string
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from bot import credits, products
@@ -256,32 +256,29 @@ def check_transaction(cfg: Config, order: OrderFacts | None, tx: dict[str, Any])
         raise Mismatch(f"trade_state {tx.get('trade_state')}")
 
 
+_ORDERS, _HOLDERS, _USERS = (cast(Table, m.__table__) for m in (TopupOrder, Cardholder, WechatUser))
 _ORDER_FACTS = (
-    TopupOrder.status,
-    TopupOrder.product,
-    TopupOrder.target,
-    TopupOrder.cardholder_id,
-    TopupOrder.openid,
-    TopupOrder.amount_fen,
-    TopupOrder.fee_fen,
-    (TopupOrder.amount_fen + TopupOrder.fee_fen).label("total_fen"),
-    select(Cardholder.student_no).where(Cardholder.id == TopupOrder.cardholder_id).scalar_subquery().label("student_no"),
-    select(WechatUser.lang).where(WechatUser.openid == TopupOrder.openid).scalar_subquery().label("lang"),
+    _ORDERS.c.status,
+    _ORDERS.c.product,
+    _ORDERS.c.target,
+    _ORDERS.c.cardholder_id,
+    _ORDERS.c.openid,
+    _ORDERS.c.amount_fen,
+    _ORDERS.c.fee_fen,
+    (_ORDERS.c.amount_fen + _ORDERS.c.fee_fen).label("total_fen"),
+    select(_HOLDERS.c.student_no).where(_HOLDERS.c.id == _ORDERS.c.cardholder_id).scalar_subquery().label("student_no"),
+    select(_USERS.c.lang).where(_USERS.c.openid == _ORDERS.c.openid).scalar_subquery().label("lang"),
 )
-
-
-def _mark_paid(db: Session, order_no: str, tx: dict[str, Any], paid_at: datetime, *, was: ColumnElement[bool]) -> Any:
-    """The order moved to ``paid`` if its status satisfies ``was``: one UPDATE … RETURNING its facts (None if not)."""
-    return (
-        db.connection()
-        .execute(
-            update(TopupOrder)
-            .where(TopupOrder.order_no == order_no, was)
-            .values(status=OrderStatus.PAID, transaction_id=str(tx.get("transaction_id") or "")[:32] or None, paid_at=paid_at, closed_at=None)
-            .returning(*_ORDER_FACTS)
-        )
-        .one_or_none()
-    )
+# Composed once (Core, bound per call): the order moved to ``paid``, returning what owing its credit needs.
+_MARK_PAID = (
+    update(_ORDERS)
+    .where(_ORDERS.c.order_no == bindparam("b_no"))
+    .values(status=OrderStatus.PAID, transaction_id=bindparam("b_tx"), paid_at=bindparam("b_at"), closed_at=None)
+    .returning(*_ORDER_FACTS)
+)
+_PAY_OPEN = _MARK_PAID.where(_ORDERS.c.status == OrderStatus.CREATED)
+_PAY_UNPAID = _MARK_PAID.where(_ORDERS.c.status != OrderStatus.PAID)
+_ORDER_AS_IS = select(*_ORDER_FACTS).where(_ORDERS.c.order_no == bindparam("b_no"))
 
 
 def apply_payment(services: Runtime, tx: dict[str, Any]) -> bool:
@@ -297,16 +294,18 @@ def apply_payment(services: Runtime, tx: dict[str, Any]) -> bool:
     order_no = str(tx.get("out_trade_no") or "")
     known = ORDER_NO.match(order_no) is not None
     paid_at = _paid_at(tx, services.clock.utcnow())
+    bound = {"b_no": order_no, "b_tx": str(tx.get("transaction_id") or "")[:32] or None, "b_at": paid_at}
     with services.session() as db, db.begin():
-        order = _mark_paid(db, order_no, tx, paid_at, was=TopupOrder.status == OrderStatus.CREATED) if known else None
+        conn = db.connection()
+        order = conn.execute(_PAY_OPEN, bound).one_or_none() if known else None
         if order is None:  # paid already, closed here, or unknown: looked at as it is now
-            found = db.connection().execute(select(*_ORDER_FACTS).where(TopupOrder.order_no == order_no)).one_or_none() if known else None
+            found = conn.execute(_ORDER_AS_IS, {"b_no": order_no}).one_or_none() if known else None
             check_transaction(cfg, found, tx)
             assert found is not None
             if found.status == OrderStatus.PAID:
                 return False
             log.warning("order %s was %s locally but WeChat reports it paid: crediting", order_no, found.status)
-            order = _mark_paid(db, order_no, tx, paid_at, was=TopupOrder.status != OrderStatus.PAID)
+            order = conn.execute(_PAY_UNPAID, bound).one_or_none()
             if order is None:  # a duplicate paid it meanwhile
                 return False
         check_transaction(cfg, order, tx)

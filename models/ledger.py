@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func, select
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow
@@ -90,6 +91,28 @@ def queue_notice(session: Session, notice: Notice, default_key: str) -> OutboxNo
     )
     session.add(row)
     return row
+
+
+_NOTICES = cast(Table, OutboxNotice.__table__)
+_QUEUE_ONCE = {
+    d.__name__.rsplit(".", 1)[-1]: d.insert(_NOTICES).on_conflict_do_nothing(index_elements=[_NOTICES.c.dedup_key]) for d in (postgresql, sqlite)
+}
+
+
+def queue_notice_once(session: Session, notice: Notice, default_key: str) -> None:
+    """``queue_notice`` in one statement (INSERT … ON CONFLICT (dedup_key) DO NOTHING), for callers that need no row."""
+    conn = session.connection()
+    values = {
+        "dedup_key": (notice.dedup_key or f"{default_key}:{notice.kind}:{notice.openid}")[:128],
+        "openid": notice.openid,
+        "kind": notice.kind,
+        "data": notice.data,
+        "url": notice.url,
+        "urgent": notice.urgent,
+        "status": NoticeStatus.PENDING,
+        "next_attempt_at": utcnow(),
+    }
+    conn.execute(_QUEUE_ONCE[conn.dialect.name], values)
 
 
 def post_entry(
