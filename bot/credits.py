@@ -5,7 +5,7 @@ room's electricity to the electricity system; ``target`` is the student number o
 
 A payment WeChat Pay confirmed (``ref`` = our order number) or an auto top-up the bank confirmed (``ref`` =
 ``AD{attempt id}``) is written as a ``CardCredit`` in the same transaction that records the payment (``owe``). The
-payment's own request delivers it at once; whatever is left (maintenance, no answer, a killed process) the worker
+payment's own request delivers it at once (a notify right after its answer); whatever is left (maintenance, no answer, a killed process) the worker
 delivers (``deliver_due``). Delivery is safe to repeat and to race: the card system answers a repeated ``ref`` with
 its first answer and moves no money again, and only the ``pending → delivered/refused`` transition of the locked row
 sends the receipt. An outcome we did not hear is asked about (``credit_status(ref)``) before the same ``ref`` is sent
@@ -336,6 +336,29 @@ def deliver_now(services: Runtime, claimed: Claimed | None) -> None:
     never to the payer."""
     if claimed is not None:
         _deliver_claimed(services, claimed)
+
+
+class AfterAnswer:
+    """Deliveries handed over by requests that answer before delivering (``/pay/notify``): their credits are committed
+    and claimed (``owe``), so the answer is safe; delivery follows at once on a few threads of this process. When those
+    are all busy the request delivers itself, so a slow target system slows the notifies instead of piling up claims;
+    a process that dies meanwhile leaves claims that go stale, and the worker asks about their refs."""
+
+    def __init__(self, threads: int = DELIVER_THREADS) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deliver")
+        self.room = threading.BoundedSemaphore(2 * threads)
+
+    def deliver(self, services: Runtime, claimed: Claimed | None) -> None:
+        if claimed is None:
+            return
+        if not self.room.acquire(blocking=False):
+            deliver_now(services, claimed)
+            return
+        self.pool.submit(deliver_now, services, claimed).add_done_callback(lambda _: self.room.release())
+
+    def close(self) -> None:
+        """Let the deliveries under way finish (each is bounded by the target system's timeout)."""
+        self.pool.shutdown(wait=True)
 
 
 def deliver_due(services: Runtime, limit: int = 2000) -> dict[str, int]:

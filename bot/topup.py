@@ -26,6 +26,7 @@ import logging
 import re
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -281,14 +282,15 @@ _PAY_UNPAID = _MARK_PAID.where(_ORDERS.c.status != OrderStatus.PAID)
 _ORDER_AS_IS = select(*_ORDER_FACTS).where(_ORDERS.c.order_no == bindparam("b_no"))
 
 
-def apply_payment(services: Runtime, tx: dict[str, Any]) -> bool:
+def apply_payment(services: Runtime, tx: dict[str, Any], deliver: Callable[[Runtime, credits.Claimed | None], None] = credits.deliver_now) -> bool:
     """Record the payment a verified SUCCESS transaction names; True when this call recorded it, False if already done.
 
     One transaction: the order moved ``created → paid`` by one UPDATE (its row lock makes a concurrent duplicate wait
     and then find it paid), checked against ``tx`` (a mismatch rolls it back) and its amount owed to the target (a
     ``CardCredit`` with ``ref`` = the order number, ``bot.credits.owe``). The credit is delivered inside this
     transaction when its target lives in the bot's database, else right after the commit, or by the worker when the
-    target system cannot take it now; the receipt goes out when the target system took it.
+    target system cannot take it now; the receipt goes out when the target system took it. ``deliver`` is how the
+    claimed credit goes on after the commit: in this call (default), or handed over (``/pay/notify`` answers first).
     """
     cfg = services.cfg
     order_no = str(tx.get("out_trade_no") or "")
@@ -326,7 +328,7 @@ def apply_payment(services: Runtime, tx: dict[str, Any]) -> bool:
                 lang=order.lang,
             ),
         )
-    credits.deliver_now(services, claimed)
+    deliver(services, claimed)
     return True
 
 
