@@ -6,10 +6,10 @@ room's electricity to the electricity system; ``target`` is the student number o
 A payment WeChat Pay confirmed (``ref`` = our order number) or an auto top-up the bank confirmed (``ref`` =
 ``AD{attempt id}``) is written as a ``CardCredit`` in the same transaction that records the payment (``owe``). The
 payment's own request delivers it at once (a notify right after its answer); whatever is left (maintenance, no
-answer, a killed process) the worker delivers (``deliver_due``). Delivery is safe to repeat and to race: the card system answers a repeated ``ref`` with
-its first answer and moves no money again, and only the ``pending → delivered/refused`` transition of the locked row
-sends the receipt. An outcome we did not hear is asked about (``credit_status(ref)``) before the same ``ref`` is sent
-again; a new ``ref`` is never made for the same money.
+answer, a killed process) the worker delivers (``deliver_due``). Delivery is safe to repeat and to race: the card
+system answers a repeated ``ref`` with its first answer and moves no money again, and only the ``pending →
+delivered/refused`` transition of the locked row sends the receipt. An outcome we did not hear is asked about
+(``credit_status(ref)``) before the same ``ref`` is sent again; a new ``ref`` is never made for the same money.
 
 While a credit waits the student is told once why and until when ("已支付，待入账"); a delivered credit sends the
 receipt with the card system's new balance; a refused one is told and listed for the service center, who may retry it
