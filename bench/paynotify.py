@@ -4,12 +4,16 @@ both products of the payment hall, one row after the other on the same bot serve
 Notifies are built by the emulator's own ``signed_notify`` (the platform key signs, the APIv3 key encrypts), for
 orders that exist in the database unpaid. Every payment is notified twice, two separately signed copies next
 to each other in the send order, so with 16 connections both copies are in flight together — as when WeChat Pay
-retries from two servers at once. The bot delivers each payment before it answers (``bot.credits.deliver_now``):
+retries from two servers at once. The bot answers once the payment and its credit are committed
+(``bot.topup.apply_payment``):
 
 - card: top-ups of the payer's card, to the card system the bench runs with (``[cardsystem] adapter = "ledger"``, the
-  bot's own ledger in the same database);
+  bot's own ledger in the same database), credited inside the payment's transaction, so before the answer;
 - power: electricity for a dorm room (product ``power``, target a room id of the emulator's electricity system), each
-  one signed power/1 recharge over HTTP to the emulator's electricity system (one gunicorn process).
+  one signed power/1 recharge over HTTP to the emulator's electricity system (one gunicorn process), sent right after
+  the answer by the server's delivery threads (``bot.credits.AfterAnswer``).
+
+A row's time runs from its first notify to its last payment's delivery, so payments delivered/s count both ways alike.
 
 Before the rows, ``WARM`` payments of each product are notified, uncounted, so neither row pays for a cold server.
 Afterwards every order must be delivered exactly once, counted on our side (order paid, credit delivered, one receipt)
@@ -94,10 +98,18 @@ def run(settings: Settings, cfg: Config, services: Any, bot: Server, report: Cal
 
     # both products paid once on every worker first, so that neither row pays for the server's first requests
     run_load(settings, "paynotify-warmup", bot, warm, once=True, warmup=0, duration=600)
-    result["card"] = notify_row(settings, "paynotify", bot, emulator_pid, _card_notifies(cfg, cards, 1), lambda: _card_delivered(engine, n))
+    result["card"] = notify_row(
+        settings, "paynotify", bot, emulator_pid, _card_notifies(cfg, cards, 1), _answered(engine, CARD_TAG, n), lambda: _card_delivered(engine, n)
+    )
     day = _school_day(services)
     result["power"] = notify_row(
-        settings, "paynotify-power", bot, emulator_pid, _power_notifies(cfg, power, n + 1), lambda: _power_delivered(services, engine, n + 1, n, day)
+        settings,
+        "paynotify-power",
+        bot,
+        emulator_pid,
+        _power_notifies(cfg, power, n + 1),
+        _answered(engine, POWER_TAG, n),
+        lambda: _power_delivered(services, engine, n + 1, n, day),
     )
     for key in ("card", "power"):
         r = result[key]
@@ -136,20 +148,27 @@ def notify_row(
     bot: Server,
     emulator_pid: int,
     reqs: list[tuple[str, bytes, dict[str, str]]],
+    answered: Callable[[], bool],
     delivered: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:
-    """Send every notify once (both copies of a payment at once), then count what was delivered (``delivered()``:
-    ``delivered`` payments, ``exactly_once``, ``check`` — the evidence in words). The emulator's CPU is the electricity
-    system's share of the two cores (the card row's card system is in PostgreSQL's)."""
+    """Send every notify once (both copies of a payment at once), wait until every payment's delivery is answered
+    (``answered()``: a payment may be delivered right after its notify was answered), then count what was delivered
+    (``delivered()``: ``delivered`` payments, ``exactly_once``, ``check`` — the evidence in words). Payments delivered/s
+    run from the first notify to the last delivery. The emulator's CPU is the electricity system's share of the two
+    cores (the card row's card system is in PostgreSQL's)."""
     emulator = psutil.Process(emulator_pid)
     e0 = _cpu_seconds(emulator)
-    r = run_load(settings, name, bot, reqs, once=True, warmup=0, duration=600)
+    r = run_load(settings, name, bot, reqs, once=True, warmup=0, duration=600, settled=answered)
     emulator_cpu = _cpu_seconds(emulator) - e0
     counted = delivered()
+    payments = max(1, counted["delivered"])
     return {
         "requests": r["requests"],
         "notifies_per_s": r["throughput"],
-        "payments_per_s": counted["delivered"] / r["wall_s"],
+        "payments_per_s": counted["delivered"] / (r["wall_s"] + r["settle_s"]),
+        "settle_s": r["settle_s"],
+        "server_cpu_ms_per_payment": 1000 * r["server_cpu_s"] / payments,
+        "emulator_cpu_ms_per_payment": 1000 * emulator_cpu / payments,
         "p50_ms": r["p50_ms"],
         "p99_ms": r["p99_ms"],
         "failed": sum(v for k, v in r["statuses"].items() if not k.startswith("2")) + sum(r["errors"].values()),
@@ -157,9 +176,20 @@ def notify_row(
         "loadgen_cpu_pct": r["loadgen_cpu_pct"],
         "server_cpu_pct": r["server_cpu_pct"],
         "backend_cpu_pct": r["backend_cpu_pct"],
-        "emulator_cpu_pct": 100 * emulator_cpu / r["wall_s"],
+        "emulator_cpu_pct": 100 * emulator_cpu / (r["wall_s"] + r["settle_s"]),
         **counted,
     }
+
+
+def _answered(engine: Any, tag: str, n: int) -> Callable[[], bool]:
+    """Whether every payment of the row has its delivery answered (no credit of its refs is still pending)."""
+    query = text("SELECT count(*) FROM card_credits WHERE ref LIKE :p AND status <> 'pending'")
+
+    def answered() -> bool:
+        with engine.connect() as conn:
+            return bool(conn.execute(query, {"p": f"B{tag}%"}).scalar_one() >= n)
+
+    return answered
 
 
 def _card_delivered(engine: Any, n: int) -> dict[str, Any]:

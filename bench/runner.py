@@ -9,12 +9,15 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench.env import ROOT, Server, Settings
+
+SETTLE_TIMEOUT = 120.0  # seconds a row waits after its last answer for ``settled``
 
 
 def run_load(
@@ -28,8 +31,11 @@ def run_load(
     duration: float | None = None,
     warmup: float | None = None,
     once: bool = False,
+    settled: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Replay ``reqs`` against ``server`` from a separate process; adds the server's CPU use to the result."""
+    """Replay ``reqs`` against ``server`` from a separate process; adds the server's CPU use to the result. With
+    ``settled``, the row goes on after the last answer until ``settled()`` (work the server does after answering, such
+    as deliveries): its CPU is counted and ``settle_s`` says how long that took after the load generator ended."""
     path = settings.workdir / f"requests-{name}.pkl"
     with path.open("wb") as f:
         pickle.dump(reqs, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -54,7 +60,11 @@ def run_load(
     cpu0, back0 = server.cpu_seconds(), backend_cpu_seconds()
     t0 = time.perf_counter()
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=dur + 600)
+    ended = time.perf_counter()
+    while settled is not None and not settled() and time.perf_counter() - ended < SETTLE_TIMEOUT:
+        time.sleep(0.01)
     wall = time.perf_counter() - t0
+    settle_s = time.perf_counter() - ended
     cpu1, back1 = server.cpu_seconds(), backend_cpu_seconds()
     path.unlink(missing_ok=True)
     if out.returncode != 0:
@@ -63,6 +73,8 @@ def run_load(
     result["server_cpu_pct"] = 100 * (cpu1 - cpu0) / wall if wall else 0.0
     result["backend_cpu_pct"] = 100 * (back1 - back0) / wall if wall else 0.0
     result["server_cpu_ms_per_req"] = 1000 * (cpu1 - cpu0) / max(1, result["requests"])
+    result["server_cpu_s"] = cpu1 - cpu0
+    result["settle_s"] = settle_s
     result["server_rss_mib"] = server.rss_mib()
     return result
 

@@ -52,7 +52,7 @@ from models import (
     lock_card,
     post_entry,
 )
-from models.enums import AgreementStatus, AttemptStatus, CardStatus, CreditChannel, CreditStatus, EntryKind, RefundStatus
+from models.enums import AgreementStatus, AttemptStatus, CardStatus, CreditChannel, CreditStatus, EntryKind, Product, RefundStatus
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -326,13 +326,13 @@ def _settle(services: Runtime, attempt_id: int, result: BankResult) -> str:
     """Record the bank's answer. A debit is owed to the card whatever became of the card, the agreement or the attempt
     since (the money is the student's) and delivered to the card system once it committed; a refusal only fails an
     attempt still in flight."""
-    status, credit_id = _record_bank_answer(services, attempt_id, result)
-    credits.deliver_now(services, credit_id)
+    status, claimed = _record_bank_answer(services, attempt_id, result)
+    credits.deliver_now(services, claimed)
     return status
 
 
-def _record_bank_answer(services: Runtime, attempt_id: int, result: BankResult) -> tuple[str, int | None]:
-    credit_id = None
+def _record_bank_answer(services: Runtime, attempt_id: int, result: BankResult) -> tuple[str, credits.Claimed | None]:
+    claimed: credits.Claimed | None = None
     with services.session() as db, db.begin():
         attempt, agreement, _ = _locked(db, attempt_id)
         if attempt.status == AttemptStatus.SUCCEEDED or (not result.ok and attempt.status != AttemptStatus.PROCESSING):
@@ -346,18 +346,23 @@ def _record_bank_answer(services: Runtime, attempt_id: int, result: BankResult) 
             attempt.status, attempt.reason, attempt.bank_ref, attempt.done_at = AttemptStatus.SUCCEEDED, None, result.bank_ref[:64], now
             card = db.get(Cardholder, attempt.cardholder_id)
             assert card is not None
-            owed = credits.owe(
+            claimed = credits.owe(
+                services,
                 db,
-                ref=f"AD{attempt_id}",
-                channel=CreditChannel.AUTODEBIT,
-                card=card,
-                openid=agreement.openid,
-                amount_fen=amount,
-                fee_fen=0,
-                paid_at=now,
-                now=now,
+                credits.Owed(
+                    ref=f"AD{attempt_id}",
+                    channel=CreditChannel.AUTODEBIT,
+                    product=Product.CARD,
+                    target=card.student_no,
+                    cardholder_id=card.id,
+                    student_no=card.student_no,
+                    openid=agreement.openid,
+                    amount_fen=amount,
+                    fee_fen=0,
+                    paid_at=now,
+                    lang=lang,
+                ),
             )
-            credit_id = credits.settle_in(services, db, owed)
         else:
             reason = result.reason if result.reason in (INSUFFICIENT_FUNDS, NO_ACCOUNT) else "refused"
             attempt.status, attempt.reason, attempt.done_at = AttemptStatus.FAILED, reason, now
@@ -374,7 +379,7 @@ def _record_bank_answer(services: Runtime, attempt_id: int, result: BankResult) 
                 time=stamp(services),
             )
         log.info("auto top-up %s: %s", attempt_id, attempt.status)
-        return attempt.status, credit_id
+        return attempt.status, claimed
 
 
 def _no_longer_needed(services: Runtime, db: Session, attempt: AutodebitAttempt, agreement: AutodebitAgreement, card: Cardholder) -> str:

@@ -5,11 +5,11 @@ room's electricity to the electricity system; ``target`` is the student number o
 
 A payment WeChat Pay confirmed (``ref`` = our order number) or an auto top-up the bank confirmed (``ref`` =
 ``AD{attempt id}``) is written as a ``CardCredit`` in the same transaction that records the payment (``owe``). The
-payment's own request delivers it at once; whatever is left (maintenance, no answer, a killed process) the worker
-delivers (``deliver_due``). Delivery is safe to repeat and to race: the card system answers a repeated ``ref`` with
-its first answer and moves no money again, and only the ``pending → delivered/refused`` transition of the locked row
-sends the receipt. An outcome we did not hear is asked about (``credit_status(ref)``) before the same ``ref`` is sent
-again; a new ``ref`` is never made for the same money.
+payment's own request delivers it at once (a notify right after its answer); whatever is left (maintenance, no
+answer, a killed process) the worker delivers (``deliver_due``). Delivery is safe to repeat and to race: the card
+system answers a repeated ``ref`` with its first answer and moves no money again, and only the ``pending →
+delivered/refused`` transition of the locked row sends the receipt. An outcome we did not hear is asked about
+(``credit_status(ref)``) before the same ``ref`` is sent again; a new ``ref`` is never made for the same money.
 
 While a credit waits the student is told once why and until when ("已支付，待入账"); a delivered credit sends the
 receipt with the card system's new balance; a refused one is told and listed for the service center, who may retry it
@@ -22,12 +22,13 @@ import contextlib
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot import notices, products
@@ -57,71 +58,74 @@ class Waiting(StrEnum):
     PROTOCOL = "protocol"
 
 
-def owe(
-    db: Session,
-    *,
-    ref: str,
-    channel: CreditChannel,
-    card: Cardholder,
-    openid: str,
-    amount_fen: int,
-    fee_fen: int,
-    paid_at: datetime,
-    now: datetime,
-    product: Product = Product.CARD,
-    target: str | None = None,
-) -> CardCredit:
-    """Record, in the caller's transaction, that ``amount_fen`` is owed to ``target`` (default: the card; once per ``ref``)."""
-    found = db.execute(select(CardCredit).where(CardCredit.ref == ref)).scalar_one_or_none()
-    if found is not None:
-        return found
-    credit = CardCredit(
-        ref=ref,
-        channel=channel,
-        product=product,
-        target=target or card.student_no,
-        cardholder_id=card.id,
-        student_no=card.student_no,
-        openid=openid,
-        amount_fen=amount_fen,
-        fee_fen=fee_fen,
-        paid_at=paid_at,
-        status=CreditStatus.PENDING,
-        tries=0,
-        next_try_at=now,
-        created_at=now,
-    )
-    db.add(credit)
-    db.flush()
-    return credit
+_CREDITS = cast(Table, CardCredit.__table__)
+_OWE = insert(_CREDITS).returning(_CREDITS.c.id)
 
 
-def settle_in(services: Runtime, db: Session, credit: CardCredit) -> int | None:
-    """Deliver ``credit`` in the caller's (the payment's) transaction when its target lives in the bot's own database
-    (the ``ledger`` card system): the payment, the ledger entry, the delivered credit and its receipt commit together,
-    with no claim, second transaction or worker pass. Returns the credit's id when it is still to be delivered after
-    the commit (``deliver_now``), None when it is done."""
-    if credit.status != CreditStatus.PENDING or credit.claimed_at is not None:
-        return None if credit.status != CreditStatus.PENDING else credit.id
-    port = products.port(credit.product)
-    d = products.Delivery(credit.ref, credit.target, credit.amount_fen, CreditChannel(credit.channel), credit.paid_at.replace(tzinfo=UTC))
-    answer = port.deliver_in(services, db, d)
-    if answer is None or not answer.ok:
-        return credit.id  # across the network, or refused: the usual way, which lists a refusal
-    credit.status, credit.entry_id, credit.balance_fen, credit.kwh_after = (
-        CreditStatus.DELIVERED,
-        answer.entry_id[:64],
-        answer.balance_fen,
-        answer.kwh_after,
-    )
-    credit.tries, credit.done_at = 1, services.clock.utcnow()
-    port.on_delivered(services, db, credit)
-    return None
+@dataclass(frozen=True)
+class Owed:
+    """Money a payment owes to its target, as the payment's transaction knows it (no row is loaded to owe it)."""
+
+    ref: str
+    channel: CreditChannel
+    product: Product
+    target: str  # the student number (card) or the room id (power)
+    cardholder_id: int  # the payer's card
+    student_no: str  # the payer's student number
+    openid: str
+    amount_fen: int
+    fee_fen: int
+    paid_at: datetime  # naive UTC
+    lang: str | None = None  # the payer's language when the caller knows it (the receipt's)
+    balance_fen: int | None = None  # the target system's answer, once delivered
+    kwh_after: Decimal | None = None
+
+
+def owe(services: Runtime, db: Session, owed: Owed, *, claim: bool = True) -> Claimed | None:
+    """Record, in the caller's (the payment's) transaction, that ``owed`` is owed to its target: one INSERT, once per
+    ``ref`` (the caller's locked state change makes this the first time; the unique ``ref`` is the backstop).
+
+    A target in the bot's own database (the ``ledger`` card system) is delivered right here: the payment, the ledger
+    entry, the delivered credit and its receipt commit together, and None is returned. Any other is written claimed
+    by this caller and returned, for ``deliver_now`` to send as soon as the transaction has committed, with no claim
+    of its own; a caller that dies meanwhile leaves a claim that goes stale, and the worker asks about the ``ref``
+    before it sends again. ``claim=False`` leaves the credit to the worker (``deliver_due``)."""
+    now = services.clock.utcnow()
+    port = products.port(owed.product)
+    d = products.Delivery(owed.ref, owed.target, owed.amount_fen, owed.channel, owed.paid_at.replace(tzinfo=UTC))
+    answer = port.deliver_in(services, db, d) if claim else None
+    values: dict[str, Any] = {
+        "ref": owed.ref,
+        "channel": owed.channel,
+        "product": owed.product,
+        "target": owed.target,
+        "cardholder_id": owed.cardholder_id,
+        "student_no": owed.student_no,
+        "openid": owed.openid,
+        "amount_fen": owed.amount_fen,
+        "fee_fen": owed.fee_fen,
+        "paid_at": owed.paid_at,
+        "status": CreditStatus.PENDING,
+        "tries": 0,
+        "next_try_at": now,
+        "created_at": now,
+    }
+    if answer is not None and answer.ok:
+        values |= {"status": CreditStatus.DELIVERED, "entry_id": answer.entry_id[:64], "balance_fen": answer.balance_fen}
+        values |= {"kwh_after": answer.kwh_after, "tries": 1, "done_at": now}
+    elif claim:  # across the network, or refused (the usual way, which lists a refusal)
+        values |= {"tries": 1, "claimed_at": now}
+    credit_id = db.connection().execute(_OWE, values).scalar_one()
+    if values["status"] == CreditStatus.DELIVERED:
+        assert answer is not None
+        port.on_delivered(services, db, replace(owed, balance_fen=answer.balance_fen, kwh_after=answer.kwh_after))
+        return None
+    return Claimed(credit_id, d, owed.product, unsure=False) if claim else None
 
 
 # --- delivery ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Claimed:
+class Claimed:
     id: int
     delivery: products.Delivery
     product: Product
@@ -145,13 +149,13 @@ def _claimable(now: datetime) -> tuple[ColumnElement[bool], ...]:
     return (CardCredit.status == CreditStatus.PENDING, or_(CardCredit.claimed_at.is_(None), CardCredit.claimed_at < now - CLAIM_STALE))
 
 
-def _claimed(c: Any) -> _Claimed:
+def _claimed(c: Any) -> Claimed:
     unsure = c.tries > 1 and c.waiting_for != Waiting.MAINTENANCE
     d = products.Delivery(c.ref, c.target, c.amount_fen, CreditChannel(c.channel), c.paid_at.replace(tzinfo=UTC))
-    return _Claimed(c.id, d, Product(c.product), unsure)
+    return Claimed(c.id, d, Product(c.product), unsure)
 
 
-def _claim(services: Runtime, credit_id: int) -> _Claimed | None:
+def _claim(services: Runtime, credit_id: int) -> Claimed | None:
     now = services.clock.utcnow()
     with services.session() as db, db.begin():
         row = (
@@ -167,7 +171,7 @@ def _claim(services: Runtime, credit_id: int) -> _Claimed | None:
         return None if row is None else _claimed(row)
 
 
-def _claim_due(services: Runtime, n: int) -> list[_Claimed]:
+def _claim_due(services: Runtime, n: int) -> list[Claimed]:
     """Up to ``n`` credits whose time has come, claimed in one statement; rows another worker holds are skipped."""
     now = services.clock.utcnow()
     due = (
@@ -202,7 +206,7 @@ def deliver(services: Runtime, credit_id: int) -> str:
     return _deliver_claimed(services, claimed)
 
 
-def _deliver_claimed(services: Runtime, claimed: _Claimed) -> str:
+def _deliver_claimed(services: Runtime, claimed: Claimed) -> str:
     try:
         return _send(services, claimed)
     except Exception:
@@ -213,7 +217,7 @@ def _deliver_claimed(services: Runtime, claimed: _Claimed) -> str:
         return CreditStatus.PENDING
 
 
-def _send(services: Runtime, claimed: _Claimed) -> str:
+def _send(services: Runtime, claimed: Claimed) -> str:
     credit_id = claimed.id
     port, ref = products.port(claimed.product), claimed.delivery.ref
     try:
@@ -262,22 +266,12 @@ def _record(services: Runtime, credit_id: int, answer: products.Delivered) -> st
     """The target system's answer, recorded with its notice in one transaction (once, whoever delivered): only the
     ``pending`` row's own update returns it (with the payer's language), so a second recorder finds nothing to do."""
     now = services.clock.utcnow()
-    done: dict[str, Any] = {"claimed_at": None, "waiting_for": None, "done_at": now}
     if answer.ok:
-        done |= {"status": CreditStatus.DELIVERED, "entry_id": answer.entry_id[:64], "balance_fen": answer.balance_fen, "kwh_after": answer.kwh_after}
+        stmt, done = _DELIVERED, {"b_entry": answer.entry_id[:64], "b_balance": answer.balance_fen, "b_kwh": answer.kwh_after}
     else:
-        done |= {"status": CreditStatus.REFUSED, "reason": answer.reason or "refused"}
+        stmt, done = _REFUSED, {"b_reason": answer.reason or "refused"}
     with services.session() as db, db.begin():
-        c = (
-            db.connection()
-            .execute(
-                update(CardCredit)
-                .where(CardCredit.id == credit_id, CardCredit.status == CreditStatus.PENDING)
-                .values(**done)
-                .returning(*_RECORDED, select(WechatUser.lang).where(WechatUser.openid == CardCredit.openid).scalar_subquery().label("lang"))
-            )
-            .one_or_none()
-        )
+        c = db.connection().execute(stmt, {"b_id": credit_id, "b_now": now, **done}).one_or_none()
         if c is None:
             return str(db.execute(select(CardCredit.status).where(CardCredit.id == credit_id)).scalar_one())
         port = products.port(c.product)
@@ -300,20 +294,32 @@ def _record(services: Runtime, credit_id: int, answer: products.Delivered) -> st
         return CreditStatus.REFUSED
 
 
-_RECORDED = (
-    CardCredit.ref,
-    CardCredit.product,
-    CardCredit.channel,
-    CardCredit.target,
-    CardCredit.cardholder_id,
-    CardCredit.openid,
-    CardCredit.amount_fen,
-    CardCredit.fee_fen,
-    CardCredit.paid_at,
-    CardCredit.balance_fen,
-    CardCredit.kwh_after,
-    CardCredit.reason,
+_RECORDED = tuple(
+    _CREDITS.c[name]
+    for name in (
+        "ref",
+        "product",
+        "channel",
+        "target",
+        "cardholder_id",
+        "openid",
+        "amount_fen",
+        "fee_fen",
+        "paid_at",
+        "balance_fen",
+        "kwh_after",
+        "reason",
+    )
 )
+_PENDING = update(_CREDITS).where(_CREDITS.c.id == bindparam("b_id"), _CREDITS.c.status == CreditStatus.PENDING)
+_DONE: dict[str, Any] = {"claimed_at": None, "waiting_for": None, "done_at": bindparam("b_now")}
+_USERS = cast(Table, WechatUser.__table__)
+_LANG = select(_USERS.c.lang).where(_USERS.c.openid == _CREDITS.c.openid).scalar_subquery().label("lang")
+# Composed once (Core, bound per call): the answer recorded, returning what the receipt or the refusal notice needs.
+_DELIVERED = _PENDING.values(
+    status=CreditStatus.DELIVERED, entry_id=bindparam("b_entry"), balance_fen=bindparam("b_balance"), kwh_after=bindparam("b_kwh"), **_DONE
+).returning(*_RECORDED, _LANG)
+_REFUSED = _PENDING.values(status=CreditStatus.REFUSED, reason=bindparam("b_reason"), **_DONE).returning(*_RECORDED, _LANG)
 
 
 def remember_balance(db: Session, cardholder_id: int, balance_fen: int, as_of: datetime) -> None:
@@ -325,14 +331,34 @@ def remember_balance(db: Session, cardholder_id: int, balance_fen: int, as_of: d
     )
 
 
-def deliver_now(services: Runtime, credit_id: int | None) -> None:
-    """Deliver right after the payment committed; anything unexpected is left to the worker, never to the payer."""
-    if credit_id is None:
-        return
-    try:
-        deliver(services, credit_id)
-    except Exception:
-        log.exception("credit %s: delivery failed unexpectedly; the worker will try again", credit_id)
+def deliver_now(services: Runtime, claimed: Claimed | None) -> None:
+    """Deliver what ``owe`` claimed, right after the payment committed; anything unexpected is left to the worker,
+    never to the payer."""
+    if claimed is not None:
+        _deliver_claimed(services, claimed)
+
+
+class AfterAnswer:
+    """Deliveries handed over by requests that answer before delivering (``/pay/notify``): their credits are committed
+    and claimed (``owe``), so the answer is safe; delivery follows at once on a few threads of this process. When those
+    are all busy the request delivers itself, so a slow target system slows the notifies instead of piling up claims;
+    a process that dies meanwhile leaves claims that go stale, and the worker asks about their refs."""
+
+    def __init__(self, threads: int = DELIVER_THREADS) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deliver")
+        self.room = threading.BoundedSemaphore(2 * threads)
+
+    def deliver(self, services: Runtime, claimed: Claimed | None) -> None:
+        if claimed is None:
+            return
+        if not self.room.acquire(blocking=False):
+            deliver_now(services, claimed)
+            return
+        self.pool.submit(deliver_now, services, claimed).add_done_callback(lambda _: self.room.release())
+
+    def close(self) -> None:
+        """Let the deliveries under way finish (each is bounded by the target system's timeout)."""
+        self.pool.shutdown(wait=True)
 
 
 def deliver_due(services: Runtime, limit: int = 2000) -> dict[str, int]:
@@ -363,7 +389,7 @@ def deliver_due(services: Runtime, limit: int = 2000) -> dict[str, int]:
     return outcomes
 
 
-def _safe(services: Runtime, claimed: _Claimed) -> str:
+def _safe(services: Runtime, claimed: Claimed) -> str:
     try:
         return _deliver_claimed(services, claimed)
     except Exception:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bot.money import yuan
 from bot.texts import t
 from models import Notice, lang_of
-from models.ledger import queue_notice
+from models.ledger import queue_notice_once
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -65,7 +65,7 @@ def build(db: Session, cfg: Config, kind: str, openid: str, dedup_key: str, lang
 
 def send(db: Session, cfg: Config, kind: str, openid: str, dedup_key: str, lang: str | None = None, **values: Value) -> None:
     """Queue the notice in the caller's transaction (at most once per ``dedup_key``)."""
-    queue_notice(db, build(db, cfg, kind, openid, dedup_key, lang, **values), dedup_key)
+    queue_notice_once(db, build(db, cfg, kind, openid, dedup_key, lang, **values), dedup_key)
 
 
 def _told(lang: str, value: Value) -> str:

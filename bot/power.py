@@ -43,6 +43,9 @@ _STORE_READING = (  # one statement, executed for a whole batch of readings
     update(_ROOMS).where(_ROOMS.c.room_id == bindparam("b_id")).values(remaining_kwh=bindparam("b_kwh"), read_at=bindparam("b_at"))
 )
 
+_NEW_READING = _STORE_READING.returning(_ROOMS.c.label)  # a recharge's answer, with the room's label for its receipt
+_ROOM_LABEL = select(_ROOMS.c.label).where(_ROOMS.c.room_id == bindparam("b_id"))
+
 
 def refused(code: str, status: int = 400, **values: Any) -> UserError:
     return UserError(code, status, f"{TEXTS}{code}", **values)
@@ -178,18 +181,19 @@ def order(services: Runtime, openid: str, room_id: Any, amount_fen: Any, mode: A
 
 
 def receipt(services: Runtime, db: Session, c: Any) -> None:
-    """The electricity system took the recharge: remember the room's new kWh and tell the payer."""
-    room = db.get(PowerRoom, c.target)
-    now = services.clock.utcnow()
-    if room is not None and c.kwh_after is not None:
-        room.remaining_kwh, room.read_at = c.kwh_after, now
+    """The electricity system took the recharge: remember the room's new kWh and tell the payer (in ``c.lang``)."""
+    if c.kwh_after is None:
+        label = db.connection().execute(_ROOM_LABEL, {"b_id": c.target}).scalar_one_or_none()
+    else:
+        label = db.connection().execute(_NEW_READING, {"b_id": c.target, "b_kwh": c.kwh_after, "b_at": services.clock.utcnow()}).scalar_one_or_none()
     notices.send(
         db,
         services.cfg,
         "power_receipt",
         c.openid,
         f"power:{c.ref}:receipt",
-        room=room.label if room is not None else c.target,
+        getattr(c, "lang", None),
+        room=label or c.target,
         amount=c.amount_fen,
         kwh=Said("power_kwh", {"kwh": str(c.kwh_after if c.kwh_after is not None else "—")}),
         time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from bot.adapters.electricity import Electricity
     from bot.adapters.pay import PayClient
     from bot.adapters.wechat_api import WeChatAPI
+    from bot.credits import AfterAnswer
 
 
 @dataclass
@@ -48,6 +49,12 @@ class Runtime:
     @cached_property
     def executor(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=32, thread_name_prefix="handler")
+
+    @cached_property
+    def after_answer(self) -> AfterAnswer:
+        from bot.credits import AfterAnswer
+
+        return AfterAnswer()
 
     @cached_property
     def wechat(self) -> WeChatAPI:
@@ -105,9 +112,16 @@ class Runtime:
         click's single statement."""
         return self.read_engine.connect()
 
+    def finish_deliveries(self) -> None:
+        """Wait for the deliveries requests handed over after answering (``after_answer``), if any were."""
+        if "after_answer" in self.__dict__:
+            self.after_answer.close()
+            del self.__dict__["after_answer"]
+
     def close(self) -> None:
         if "executor" in self.__dict__:
             self.executor.shutdown(wait=False, cancel_futures=True)
+        self.finish_deliveries()
         self.engine.dispose()
         if self._reads[1] is not None and self._reads[1].pool is not self.engine.pool:
             self._reads[1].dispose()

@@ -26,12 +26,13 @@ import logging
 import re
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from bot import credits, products
@@ -41,7 +42,7 @@ from bot.cards import can_add_money, card_for
 from bot.clock import SCHOOL_TZ
 from bot.errors import UserError
 from bot.money import fee_for, fen, yuan
-from models import CardCredit, Cardholder, TopupOrder, lock_card
+from models import CardCredit, Cardholder, TopupOrder, WechatUser, lock_card
 from models.enums import CreditChannel, CreditStatus, OrderStatus, Product
 
 if TYPE_CHECKING:
@@ -231,7 +232,14 @@ def _paid_at(transaction: dict[str, Any], fallback: datetime) -> datetime:
         return fallback
 
 
-def check_transaction(cfg: Config, order: TopupOrder | None, tx: dict[str, Any]) -> None:
+class OrderFacts(Protocol):
+    """What a transaction is checked against: an order, or its row as ``apply_payment`` reads it."""
+
+    total_fen: int
+    openid: str
+
+
+def check_transaction(cfg: Config, order: OrderFacts | None, tx: dict[str, Any]) -> None:
     """Everything in a WeChat transaction must agree with our order before money moves."""
     if tx.get("mchid") != cfg.pay.mchid:
         raise Mismatch("mchid")
@@ -249,44 +257,78 @@ def check_transaction(cfg: Config, order: TopupOrder | None, tx: dict[str, Any])
         raise Mismatch(f"trade_state {tx.get('trade_state')}")
 
 
-def apply_payment(services: Runtime, tx: dict[str, Any]) -> bool:
+_ORDERS, _HOLDERS, _USERS = (cast(Table, m.__table__) for m in (TopupOrder, Cardholder, WechatUser))
+_ORDER_FACTS = (
+    _ORDERS.c.status,
+    _ORDERS.c.product,
+    _ORDERS.c.target,
+    _ORDERS.c.cardholder_id,
+    _ORDERS.c.openid,
+    _ORDERS.c.amount_fen,
+    _ORDERS.c.fee_fen,
+    (_ORDERS.c.amount_fen + _ORDERS.c.fee_fen).label("total_fen"),
+    select(_HOLDERS.c.student_no).where(_HOLDERS.c.id == _ORDERS.c.cardholder_id).scalar_subquery().label("student_no"),
+    select(_USERS.c.lang).where(_USERS.c.openid == _ORDERS.c.openid).scalar_subquery().label("lang"),
+)
+# Composed once (Core, bound per call): the order moved to ``paid``, returning what owing its credit needs.
+_MARK_PAID = (
+    update(_ORDERS)
+    .where(_ORDERS.c.order_no == bindparam("b_no"))
+    .values(status=OrderStatus.PAID, transaction_id=bindparam("b_tx"), paid_at=bindparam("b_at"), closed_at=None)
+    .returning(*_ORDER_FACTS)
+)
+_PAY_OPEN = _MARK_PAID.where(_ORDERS.c.status == OrderStatus.CREATED)
+_PAY_UNPAID = _MARK_PAID.where(_ORDERS.c.status != OrderStatus.PAID)
+_ORDER_AS_IS = select(*_ORDER_FACTS).where(_ORDERS.c.order_no == bindparam("b_no"))
+
+
+def apply_payment(services: Runtime, tx: dict[str, Any], deliver: Callable[[Runtime, credits.Claimed | None], None] = credits.deliver_now) -> bool:
     """Record the payment a verified SUCCESS transaction names; True when this call recorded it, False if already done.
 
-    One transaction: lock the order, check it against ``tx``, mark it paid and owe its amount to the card (a
-    ``CardCredit`` with ``ref`` = the order number). The credit is then delivered to the card system at once, or by
-    the worker when the card system cannot take it now; the receipt goes out when the card system took it.
+    One transaction: the order moved ``created → paid`` by one UPDATE (its row lock makes a concurrent duplicate wait
+    and then find it paid), checked against ``tx`` (a mismatch rolls it back) and its amount owed to the target (a
+    ``CardCredit`` with ``ref`` = the order number, ``bot.credits.owe``). The credit is delivered inside this
+    transaction when its target lives in the bot's database, else right after the commit, or by the worker when the
+    target system cannot take it now; the receipt goes out when the target system took it. ``deliver`` is how the
+    claimed credit goes on after the commit: in this call (default), or handed over (``/pay/notify`` answers first).
     """
     cfg = services.cfg
     order_no = str(tx.get("out_trade_no") or "")
+    known = ORDER_NO.match(order_no) is not None
+    paid_at = _paid_at(tx, services.clock.utcnow())
+    bound = {"b_no": order_no, "b_tx": str(tx.get("transaction_id") or "")[:32] or None, "b_at": paid_at}
     with services.session() as db, db.begin():
-        order = _lock_order(db, order_no) if ORDER_NO.match(order_no) else None
+        conn = db.connection()
+        order = conn.execute(_PAY_OPEN, bound).one_or_none() if known else None
+        if order is None:  # paid already, closed here, or unknown: looked at as it is now
+            found = conn.execute(_ORDER_AS_IS, {"b_no": order_no}).one_or_none() if known else None
+            check_transaction(cfg, found, tx)
+            assert found is not None
+            if found.status == OrderStatus.PAID:
+                return False
+            log.warning("order %s was %s locally but WeChat reports it paid: crediting", order_no, found.status)
+            order = conn.execute(_PAY_UNPAID, bound).one_or_none()
+            if order is None:  # a duplicate paid it meanwhile
+                return False
         check_transaction(cfg, order, tx)
-        assert order is not None
-        if order.status == OrderStatus.PAID:
-            return False
-        if order.status != OrderStatus.CREATED:
-            log.warning("order %s was %s locally but WeChat reports it paid: crediting", order_no, order.status)
-        order.status = OrderStatus.PAID
-        order.transaction_id = str(tx.get("transaction_id") or "")[:32] or None
-        order.paid_at = _paid_at(tx, services.clock.utcnow())
-        order.closed_at = None
-        card = db.get(Cardholder, order.cardholder_id)
-        assert card is not None
-        credit = credits.owe(
+        claimed = credits.owe(
+            services,
             db,
-            ref=order_no,
-            channel=CreditChannel.WECHAT_PAY,
-            card=card,
-            openid=order.openid,
-            amount_fen=order.amount_fen,
-            fee_fen=order.fee_fen,
-            paid_at=order.paid_at,
-            now=services.clock.utcnow(),
-            product=Product(order.product),
-            target=order.target,
+            credits.Owed(
+                ref=order_no,
+                channel=CreditChannel.WECHAT_PAY,
+                product=Product(order.product),
+                target=order.target,
+                cardholder_id=order.cardholder_id,
+                student_no=order.student_no,
+                openid=order.openid,
+                amount_fen=order.amount_fen,
+                fee_fen=order.fee_fen,
+                paid_at=paid_at,
+                lang=order.lang,
+            ),
         )
-        credit_id = credits.settle_in(services, db, credit)
-    credits.deliver_now(services, credit_id)
+    deliver(services, claimed)
     return True
 
 

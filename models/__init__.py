@@ -6,7 +6,7 @@ from models.base import Base, utcnow
 from models.binding import Binding
 from models.cardholder import Cardholder
 from models.credit import CardCredit, CardEntryPush
-from models.ledger import InsufficientBalance, LedgerEntry, Notice, Posted, ledger_sum, lock_card, post_entry
+from models.ledger import Credited, InsufficientBalance, LedgerEntry, Notice, Posted, ledger_sum, lock_card, post_credit, post_entry
 from models.loss import CardLoss
 from models.outbox import OutboxNotice
 from models.power import PowerRoom, SavedRoom
@@ -25,6 +25,7 @@ __all__ = [
     "CardEntryPush",
     "CardLoss",
     "Cardholder",
+    "Credited",
     "InsufficientBalance",
     "LedgerEntry",
     "Notice",
@@ -40,6 +41,7 @@ __all__ = [
     "lang_of",
     "ledger_sum",
     "lock_card",
+    "post_credit",
     "post_entry",
     "utcnow",
 ]

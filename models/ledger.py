@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func, select
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Table, bindparam, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow
@@ -92,6 +93,28 @@ def queue_notice(session: Session, notice: Notice, default_key: str) -> OutboxNo
     return row
 
 
+_NOTICES = cast(Table, OutboxNotice.__table__)
+_QUEUE_ONCE = {
+    d.__name__.rsplit(".", 1)[-1]: d.insert(_NOTICES).on_conflict_do_nothing(index_elements=[_NOTICES.c.dedup_key]) for d in (postgresql, sqlite)
+}
+
+
+def queue_notice_once(session: Session, notice: Notice, default_key: str) -> None:
+    """``queue_notice`` in one statement (INSERT … ON CONFLICT (dedup_key) DO NOTHING), for callers that need no row."""
+    conn = session.connection()
+    values = {
+        "dedup_key": (notice.dedup_key or f"{default_key}:{notice.kind}:{notice.openid}")[:128],
+        "openid": notice.openid,
+        "kind": notice.kind,
+        "data": notice.data,
+        "url": notice.url,
+        "urgent": notice.urgent,
+        "status": NoticeStatus.PENDING,
+        "next_attempt_at": utcnow(),
+    }
+    conn.execute(_QUEUE_ONCE[conn.dialect.name], values)
+
+
 def post_entry(
     session: Session,
     cardholder_id: int,
@@ -141,6 +164,57 @@ def post_entry(
     queued = [r for n in all_notices if (r := queue_notice(session, n, idempotency_key)) is not None]
     session.flush()
     return Posted(entry, created=True, notices=queued)
+
+
+@dataclass(frozen=True)
+class Credited:
+    """A credit's ledger entry: made now (``created``) or found by its key, made before."""
+
+    entry_id: int
+    balance_after_fen: int
+    created: bool
+
+
+_HOLDERS = cast(Table, Cardholder.__table__)
+_ENTRIES = cast(Table, LedgerEntry.__table__)
+# Composed once (Core, bound per call): post_credit's four statements.
+_LOCK_BY_NO = select(_HOLDERS.c.id, _HOLDERS.c.balance_fen).where(_HOLDERS.c.student_no == bindparam("b_no")).with_for_update()
+_ENTRY_BY_KEY = select(_ENTRIES.c.id, _ENTRIES.c.balance_after_fen).where(_ENTRIES.c.idempotency_key == bindparam("b_key"))
+_MOVE = update(_HOLDERS).where(_HOLDERS.c.id == bindparam("b_id")).values(balance_fen=bindparam("b_balance"))
+_ENTER = insert(_ENTRIES).returning(_ENTRIES.c.id)
+
+
+def post_credit(
+    session: Session, student_no: str, amount_fen: int, kind: str, idempotency_key: str, *, description: str, ref: str, at: datetime
+) -> Credited | None:
+    """``post_entry`` for money coming onto a card found by its student number, with no notices (the ``ledger`` card
+    system's credits, on every paid top-up): the same rules — the card row locked, one entry per key, the entry and
+    the balance moved together in the caller's transaction — in four Core statements, without loading ORM rows.
+    None when no card has that number. Rows of the card the session already holds are not refreshed."""
+    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen <= 0:
+        raise ValueError("a credit's amount_fen must be a positive integer")
+    if kind not in KINDS:
+        raise ValueError(f"unknown entry kind {kind!r}")
+    conn = session.connection()
+    card = conn.execute(_LOCK_BY_NO, {"b_no": student_no}).one_or_none()
+    if card is None:
+        return None
+    found = conn.execute(_ENTRY_BY_KEY, {"b_key": idempotency_key}).one_or_none()
+    if found is not None:
+        return Credited(found.id, found.balance_after_fen, created=False)
+    balance = card.balance_fen + amount_fen
+    conn.execute(_MOVE, {"b_id": card.id, "b_balance": balance})
+    entry = {
+        "cardholder_id": card.id,
+        "amount_fen": amount_fen,
+        "balance_after_fen": balance,
+        "kind": kind,
+        "idempotency_key": idempotency_key,
+        "description": description[:128],
+        "ref": ref,
+        "created_at": at,
+    }
+    return Credited(conn.execute(_ENTER, entry).scalar_one(), balance, created=True)
 
 
 def ledger_sum(session: Session, cardholder_id: int) -> int:

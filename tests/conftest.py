@@ -200,6 +200,7 @@ def make_live(database_url: str, keys_dir: Path) -> Iterator[Any]:
     yield factory
     for live in started:
         live.server.shutdown()
+        live.services.finish_deliveries()  # before the database is cleaned under them
         store = live.services.store
         try:
             keys = list(store.r.scan_iter(match=store.prefix + "*", count=1000))

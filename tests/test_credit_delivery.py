@@ -19,7 +19,7 @@ from sqlalchemy import select
 from bot import autodebit, credits
 from bot.clock import SCHOOL_TZ
 from models import CardCredit, Cardholder
-from models.enums import AttemptStatus, CreditChannel, CreditStatus
+from models.enums import AttemptStatus, CreditChannel, CreditStatus, Product
 from tests.support import autodebit as ad
 from tests.support.delivery import NO, credit_log, credit_row, credit_rows, cs_balance, emu_cs, notices_of, notify_paid, paid_order
 from tests.support.reliability import tally
@@ -27,6 +27,11 @@ from tests.support.topup import student, wait_for
 
 OPENID = "oCreditDeliveryUser00001"
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def owed(card: Cardholder, ref: str, amount_fen: int, now: datetime) -> credits.Owed:
+    """A top-up owed to ``card``, as a payment's transaction writes it (left to the worker: ``claim=False``)."""
+    return credits.Owed(ref, CreditChannel.WECHAT_PAY, Product.CARD, card.student_no, card.id, card.student_no, OPENID, amount_fen, 0, now)
 
 
 def _frozen(live) -> datetime:
@@ -192,10 +197,7 @@ def test_worker_killed_mid_delivery_then_restarted_delivers_each_credit_once(cs_
         card = db.get(Cardholder, student(live, OPENID, student_no=NO))
         now = live.services.clock.utcnow()
         for i in range(n):
-            credits.owe(
-                db, ref=f"KILL{i:04d}", channel=CreditChannel.WECHAT_PAY, card=card, openid=OPENID,
-                amount_fen=100 + i, fee_fen=0, paid_at=now, now=now,
-            )  # fmt: skip
+            credits.owe(live.services, db, owed(card, f"KILL{i:04d}", 100 + i, now), claim=False)
     emu_cs(live).faults["credit"] = ["slow"] * n  # each credit made ~1.5 s after it was asked for
     cfg = live.cfg
     env = {
@@ -247,10 +249,7 @@ def test_three_workers_passing_at_once_take_each_credit_once(cs_live):
         card = db.get(Cardholder, student(live, OPENID, student_no=NO))
         now = live.services.clock.utcnow()
         for i in range(n):
-            credits.owe(
-                db, ref=f"RACE{i:03d}", channel=CreditChannel.WECHAT_PAY, card=card, openid=OPENID,
-                amount_fen=100 + i, fee_fen=0, paid_at=now, now=now,
-            )  # fmt: skip
+            credits.owe(live.services, db, owed(card, f"RACE{i:03d}", 100 + i, now), claim=False)
     with ThreadPoolExecutor(3) as pool:
         passes = list(pool.map(lambda _: credits.deliver_due(live.services), range(3)))
     assert sum(sum(p.values()) for p in passes) == n

@@ -20,7 +20,7 @@ from bot.clock import SCHOOL_TZ
 from bot.emulator.electricity import room_ids
 from bot.topup import settle_stuck_orders
 from models import PowerRoom, SavedRoom, TopupOrder
-from models.enums import CreditStatus, NoticeStatus, Product
+from models.enums import CreditChannel, CreditStatus, NoticeStatus, Product
 from tests.support.credits import credit, credits_cli, reconcile_cli, refunds_at_wechat, topup
 from tests.support.power import (
     ROOM,
@@ -33,7 +33,7 @@ from tests.support.power import (
     power_phone,
     recharge_log,
 )
-from tests.support.topup import card, student, wait_for
+from tests.support.topup import card, delivery_tried, notify, student, transaction, wait_for
 
 pytestmark = pytest.mark.usefixtures("ledger_checked")
 
@@ -111,6 +111,52 @@ def test_a_duplicate_notify_recharges_once(live):
     assert notify_paid(live, order_no) == 204
     assert recharge_log(live) == [order_no]
     assert len(notices_of(live, "power_receipt")) == 1
+
+
+def test_the_notify_is_answered_before_the_recharge_and_a_duplicate_meanwhile_alike(live):
+    """The answer follows the payment's commit, not the electricity system: with the recharge taking longer than the
+    client's 1 s timeout, both copies of the notify are answered while the first try is still out (the credit paid,
+    owed and claimed by that try), and the money reaches the room once."""
+    _frozen(live)
+    student(live, OPENID)
+    phone = power_phone(live, OPENID)
+    st = emu_power(live)
+    st.set_meter(ROOM, "5.00", rate="0")
+    st.faults["recharge"] = ["slow", "5xx"]  # made after 1.5 s, unheard; a second POST would fail
+    order_no = pay_power(live, phone, 5000, notify_now=False)
+    tx = transaction(live, order_no)
+    started = time.monotonic()
+    assert notify(live, tx).status_code == 204
+    assert notify(live, tx).status_code == 204  # the duplicate, answered alike
+    assert time.monotonic() - started < 1.0  # neither waited for the electricity system
+    c = delivery(live, order_no)
+    assert (c.status, c.tries, c.claimed_at is not None) == (CreditStatus.PENDING, 1, True)  # the first try is out
+    c = delivery_tried(live, order_no)
+    assert (c.status, c.waiting_for) == (CreditStatus.PENDING, credits.Waiting.NO_ANSWER)
+    wait_for(lambda: recharge_log(live) == [order_no])  # the electricity system recharged; we did not hear it
+    live.services.clock.shift(timedelta(minutes=1))
+    assert credits.deliver_due(live.services) == {CreditStatus.DELIVERED: 1}  # asked about the ref, not sent again
+    assert recharge_log(live) == [order_no] and st.faults["recharge"] == ["5xx"]
+    assert len(notices_of(live, "power_receipt")) == 1
+
+
+def test_with_every_delivery_thread_busy_the_request_delivers_itself(live):
+    """Handing over never piles up claims: when the delivery threads have no room, the caller delivers before it
+    returns."""
+    card_id = student(live, OPENID)
+    now = live.services.clock.utcnow()
+    owed = credits.Owed("P0000000000000001", CreditChannel.WECHAT_PAY, Product.POWER, ROOM, card_id, "20230001", OPENID, 2000, 0, now)
+    with live.session() as db, db.begin():
+        claimed = credits.owe(live.services, db, owed)
+    after = credits.AfterAnswer(threads=1)
+    try:
+        while after.room.acquire(blocking=False):
+            pass  # every place taken
+        after.deliver(live.services, claimed)
+        assert delivery(live, owed.ref).status == CreditStatus.DELIVERED  # delivered in this call
+        assert recharge_log(live) == [owed.ref]
+    finally:
+        after.close()
 
 
 def test_electricity_system_down_then_back_delivers_once(live):

@@ -15,7 +15,6 @@ outcome is just as unknown: settle it by ``credit_status(ref)`` before any other
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
 import requests
-import requests.adapters
 
 from bot.adapters import cardsys_signing
 from bot.adapters.answers import StrictReader
+from bot.adapters.keepalive import keepalive_session
 from bot.adapters.target import TargetNoAnswer, TargetProtocolError, TargetUnavailable
 from models.enums import CardStatus
 from models.enums import CreditChannel as Channel  # a credit's channel, as stored and as cardsys/1 names it
@@ -280,7 +279,7 @@ class HttpCardSystem:
         self.timeout = timeout
         # verify, account and entries answer a waiting student: never longer than the credit calls, often shorter
         self.read_timeout = min(timeout, read_timeout or timeout)
-        self.http = http or _session(self.base)
+        self.http = http or keepalive_session(self.base)
 
     def prepare(self, method: str, path: str, query: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> requests.PreparedRequest:
         """The request as it goes on the wire, signed over its exact target and bytes (the checker reuses it)."""
@@ -392,20 +391,6 @@ class HttpCardSystem:
         if result is LossResult.REFUSED:
             return LossOutcome(result, reason=_enum(Refusal, data, "reason"))
         return LossOutcome(result)
-
-
-def _session(base_url: str, connections: int = 32) -> requests.Session:
-    """One keep-alive connection per thread that calls at once (the worker delivers credits in 16 threads; requests'
-    default of 10 would close and reopen the others on every call). The environment's proxy and CA bundle settings
-    are read once here, not on every call (requests would scan the whole environment per request)."""
-    session = requests.Session()
-    session.proxies = requests.utils.get_environ_proxies(base_url)
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    session.trust_env = False
-    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=connections)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 def http_card_system(cfg: Config) -> HttpCardSystem:

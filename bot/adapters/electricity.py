@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
 import requests
-import requests.adapters
 
 from bot.adapters.answers import StrictReader
 from bot.adapters.cardsys_signing import POWER
+from bot.adapters.keepalive import keepalive_session
 from bot.adapters.target import TargetNoAnswer, TargetProtocolError, TargetUnavailable
 
 if TYPE_CHECKING:
@@ -175,10 +175,7 @@ class HttpElectricity:
         self.secret = secret
         self.timeout = timeout
         self.read_timeout = min(timeout, read_timeout or timeout)  # a student is waiting on the page
-        self.http = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=32)  # one per delivering thread
-        self.http.mount("http://", adapter)
-        self.http.mount("https://", adapter)
+        self.http = keepalive_session(self.base)
 
     def _call(
         self,

@@ -37,7 +37,7 @@ from bot.adapters.cardsystem import (
 )
 from bot.calendar import day_start_utc
 from bot.clock import Clock
-from models import Cardholder, LedgerEntry, lock_card, post_entry
+from models import Cardholder, LedgerEntry, lock_card, post_credit
 from models.enums import CardStatus, EntryKind
 from models.passwords import hash_password, verify_password
 
@@ -145,17 +145,13 @@ class LedgerCardSystem:
     def credit_in(self, db: Session, ref: str, student_no: str, amount_fen: int, channel: Channel, paid_at: datetime) -> Credit:
         if amount_fen <= 0 or paid_at.tzinfo is None:
             raise ValueError("a credit needs a positive amount and an aware paid_at")
-        found = self._answer(db, ref)
-        if found is not None:
-            return found
-        card_id = db.execute(select(Cardholder.id).where(Cardholder.student_no == student_no)).scalar_one_or_none()
-        if card_id is None:
-            return Credit(CreditResult.REFUSED, reason=Refusal.UNKNOWN_HOLDER)
-        card = lock_card(db, card_id)
         kind = EntryKind.TOPUP if channel is Channel.WECHAT_PAY else EntryKind.AUTODEBIT
         what = "微信充值 WeChat Pay top-up" if channel is Channel.WECHAT_PAY else "自动圈存 Auto top-up"
-        posted = post_entry(db, card.id, amount_fen, kind, ledger_key(ref), description=what, ref=ref, at=self.clock.utcnow())
-        return Credit(CreditResult.OK, entry_id=str(posted.entry.id), balance_fen=posted.entry.balance_after_fen)
+        # under the card's row lock, a ref made before is found by its key and answered as first (``created`` False)
+        posted = post_credit(db, student_no, amount_fen, kind, ledger_key(ref), description=what, ref=ref, at=self.clock.utcnow())
+        if posted is None:
+            return self._answer(db, ref) or Credit(CreditResult.REFUSED, reason=Refusal.UNKNOWN_HOLDER)
+        return Credit(CreditResult.OK, entry_id=str(posted.entry_id), balance_fen=posted.balance_after_fen)
 
     def _answer(self, db: Session, ref: str) -> Credit | None:
         entry = db.execute(select(LedgerEntry).where(LedgerEntry.idempotency_key == ledger_key(ref))).scalar_one_or_none()

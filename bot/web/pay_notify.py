@@ -2,7 +2,10 @@
 notifications, for refunds of credits the card system refused (``bot.credit_refunds``).
 
 Verified with WeChat Pay's public key and decrypted with the APIv3 key (wechatpayv3), checked against our order,
-then credited exactly once (``bot.topup.apply_payment``). A notify signed more than 5 minutes off the
+then recorded exactly once (``bot.topup.apply_payment``): the order paid and its credit owed in one transaction. The
+answer follows that commit; a credit for a target across the network is delivered right after the answer on this
+process's delivery threads (``bot.credits.AfterAnswer``), so WeChat is not kept waiting on the card or electricity
+system, and a duplicate notify waits only for the payment's transaction. A notify signed more than 5 minutes off the
 business clock (a replay) or whose transaction names no payer is refused before anything is looked up. Success and duplicates answer 204; anything
 forged or mismatched answers 4xx with WeChat's ``{"code": "FAIL", "message": ...}`` so WeChat retries and a
 person can look, and changes nothing. Nothing secret is logged: only the order number and the reason.
@@ -45,7 +48,7 @@ def notify() -> Any:
         log.error("pay notify for %s refused: no payer", str(tx.get("out_trade_no", "-"))[:32])
         return _fail(400, "缺少支付者信息")
     try:
-        credited = apply_payment(svc, tx)
+        credited = apply_payment(svc, tx, svc.after_answer.deliver)
     except Mismatch as exc:
         log.error("pay notify for %s refused: %s does not match the order", str(tx.get("out_trade_no", "-"))[:32], exc)
         return _fail(400, "订单信息不匹配")

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from models import CardCredit, OutboxNotice
-from tests.support.topup import Phone, emu_pay, logged_in, notify, transaction
+from tests.support.topup import Phone, delivery_tried, emu_pay, logged_in, notify, transaction
 
 NO = "20230001"  # demo roster: 张三, 100.00 yuan at the emulator's card system
 
@@ -40,8 +40,12 @@ def paid_order(live: Any, openid: str, amount_fen: int = 5000) -> tuple[Phone, s
 
 
 def notify_paid(live: Any, order_no: str) -> int:
-    """WeChat Pay's notify for the order, as WeChat sends it; returns the HTTP status the bot answered."""
-    return notify(live, transaction(live, order_no)).status_code
+    """WeChat Pay's notify for the order, as WeChat sends it; returns the HTTP status the bot answered, once the
+    delivery try that follows a payment's answer is over."""
+    status = notify(live, transaction(live, order_no)).status_code
+    if status == 204:
+        delivery_tried(live, order_no)
+    return status
 
 
 def credit_row(live: Any, ref: str) -> CardCredit:

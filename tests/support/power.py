@@ -10,7 +10,7 @@ import requests
 from sqlalchemy import select
 
 from models import CardCredit, OutboxNotice
-from tests.support.topup import CSRF, Phone, emu_pay, notify, transaction, wait_for, wait_paid
+from tests.support.topup import CSRF, Phone, delivery_tried, emu_pay, notify, transaction, wait_for, wait_paid
 
 ROOM = "E03-0512"  # 东区 · 3号楼 · 512
 
@@ -80,7 +80,12 @@ def pay_power(live: Any, phone: PowerPhone, amount_fen: int = 2000, *, notify_no
 
 
 def notify_paid(live: Any, order_no: str) -> int:
-    return notify(live, transaction(live, order_no)).status_code
+    """WeChat Pay's notify for the order, as WeChat sends it; returns the HTTP status the bot answered, once the
+    delivery try that follows a payment's answer is over."""
+    status = notify(live, transaction(live, order_no)).status_code
+    if status == 204:
+        delivery_tried(live, order_no)
+    return status
 
 
 def delivery(live: Any, ref: str) -> CardCredit:

@@ -104,6 +104,18 @@ def wait_for(cond: Callable[[], Any], timeout: float = 10.0, every: float = 0.02
     raise AssertionError("condition not met in time")
 
 
+def delivery_tried(live: Any, ref: str) -> CardCredit:
+    """The credit once the delivery try that follows its payment is over (delivered, refused, or released to wait for
+    the next try): ``/pay/notify`` answers before that try (``bot.credits.AfterAnswer``)."""
+
+    def over() -> CardCredit | None:
+        with live.session() as db:
+            c = db.execute(select(CardCredit).where(CardCredit.ref == ref)).scalar_one_or_none()
+            return c if c is not None and c.claimed_at is None else None
+
+    return wait_for(over)
+
+
 def order_row(live: Any, order_no: str) -> TopupOrder:
     with live.session() as db:
         return db.execute(select(TopupOrder).where(TopupOrder.order_no == order_no)).scalar_one()
