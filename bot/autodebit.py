@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from bot import credits, notices
 from bot.adapters.bank import INSUFFICIENT_FUNDS, NO_ACCOUNT, UNKNOWN_REFERENCE, BankResult, BankUnavailable
 from bot.calendar import day_start_utc, month_start
-from bot.cards import can_add_money, card_for
+from bot.cards import CardState, can_add_money, card_for
 from bot.clock import SCHOOL_TZ, to_local
 from bot.errors import UserError
 from bot.money import fen, yuan
@@ -225,7 +225,7 @@ def cancel(services: Runtime, openid: str) -> None:
 
 
 # --- triggers ------------------------------------------------------------------------
-def open_attempt(services: Runtime, db: Session, card: Cardholder, trigger_key: str) -> AutodebitAttempt | None:
+def open_attempt(services: Runtime, db: Session, card: CardState, trigger_key: str) -> AutodebitAttempt | None:
     """Create a waiting attempt if this card needs one now. Part of its trigger's transaction (the debit that left the
     card low, or the signing), with the card row locked: the trigger and its attempt land together or not at all."""
     today = services.clock.today()

@@ -6,7 +6,19 @@ from models.base import Base, utcnow
 from models.binding import Binding
 from models.cardholder import Cardholder
 from models.credit import CardCredit, CardEntryPush
-from models.ledger import InsufficientBalance, LedgerEntry, Notice, Posted, ledger_sum, lock_card, post_entry
+from models.ledger import (
+    Booked,
+    InsufficientBalance,
+    LedgerEntry,
+    LockedCard,
+    Notice,
+    Posted,
+    book_entry,
+    ledger_sum,
+    lock_card,
+    lock_card_by_no,
+    post_entry,
+)
 from models.loss import CardLoss
 from models.outbox import OutboxNotice
 from models.power import PowerRoom, SavedRoom
@@ -21,12 +33,14 @@ __all__ = [
     "AutodebitAttempt",
     "Base",
     "Binding",
+    "Booked",
     "CardCredit",
     "CardEntryPush",
     "CardLoss",
     "Cardholder",
     "InsufficientBalance",
     "LedgerEntry",
+    "LockedCard",
     "Notice",
     "OutboxNotice",
     "Posted",
@@ -37,9 +51,11 @@ __all__ = [
     "StaffUser",
     "TopupOrder",
     "WechatUser",
+    "book_entry",
     "lang_of",
     "ledger_sum",
     "lock_card",
+    "lock_card_by_no",
     "post_entry",
     "utcnow",
 ]

@@ -2,16 +2,19 @@
 
 ``post_entry`` locks the card row, refuses a second entry with the same idempotency key, writes the
 entry, moves the balance and queues the notices — all inside the caller's transaction, so either
-everything lands or nothing does.
+everything lands or nothing does. ``book_entry`` is the same rule for the terminals' entries (bot.card_entries, one
+per card push): a card locked with Core (``lock_card_by_no``), the entry written with ``INSERT … ON CONFLICT DO
+NOTHING``, no ORM objects, three statements in all.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, func, select
+from sqlalchemy import BigInteger, CheckConstraint, Connection, DateTime, ForeignKey, Index, Integer, String, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow
@@ -141,6 +144,75 @@ def post_entry(
     queued = [r for n in all_notices if (r := queue_notice(session, n, idempotency_key)) is not None]
     session.flush()
     return Posted(entry, created=True, notices=queued)
+
+
+@dataclass(frozen=True)
+class LockedCard:
+    """A card row locked by ``lock_card_by_no``: what the entry rules read (bot.cards), without an ORM object."""
+
+    id: int
+    status: str
+    left_on: date | None
+    balance_fen: int
+
+
+@dataclass(frozen=True)
+class Booked:
+    """``book_entry``'s outcome; for a key used before, its entry's card and balance (nothing changed)."""
+
+    created: bool
+    cardholder_id: int
+    balance_after_fen: int
+
+
+_LOCK_BY_NO = (
+    select(Cardholder.id, Cardholder.status, Cardholder.left_on, Cardholder.balance_fen)
+    .where(Cardholder.student_no == bindparam("no"))
+    .with_for_update()
+)
+_NEW_ENTRY = {
+    name: dialect.insert(LedgerEntry).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(LedgerEntry.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_SET_BALANCE = update(Cardholder).where(Cardholder.id == bindparam("card")).values(balance_fen=bindparam("balance"))
+_USED_KEY = select(LedgerEntry.cardholder_id, LedgerEntry.balance_after_fen).where(LedgerEntry.idempotency_key == bindparam("key"))
+
+
+def lock_card_by_no(conn: Connection, student_no: str) -> LockedCard | None:
+    """SELECT … FOR UPDATE of the card with this number (SQLite serialises writers by itself); None: no such card."""
+    row = conn.execute(_LOCK_BY_NO, {"no": student_no}).first()
+    return LockedCard(row.id, row.status, row.left_on, row.balance_fen) if row is not None else None
+
+
+def book_entry(
+    conn: Connection, card: LockedCard, amount_fen: int, kind: str, idempotency_key: str, *, description: str, ref: str | None, at: datetime
+) -> Booked:
+    """``post_entry`` for a card the caller locked with ``lock_card_by_no`` in this transaction: a key used before
+    changes nothing, no balance goes below zero. The entry is inserted first (``ON CONFLICT DO NOTHING`` on the key),
+    so a new entry costs one INSERT and one UPDATE; the caller commits."""
+    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen == 0:
+        raise ValueError("amount_fen must be a non-zero integer")
+    if kind not in KINDS:
+        raise ValueError(f"unknown entry kind {kind!r}")
+    new_balance = card.balance_fen + amount_fen
+    if new_balance >= 0:
+        values = {
+            "cardholder_id": card.id,
+            "amount_fen": amount_fen,
+            "balance_after_fen": new_balance,
+            "kind": kind,
+            "idempotency_key": idempotency_key,
+            "description": description[:128],
+            "ref": ref,
+            "created_at": at,
+        }
+        if conn.execute(_NEW_ENTRY[conn.dialect.name], values).first() is not None:
+            conn.execute(_SET_BALANCE, {"card": card.id, "balance": new_balance})
+            return Booked(True, card.id, new_balance)
+    used = conn.execute(_USED_KEY, {"key": idempotency_key}).first()
+    if used is None:
+        raise InsufficientBalance(f"balance {card.balance_fen} < {-amount_fen}")
+    return Booked(False, used.cardholder_id, used.balance_after_fen)
 
 
 def ledger_sum(session: Session, cardholder_id: int) -> int:
