@@ -19,20 +19,20 @@ lost, never twice. The outbox sends them. Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, Connection, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from bot import notices
-from bot.autodebit import active_agreement
+from bot.autodebit import active_agreement, active_terms
 from bot.calendar import day_start_utc
 from bot.errors import UserError
 from bot.money import fen, yuan
 from bot.notices import Said
-from models import AlertSettings, AutodebitAgreement, Binding, OutboxNotice, WechatUser, utcnow
-from models.enums import AgreementStatus, NoticeStatus
+from models import AlertSettings, Binding, OutboxNotice, WechatUser, utcnow
+from models.enums import NoticeStatus
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -189,7 +189,7 @@ def queue_for_entry(services: Runtime, conn: Connection, card_id: int, entry_id:
             new.add(who, LARGE, f"large:{entry_id}:{s.openid}", amount=spend, merchant=merchant, balance=balance_after_fen)
         if s.low_balance and before >= s.low_threshold_fen > balance_after_fen:
             if low_offered is None:
-                low_offered = not _autodebit_signed(conn, card_id, clock.today())
+                low_offered = active_terms(conn, card_id, clock.today()) is None  # with one, the card is topped up instead
             if low_offered:
                 new.add(who, LOW, f"low:{entry_id}:{s.openid}", balance=balance_after_fen, threshold=s.low_threshold_fen)
         if s.spend and not (s.held_id is not None and _merge(services, conn, who, s, spend, merchant, balance_after_fen)):
@@ -198,13 +198,6 @@ def queue_for_entry(services: Runtime, conn: Connection, card_id: int, entry_id:
             new.add(who, SPEND, f"spend:{entry_id}:{s.openid}", hold, merged, amount=spend, merchant=merchant, balance=balance_after_fen)
     if new.rows:
         conn.execute(insert(OutboxNotice), new.rows)
-
-
-def _autodebit_signed(conn: Connection, card_id: int, today: date) -> bool:
-    """The low-balance alert is not offered while an auto top-up is signed (the card is topped up instead)."""
-    a = AutodebitAgreement
-    signed = select(a.id).where(a.cardholder_id == card_id, a.status == AgreementStatus.ACTIVE, a.expires_on > today).limit(1)
-    return conn.execute(signed).first() is not None
 
 
 @dataclass

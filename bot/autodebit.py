@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, and_, cast, exists, insert, literal, or_, select
+from sqlalchemy import Connection, Row, String, and_, bindparam, cast, exists, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -113,6 +113,23 @@ def active_agreement(db: Session, cardholder_id: int, today: date) -> AutodebitA
         .order_by(AutodebitAgreement.id.desc())
         .limit(1)
     ).scalar_one_or_none()
+
+
+_TERMS = (
+    select(AutodebitAgreement.id, AutodebitAgreement.threshold_fen, AutodebitAgreement.amount_fen)
+    .where(
+        AutodebitAgreement.cardholder_id == bindparam("card"),
+        AutodebitAgreement.status == AgreementStatus.ACTIVE,
+        AutodebitAgreement.expires_on > bindparam("today"),
+    )
+    .order_by(AutodebitAgreement.id.desc())
+    .limit(1)
+)
+
+
+def active_terms(conn: Connection, cardholder_id: int, today: date) -> Row[int, int, int] | None:
+    """``active_agreement``'s id, threshold and amount in one Core statement: asked on every debit (card pushes)."""
+    return conn.execute(_TERMS, {"card": cardholder_id, "today": today}).first()
 
 
 # --- agreements --------------------------------------------------------------------
@@ -231,7 +248,8 @@ def open_attempt(services: Runtime, db: Session, card: CardState, trigger_key: s
     today = services.clock.today()
     if card.status != CardStatus.ACTIVE:
         return None
-    agreement = active_agreement(db, card.id, today)
+    db.flush()  # the lookup below is Core: it sees what this session changed (an agreement just ended, say) once flushed
+    agreement = active_terms(db.connection(), card.id, today)
     if agreement is None or card.balance_fen >= agreement.threshold_fen:
         return None
     busy = db.execute(
