@@ -4,7 +4,7 @@ worker taking ``POST /integration/card-entries``.
 Config comes from CARDBOT_* variables. It builds its services, says ``ready``, waits for ``go`` on stdin (so process
 start-up is not timed), then records one spend for each card ``FIRST, FIRST+STEP, …`` (``N`` of them) through
 ``bot.card_entries.record_entry`` from ``THREADS`` threads, and prints one JSON line: entries, seconds, and its own
-CPU seconds.
+CPU seconds. It keeps its database connections until told ``exit``, so the bench can read their server processes' CPU.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main() -> None:
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     print(json.dumps({"handled": n, "seconds": seconds, "cpu_s": cpu}), flush=True)
+    sys.stdin.readline()
     services.close()
 
 
