@@ -16,7 +16,7 @@ Either way a new spend queues the alerts its card's accounts chose (bot.alerts) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from bot.autodebit import next_window, open_attempt, process_attempt
 from bot.cards import can_transact
 from bot.credits import remember_balance
 from bot.errors import UserError
-from models import AutodebitAttempt, CardEntryPush, Cardholder, InsufficientBalance, book_entry, lock_card, lock_card_by_no
+from models import AutodebitAttempt, CardEntryPush, Cardholder, InsufficientBalance, LockedCard, Replayed, book_entry, lock_card, move_balance
 from models.enums import AttemptStatus, EntryKind
 
 if TYPE_CHECKING:
@@ -64,34 +64,34 @@ class Recorded:
 def record_entry(services: Runtime, entry: CardEntry) -> Recorded:
     """Post the entry once and open the auto top-up it calls for; a replay changes nothing and reports the same attempt.
 
-    Core statements on the session's connection (lock, entry, balance, the alerts): this runs once per card push, a
-    canteen's noon is thousands a minute. The ORM is used only for an auto top-up attempt."""
+    Core statements on the session's connection (balance and lock, entry, the alerts): this runs once per card push,
+    a canteen's noon is thousands a minute. The ORM is used only for an auto top-up attempt."""
     if services.card_system.remote:
         return _notified(services, entry)
     debit = entry.amount_fen < 0
-    with services.session() as db, db.begin():
-        conn = db.connection()
-        card = lock_card_by_no(conn, entry.student_no)
-        if card is None:
-            raise refused("unknown_card", 404)
-        if debit and can_transact(card, services.clock.today(), services.cfg) is not None:
-            raise refused("card_blocked", state=card.status)
-        kind = EntryKind.SPEND if debit else EntryKind.ADJUST
-        try:
-            booked = book_entry(
-                conn, card, entry.amount_fen, kind, f"card:{entry.entry_id}", description=entry.merchant, ref=entry.entry_id, at=entry.at
-            )
-        except InsufficientBalance:
-            raise refused("insufficient_balance") from None
-        if not booked.created and booked.cardholder_id != card.id:
-            raise refused("entry_id_reused")
-        after, attempt_id = booked.balance_after_fen, None
-        if booked.created:
-            if debit:
-                attempt = open_attempt(services, db, replace(card, balance_fen=after), f"entry:{entry.entry_id}")
-                attempt_id = attempt.id if attempt else None
-            alerts.queue_for_entry(services, conn, card.id, entry.entry_id, entry.amount_fen, after, entry.merchant)
-    return _answer(services, entry.entry_id, card.id, not booked.created, after, after, attempt_id)
+    card: LockedCard | None = None
+    try:
+        with services.session() as db, db.begin():
+            conn = db.connection()
+            card = move_balance(conn, entry.student_no, entry.amount_fen)  # rolled back below unless the entry is new
+            if card is None:
+                raise refused("unknown_card", 404)
+            if debit and can_transact(card, services.clock.today(), services.cfg) is not None:
+                raise refused("card_blocked", state=card.status)
+            kind = EntryKind.SPEND if debit else EntryKind.ADJUST
+            try:
+                book_entry(conn, card, entry.amount_fen, kind, f"card:{entry.entry_id}", description=entry.merchant, ref=entry.entry_id, at=entry.at)
+            except InsufficientBalance:
+                raise refused("insufficient_balance") from None
+            attempt = open_attempt(services, db, card, f"entry:{entry.entry_id}") if debit else None
+            alerts.queue_for_entry(services, conn, card.id, entry.entry_id, entry.amount_fen, card.balance_fen, entry.merchant)
+    except Replayed as first:
+        assert card is not None
+        if first.cardholder_id != card.id:
+            raise refused("entry_id_reused") from None
+        return _answer(services, entry.entry_id, card.id, True, first.balance_after_fen, first.balance_after_fen, None)
+    after = card.balance_fen
+    return _answer(services, entry.entry_id, card.id, False, after, after, attempt.id if attempt else None)
 
 
 def _notified(services: Runtime, entry: CardEntry) -> Recorded:

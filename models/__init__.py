@@ -7,16 +7,16 @@ from models.binding import Binding
 from models.cardholder import Cardholder
 from models.credit import CardCredit, CardEntryPush
 from models.ledger import (
-    Booked,
     InsufficientBalance,
     LedgerEntry,
     LockedCard,
     Notice,
     Posted,
+    Replayed,
     book_entry,
     ledger_sum,
     lock_card,
-    lock_card_by_no,
+    move_balance,
     post_entry,
 )
 from models.loss import CardLoss
@@ -33,7 +33,6 @@ __all__ = [
     "AutodebitAttempt",
     "Base",
     "Binding",
-    "Booked",
     "CardCredit",
     "CardEntryPush",
     "CardLoss",
@@ -44,6 +43,7 @@ __all__ = [
     "Notice",
     "OutboxNotice",
     "Posted",
+    "Replayed",
     "PowerRoom",
     "ReconciliationRun",
     "RefundRequest",
@@ -55,7 +55,7 @@ __all__ = [
     "lang_of",
     "ledger_sum",
     "lock_card",
-    "lock_card_by_no",
+    "move_balance",
     "post_entry",
     "utcnow",
 ]

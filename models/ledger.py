@@ -2,9 +2,9 @@
 
 ``post_entry`` locks the card row, refuses a second entry with the same idempotency key, writes the
 entry, moves the balance and queues the notices — all inside the caller's transaction, so either
-everything lands or nothing does. ``book_entry`` is the same rule for the terminals' entries (bot.card_entries, one
-per card push): a card locked with Core (``lock_card_by_no``), the entry written with ``INSERT … ON CONFLICT DO
-NOTHING``, no ORM objects, three statements in all.
+everything lands or nothing does. ``move_balance`` + ``book_entry`` are the same rule for the terminals' entries (bot.card_entries,
+one per card push) in two Core statements and no ORM objects: the balance moved first (which locks the card), then
+the entry written with ``INSERT … ON CONFLICT DO NOTHING``; a replay or a balance below zero rolls the move back.
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def post_entry(
 
 @dataclass(frozen=True)
 class LockedCard:
-    """A card row locked by ``lock_card_by_no``: what the entry rules read (bot.cards), without an ORM object."""
+    """A card row locked by ``move_balance``: what the entry rules read (bot.cards), without an ORM object."""
 
     id: int
     status: str
@@ -156,50 +156,51 @@ class LockedCard:
     balance_fen: int
 
 
-@dataclass(frozen=True)
-class Booked:
-    """``book_entry``'s outcome; for a key used before, its entry's card and balance (nothing changed)."""
+class Replayed(Exception):
+    """``book_entry`` found its key used: nothing may change, so the caller's transaction must roll back the balance
+    ``move_balance`` moved (raising this out of it does). Carries the first entry's card and balance."""
 
-    created: bool
-    cardholder_id: int
-    balance_after_fen: int
+    def __init__(self, cardholder_id: int, balance_after_fen: int) -> None:
+        super().__init__(cardholder_id, balance_after_fen)
+        self.cardholder_id, self.balance_after_fen = cardholder_id, balance_after_fen
 
 
-_LOCK_BY_NO = (
-    select(Cardholder.id, Cardholder.status, Cardholder.left_on, Cardholder.balance_fen)
+_MOVE_BY_NO = (
+    update(Cardholder)
     .where(Cardholder.student_no == bindparam("no"))
-    .with_for_update()
+    .values(balance_fen=Cardholder.balance_fen + bindparam("amount"))
+    .returning(Cardholder.id, Cardholder.status, Cardholder.left_on, Cardholder.balance_fen)
 )
 _NEW_ENTRY = {
     name: dialect.insert(LedgerEntry).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(LedgerEntry.id)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
 }
-_SET_BALANCE = update(Cardholder).where(Cardholder.id == bindparam("card")).values(balance_fen=bindparam("balance"))
 _USED_KEY = select(LedgerEntry.cardholder_id, LedgerEntry.balance_after_fen).where(LedgerEntry.idempotency_key == bindparam("key"))
 
 
-def lock_card_by_no(conn: Connection, student_no: str) -> LockedCard | None:
-    """SELECT … FOR UPDATE of the card with this number (SQLite serialises writers by itself); None: no such card."""
-    row = conn.execute(_LOCK_BY_NO, {"no": student_no}).first()
+def move_balance(conn: Connection, student_no: str, amount_fen: int) -> LockedCard | None:
+    """The first half of ``book_entry``: one ``UPDATE … RETURNING`` locks the card with this number and moves its
+    balance (the new one is returned); None: no such card. Only ``book_entry`` may follow in the same transaction."""
+    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen == 0:
+        raise ValueError("amount_fen must be a non-zero integer")
+    row = conn.execute(_MOVE_BY_NO, {"no": student_no, "amount": amount_fen}).first()
     return LockedCard(row.id, row.status, row.left_on, row.balance_fen) if row is not None else None
 
 
 def book_entry(
     conn: Connection, card: LockedCard, amount_fen: int, kind: str, idempotency_key: str, *, description: str, ref: str | None, at: datetime
-) -> Booked:
-    """``post_entry`` for a card the caller locked with ``lock_card_by_no`` in this transaction: a key used before
-    changes nothing, no balance goes below zero. The entry is inserted first (``ON CONFLICT DO NOTHING`` on the key),
-    so a new entry costs one INSERT and one UPDATE; the caller commits."""
-    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen == 0:
-        raise ValueError("amount_fen must be a non-zero integer")
+) -> None:
+    """``post_entry`` for the terminals' entries, after ``move_balance`` in the same transaction: the entry for that
+    move, written with ``INSERT … ON CONFLICT DO NOTHING`` on its key. A key used before raises ``Replayed``, a
+    balance below zero ``InsufficientBalance`` (a replay is told first, as ``post_entry`` does): raised out of the
+    transaction, both roll the move back. Two statements for a new entry, against ``post_entry``'s five."""
     if kind not in KINDS:
         raise ValueError(f"unknown entry kind {kind!r}")
-    new_balance = card.balance_fen + amount_fen
-    if new_balance >= 0:
+    if card.balance_fen >= 0:
         values = {
             "cardholder_id": card.id,
             "amount_fen": amount_fen,
-            "balance_after_fen": new_balance,
+            "balance_after_fen": card.balance_fen,
             "kind": kind,
             "idempotency_key": idempotency_key,
             "description": description[:128],
@@ -207,12 +208,11 @@ def book_entry(
             "created_at": at,
         }
         if conn.execute(_NEW_ENTRY[conn.dialect.name], values).first() is not None:
-            conn.execute(_SET_BALANCE, {"card": card.id, "balance": new_balance})
-            return Booked(True, card.id, new_balance)
+            return
     used = conn.execute(_USED_KEY, {"key": idempotency_key}).first()
-    if used is None:
-        raise InsufficientBalance(f"balance {card.balance_fen} < {-amount_fen}")
-    return Booked(False, used.cardholder_id, used.balance_after_fen)
+    if used is not None:
+        raise Replayed(used.cardholder_id, used.balance_after_fen)
+    raise InsufficientBalance(f"balance {card.balance_fen - amount_fen} < {-amount_fen}")
 
 
 def ledger_sum(session: Session, cardholder_id: int) -> int:
