@@ -128,7 +128,8 @@ def _held(column: Any) -> Any:
 _SENT_TODAY = (
     select(func.count())
     .select_from(_TODAY)
-    .where(_TODAY.openid == AlertSettings.openid, _TODAY.kind.in_(KINDS), _TODAY.created_at >= bindparam("today"))
+    # the kinds as ORs of equalities, not IN: an IN list is a parameter SQLAlchemy renders into the SQL on each execution
+    .where(_TODAY.openid == AlertSettings.openid, or_(*(_TODAY.kind == k for k in KINDS)), _TODAY.created_at >= bindparam("today"))
     .correlate(AlertSettings)
     .scalar_subquery()
 )
@@ -156,6 +157,7 @@ _CHOSEN = (
         or_(AlertSettings.spend, AlertSettings.low_balance, AlertSettings.large_spend),
     )
 )
+_INSERT = insert(OutboxNotice)
 # Adding a spend to the held alert, unless a worker claimed it meanwhile (it then holds the row: this waits for it)
 _MERGE = (
     update(OutboxNotice)
@@ -197,7 +199,7 @@ def queue_for_entry(services: Runtime, conn: Connection, card_id: int, entry_id:
             merged = {"_fen": spend, "_count": 1}
             new.add(who, SPEND, f"spend:{entry_id}:{s.openid}", hold, merged, amount=spend, merchant=merchant, balance=balance_after_fen)
     if new.rows:
-        conn.execute(insert(OutboxNotice), new.rows)
+        conn.execute(_INSERT, new.rows if len(new.rows) > 1 else new.rows[0])  # one row: no executemany pipeline
 
 
 @dataclass
