@@ -1,0 +1,31 @@
+"""outbox: the account's index also on kind and status (replaces the openid-only one)
+
+An entry's alerts look up the account's spend alert still held and count its alerts today. On the openid-only index
+PostgreSQL's generic plan combined it with the status index, which reads every pending notice: during a burst (a
+canteen at noon, thousands of alerts pending) each lookup grew with the backlog. On (openid, kind, status) the
+lookup reads the account's own few rows.
+
+Revision ID: 0012
+Revises: 0011
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("outbox_notices") as batch:
+        batch.create_index("ix_outbox_notices_account", ["openid", "kind", "status"], unique=False)
+        batch.drop_index("ix_outbox_notices_openid")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("outbox_notices") as batch:
+        batch.create_index("ix_outbox_notices_openid", ["openid"], unique=False)
+        batch.drop_index("ix_outbox_notices_account")
