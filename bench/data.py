@@ -240,6 +240,7 @@ def add_outbox(engine: Any, first: int, count: int, kind: str, data: dict[str, s
     return int(n)
 
 
-def analyze(engine: Any) -> None:
+def analyze(engine: Any, tables: tuple[str, ...] = ()) -> None:
+    """VACUUM ANALYZE the database, or only ``tables``."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE"))
+        conn.execute(text(f"VACUUM ANALYZE {', '.join(tables)}"))
