@@ -16,8 +16,8 @@ class OutboxNotice(Base):
     __tablename__ = "outbox_notices"
     __table_args__ = (
         check_in("status", NoticeStatus, name="status"),
-        # an account's notices; kind and status too for an entry's alerts (its held spend alert, its count today)
-        Index("ix_outbox_notices_account", "openid", "kind", "status"),
+        # an account's notices; an entry's alerts read its newest held spend alert (the id: no sort) and count its day
+        Index("ix_outbox_notices_account", "openid", "kind", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
