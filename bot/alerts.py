@@ -106,14 +106,16 @@ _TODAY = aliased(OutboxNotice, name="today")
 
 
 def _held(column: Any) -> Any:
-    """A column of the account's spend alert still held in the outbox (merging, or a quiet-hours hold), the newest."""
+    """A column of the account's spend alert still held in the outbox (merging, or a quiet-hours hold), the newest.
+    Its status is not asked: a notice nobody tried or claimed is pending (only a send attempt moves it on), ``_MERGE``
+    checks again, and asking would let PostgreSQL read it off the status index, through every pending notice of a
+    burst, instead of the account's index (openid, kind, id)."""
     o = OutboxNotice
     return (
         select(column)
         .where(
             o.openid == AlertSettings.openid,
             o.kind == SPEND,
-            o.status == NoticeStatus.PENDING,
             o.attempts == 0,
             o.claimed_by.is_(None),
             or_(bindparam("quiet", type_=Boolean), o.next_attempt_at > bindparam("now")),

@@ -17,7 +17,7 @@ class OutboxNotice(Base):
     __table_args__ = (
         check_in("status", NoticeStatus, name="status"),
         # an account's notices; an entry's alerts read its newest held spend alert (the id: no sort) and count its day
-        Index("ix_outbox_notices_account", "openid", "kind", "status", "id"),
+        Index("ix_outbox_notices_account", "openid", "kind", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

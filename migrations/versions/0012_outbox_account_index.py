@@ -1,4 +1,4 @@
-"""outbox: the account's index on (openid, kind, status, id), replacing the openid-only one
+"""outbox: the account's index on (openid, kind, id), replacing the openid-only one
 
 An entry's alerts look up the account's newest spend alert still held and count its alerts today. With the openid
 index PostgreSQL's plans went through the status index, which reads every pending notice: during a burst (a canteen
@@ -21,7 +21,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("outbox_notices") as batch:
-        batch.create_index("ix_outbox_notices_account", ["openid", "kind", "status", "id"], unique=False)
+        batch.create_index("ix_outbox_notices_account", ["openid", "kind", "id"], unique=False)
         batch.drop_index("ix_outbox_notices_openid")
 
 
