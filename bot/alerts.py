@@ -6,7 +6,8 @@ lost, never twice. The outbox sends them. Rules:
 
 - **Spends merge**: a spend alert waits ``merge_minutes`` in the outbox (``next_attempt_at``); spends arriving
   meanwhile, or while quiet hours hold it, are added to that row (total, count, the latest balance) instead of a new
-  one. The card row lock serialises one card's entries, and an account holds one card, so no two merges race.
+  one. The card row lock serialises one card's entries, and an account holds one card, so no two merges race; the
+  merge is an UPDATE on condition that no worker took the row meanwhile, else the spend gets a row of its own.
 - **Quiet hours** (``[notices] quiet_hours``) hold non-urgent alerts (``[notices.<kind>] urgent``; the large-spend
   alert is urgent by default).
 - **Daily cap**: at most ``daily_cap`` alert rows per account a school day; a merge adds no row.

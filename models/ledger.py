@@ -2,9 +2,10 @@
 
 ``post_entry`` locks the card row, refuses a second entry with the same idempotency key, writes the
 entry, moves the balance and queues the notices — all inside the caller's transaction, so either
-everything lands or nothing does. ``move_balance`` + ``book_entry`` are the same rule for the terminals' entries (bot.card_entries,
-one per card push) in two Core statements and no ORM objects: the balance moved first (which locks the card), then
-the entry written with ``INSERT … ON CONFLICT DO NOTHING``; a replay or a balance below zero rolls the move back.
+everything lands or nothing does. ``move_balance`` + ``book_entry`` are the same rule for the terminals'
+entries (bot.card_entries, one per card push) in two Core statements and no ORM objects: the balance moved first
+(which locks the card), then the entry written with ``INSERT … ON CONFLICT DO NOTHING``; a replay or a balance below
+zero rolls the move back.
 """
 
 from __future__ import annotations
