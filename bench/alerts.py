@@ -149,5 +149,5 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, env_vars: d
         "note": f"record_entry from {PROCESSES} processes of {pusher.THREADS} threads (the card system's concurrent pushes as "
         f"{PROCESSES} gunicorn workers take them, without HTTP and signature checks; production runs several worker processes, "
         "not one GIL-bound process); PostgreSQL on the same machine. CPU per entry: the pushing processes' own, and their "
-        "PostgreSQL server processes'; with both under 1 ms per entry two cores can take 10,000 entries in 10 s.",
+        "PostgreSQL server processes'; two cores take 10,000 entries in 10 s only if the two add up to under 2 ms per entry.",
     }
