@@ -240,9 +240,9 @@ def add_outbox(engine: Any, first: int, count: int, kind: str, data: dict[str, s
     return int(n)
 
 
-def analyze(engine: Any) -> None:
-    """Statistics for the planner, and the bulk load's dirty pages written out now rather than by a checkpoint in
-    the middle of a measured row."""
+def analyze(engine: Any, tables: tuple[str, ...] = ()) -> None:
+    """VACUUM ANALYZE the database, or only ``tables``; then the load's dirty pages written out now rather than by a
+    checkpoint in the middle of a measured row."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE"))
+        conn.execute(text(f"VACUUM ANALYZE {', '.join(tables)}"))
         conn.execute(text("CHECKPOINT"))

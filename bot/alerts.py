@@ -6,7 +6,8 @@ lost, never twice. The outbox sends them. Rules:
 
 - **Spends merge**: a spend alert waits ``merge_minutes`` in the outbox (``next_attempt_at``); spends arriving
   meanwhile, or while quiet hours hold it, are added to that row (total, count, the latest balance) instead of a new
-  one. The card row lock serialises one card's entries, and an account holds one card, so no two merges race.
+  one. The card row lock serialises one card's entries, and an account holds one card, so no two merges race; the
+  merge is an UPDATE on condition that no worker took the row meanwhile, else the spend gets a row of its own.
 - **Quiet hours** (``[notices] quiet_hours``) hold non-urgent alerts (``[notices.<kind>] urgent``; the large-spend
   alert is urgent by default).
 - **Daily cap**: at most ``daily_cap`` alert rows per account a school day; a merge adds no row.
@@ -18,20 +19,20 @@ lost, never twice. The outbox sends them. Rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Boolean, Connection, bindparam, func, insert, or_, select, update
+from sqlalchemy.orm import aliased
 
 from bot import notices
-from bot.autodebit import active_agreement
+from bot.autodebit import active_agreement, active_terms
 from bot.calendar import day_start_utc
 from bot.errors import UserError
 from bot.money import fen, yuan
 from bot.notices import Said
-from models import AlertSettings, Binding, Cardholder, OutboxNotice, WechatUser, utcnow
+from models import AlertSettings, Binding, OutboxNotice, WechatUser, utcnow
 from models.enums import NoticeStatus
 
 if TYPE_CHECKING:
@@ -102,111 +103,159 @@ def pause(db: Any, openid: str, code: int) -> None:
     db.execute(update(AlertSettings).where(AlertSettings.openid == openid).values(paused_by=code))
 
 
-def queue_for_entry(services: Runtime, db: Session, card: Cardholder, entry_id: str, amount_fen: int, balance_after_fen: int, merchant: str) -> None:
-    """The alerts one new spend calls for, in the entry's transaction (the card row is locked by the caller)."""
+_TODAY = aliased(OutboxNotice, name="today")
+
+
+def _held(column: Any) -> Any:
+    """A column of the account's spend alert still held in the outbox (merging, or a quiet-hours hold), the newest.
+    Its status is not asked: a notice nobody tried or claimed is pending (only a send attempt moves it on), ``_MERGE``
+    checks again, and asking would let PostgreSQL read it off the status index, through every pending notice of a
+    burst, instead of the account's index (openid, kind, id)."""
+    o = OutboxNotice
+    return (
+        select(column)
+        .where(
+            o.openid == AlertSettings.openid,
+            o.kind == SPEND,
+            o.attempts == 0,
+            o.claimed_by.is_(None),
+            or_(bindparam("quiet", type_=Boolean), o.next_attempt_at > bindparam("now")),
+        )
+        .order_by(o.id.desc())
+        .limit(1)
+        .correlate(AlertSettings)
+        .scalar_subquery()
+    )
+
+
+_SENT_TODAY = (
+    select(func.count())
+    .select_from(_TODAY)
+    # the kinds as ORs of equalities, not IN: an IN list is a parameter SQLAlchemy renders into the SQL on each execution
+    .where(_TODAY.openid == AlertSettings.openid, or_(*(_TODAY.kind == k for k in KINDS)), _TODAY.created_at >= bindparam("today"))
+    .correlate(AlertSettings)
+    .scalar_subquery()
+)
+# Per account of the card that chose alerts and may get them: its choice, language, alert rows today, held spend
+# (each a lookup by the outbox's openid index)
+_CHOSEN = (
+    select(
+        AlertSettings.openid,
+        AlertSettings.spend,
+        AlertSettings.low_balance,
+        AlertSettings.low_threshold_fen,
+        AlertSettings.large_spend,
+        AlertSettings.large_threshold_fen,
+        WechatUser.lang,
+        _SENT_TODAY.label("sent_today"),
+        _held(OutboxNotice.id).label("held_id"),
+        _held(OutboxNotice.data).label("held_data"),
+    )
+    .join(Binding, Binding.openid == AlertSettings.openid)
+    .join(WechatUser, WechatUser.openid == AlertSettings.openid)
+    .where(
+        Binding.cardholder_id == bindparam("card"),
+        AlertSettings.paused_by.is_(None),
+        WechatUser.following.is_(True),
+        or_(AlertSettings.spend, AlertSettings.low_balance, AlertSettings.large_spend),
+    )
+)
+_INSERT = insert(OutboxNotice)
+# Adding a spend to the held alert, unless a worker claimed it meanwhile (it then holds the row: this waits for it)
+_MERGE = (
+    update(OutboxNotice)
+    .where(
+        OutboxNotice.id == bindparam("held"),
+        OutboxNotice.status == NoticeStatus.PENDING,
+        OutboxNotice.attempts == 0,
+        OutboxNotice.claimed_by.is_(None),
+    )
+    .values(data=bindparam("data", type_=OutboxNotice.data.type))
+)
+
+
+def queue_for_entry(services: Runtime, conn: Connection, card_id: int, entry_id: str, amount_fen: int, balance_after_fen: int, merchant: str) -> None:
+    """The alerts one new spend calls for, in the entry's transaction (the card row is locked by the caller): one
+    query for the card's accounts, their caps and held spends, one INSERT for the new rows."""
     if amount_fen >= 0:
         return
-    chosen = db.execute(
-        select(AlertSettings, WechatUser.lang)
-        .join(Binding, Binding.openid == AlertSettings.openid)
-        .join(WechatUser, WechatUser.openid == AlertSettings.openid)
-        .where(Binding.cardholder_id == card.id, AlertSettings.paused_by.is_(None), WechatUser.following.is_(True))
-    ).all()
-    before = balance_after_fen - amount_fen
+    clock = services.clock
+    now = max(clock.utcnow(), utcnow())
+    quiet = services.cfg.notices.quiet_hours.contains(clock.now().time().replace(tzinfo=None))
+    chosen = conn.execute(_CHOSEN, {"card": card_id, "now": now, "quiet": quiet, "today": day_start_utc(clock.today())}).all()
+    if not chosen:
+        return
+    new = _New(services, now)
+    spend, before = -amount_fen, balance_after_fen - amount_fen
     low_offered: bool | None = None
-    for s, lang in chosen:
-        who = _Reader(s.openid, lang or "zh")
-        spend = -amount_fen
+    for s in chosen:
+        who = _Reader(s.openid, s.lang or "zh", services.cfg.alerts.daily_cap - s.sent_today)
         if s.large_spend and spend >= s.large_threshold_fen:
-            _queue(services, db, who, LARGE, f"large:{entry_id}:{s.openid}", amount=spend, merchant=merchant, balance=balance_after_fen)
+            new.add(who, LARGE, f"large:{entry_id}:{s.openid}", amount=spend, merchant=merchant, balance=balance_after_fen)
         if s.low_balance and before >= s.low_threshold_fen > balance_after_fen:
             if low_offered is None:
-                low_offered = active_agreement(db, card.id, services.clock.today()) is None
+                low_offered = active_terms(conn, card_id, clock.today()) is None  # with one, the card is topped up instead
             if low_offered:
-                _queue(services, db, who, LOW, f"low:{entry_id}:{s.openid}", balance=balance_after_fen, threshold=s.low_threshold_fen)
-        if s.spend:
-            _spend(services, db, who, entry_id, spend, merchant, balance_after_fen)
+                new.add(who, LOW, f"low:{entry_id}:{s.openid}", balance=balance_after_fen, threshold=s.low_threshold_fen)
+        if s.spend and not (s.held_id is not None and _merge(services, conn, who, s, spend, merchant, balance_after_fen)):
+            hold = timedelta(minutes=services.cfg.alerts.merge_minutes)
+            merged = {"_fen": spend, "_count": 1}
+            new.add(who, SPEND, f"spend:{entry_id}:{s.openid}", hold, merged, amount=spend, merchant=merchant, balance=balance_after_fen)
+    if new.rows:
+        conn.execute(_INSERT, new.rows if len(new.rows) > 1 else new.rows[0])  # one row: no executemany pipeline
 
 
 @dataclass
 class _Reader:
-    """An account an entry alerts, with its language and how many alerts it may still get today (counted once)."""
+    """An account an entry alerts, with its language and how many alerts it may still get today."""
 
     openid: str
     lang: str
-    left: int | None = None
+    left: int
 
 
 def _values(services: Runtime, **values: Any) -> dict[str, Any]:
     return values | {"time": f"{services.clock.now():%m-%d %H:%M}", "advice": Said("alert_low_advice")}
 
 
-def _queue(
-    services: Runtime,
-    db: Session,
-    who: _Reader,
-    kind: str,
-    dedup: str,
-    hold: timedelta | None = None,
-    merged: dict[str, int] | None = None,
-    **values: Any,
-) -> None:
-    """Queue one alert row unless the account's daily cap is reached; ``hold`` delays it (spends merging), ``merged``
-    keeps the running total and count beside the told values (not template fields, so never sent)."""
-    if who.left is None:
-        o = OutboxNotice
-        today = day_start_utc(services.clock.today())
-        counted = select(func.count()).select_from(o).where(o.openid == who.openid, o.kind.in_(KINDS), o.created_at >= today)
-        who.left = services.cfg.alerts.daily_cap - db.execute(counted).scalar_one()
-    if who.left <= 0:
-        return
-    who.left -= 1
-    notice = notices.build(db, services.cfg, kind, who.openid, dedup, who.lang, **_values(services, **values))
-    due = max(services.clock.utcnow(), utcnow()) + (hold or timedelta())
-    db.add(
-        OutboxNotice(
-            dedup_key=dedup[:128],
-            openid=who.openid,
-            kind=kind,
-            data=notice.data | (merged or {}),
-            url=notice.url,
-            urgent=notice.urgent,
-            status=NoticeStatus.PENDING,
-            next_attempt_at=due,
-            created_at=services.clock.utcnow(),
+@dataclass
+class _New:
+    """The alert rows one entry adds, inserted together."""
+
+    services: Runtime
+    now: datetime
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, who: _Reader, kind: str, dedup: str, hold: timedelta | None = None, merged: dict[str, int] | None = None, **values: Any) -> None:
+        """One alert row unless the account's daily cap is reached; ``hold`` delays it (spends merging), ``merged``
+        keeps the running total and count beside the told values (not template fields, so never sent)."""
+        if who.left <= 0:
+            return
+        who.left -= 1
+        services = self.services
+        notice = notices.compose(services.cfg, kind, who.openid, dedup, who.lang, **_values(services, **values))
+        self.rows.append(
+            {
+                "dedup_key": dedup[:128],
+                "openid": who.openid,
+                "kind": kind,
+                "data": notice.data | (merged or {}),
+                "url": notice.url,
+                "urgent": notice.urgent,
+                "status": NoticeStatus.PENDING,
+                "attempts": 0,
+                "next_attempt_at": self.now + (hold or timedelta()),
+                "created_at": services.clock.utcnow(),
+            }
         )
-    )
 
 
-def _spend(services: Runtime, db: Session, who: _Reader, entry_id: str, amount: int, merchant: str, balance: int) -> None:
-    """Add the spend to the account's alert still held in the outbox, else queue a new one held ``merge_minutes``."""
-    o = OutboxNotice
-    now = max(services.clock.utcnow(), utcnow())
-    quiet = services.cfg.notices.quiet_hours.contains(services.clock.now().time().replace(tzinfo=None))
-    held = db.execute(
-        select(o)
-        .where(
-            o.openid == who.openid,
-            o.kind == SPEND,
-            o.status == NoticeStatus.PENDING,
-            o.attempts == 0,
-            o.claimed_by.is_(None),
-            *([] if quiet else [o.next_attempt_at > now]),
-        )
-        .order_by(o.id.desc())
-        .limit(1)
-        .with_for_update()
-    ).scalar_one_or_none()
-    if held is None:
-        hold = timedelta(minutes=services.cfg.alerts.merge_minutes)
-        merged = {"_fen": amount, "_count": 1}
-        _queue(services, db, who, SPEND, f"spend:{entry_id}:{who.openid}", hold, merged, amount=amount, merchant=merchant, balance=balance)
-        return
-    total, count = int(held.data.get("_fen", 0)) + amount, int(held.data.get("_count", 1)) + 1
+def _merge(services: Runtime, conn: Connection, who: _Reader, s: Any, amount: int, merchant: str, balance: int) -> bool:
+    """Add the spend to the account's alert still held in the outbox; False when a worker took that row meanwhile."""
+    total, count = int(s.held_data.get("_fen", 0)) + amount, int(s.held_data.get("_count", 1)) + 1
     what = Said("alert_spend_many", {"merchant": merchant, "count": str(count)})
-    values = _values(services, amount=total, merchant=what, balance=balance)
-    fresh = notices.build(db, services.cfg, SPEND, who.openid, held.dedup_key, who.lang, **values)
-    held.data = fresh.data | {"_fen": total, "_count": count}
+    data = notices.told(who.lang, **_values(services, amount=total, merchant=what, balance=balance))
+    return bool(conn.execute(_MERGE, {"held": s.held_id, "data": data | {"_fen": total, "_count": count}}).rowcount)
 
 
 def page_state(services: Runtime, openid: str) -> dict[str, Any]:

@@ -27,14 +27,14 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, and_, cast, exists, insert, literal, or_, select
+from sqlalchemy import Connection, Row, String, and_, bindparam, cast, exists, insert, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import credits, notices
 from bot.adapters.bank import INSUFFICIENT_FUNDS, NO_ACCOUNT, UNKNOWN_REFERENCE, BankResult, BankUnavailable
 from bot.calendar import day_start_utc, month_start
-from bot.cards import can_add_money, card_for
+from bot.cards import CardState, can_add_money, card_for
 from bot.clock import SCHOOL_TZ, to_local
 from bot.errors import UserError
 from bot.money import fen, yuan
@@ -113,6 +113,23 @@ def active_agreement(db: Session, cardholder_id: int, today: date) -> AutodebitA
         .order_by(AutodebitAgreement.id.desc())
         .limit(1)
     ).scalar_one_or_none()
+
+
+_TERMS = (
+    select(AutodebitAgreement.id, AutodebitAgreement.threshold_fen, AutodebitAgreement.amount_fen)
+    .where(
+        AutodebitAgreement.cardholder_id == bindparam("card"),
+        AutodebitAgreement.status == AgreementStatus.ACTIVE,
+        AutodebitAgreement.expires_on > bindparam("today"),
+    )
+    .order_by(AutodebitAgreement.id.desc())
+    .limit(1)
+)
+
+
+def active_terms(conn: Connection, cardholder_id: int, today: date) -> Row[int, int, int] | None:
+    """``active_agreement``'s id, threshold and amount in one Core statement: asked on every debit (card pushes)."""
+    return conn.execute(_TERMS, {"card": cardholder_id, "today": today}).first()
 
 
 # --- agreements --------------------------------------------------------------------
@@ -225,13 +242,14 @@ def cancel(services: Runtime, openid: str) -> None:
 
 
 # --- triggers ------------------------------------------------------------------------
-def open_attempt(services: Runtime, db: Session, card: Cardholder, trigger_key: str) -> AutodebitAttempt | None:
+def open_attempt(services: Runtime, db: Session, card: CardState, trigger_key: str) -> AutodebitAttempt | None:
     """Create a waiting attempt if this card needs one now. Part of its trigger's transaction (the debit that left the
     card low, or the signing), with the card row locked: the trigger and its attempt land together or not at all."""
     today = services.clock.today()
     if card.status != CardStatus.ACTIVE:
         return None
-    agreement = active_agreement(db, card.id, today)
+    db.flush()  # the lookup below is Core: it sees what this session changed (an agreement just ended, say) once flushed
+    agreement = active_terms(db.connection(), card.id, today)
     if agreement is None or card.balance_fen >= agreement.threshold_fen:
         return None
     busy = db.execute(

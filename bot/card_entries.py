@@ -27,7 +27,7 @@ from bot.autodebit import next_window, open_attempt, process_attempt
 from bot.cards import can_transact
 from bot.credits import remember_balance
 from bot.errors import UserError
-from models import AutodebitAttempt, CardEntryPush, Cardholder, InsufficientBalance, lock_card, post_entry
+from models import AutodebitAttempt, CardEntryPush, Cardholder, InsufficientBalance, LockedCard, Replayed, book_entry, lock_card, move_balance
 from models.enums import AttemptStatus, EntryKind
 
 if TYPE_CHECKING:
@@ -62,38 +62,36 @@ class Recorded:
 
 
 def record_entry(services: Runtime, entry: CardEntry) -> Recorded:
-    """Post the entry once and open the auto top-up it calls for; a replay changes nothing and reports the same attempt."""
+    """Post the entry once and open the auto top-up it calls for; a replay changes nothing and reports the same attempt.
+
+    Core statements on the session's connection (balance and lock, entry, the alerts): this runs once per card push,
+    a canteen's noon is thousands a minute. The ORM is used only for an auto top-up attempt."""
     if services.card_system.remote:
         return _notified(services, entry)
     debit = entry.amount_fen < 0
-    with services.session() as db, db.begin():
-        card_id = db.execute(select(Cardholder.id).where(Cardholder.student_no == entry.student_no)).scalar_one_or_none()
-        if card_id is None:
-            raise refused("unknown_card", 404)
-        card = lock_card(db, card_id)
-        if debit and can_transact(card, services.clock.today(), services.cfg) is not None:
-            raise refused("card_blocked", state=card.status)
-        try:
-            posted = post_entry(
-                db,
-                card.id,
-                entry.amount_fen,
-                EntryKind.SPEND if debit else EntryKind.ADJUST,
-                f"card:{entry.entry_id}",
-                description=entry.merchant,
-                ref=entry.entry_id,
-                at=entry.at,
-            )
-        except InsufficientBalance:
-            raise refused("insufficient_balance") from None
-        if not posted.created and posted.entry.cardholder_id != card.id:
-            raise refused("entry_id_reused")
-        attempt = open_attempt(services, db, card, f"entry:{entry.entry_id}") if posted.created and debit else None
-        attempt_id = attempt.id if attempt else None
-        after = posted.entry.balance_after_fen
-        if posted.created:
-            alerts.queue_for_entry(services, db, card, entry.entry_id, entry.amount_fen, after, entry.merchant)
-    return _answer(services, entry.entry_id, card_id, not posted.created, after, attempt_id)
+    card: LockedCard | None = None
+    try:
+        with services.session() as db, db.begin():
+            conn = db.connection()
+            card = move_balance(conn, entry.student_no, entry.amount_fen)  # rolled back below unless the entry is new
+            if card is None:
+                raise refused("unknown_card", 404)
+            if debit and can_transact(card, services.clock.today(), services.cfg) is not None:
+                raise refused("card_blocked", state=card.status)
+            kind = EntryKind.SPEND if debit else EntryKind.ADJUST
+            try:
+                book_entry(conn, card, entry.amount_fen, kind, f"card:{entry.entry_id}", description=entry.merchant, ref=entry.entry_id, at=entry.at)
+            except InsufficientBalance:
+                raise refused("insufficient_balance") from None
+            attempt = open_attempt(services, db, card, f"entry:{entry.entry_id}") if debit else None
+            alerts.queue_for_entry(services, conn, card.id, entry.entry_id, entry.amount_fen, card.balance_fen, entry.merchant)
+    except Replayed as first:
+        assert card is not None
+        if first.cardholder_id != card.id:
+            raise refused("entry_id_reused") from None
+        return _answer(services, entry.entry_id, card.id, True, first.balance_after_fen, first.balance_after_fen, None)
+    after = card.balance_fen
+    return _answer(services, entry.entry_id, card.id, False, after, after, attempt.id if attempt else None)
 
 
 def _notified(services: Runtime, entry: CardEntry) -> Recorded:
@@ -127,20 +125,24 @@ def _notified(services: Runtime, entry: CardEntry) -> Recorded:
             db.refresh(card)  # the newest balance known, which an older entry arriving late does not replace
             attempt = open_attempt(services, db, card, f"entry:{entry.entry_id}") if entry.amount_fen < 0 else None
             after, attempt_id = entry.balance_after_fen, attempt.id if attempt else None
-            alerts.queue_for_entry(services, db, card, entry.entry_id, entry.amount_fen, after, entry.merchant)
-    return _answer(services, entry.entry_id, card_id, seen is not None, after, attempt_id)
+            alerts.queue_for_entry(services, db.connection(), card.id, entry.entry_id, entry.amount_fen, after, entry.merchant)
+        balance = card.balance_fen
+    return _answer(services, entry.entry_id, card_id, seen is not None, after, balance, attempt_id)
 
 
-def _answer(services: Runtime, entry_id: str, card_id: int, duplicate: bool, after: int, attempt_id: int | None) -> Recorded:
-    """Carry out a new attempt (inside bank hours); a replay reports the attempt the first delivery opened, if any."""
+def _answer(services: Runtime, entry_id: str, card_id: int, duplicate: bool, after: int, balance: int, attempt_id: int | None) -> Recorded:
+    """Carry out a new attempt (inside bank hours); a replay reports the attempt the first delivery opened, if any.
+    ``balance`` is the card's when the entry committed; it is read again when it may have moved since: a replay, or
+    a top-up carried out."""
     if duplicate:
         attempt_id = _attempt_for(services, entry_id)
     autodebit = None
     if attempt_id is not None:
         status = None if duplicate else process_attempt(services, attempt_id)
         autodebit = _describe(services, attempt_id, status)
-    with services.session() as db:
-        balance = db.execute(select(Cardholder.balance_fen).where(Cardholder.id == card_id)).scalar_one()
+    if duplicate or autodebit is not None:
+        with services.session() as db:
+            balance = db.execute(select(Cardholder.balance_fen).where(Cardholder.id == card_id)).scalar_one()
     return Recorded(entry_id, duplicate, after, balance, autodebit)
 
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +20,19 @@ if TYPE_CHECKING:
     from bot.config import Config
 
 
+class CardState(Protocol):
+    """What the rules read of a card: a ``Cardholder``, or a row locked without the ORM (``models.LockedCard``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def left_on(self) -> date | None: ...
+    @property
+    def balance_fen(self) -> int: ...
+
+
 def card_for(db: Session, openid: str) -> Cardholder | None:
     """The card bound to this openid (an openid binds at most one card)."""
     query = select(Cardholder).select_from(Binding).join(Binding.cardholder).where(Binding.openid == openid)
@@ -31,14 +44,14 @@ def mask_student_no(no: str) -> str:
     return no[:4] + "*" * (len(no) - 6) + no[-2:] if len(no) > 6 else no
 
 
-def freeze_on(card: Cardholder, cfg: Config) -> date | None:
+def freeze_on(card: CardState, cfg: Config) -> date | None:
     """When a graduate's account freezes: ``left_on`` + ``[graduates] freeze_after_months``."""
     if card.status != CardStatus.GRADUATED or card.left_on is None:
         return None
     return add_months(card.left_on, cfg.graduates.freeze_after_months)
 
 
-def can_transact(card: Cardholder, today: date, cfg: Config) -> UserError | None:
+def can_transact(card: CardState, today: date, cfg: Config) -> UserError | None:
     """Whether the card may spend today: active cards may, graduates until their freeze day, lost and frozen cards not."""
     if card.status == CardStatus.ACTIVE:
         return None

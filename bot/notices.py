@@ -51,12 +51,16 @@ Value = int | str | Said  # an int is money in fen
 
 def build(db: Session, cfg: Config, kind: str, openid: str, dedup_key: str, lang: str | None = None, **values: Value) -> Notice:
     """The notice ``kind`` for ``openid``; ``lang`` when the caller already knows it, else the user's own."""
-    lang = lang or lang_of(db, openid)
+    return compose(cfg, kind, openid, dedup_key, lang or lang_of(db, openid), **values)
+
+
+def compose(cfg: Config, kind: str, openid: str, dedup_key: str, lang: str, **values: Value) -> Notice:
+    """``build`` for a caller that knows the recipient's language (no database read)."""
     path = PAGES.get(kind)
     return Notice(
         openid=openid,
         kind=kind,
-        data={name: _told(lang, value) for name, value in values.items()},
+        data=told(lang, **values),
         url=f"{cfg.server.public_base_url}{path}" if path else None,
         urgent=cfg.notices.template(kind).urgent,
         dedup_key=dedup_key,
@@ -66,6 +70,11 @@ def build(db: Session, cfg: Config, kind: str, openid: str, dedup_key: str, lang
 def send(db: Session, cfg: Config, kind: str, openid: str, dedup_key: str, lang: str | None = None, **values: Value) -> None:
     """Queue the notice in the caller's transaction (at most once per ``dedup_key``)."""
     queue_notice_once(db, build(db, cfg, kind, openid, dedup_key, lang, **values), dedup_key)
+
+
+def told(lang: str, **values: Value) -> dict[str, str]:
+    """A notice's values as the recipient reads them (its ``data``)."""
+    return {name: _told(lang, value) for name, value in values.items()}
 
 
 def _told(lang: str, value: Value) -> str:

@@ -6,7 +6,21 @@ from models.base import Base, utcnow
 from models.binding import Binding
 from models.cardholder import Cardholder
 from models.credit import CardCredit, CardEntryPush
-from models.ledger import Credited, InsufficientBalance, LedgerEntry, Notice, Posted, ledger_sum, lock_card, post_credit, post_entry
+from models.ledger import (
+    Credited,
+    InsufficientBalance,
+    LedgerEntry,
+    LockedCard,
+    Notice,
+    Posted,
+    Replayed,
+    book_entry,
+    ledger_sum,
+    lock_card,
+    move_balance,
+    post_credit,
+    post_entry,
+)
 from models.loss import CardLoss
 from models.outbox import OutboxNotice
 from models.power import PowerRoom, SavedRoom
@@ -28,9 +42,11 @@ __all__ = [
     "Credited",
     "InsufficientBalance",
     "LedgerEntry",
+    "LockedCard",
     "Notice",
     "OutboxNotice",
     "Posted",
+    "Replayed",
     "PowerRoom",
     "ReconciliationRun",
     "RefundRequest",
@@ -38,9 +54,11 @@ __all__ = [
     "StaffUser",
     "TopupOrder",
     "WechatUser",
+    "book_entry",
     "lang_of",
     "ledger_sum",
     "lock_card",
+    "move_balance",
     "post_credit",
     "post_entry",
     "utcnow",

@@ -2,16 +2,34 @@
 
 ``post_entry`` locks the card row, refuses a second entry with the same idempotency key, writes the
 entry, moves the balance and queues the notices — all inside the caller's transaction, so either
-everything lands or nothing does.
+everything lands or nothing does. ``move_balance`` + ``book_entry`` are the same rule for the terminals'
+entries (bot.card_entries, one per card push) in two Core statements and no ORM objects: the balance moved first
+(which locks the card), then the entry written with ``INSERT … ON CONFLICT DO NOTHING``; a replay or a balance below
+zero rolls the move back.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Connection,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -215,6 +233,75 @@ def post_credit(
         "created_at": at,
     }
     return Credited(conn.execute(_ENTER, entry).scalar_one(), balance, created=True)
+
+
+@dataclass(frozen=True)
+class LockedCard:
+    """A card row locked by ``move_balance``: what the entry rules read (bot.cards), without an ORM object."""
+
+    id: int
+    status: str
+    left_on: date | None
+    balance_fen: int
+
+
+class Replayed(Exception):
+    """``book_entry`` found its key used: nothing may change, so the caller's transaction must roll back the balance
+    ``move_balance`` moved (raising this out of it does). Carries the first entry's card and balance."""
+
+    def __init__(self, cardholder_id: int, balance_after_fen: int) -> None:
+        super().__init__(cardholder_id, balance_after_fen)
+        self.cardholder_id, self.balance_after_fen = cardholder_id, balance_after_fen
+
+
+_MOVE_BY_NO = (
+    update(Cardholder)
+    .where(Cardholder.student_no == bindparam("no"))
+    .values(balance_fen=Cardholder.balance_fen + bindparam("amount"))
+    .returning(Cardholder.id, Cardholder.status, Cardholder.left_on, Cardholder.balance_fen)
+)
+_NEW_ENTRY = {
+    name: dialect.insert(LedgerEntry).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(LedgerEntry.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_USED_KEY = select(LedgerEntry.cardholder_id, LedgerEntry.balance_after_fen).where(LedgerEntry.idempotency_key == bindparam("key"))
+
+
+def move_balance(conn: Connection, student_no: str, amount_fen: int) -> LockedCard | None:
+    """The first half of ``book_entry``: one ``UPDATE … RETURNING`` locks the card with this number and moves its
+    balance (the new one is returned); None: no such card. Only ``book_entry`` may follow in the same transaction."""
+    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen == 0:
+        raise ValueError("amount_fen must be a non-zero integer")
+    row = conn.execute(_MOVE_BY_NO, {"no": student_no, "amount": amount_fen}).first()
+    return LockedCard(row.id, row.status, row.left_on, row.balance_fen) if row is not None else None
+
+
+def book_entry(
+    conn: Connection, card: LockedCard, amount_fen: int, kind: str, idempotency_key: str, *, description: str, ref: str | None, at: datetime
+) -> None:
+    """``post_entry`` for the terminals' entries, after ``move_balance`` in the same transaction: the entry for that
+    move, written with ``INSERT … ON CONFLICT DO NOTHING`` on its key. A key used before raises ``Replayed``, a
+    balance below zero ``InsufficientBalance`` (a replay is told first, as ``post_entry`` does): raised out of the
+    transaction, both roll the move back. Two statements for a new entry, against ``post_entry``'s five."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown entry kind {kind!r}")
+    if card.balance_fen >= 0:
+        values = {
+            "cardholder_id": card.id,
+            "amount_fen": amount_fen,
+            "balance_after_fen": card.balance_fen,
+            "kind": kind,
+            "idempotency_key": idempotency_key,
+            "description": description[:128],
+            "ref": ref,
+            "created_at": at,
+        }
+        if conn.execute(_NEW_ENTRY[conn.dialect.name], values).first() is not None:
+            return
+    used = conn.execute(_USED_KEY, {"key": idempotency_key}).first()
+    if used is not None:
+        raise Replayed(used.cardholder_id, used.balance_after_fen)
+    raise InsufficientBalance(f"balance {card.balance_fen - amount_fen} < {-amount_fen}")
 
 
 def ledger_sum(session: Session, cardholder_id: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
@@ -14,11 +14,15 @@ from models.enums import NoticeStatus, check_in
 
 class OutboxNotice(Base):
     __tablename__ = "outbox_notices"
-    __table_args__ = (check_in("status", NoticeStatus, name="status"),)
+    __table_args__ = (
+        check_in("status", NoticeStatus, name="status"),
+        # an account's notices; an entry's alerts read its newest held spend alert (the id: no sort) and count its day
+        Index("ix_outbox_notices_account", "openid", "kind", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dedup_key: Mapped[str] = mapped_column(String(128), unique=True)
-    openid: Mapped[str] = mapped_column(String(64), index=True)
+    openid: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     url: Mapped[str | None] = mapped_column(String(256))

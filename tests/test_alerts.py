@@ -3,6 +3,8 @@ through the outbox against the emulator's template API: merge, quiet hours, dail
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -11,7 +13,7 @@ from sqlalchemy import select
 
 from bot.alerts import LARGE, LOW, SPEND
 from bot.clock import SCHOOL_TZ
-from models import AlertSettings, OutboxNotice
+from models import AlertSettings, Cardholder, LedgerEntry, OutboxNotice, ledger_sum
 from models.enums import NoticeStatus
 from tests.support import autodebit as ad
 from tests.support.autodebit import drain, notices, templates
@@ -93,6 +95,35 @@ def test_spends_merge_and_replays_add_nothing(live: Any) -> None:
     assert alert["data"]["amount1"] == "25.00元" and alert["data"]["thing2"].endswith("等3笔") and alert["data"]["amount3"] == "75.00元"
     spend(live, 100, entry_id="E4")  # after the window: a new alert
     assert len(rows(live, SPEND)) == 2
+
+
+def test_concurrent_pushes_for_one_card_post_and_alert_each_entry_once(make_live: Any) -> None:
+    """Ten spends of one card pushed at once, each twice (the card system's retry racing the first copy), more than
+    the balance covers: every entry posted at most once under the card's lock, the balance never below zero and equal
+    to the ledger, one large-spend alert per posted entry and one spend alert holding them all (the merge under
+    concurrency)."""
+    live = make_live(alerts={"daily_cap": 50})
+    live.services.clock.freeze(at_local(12, 0))
+    card_id, _ = setup(live, balance_fen=5000, low_balance=False, large_threshold="1")
+    gate = threading.Barrier(20)
+
+    def push(i: int) -> requests.Response:
+        gate.wait()
+        return ad.entry(live, NO, -600, entry_id=f"C{i // 2}")
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(push, range(20)))
+    posted = {a.json()["entry_id"] for a in answers if a.status_code == 200}
+    refused = [a for a in answers if a.status_code != 200]
+    assert len(posted) == 8 and all(a.status_code == 409 and a.json()["error"] == "insufficient_balance" for a in refused)
+    assert sorted(a.json()["duplicate"] for a in answers if a.status_code == 200).count(False) == 8
+    with live.services.session() as db:
+        assert db.get(Cardholder, card_id).balance_fen == 5000 - 8 * 600 == ledger_sum(db, card_id)
+        spends = db.execute(select(LedgerEntry.ref).where(LedgerEntry.cardholder_id == card_id, LedgerEntry.kind == "spend")).scalars().all()
+    assert sorted(spends) == sorted(posted)
+    assert sorted(r.dedup_key for r in rows(live, LARGE)) == sorted(f"large:{e}:{OPENID}" for e in posted)
+    [merged] = rows(live, SPEND)
+    assert merged.data["_count"] == 8 and merged.data["_fen"] == 8 * 600
 
 
 def test_quiet_hours_hold_spends_not_large_ones(live: Any) -> None:
