@@ -61,8 +61,8 @@ def make_read_engine(engine: Engine) -> Engine:
         echo=engine.echo,
         isolation_level="AUTOCOMMIT",
         pool_reset_on_return=None,
-        pool_size=5,
-        max_overflow=10,
+        pool_size=10,  # as many as the request threads that read at once: a connection over the pool size is
+        max_overflow=20,  # closed on return, and opening one costs more than many reads
         pool_timeout=3,
         connect_args={"connect_timeout": 3, "options": f"-c statement_timeout={READ_STATEMENT_TIMEOUT_MS}"},
     )
