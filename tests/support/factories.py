@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import Binding, Cardholder, WechatUser, post_entry
@@ -49,7 +50,11 @@ def make_cardholder(
 
 def bind(db: Session, openid: str, card: Cardholder, lang: str = "zh") -> Binding:
     if db.get(WechatUser, openid) is None:
-        db.add(WechatUser(openid=openid, lang=lang, following=True))
+        try:
+            with db.begin_nested():
+                db.add(WechatUser(openid=openid, lang=lang, following=True))
+        except IntegrityError:  # the app created the account meanwhile (a simulator page's first push)
+            pass
     b = Binding(openid=openid, cardholder_id=card.id)
     db.add(b)
     db.flush()
