@@ -136,29 +136,43 @@ _SENT_TODAY = (
     .correlate(AlertSettings)
     .scalar_subquery()
 )
-# Per account of the card that chose alerts and may get them: its choice, language, alert rows today, held spend
-# (each a lookup by the outbox's openid index)
-_CHOSEN = (
-    select(
-        AlertSettings.openid,
-        AlertSettings.spend,
-        AlertSettings.low_balance,
-        AlertSettings.low_threshold_fen,
-        AlertSettings.large_spend,
-        AlertSettings.large_threshold_fen,
-        WechatUser.lang,
-        _SENT_TODAY.label("sent_today"),
-        _held(OutboxNotice.id).label("held_id"),
-        _held(OutboxNotice.data).label("held_data"),
+
+
+def _accounts(cardholder_id: Any, *columns: Any) -> Any:
+    """The card's accounts that chose alerts and may get them."""
+    return (
+        select(*columns)
+        .select_from(AlertSettings)
+        .join(Binding, Binding.openid == AlertSettings.openid)
+        .join(WechatUser, WechatUser.openid == AlertSettings.openid)
+        .where(
+            Binding.cardholder_id == cardholder_id,
+            AlertSettings.paused_by.is_(None),
+            WechatUser.following.is_(True),
+            or_(AlertSettings.spend, AlertSettings.low_balance, AlertSettings.large_spend),
+        )
     )
-    .join(Binding, Binding.openid == AlertSettings.openid)
-    .join(WechatUser, WechatUser.openid == AlertSettings.openid)
-    .where(
-        Binding.cardholder_id == bindparam("card"),
-        AlertSettings.paused_by.is_(None),
-        WechatUser.following.is_(True),
-        or_(AlertSettings.spend, AlertSettings.low_balance, AlertSettings.large_spend),
-    )
+
+
+def chosen_by(cardholder_id: Any) -> Any:
+    """Whether an account of the card (a column or parameter) may get alerts, as an EXISTS: asked with the entry's
+    balance move, it spares most entries (cards nobody asked alerts for) the account query."""
+    return _accounts(cardholder_id, AlertSettings.openid).exists()
+
+
+# Per account: its choice, language, alert rows today, held spend (each a lookup by the outbox's openid index)
+_CHOSEN = _accounts(
+    bindparam("card"),
+    AlertSettings.openid,
+    AlertSettings.spend,
+    AlertSettings.low_balance,
+    AlertSettings.low_threshold_fen,
+    AlertSettings.large_spend,
+    AlertSettings.large_threshold_fen,
+    WechatUser.lang,
+    _SENT_TODAY.label("sent_today"),
+    _held(OutboxNotice.id).label("held_id"),
+    _held(OutboxNotice.data).label("held_data"),
 )
 _INSERT = insert(OutboxNotice)
 # Adding a spend to the held alert, unless a worker claimed it meanwhile (it then holds the row: this waits for it)
@@ -174,9 +188,19 @@ _MERGE = (
 )
 
 
-def queue_for_entry(services: Runtime, conn: Connection, card_id: int, entry_id: str, amount_fen: int, balance_after_fen: int, merchant: str) -> None:
+def queue_for_entry(
+    services: Runtime,
+    conn: Connection,
+    card_id: int,
+    entry_id: str,
+    amount_fen: int,
+    balance_after_fen: int,
+    merchant: str,
+    low_offered: bool | None = None,
+) -> None:
     """The alerts one new spend calls for, in the entry's transaction (the card row is locked by the caller): one
-    query for the card's accounts, their caps and held spends, one INSERT for the new rows."""
+    query for the card's accounts, their caps and held spends, one INSERT for the new rows. ``low_offered``: whether
+    the card has no auto top-up, when the caller knows (else asked if a low-balance alert is due)."""
     if amount_fen >= 0:
         return
     clock = services.clock
@@ -187,7 +211,6 @@ def queue_for_entry(services: Runtime, conn: Connection, card_id: int, entry_id:
         return
     new = _New(services, now)
     spend, before = -amount_fen, balance_after_fen - amount_fen
-    low_offered: bool | None = None
     for s in chosen:
         who = _Reader(s.openid, s.lang or "zh", services.cfg.alerts.daily_cap - s.sent_today)
         if s.large_spend and spend >= s.large_threshold_fen:

@@ -115,16 +115,26 @@ def active_agreement(db: Session, cardholder_id: int, today: date) -> AutodebitA
     ).scalar_one_or_none()
 
 
-_TERMS = (
-    select(AutodebitAgreement.id, AutodebitAgreement.threshold_fen, AutodebitAgreement.amount_fen)
-    .where(
-        AutodebitAgreement.cardholder_id == bindparam("card"),
-        AutodebitAgreement.status == AgreementStatus.ACTIVE,
-        AutodebitAgreement.expires_on > bindparam("today"),
+def _terms(cardholder_id: Any, *columns: Any) -> Any:
+    return (
+        select(*columns)
+        .where(
+            AutodebitAgreement.cardholder_id == cardholder_id,
+            AutodebitAgreement.status == AgreementStatus.ACTIVE,
+            AutodebitAgreement.expires_on > bindparam("today"),
+        )
+        .order_by(AutodebitAgreement.id.desc())
+        .limit(1)
     )
-    .order_by(AutodebitAgreement.id.desc())
-    .limit(1)
-)
+
+
+_TERMS = _terms(bindparam("card"), AutodebitAgreement.id, AutodebitAgreement.threshold_fen, AutodebitAgreement.amount_fen)
+
+
+def threshold_of(cardholder_id: Any) -> Any:
+    """The threshold of the card's active agreement (NULL: none) as a scalar subquery on ``cardholder_id``, a column
+    or parameter: a statement that already touches the card asks it in the same round trip (bot.card_entries)."""
+    return _terms(cardholder_id, AutodebitAgreement.threshold_fen).scalar_subquery()
 
 
 def active_terms(conn: Connection, cardholder_id: int, today: date) -> Row[int, int, int] | None:

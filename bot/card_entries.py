@@ -20,14 +20,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 
 from bot import alerts
-from bot.autodebit import next_window, open_attempt, process_attempt
+from bot.autodebit import next_window, open_attempt, process_attempt, threshold_of
 from bot.cards import can_transact
 from bot.credits import remember_balance
 from bot.errors import UserError
-from models import AutodebitAttempt, CardEntryPush, Cardholder, InsufficientBalance, LockedCard, Replayed, book_entry, lock_card, move_balance
+from models import (
+    MOVE_BY_NO,
+    AutodebitAttempt,
+    CardEntryPush,
+    Cardholder,
+    InsufficientBalance,
+    LockedCard,
+    Replayed,
+    book_entry,
+    lock_card,
+    move_balance,
+)
 from models.enums import AttemptStatus, EntryKind
 
 if TYPE_CHECKING:
@@ -61,37 +72,63 @@ class Recorded:
     autodebit: dict[str, Any] | None
 
 
+# What a spend asks next of its card: the auto top-up threshold (NULL: none signed) and whether an account of it
+# chose alerts; most entries then need no statement but their own. PostgreSQL returns both with the balance move.
+# SQLite cannot: SQLAlchemy renders the columns of a RETURNING clause's subqueries without their tables, so it asks
+# them in a SELECT of its own.
+_NEXT = (threshold_of(Cardholder.id).label("autodebit_threshold"), alerts.chosen_by(Cardholder.id).label("alerted"))
+_MOVE = {"postgresql": MOVE_BY_NO.returning(*_NEXT)}
+_ASK = select(threshold_of(bindparam("card")).label("autodebit_threshold"), alerts.chosen_by(bindparam("card")).label("alerted"))
+
+
 def record_entry(services: Runtime, entry: CardEntry) -> Recorded:
     """Post the entry once and open the auto top-up it calls for; a replay changes nothing and reports the same attempt.
 
-    Core statements on the session's connection (balance and lock, entry, the alerts): this runs once per card push,
-    a canteen's noon is thousands a minute. The ORM is used only for an auto top-up attempt."""
+    Core statements on one connection (balance and lock with what the card needs next, the entry, the alerts if
+    chosen): this runs once per card push, a canteen's noon is thousands a minute. An ORM session is opened only when
+    the card fell below its auto top-up threshold."""
     if services.card_system.remote:
         return _notified(services, entry)
     debit = entry.amount_fen < 0
     card: LockedCard | None = None
+    attempt_id: int | None = None
     try:
-        with services.session() as db, db.begin():
-            conn = db.connection()
-            card = move_balance(conn, entry.student_no, entry.amount_fen)  # rolled back below unless the entry is new
+        with services.engine.begin() as conn:
+            today = services.clock.today()
+            moving = _MOVE.get(conn.dialect.name, MOVE_BY_NO)
+            card = move_balance(conn, entry.student_no, entry.amount_fen, moving, today=today)  # rolled back unless the entry is new
             if card is None:
                 raise refused("unknown_card", 404)
-            if debit and can_transact(card, services.clock.today(), services.cfg) is not None:
+            if debit and can_transact(card, today, services.cfg) is not None:
                 raise refused("card_blocked", state=card.status)
             kind = EntryKind.SPEND if debit else EntryKind.ADJUST
             try:
                 book_entry(conn, card, entry.amount_fen, kind, f"card:{entry.entry_id}", description=entry.merchant, ref=entry.entry_id, at=entry.at)
             except InsufficientBalance:
                 raise refused("insufficient_balance") from None
-            attempt = open_attempt(services, db, card, f"entry:{entry.entry_id}") if debit else None
-            alerts.queue_for_entry(services, conn, card.id, entry.entry_id, entry.amount_fen, card.balance_fen, entry.merchant)
+            asked = card.row if moving is not MOVE_BY_NO else conn.execute(_ASK, {"card": card.id, "today": today}).one()
+            threshold = asked.autodebit_threshold
+            if debit and threshold is not None and card.balance_fen < threshold:
+                attempt_id = _open_attempt(services, conn, card, f"entry:{entry.entry_id}")
+            if debit and asked.alerted:
+                alerts.queue_for_entry(
+                    services, conn, card.id, entry.entry_id, entry.amount_fen, card.balance_fen, entry.merchant, low_offered=threshold is None
+                )
     except Replayed as first:
         assert card is not None
         if first.cardholder_id != card.id:
             raise refused("entry_id_reused") from None
         return _answer(services, entry.entry_id, card.id, True, first.balance_after_fen, first.balance_after_fen, None)
     after = card.balance_fen
-    return _answer(services, entry.entry_id, card.id, False, after, after, attempt.id if attempt else None)
+    return _answer(services, entry.entry_id, card.id, False, after, after, attempt_id)
+
+
+def _open_attempt(services: Runtime, conn: Connection, card: LockedCard, trigger_key: str) -> int | None:
+    """``open_attempt`` in the entry's transaction, through a session on its connection (which leaves the
+    transaction to its owner)."""
+    with services.sessions(bind=conn) as db:
+        attempt = open_attempt(services, db, card, trigger_key)
+        return attempt.id if attempt is not None else None
 
 
 def _notified(services: Runtime, entry: CardEntry) -> Recorded:

@@ -7,6 +7,7 @@ from models.binding import Binding
 from models.cardholder import Cardholder
 from models.credit import CardCredit, CardEntryPush
 from models.ledger import (
+    MOVE_BY_NO,
     Credited,
     InsufficientBalance,
     LedgerEntry,
@@ -42,6 +43,7 @@ __all__ = [
     "Credited",
     "InsufficientBalance",
     "LedgerEntry",
+    "MOVE_BY_NO",
     "LockedCard",
     "Notice",
     "OutboxNotice",

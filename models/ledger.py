@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Update,
     bindparam,
     func,
     insert,
@@ -243,6 +244,7 @@ class LockedCard:
     status: str
     left_on: date | None
     balance_fen: int
+    row: Any = None  # the whole row ``move_balance``'s statement returned: with a caller's own columns beside the card's
 
 
 class Replayed(Exception):
@@ -254,7 +256,7 @@ class Replayed(Exception):
         self.cardholder_id, self.balance_after_fen = cardholder_id, balance_after_fen
 
 
-_MOVE_BY_NO = (
+MOVE_BY_NO = (
     update(Cardholder)
     .where(Cardholder.student_no == bindparam("no"))
     .values(balance_fen=Cardholder.balance_fen + bindparam("amount"))
@@ -267,13 +269,15 @@ _NEW_ENTRY = {
 _USED_KEY = select(LedgerEntry.cardholder_id, LedgerEntry.balance_after_fen).where(LedgerEntry.idempotency_key == bindparam("key"))
 
 
-def move_balance(conn: Connection, student_no: str, amount_fen: int) -> LockedCard | None:
+def move_balance(conn: Connection, student_no: str, amount_fen: int, stmt: Update = MOVE_BY_NO, **params: Any) -> LockedCard | None:
     """The first half of ``book_entry``: one ``UPDATE … RETURNING`` locks the card with this number and moves its
-    balance (the new one is returned); None: no such card. Only ``book_entry`` may follow in the same transaction."""
+    balance (the new one is returned); None: no such card. Only ``book_entry`` may follow in the same transaction.
+    ``stmt`` is ``MOVE_BY_NO`` with more columns returned (``params`` bind theirs): what the caller asks of the card
+    next comes back in the same round trip (``LockedCard.row``)."""
     if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen == 0:
         raise ValueError("amount_fen must be a non-zero integer")
-    row = conn.execute(_MOVE_BY_NO, {"no": student_no, "amount": amount_fen}).first()
-    return LockedCard(row.id, row.status, row.left_on, row.balance_fen) if row is not None else None
+    row = conn.execute(stmt, {"no": student_no, "amount": amount_fen, **params}).first()
+    return LockedCard(row.id, row.status, row.left_on, row.balance_fen, row) if row is not None else None
 
 
 def book_entry(
