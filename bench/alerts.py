@@ -5,9 +5,12 @@ Every card is bound, its account follows and chose the each-spend, large-spend a
 phase calls ``bot.card_entries.record_entry`` (what ``POST /integration/card-entries`` runs after the signature check)
 for one spend per card from ``PROCESSES`` processes of ``bench.pusher.THREADS`` threads each, as the card system's
 concurrent pushes arrive at the bot's gunicorn workers in production (several worker processes; one GIL-bound
-process is not what production runs): each entry posts to the ledger and queues its alerts in the same transaction.
-Measured twice, without and with alerts chosen, so the row shows what the alerts add; the CPU per entry is the pushing
-processes' own (the database's is on top). The drain phase releases the held (merging) spend alerts and runs the same worker processes as the
+process is not what production runs): each entry posts to the ledger and, its card's accounts having chosen alerts,
+is marked ``alerts_due`` in the same transaction. Beside the pushers one worker process (``bench.drainer alerts``,
+as a ``cardbot worker``'s pass) queues the marked spends' alerts a batch at a time (``bot.alerts.queue_due``); the
+alerts are queued when that worker has done the last marked spend. Measured twice, without and with alerts chosen,
+so the row shows what the alerts add; the CPU per entry is the pushing processes', the alerts worker's and the
+database's. The drain phase releases the held (merging) spend alerts and runs the same worker processes as the
 outbox row (``bench.outbox._drain_processes``) against the emulator's template API.
 """
 
@@ -67,46 +70,55 @@ def _db_cpu(db_name: str) -> dict[int, float]:
 
 def _burst(env_vars: dict[str, str], db_name: str, first: int, n: int, tag: str) -> dict[str, float]:
     """One spend per card ``first..first+n-1`` through ``record_entry`` from ``PROCESSES`` pusher processes (cards
-    interleaved), started together once all are ready: seconds from "go" to the last one done, the pushers' CPU and
-    their database server processes' CPU per entry."""
+    interleaved) and the alerts worker, started together once all are ready: seconds from "go" to the last entry
+    posted and to the last alert queued, the pushers', the worker's and the database server processes' CPU per entry."""
     full_env = {**os.environ, **env_vars, "PYTHONPATH": str(ROOT)}
     share = [len(range(first + k, first + n, PROCESSES)) for k in range(PROCESSES)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bench.pusher", tag, str(first + k), str(share[k]), str(PROCESSES)],
-            cwd=ROOT,
-            env=full_env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for k in range(PROCESSES)
-    ]
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=full_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    procs = [start("bench.pusher", tag, str(first + k), str(share[k]), str(PROCESSES)) for k in range(PROCESSES)]
+    worker = start("bench.drainer", "alerts")
+
+    def tell(p: subprocess.Popen[str], line: str) -> None:
+        assert p.stdin is not None
+        p.stdin.write(line + "\n")
+        p.stdin.flush()
+
     try:
-        for p in procs:
+        for p in [*procs, worker]:
             line = p.stdout.readline() if p.stdout else ""
             if line.strip() != "ready":
-                raise RuntimeError(f"pusher did not start: {line!r}")
+                raise RuntimeError(f"pusher or worker did not start: {line!r}")
         db0 = _db_cpu(db_name)
         t0 = time.perf_counter()
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
+        for p in [*procs, worker]:
+            tell(p, "go")
         outs = []
         for p in procs:
             assert p.stdout is not None
             outs.append(json.loads(p.stdout.readline()))
-        seconds = time.perf_counter() - t0
+        pushed = time.perf_counter() - t0
+        tell(worker, "done")
+        assert worker.stdout is not None
+        queued = json.loads(worker.stdout.readline())
         db1 = _db_cpu(db_name)  # the pushers keep their connections until "exit"
         for p in procs:
             p.communicate("exit\n", timeout=60)
+        worker.wait(timeout=60)
     finally:
-        for p in procs:
+        for p in [*procs, worker]:
             if p.poll() is None:
                 p.kill()
     db_s = sum(cpu - db0.get(pid, 0.0) for pid, cpu in db1.items())
-    return {"seconds": seconds, "cpu_ms_per_entry": 1000 * sum(o["cpu_s"] for o in outs) / n, "db_cpu_ms_per_entry": 1000 * db_s / n}
+    return {
+        "seconds": max(pushed, queued["seconds"]),
+        "pushed_seconds": pushed,
+        "cpu_ms_per_entry": 1000 * sum(o["cpu_s"] for o in outs) / n,
+        "worker_cpu_ms_per_entry": 1000 * queued["cpu_s"] / n,
+        "db_cpu_ms_per_entry": 1000 * db_s / n,
+    }
 
 
 def run(settings: Settings, cfg: Config, services: Any, report: Any, env_vars: dict[str, str]) -> dict[str, Any]:
@@ -124,7 +136,8 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, env_vars: d
     report(
         f"alerts: {n} entries in {plain['seconds']:.2f} s without alerts ({plain['cpu_ms_per_entry']:.2f} ms CPU each, "
         f"database {plain['db_cpu_ms_per_entry']:.2f} ms), {with_alerts:.2f} s with them ({alerted['cpu_ms_per_entry']:.2f} ms CPU each, "
-        f"database {alerted['db_cpu_ms_per_entry']:.2f} ms); queued {queued}"
+        f"alerts worker {alerted['worker_cpu_ms_per_entry']:.2f} ms, database {alerted['db_cpu_ms_per_entry']:.2f} ms; "
+        f"posted in {alerted['pushed_seconds']:.2f} s); queued {queued}"
     )
     with engine.begin() as conn:  # release the spend alerts held for merging (and any quiet-hours hold) to time the drain
         conn.execute(text("UPDATE outbox_notices SET next_attempt_at = now() AT TIME ZONE 'utc' - interval '1 second', urgent = true"))
@@ -137,7 +150,9 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, env_vars: d
         "entries": n,
         "queue_seconds": with_alerts,
         "queue_seconds_without_alerts": plain["seconds"],
+        "pushed_seconds": alerted["pushed_seconds"],
         "cpu_ms_per_entry": alerted["cpu_ms_per_entry"],
+        "worker_cpu_ms_per_entry": alerted["worker_cpu_ms_per_entry"],
         "cpu_ms_per_entry_without_alerts": plain["cpu_ms_per_entry"],
         "db_cpu_ms_per_entry": alerted["db_cpu_ms_per_entry"],
         "db_cpu_ms_per_entry_without_alerts": plain["db_cpu_ms_per_entry"],
@@ -148,6 +163,8 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, env_vars: d
         "targets": {"queue < 10 s": with_alerts < TARGET_QUEUE_S, "drain ≥ 500/s": per_s >= TARGET_DRAIN_PER_S},
         "note": f"record_entry from {PROCESSES} processes of {pusher.THREADS} threads (the card system's concurrent pushes as "
         f"{PROCESSES} gunicorn workers take them, without HTTP and signature checks; production runs several worker processes, "
-        "not one GIL-bound process); PostgreSQL on the same machine. CPU per entry: the pushing processes' own, and their "
-        "PostgreSQL server processes'; two cores take 10,000 entries in 10 s only if the two add up to under 2 ms per entry.",
+        "not one GIL-bound process), one alerts worker beside them queuing the marked spends' alerts a batch at a time "
+        "(`bot.alerts.queue_due`); queued = when it finished the last one. PostgreSQL on the same machine. CPU per entry: the pushing "
+        "processes', the alerts worker's and their PostgreSQL server processes'; two cores take 10,000 entries in 10 s only if "
+        "they add up to under 2 ms per entry.",
     }

@@ -1,9 +1,10 @@
-"""One worker process for the bench (``python -m bench.drainer [credits]``), like one ``cardbot worker``.
+"""One worker process for the bench (``python -m bench.drainer [credits|alerts]``), like one ``cardbot worker``.
 
 Config comes from CARDBOT_* variables. It builds its services, says ``ready``, waits for ``go`` on stdin (so
-process start-up is not timed), then calls ``bot.outbox.drain_once`` (or, with ``credits``,
-``bot.credits.deliver_due``) until two calls in a row find nothing, and prints one JSON line: items handled,
-seconds, and its own CPU seconds.
+process start-up is not timed), then calls ``bot.outbox.drain_once`` (``credits``: ``bot.credits.deliver_due``;
+``alerts``: ``bot.alerts.queue_due``, until also told ``done``) until two calls in a row find nothing, and prints one
+JSON line: items handled, seconds (``alerts``: to the end of the last batch that found spends), and its own CPU
+seconds.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 
 
 def main() -> None:
+    from bot.alerts import queue_due
     from bot.config import load_config
     from bot.credits import deliver_due
     from bot.outbox import drain_once
@@ -25,21 +28,32 @@ def main() -> None:
     services.wechat.send_template  # noqa: B018  (build the API client before the clock starts)
     services.card_system  # noqa: B018
     worker_id = f"bench-{os.getpid()}"
-    credits = sys.argv[1:] == ["credits"]
+    mode = sys.argv[1] if sys.argv[1:] else "outbox"
     print("ready", flush=True)
     sys.stdin.readline()
+    # ``alerts`` runs beside a burst still arriving: it stops once told the burst is over ("done") and then idle
+    told = threading.Event()
+    if mode == "alerts":
+        threading.Thread(target=lambda: (sys.stdin.readline(), told.set()), daemon=True).start()
+    else:
+        told.set()
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    handled, idle = 0, 0
-    while idle < 2 and time.perf_counter() - t0 < 300:
-        n = sum(deliver_due(services).values()) if credits else drain_once(services, worker_id)
+    handled, idle, last = 0, 0, t0
+    while not (told.is_set() and idle >= 2) and time.perf_counter() - t0 < 300:
+        if mode == "credits":
+            n = sum(deliver_due(services).values())
+        elif mode == "alerts":
+            n = queue_due(services)
+        else:
+            n = drain_once(services, worker_id)
         handled += n
         if n == 0:
             idle += 1
-            time.sleep(0.05)
+            time.sleep(0.05 if mode != "alerts" else 0.01)
         else:
-            idle = 0
-    seconds = time.perf_counter() - t0
+            idle, last = 0, time.perf_counter()
+    seconds = (last if mode == "alerts" else time.perf_counter()) - t0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     print(json.dumps({"handled": handled, "seconds": seconds, "cpu_s": cpu}), flush=True)

@@ -310,11 +310,13 @@ def render(res: dict[str, Any]) -> str:
             lines += [f"error: {al['error']}", ""]
         else:
             lines += [
-                "| entries | queued in s (with alerts) | same entries without alerts | CPU ms/entry with alerts: pushers + database "
-                "| without alerts | alerts queued | drained/s (2 workers) | statuses |",
-                "|---:|---:|---:|---:|---:|---|---:|---|",
-                f"| {al['entries']} | {_f(al['queue_seconds'])} | {_f(al['queue_seconds_without_alerts'])} | "
-                f"{_f(al.get('cpu_ms_per_entry'), '.2f')} + {_f(al.get('db_cpu_ms_per_entry'), '.2f')} | "
+                "| entries | queued in s (with alerts) | entries posted in s | same entries without alerts "
+                "| CPU ms/entry with alerts: pushers + alerts worker + database | without alerts | alerts queued "
+                "| drained/s (2 workers) | statuses |",
+                "|---:|---:|---:|---:|---:|---:|---|---:|---|",
+                f"| {al['entries']} | {_f(al['queue_seconds'])} | {_f(al.get('pushed_seconds'))} | {_f(al['queue_seconds_without_alerts'])} | "
+                f"{_f(al.get('cpu_ms_per_entry'), '.2f')} + {_f(al.get('worker_cpu_ms_per_entry'), '.2f')} + "
+                f"{_f(al.get('db_cpu_ms_per_entry'), '.2f')} | "
                 f"{_f(al.get('cpu_ms_per_entry_without_alerts'), '.2f')} + {_f(al.get('db_cpu_ms_per_entry_without_alerts'), '.2f')} | "
                 f"{al['queued']} | "
                 f"{_f(al['drain_per_s'], '.0f')} | {al['statuses']} |",

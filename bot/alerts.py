@@ -19,20 +19,22 @@ lost, never twice. The outbox sends them. Rules:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import redis
 from sqlalchemy import Boolean, Connection, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from bot import notices
-from bot.autodebit import active_agreement, active_terms
+from bot.autodebit import active_agreement, threshold_of
 from bot.calendar import day_start_utc
 from bot.errors import UserError
 from bot.money import fen, yuan
 from bot.notices import Said
-from models import AlertSettings, Binding, OutboxNotice, WechatUser, utcnow
+from models import AlertSettings, Binding, CardEntryPush, LedgerEntry, OutboxNotice, WechatUser, utcnow
 from models.enums import NoticeStatus
 
 if TYPE_CHECKING:
@@ -132,21 +134,21 @@ _SENT_TODAY = (
     select(func.count())
     .select_from(_TODAY)
     # the kinds as ORs of equalities, not IN: an IN list is a parameter SQLAlchemy renders into the SQL on each execution
-    .where(_TODAY.openid == AlertSettings.openid, or_(*(_TODAY.kind == k for k in KINDS)), _TODAY.created_at >= bindparam("today"))
+    .where(_TODAY.openid == AlertSettings.openid, or_(*(_TODAY.kind == k for k in KINDS)), _TODAY.created_at >= bindparam("since"))
     .correlate(AlertSettings)
     .scalar_subquery()
 )
 
 
-def _accounts(cardholder_id: Any, *columns: Any) -> Any:
-    """The card's accounts that chose alerts and may get them."""
+def _accounts(cards: Any, *columns: Any) -> Any:
+    """The accounts of the cards (a condition on ``Binding.cardholder_id``) that chose alerts and may get them."""
     return (
         select(*columns)
         .select_from(AlertSettings)
         .join(Binding, Binding.openid == AlertSettings.openid)
         .join(WechatUser, WechatUser.openid == AlertSettings.openid)
         .where(
-            Binding.cardholder_id == cardholder_id,
+            cards,
             AlertSettings.paused_by.is_(None),
             WechatUser.following.is_(True),
             or_(AlertSettings.spend, AlertSettings.low_balance, AlertSettings.large_spend),
@@ -157,12 +159,14 @@ def _accounts(cardholder_id: Any, *columns: Any) -> Any:
 def chosen_by(cardholder_id: Any) -> Any:
     """Whether an account of the card (a column or parameter) may get alerts, as an EXISTS: asked with the entry's
     balance move, it spares most entries (cards nobody asked alerts for) the account query."""
-    return _accounts(cardholder_id, AlertSettings.openid).exists()
+    return _accounts(Binding.cardholder_id == cardholder_id, AlertSettings.openid).exists()
 
 
-# Per account: its choice, language, alert rows today, held spend (each a lookup by the outbox's openid index)
+# Per account of a batch's cards: its card, choice, language, alert rows today, held spend (each a lookup by the
+# outbox's account index), and its card's auto top-up threshold (with one, no low-balance alert: it is topped up)
 _CHOSEN = _accounts(
-    bindparam("card"),
+    Binding.cardholder_id.in_(bindparam("cards", expanding=True)),
+    Binding.cardholder_id,
     AlertSettings.openid,
     AlertSettings.spend,
     AlertSettings.low_balance,
@@ -173,9 +177,10 @@ _CHOSEN = _accounts(
     _SENT_TODAY.label("sent_today"),
     _held(OutboxNotice.id).label("held_id"),
     _held(OutboxNotice.data).label("held_data"),
+    threshold_of(Binding.cardholder_id).label("autodebit_threshold"),
 )
 _INSERT = insert(OutboxNotice)
-# Adding a spend to the held alert, unless a worker claimed it meanwhile (it then holds the row: this waits for it)
+# Adding spends to the held alert, unless a worker claimed it meanwhile (it then holds the row: this waits for it)
 _MERGE = (
     update(OutboxNotice)
     .where(
@@ -188,53 +193,103 @@ _MERGE = (
 )
 
 
-def queue_for_entry(
-    services: Runtime,
-    conn: Connection,
-    card_id: int,
-    entry_id: str,
-    amount_fen: int,
-    balance_after_fen: int,
-    merchant: str,
-    low_offered: bool | None = None,
-) -> None:
-    """The alerts one new spend calls for, in the entry's transaction (the card row is locked by the caller): one
-    query for the card's accounts, their caps and held spends, one INSERT for the new rows. ``low_offered``: whether
-    the card has no auto top-up, when the caller knows (else asked if a low-balance alert is due)."""
-    if amount_fen >= 0:
-        return
+def _marked(table: Any, entry_id: Any, merchant: Any) -> tuple[Any, Any]:
+    """The marked spends of an entries table, oldest first (one card's in the order they were posted: each was
+    committed under the card's lock before the next could move it), and the statement that clears their marks."""
+    due = (
+        select(table.id, table.cardholder_id, entry_id.label("entry_id"), table.amount_fen, table.balance_after_fen, merchant.label("merchant"))
+        .where(table.alerts_due.is_(True))
+        .order_by(table.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+    )
+    done = update(table).where(table.id.in_(bindparam("ids", expanding=True))).values(alerts_due=None)
+    return due, done
+
+
+# The ledger's (the bot's own card system) and a remote card system's pushes: a school runs one of them
+_SOURCES = (_marked(LedgerEntry, LedgerEntry.ref, LedgerEntry.description), _marked(CardEntryPush, CardEntryPush.entry_id, CardEntryPush.merchant))
+BATCH = 500
+LOCK_SECONDS = 60
+
+
+def queue_due(services: Runtime, batch: int = BATCH) -> int:
+    """The worker's pass: queue the alerts of the spends marked ``alerts_due``, a batch per transaction, which also
+    clears their marks (never lost, never twice); returns the spends done. One worker at a time (a lock in Redis),
+    so each batch's caps and merges see every earlier batch's rows; another worker finds the lock taken and moves on."""
+    lock = services.store.r.lock(services.store.key("lock", "alerts"), timeout=LOCK_SECONDS, blocking=False)
+    if not lock.acquire(blocking=False):
+        return 0
+    try:
+        done = 0
+        while n := _queue_batch(services, batch):
+            done += n
+            if n < batch:
+                break
+        return done
+    finally:
+        with contextlib.suppress(redis.exceptions.LockError):  # outlived: the marks still keep each batch once
+            lock.release()
+
+
+def _queue_batch(services: Runtime, batch: int) -> int:
+    """One batch: the marked spends, one query for their cards' accounts, one INSERT for the new alerts, a merge per
+    held spend alert, the marks cleared."""
     clock = services.clock
     now = max(clock.utcnow(), utcnow())
     quiet = services.cfg.notices.quiet_hours.contains(clock.now().time().replace(tzinfo=None))
-    chosen = conn.execute(_CHOSEN, {"card": card_id, "now": now, "quiet": quiet, "today": day_start_utc(clock.today())}).all()
-    if not chosen:
-        return
-    new = _New(services, now)
-    spend, before = -amount_fen, balance_after_fen - amount_fen
-    for s in chosen:
-        who = _Reader(s.openid, s.lang or "zh", services.cfg.alerts.daily_cap - s.sent_today)
-        if s.large_spend and spend >= s.large_threshold_fen:
-            new.add(who, LARGE, f"large:{entry_id}:{s.openid}", amount=spend, merchant=merchant, balance=balance_after_fen)
-        if s.low_balance and before >= s.low_threshold_fen > balance_after_fen:
-            if low_offered is None:
-                low_offered = active_terms(conn, card_id, clock.today()) is None  # with one, the card is topped up instead
-            if low_offered:
-                new.add(who, LOW, f"low:{entry_id}:{s.openid}", balance=balance_after_fen, threshold=s.low_threshold_fen)
-        if s.spend and not (s.held_id is not None and _merge(services, conn, who, s, spend, merchant, balance_after_fen)):
-            hold = timedelta(minutes=services.cfg.alerts.merge_minutes)
-            merged = {"_fen": spend, "_count": 1}
-            new.add(who, SPEND, f"spend:{entry_id}:{s.openid}", hold, merged, amount=spend, merchant=merchant, balance=balance_after_fen)
-    if new.rows:
-        conn.execute(_INSERT, new.rows if len(new.rows) > 1 else new.rows[0])  # one row: no executemany pipeline
+    with services.engine.begin() as conn:
+        marked = [(done, conn.execute(due, {"limit": batch}).all()) for due, done in _SOURCES]
+        spends = [row for _, rows in marked for row in rows]
+        if not spends:
+            return 0
+        today = clock.today()
+        params = {"cards": sorted({s.cardholder_id for s in spends}), "now": now, "quiet": quiet, "since": day_start_utc(today), "today": today}
+        readers: dict[int, list[_Reader]] = {}
+        for a in conn.execute(_CHOSEN, params):
+            readers.setdefault(a.cardholder_id, []).append(_Reader(a, services.cfg.alerts.daily_cap - a.sent_today))
+        new = _New(services, now)
+        for s in spends:
+            for who in readers.get(s.cardholder_id, ()):
+                new.alert(who, s)
+        new.write(conn)
+        for done, rows in marked:
+            if rows:
+                conn.execute(done, {"ids": [r.id for r in rows]})
+    return len(spends)
+
+
+@dataclass
+class _Spends:
+    """Spends of one account merged into one alert: the total, how many, and the latest (merchant, balance)."""
+
+    first_entry_id: str
+    fen: int = 0
+    count: int = 0
+    merchant: str = ""
+    balance: int = 0
+
+    def add(self, amount: int, merchant: str, balance: int) -> None:
+        self.fen, self.count, self.merchant, self.balance = self.fen + amount, self.count + 1, merchant, balance
+
+    def values(self, fen: int, count: int) -> dict[str, Any]:
+        what: Any = self.merchant if count == 1 else Said("alert_spend_many", {"merchant": self.merchant, "count": str(count)})
+        return {"amount": fen, "merchant": what, "balance": self.balance}
 
 
 @dataclass
 class _Reader:
-    """An account an entry alerts, with its language and how many alerts it may still get today."""
+    """An account a batch alerts: its choice (``s``, a row of ``_CHOSEN``), how many alerts it may still get today,
+    and the batch's spends for its held alert (``held``, merged into that row) or for a new one (``fresh``)."""
 
-    openid: str
-    lang: str
+    s: Any
     left: int
+    held: _Spends | None = None
+    fresh: _Spends | None = None
+
+    @property
+    def lang(self) -> str:
+        return self.s.lang or "zh"
 
 
 def _values(services: Runtime, **values: Any) -> dict[str, Any]:
@@ -243,24 +298,49 @@ def _values(services: Runtime, **values: Any) -> dict[str, Any]:
 
 @dataclass
 class _New:
-    """The alert rows one entry adds, inserted together."""
+    """The alert rows of one batch, inserted together, and the held spend alerts it merges into."""
 
     services: Runtime
     now: datetime
     rows: list[dict[str, Any]] = field(default_factory=list)
+    readers: list[_Reader] = field(default_factory=list)
+
+    def alert(self, who: _Reader, spend: Any) -> None:
+        """What one spend tells one account: a large spend, crossing the low-balance line (no auto top-up signed),
+        and the spend itself, merged with the account's held spend alert or the batch's new one."""
+        s, amount, after = who.s, -spend.amount_fen, spend.balance_after_fen
+        if s.large_spend and amount >= s.large_threshold_fen:
+            self.add(who, LARGE, f"large:{spend.entry_id}:{s.openid}", amount=amount, merchant=spend.merchant, balance=after)
+        if s.low_balance and s.autodebit_threshold is None and after + amount >= s.low_threshold_fen > after:
+            self.add(who, LOW, f"low:{spend.entry_id}:{s.openid}", balance=after, threshold=s.low_threshold_fen)
+        if not s.spend:
+            return
+        if who.held is None and who.fresh is None:
+            if s.held_id is not None:
+                who.held = _Spends(spend.entry_id)
+            elif who.left > 0:  # a new alert counts against the cap; merging into it adds nothing
+                who.left -= 1
+                who.fresh = _Spends(spend.entry_id)
+            else:
+                return
+            self.readers.append(who)
+        spends = who.held or who.fresh
+        assert spends is not None
+        spends.add(amount, spend.merchant, after)
 
     def add(self, who: _Reader, kind: str, dedup: str, hold: timedelta | None = None, merged: dict[str, int] | None = None, **values: Any) -> None:
         """One alert row unless the account's daily cap is reached; ``hold`` delays it (spends merging), ``merged``
         keeps the running total and count beside the told values (not template fields, so never sent)."""
-        if who.left <= 0:
-            return
-        who.left -= 1
+        if hold is None:
+            if who.left <= 0:
+                return
+            who.left -= 1
         services = self.services
-        notice = notices.compose(services.cfg, kind, who.openid, dedup, who.lang, **_values(services, **values))
+        notice = notices.compose(services.cfg, kind, who.s.openid, dedup, who.lang, **_values(services, **values))
         self.rows.append(
             {
                 "dedup_key": dedup[:128],
-                "openid": who.openid,
+                "openid": who.s.openid,
                 "kind": kind,
                 "data": notice.data | (merged or {}),
                 "url": notice.url,
@@ -272,13 +352,30 @@ class _New:
             }
         )
 
+    def write(self, conn: Connection) -> None:
+        """Merge into the held alerts (one whose row a worker took meanwhile becomes a new alert, cap permitting),
+        then insert every new row at once."""
+        hold = timedelta(minutes=self.services.cfg.alerts.merge_minutes)
+        for who in self.readers:
+            if who.held is not None and not _merge(self.services, conn, who, who.held):
+                if who.left <= 0:
+                    continue
+                who.left -= 1
+                who.fresh = who.held
+            if who.fresh is not None:
+                f = who.fresh
+                merged = {"_fen": f.fen, "_count": f.count}
+                self.add(who, SPEND, f"spend:{f.first_entry_id}:{who.s.openid}", hold, merged, **f.values(f.fen, f.count))
+        if self.rows:
+            conn.execute(_INSERT, self.rows if len(self.rows) > 1 else self.rows[0])  # one row: no executemany pipeline
 
-def _merge(services: Runtime, conn: Connection, who: _Reader, s: Any, amount: int, merchant: str, balance: int) -> bool:
-    """Add the spend to the account's alert still held in the outbox; False when a worker took that row meanwhile."""
-    total, count = int(s.held_data.get("_fen", 0)) + amount, int(s.held_data.get("_count", 1)) + 1
-    what = Said("alert_spend_many", {"merchant": merchant, "count": str(count)})
-    data = notices.told(who.lang, **_values(services, amount=total, merchant=what, balance=balance))
-    return bool(conn.execute(_MERGE, {"held": s.held_id, "data": data | {"_fen": total, "_count": count}}).rowcount)
+
+def _merge(services: Runtime, conn: Connection, who: _Reader, spends: _Spends) -> bool:
+    """Add the batch's spends to the account's alert still held in the outbox; False when a worker took that row."""
+    held = who.s.held_data
+    total, count = int(held.get("_fen", 0)) + spends.fen, int(held.get("_count", 1)) + spends.count
+    data = notices.told(who.lang, **_values(services, **spends.values(total, count)))
+    return bool(conn.execute(_MERGE, {"held": who.s.held_id, "data": data | {"_fen": total, "_count": count}}).rowcount)
 
 
 def page_state(services: Runtime, openid: str) -> dict[str, Any]:

@@ -11,7 +11,8 @@ posted; its ``balance_after_fen`` is remembered (when no newer balance is known)
 top-up, exactly once per ``entry_id`` (``CardEntryPush`` keeps the entry; the attempt's ``trigger_key`` is unique).
 Nothing is refused for the card's state or balance: the card system already let the terminal do it.
 
-Either way a new spend queues the alerts its card's accounts chose (bot.alerts) in the same transaction.
+Either way a new spend whose card's accounts chose alerts is marked ``alerts_due`` in the same transaction; the worker
+queues those alerts a batch at a time (bot.alerts.queue_due), so the entry itself costs no more than its posting.
 """
 
 from __future__ import annotations
@@ -101,19 +102,25 @@ def record_entry(services: Runtime, entry: CardEntry) -> Recorded:
                 raise refused("unknown_card", 404)
             if debit and can_transact(card, today, services.cfg) is not None:
                 raise refused("card_blocked", state=card.status)
+            asked = card.row if moving is not MOVE_BY_NO else conn.execute(_ASK, {"card": card.id, "today": today}).one()
             kind = EntryKind.SPEND if debit else EntryKind.ADJUST
             try:
-                book_entry(conn, card, entry.amount_fen, kind, f"card:{entry.entry_id}", description=entry.merchant, ref=entry.entry_id, at=entry.at)
+                book_entry(
+                    conn,
+                    card,
+                    entry.amount_fen,
+                    kind,
+                    f"card:{entry.entry_id}",
+                    description=entry.merchant,
+                    ref=entry.entry_id,
+                    at=entry.at,
+                    alerts_due=debit and bool(asked.alerted),
+                )
             except InsufficientBalance:
                 raise refused("insufficient_balance") from None
-            asked = card.row if moving is not MOVE_BY_NO else conn.execute(_ASK, {"card": card.id, "today": today}).one()
             threshold = asked.autodebit_threshold
             if debit and threshold is not None and card.balance_fen < threshold:
                 attempt_id = _open_attempt(services, conn, card, f"entry:{entry.entry_id}")
-            if debit and asked.alerted:
-                alerts.queue_for_entry(
-                    services, conn, card.id, entry.entry_id, entry.amount_fen, card.balance_fen, entry.merchant, low_offered=threshold is None
-                )
     except Replayed as first:
         assert card is not None
         if first.cardholder_id != card.id:
@@ -155,6 +162,7 @@ def _notified(services: Runtime, entry: CardEntry) -> Recorded:
                     merchant=entry.merchant,
                     occurred_at=entry.at,
                     received_at=services.clock.utcnow(),
+                    alerts_due=True if entry.amount_fen < 0 else None,
                 )
             )
             remember_balance(db, card.id, entry.balance_after_fen, entry.at)
@@ -162,7 +170,6 @@ def _notified(services: Runtime, entry: CardEntry) -> Recorded:
             db.refresh(card)  # the newest balance known, which an older entry arriving late does not replace
             attempt = open_attempt(services, db, card, f"entry:{entry.entry_id}") if entry.amount_fen < 0 else None
             after, attempt_id = entry.balance_after_fen, attempt.id if attempt else None
-            alerts.queue_for_entry(services, db.connection(), card.id, entry.entry_id, entry.amount_fen, after, entry.merchant)
         balance = card.balance_fen
     return _answer(services, entry.entry_id, card_id, seen is not None, after, balance, attempt_id)
 

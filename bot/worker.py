@@ -1,7 +1,8 @@
 """``cardbot worker``: drains the notice outbox and runs the scheduled jobs; several may run at once.
 
-Every pass first delivers the credits owed to the card system (``bot.credits``), then drains the notice outbox; both
-are safe from many workers (claims and row leases). Each scheduled job runs at most once per period across all
+Every pass first delivers the credits owed to the card system (``bot.credits``), queues the alerts of the spends
+marked for them (``bot.alerts.queue_due``), then drains the notice outbox; all are safe from many workers (claims, row
+leases, the alerts' lock). Each scheduled job runs at most once per period across all
 workers: a worker takes the job's period marker (``SET NX EX period``) and then the job's lock (so a run that outlasts
 its period is never overlapped), both in the shared Redis.
 """
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import redis
 
-from bot import autodebit, credit_refunds, credits, outbox, power, topup
+from bot import alerts, autodebit, credit_refunds, credits, outbox, power, topup
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -73,8 +74,10 @@ def run_due_jobs(services: Runtime, worker_id: str) -> list[str]:
 
 
 def drain_all(services: Runtime, worker_id: str, max_batches: int = 1000) -> int:
-    """Deliver the credits that are due, then drain notices until nothing is due (bounded, so jobs still get their turn)."""
+    """Deliver the credits that are due, queue the alerts of new spends, then drain notices until nothing is due
+    (bounded, so jobs still get their turn)."""
     credits.deliver_due(services)
+    alerts.queue_due(services)
     total = 0
     for _ in range(max_batches):
         n = outbox.drain_once(services, worker_id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric, String
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, utcnow
@@ -57,6 +57,7 @@ class CardEntryPush(Base):
     that its auto top-up was considered exactly once."""
 
     __tablename__ = "card_entry_pushes"
+    __table_args__ = (Index("ix_card_entry_pushes_alerts_due", "id", postgresql_where=text("alerts_due"), sqlite_where=text("alerts_due")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     entry_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -66,3 +67,4 @@ class CardEntryPush(Base):
     merchant: Mapped[str] = mapped_column(String(64), default="")
     occurred_at: Mapped[datetime] = mapped_column(DateTime)
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    alerts_due: Mapped[bool | None] = mapped_column(Boolean)  # True: a spend whose alerts are yet to be queued (bot.alerts)

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Connection,
     DateTime,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -46,6 +48,7 @@ class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         Index("ix_ledger_card_time", "cardholder_id", "created_at"),
+        Index("ix_ledger_alerts_due", "id", postgresql_where=text("alerts_due"), sqlite_where=text("alerts_due")),
         CheckConstraint("amount_fen <> 0", name="nonzero"),
         check_in("kind", EntryKind, name="kind"),
     )
@@ -59,6 +62,7 @@ class LedgerEntry(Base):
     description: Mapped[str] = mapped_column(String(128), default="")
     ref: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    alerts_due: Mapped[bool | None] = mapped_column(Boolean)  # True: a spend whose alerts are yet to be queued (bot.alerts)
 
 
 class InsufficientBalance(Exception):
@@ -281,12 +285,22 @@ def move_balance(conn: Connection, student_no: str, amount_fen: int, stmt: Updat
 
 
 def book_entry(
-    conn: Connection, card: LockedCard, amount_fen: int, kind: str, idempotency_key: str, *, description: str, ref: str | None, at: datetime
+    conn: Connection,
+    card: LockedCard,
+    amount_fen: int,
+    kind: str,
+    idempotency_key: str,
+    *,
+    description: str,
+    ref: str | None,
+    at: datetime,
+    alerts_due: bool = False,
 ) -> None:
     """``post_entry`` for the terminals' entries, after ``move_balance`` in the same transaction: the entry for that
     move, written with ``INSERT … ON CONFLICT DO NOTHING`` on its key. A key used before raises ``Replayed``, a
     balance below zero ``InsufficientBalance`` (a replay is told first, as ``post_entry`` does): raised out of the
-    transaction, both roll the move back. Two statements for a new entry, against ``post_entry``'s five."""
+    transaction, both roll the move back. Two statements for a new entry, against ``post_entry``'s five.
+    ``alerts_due`` marks the entry for the alerts worker (``bot.alerts.queue_due``)."""
     if kind not in KINDS:
         raise ValueError(f"unknown entry kind {kind!r}")
     if card.balance_fen >= 0:
@@ -299,6 +313,7 @@ def book_entry(
             "description": description[:128],
             "ref": ref,
             "created_at": at,
+            "alerts_due": True if alerts_due else None,
         }
         if conn.execute(_NEW_ENTRY[conn.dialect.name], values).first() is not None:
             return

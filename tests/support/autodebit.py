@@ -13,6 +13,7 @@ import requests
 from sqlalchemy import select
 
 from bot.adapters import cardsys_signing
+from bot.alerts import queue_due
 from bot.clock import SCHOOL_TZ
 from bot.outbox import drain_once
 from bot.web import device
@@ -142,6 +143,9 @@ def attempts(live: Any, card_id: int) -> list[AutodebitAttempt]:
 
 
 def notices(live: Any, kind: str | None = None) -> list[OutboxNotice]:
+    """The outbox after the worker's step that queues the alerts of new spends (``queue_due``), as a worker's pass
+    would have it."""
+    queue_due(live.services)
     with live.session() as db:
         q = select(OutboxNotice).order_by(OutboxNotice.id)
         if kind:
@@ -155,6 +159,7 @@ def templates(live: Any, openid: str) -> list[dict[str, Any]]:
 
 
 def drain(live: Any, worker: str = "test") -> int:
+    queue_due(live.services)
     total = 0
     while (n := drain_once(live.services, worker)) > 0:
         total += n
