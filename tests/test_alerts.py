@@ -11,7 +11,7 @@ from typing import Any
 import requests
 from sqlalchemy import select
 
-from bot.alerts import LARGE, LOW, SPEND
+from bot.alerts import LARGE, LOW, SPEND, queue_due
 from bot.clock import SCHOOL_TZ
 from models import AlertSettings, Cardholder, LedgerEntry, OutboxNotice, ledger_sum
 from models.enums import NoticeStatus
@@ -223,3 +223,56 @@ def test_http_card_system_pushes_trigger_alerts(cs_live: Any) -> None:
     assert row.data["amount"] == "15.00元" and row.data["balance"] == "85.00元"
     with live.session() as db:
         assert db.execute(select(OutboxNotice.id).where(OutboxNotice.kind == SPEND)).first() is None
+
+
+def _marked(live: Any) -> int:
+    with live.session() as db:
+        return len(db.execute(select(LedgerEntry.id).where(LedgerEntry.alerts_due.is_(True))).all())
+
+
+def test_a_spend_is_marked_in_its_transaction_and_its_alerts_queued_once_by_one_worker(make_live: Any) -> None:
+    """The entry itself queues nothing: it is marked ``alerts_due`` with its posting; the worker's pass queues the
+    alerts of the marked spends in batches and clears each mark with them. Two workers at once: one holds the
+    alerts' lock, the other moves on; a pass after that finds nothing; the batches' merges add up."""
+    live = make_live(alerts={"daily_cap": 50})
+    live.services.clock.freeze(at_local(12, 0))
+    setup(live, low_balance=False, large_threshold="5")
+    unchosen = "20230002"
+    student(live, "oAlertsNoChoice000000001", student_no=unchosen)
+    for i in range(7):
+        spend(live, 100 + 100 * i, entry_id=f"B{i}")
+    assert ad.entry(live, unchosen, -100, entry_id="N1").status_code == 200
+    with live.session() as db:  # nothing queued by the pushes; the spends of the card with alerts are marked
+        assert db.execute(select(OutboxNotice.id)).first() is None
+    assert _marked(live) == 7
+
+    gate = threading.Barrier(2)
+
+    def worker(batch: int) -> int:
+        gate.wait()
+        return queue_due(live.services, batch)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(worker, [3, 3]))
+    assert sorted(done) == [0, 7] and _marked(live) == 0  # one worker took the lock and did three batches
+    assert queue_due(live.services) == 0
+    large = rows(live, LARGE)
+    assert sorted(r.dedup_key for r in large) == [f"large:B{i}:{OPENID}" for i in (4, 5, 6)]  # 5.00 and more
+    [merged] = rows(live, SPEND)
+    assert merged.data["_count"] == 7 and merged.data["_fen"] == sum(100 + 100 * i for i in range(7))
+    assert merged.dedup_key == f"spend:B0:{OPENID}"
+
+
+def test_a_held_alert_taken_by_a_worker_meanwhile_leaves_the_next_spends_a_row_of_their_own(live: Any) -> None:
+    live.services.clock.freeze(at_local(12, 0))
+    setup(live, low_balance=False, large_spend=False)
+    spend(live, 300, entry_id="H1")
+    [held] = rows(live, SPEND)
+    with live.session() as db:  # a worker claims the held row (the merge window over for it) before the next batch
+        db.get(OutboxNotice, held.id).claimed_by = "w1:abcd"
+        db.commit()
+    spend(live, 200, entry_id="H2")
+    spend(live, 100, entry_id="H3")
+    first, second = rows(live, SPEND)
+    assert first.data["_count"] == 1 and first.data["_fen"] == 300
+    assert second.dedup_key == f"spend:H2:{OPENID}" and second.data["_count"] == 2 and second.data["_fen"] == 300
