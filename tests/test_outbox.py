@@ -127,6 +127,21 @@ def test_40001_stale_token_is_refreshed_once_and_sent(live):
     assert live.emulator.token_fetches == fetched + 2
 
 
+def test_a_worker_reuses_the_shared_token_for_a_minute(live):
+    """The token is read from Redis once a minute per process, not on every send (WeChat keeps a replaced token
+    valid for 5 minutes); a rejection drops the held copy at once (the test above)."""
+    follow(live, OPENID)
+    api = live.services.wechat
+    first = queue(live)
+    drain(live)
+    fetched = live.emulator.token_fetches
+    api.client.session.delete(api.client.access_token_key)  # gone from Redis: a read per send would fetch anew
+    second = queue(live, key="second")
+    drain(live)
+    assert row(live, first).status == row(live, second).status == "sent"
+    assert live.emulator.token_fetches == fetched
+
+
 def test_quiet_hours_hold_non_urgent_notices_only(live):
     follow(live, OPENID, "oOutboxUser0000000000002")
     live.services.clock.freeze(at(2027, 3, 1, 23, 30))

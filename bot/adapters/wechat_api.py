@@ -23,6 +23,9 @@ from bot.config import WeChatConfig
 log = logging.getLogger(__name__)
 
 TOKEN_ERRORS = {40001, 40014, 42001}
+# How long a process reuses the shared token it read from Redis before reading it again. Safe because WeChat keeps a
+# replaced token valid for 5 minutes after a refresh; a token error drops it at once (``WeChatAPI._call``).
+TOKEN_REUSE_SECONDS = 60.0
 
 
 class WeChatAPIError(Exception):
@@ -62,6 +65,7 @@ class _Client(WeChatClient):
         self.API_BASE_URL = f"{cfg.api_base_url}/cgi-bin/"
         self._cfg = cfg
         self._store = store
+        self._held: tuple[str, float] | None = None  # (token, when read): one Redis read a minute, not one a call
         # requests reads the proxy and CA-bundle variables from the environment on every request (a tenth of the
         # outbox worker's CPU per template message): read once here, for the one host this session calls.
         self._http.trust_env = False
@@ -96,10 +100,17 @@ class _Client(WeChatClient):
 
     @property
     def access_token(self) -> str:
-        token = self.session.get(self.access_token_key)
-        if token:
-            return token
-        return self.fetch_access_token()["access_token"]
+        held = self._held
+        if held is not None and time.monotonic() - held[1] < TOKEN_REUSE_SECONDS:
+            return held[0]
+        token = self.session.get(self.access_token_key) or self.fetch_access_token()["access_token"]
+        self._held = (token, time.monotonic())
+        return token
+
+    def forget_token(self) -> None:
+        """WeChat rejected the token: drop this process's copy and the shared one, so the next call refreshes."""
+        self._held = None
+        self.session.delete(self.access_token_key)
 
 
 class WeChatAPI:
@@ -122,7 +133,7 @@ class WeChatAPI:
                 if code in TOKEN_ERRORS and not token_retried:
                     token_retried = True
                     log.info("wechat token rejected (%s); refreshing once", code)
-                    self.client.session.delete(self.client.access_token_key)
+                    self.client.forget_token()
                     self.client.fetch_access_token(force=True)
                     continue
                 if code is None and not net_retried:  # an HTTP error status: WeChat's gateway refused it
