@@ -1,13 +1,16 @@
 """Alerts the student chooses (提醒设置): each spend, a low balance, a large spend; queued from the card's entries.
 
-``queue_for_entry`` runs inside the transaction that records a terminal entry (bot.card_entries, with the card row
-locked), for a new entry only, so an alert exists exactly when its entry does and a replayed entry adds none: never
-lost, never twice. The outbox sends them. Rules:
+The transaction that records a new terminal entry (bot.card_entries) marks it ``alerts_due`` when an account of its
+card chose alerts; a replayed entry is not recorded, so not marked. The worker's pass (``queue_due``) takes the marked
+spends a batch at a time and queues their alerts in the transaction that clears their marks: an alert exists exactly
+when its entry does, never lost, never twice. A canteen's noon costs one account query and one INSERT per batch, not
+two statements per entry while the card is locked. The outbox sends them. Rules:
 
 - **Spends merge**: a spend alert waits ``merge_minutes`` in the outbox (``next_attempt_at``); spends arriving
   meanwhile, or while quiet hours hold it, are added to that row (total, count, the latest balance) instead of a new
-  one. The card row lock serialises one card's entries, and an account holds one card, so no two merges race; the
-  merge is an UPDATE on condition that no worker took the row meanwhile, else the spend gets a row of its own.
+  one. One worker queues at a time (a lock in Redis) and takes one card's spends in the order they were posted, so
+  no two merges race; the merge is an UPDATE on condition that no worker took the row meanwhile, else the spends get
+  a row of their own.
 - **Quiet hours** (``[notices] quiet_hours``) hold non-urgent alerts (``[notices.<kind>] urgent``; the large-spend
   alert is urgent by default).
 - **Daily cap**: at most ``daily_cap`` alert rows per account a school day; a merge adds no row.
