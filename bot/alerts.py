@@ -229,6 +229,7 @@ def queue_due(services: Runtime, batch: int = BATCH) -> int:
             done += n
             if n < batch:
                 break
+            lock.reacquire()  # a long burst: the lock lives on while batches keep coming (raises if it was lost)
         return done
     finally:
         with contextlib.suppress(redis.exceptions.LockError):  # outlived: the marks still keep each batch once
