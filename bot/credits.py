@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -206,9 +207,12 @@ def deliver(services: Runtime, credit_id: int) -> str:
     return _deliver_claimed(services, claimed)
 
 
-def _deliver_claimed(services: Runtime, claimed: Claimed) -> str:
+Record = Callable[["Runtime", int, products.Delivered], str]
+
+
+def _deliver_claimed(services: Runtime, claimed: Claimed, record: Record | None = None) -> str:
     try:
-        return _send(services, claimed)
+        return _send(services, claimed, record or _record)
     except Exception:
         # the target may have taken it (our own database failed us): release for a try that asks about the ref
         log.exception("credit %s: delivery failed unexpectedly; the next try asks the target system about it", claimed.delivery.ref)
@@ -217,7 +221,7 @@ def _deliver_claimed(services: Runtime, claimed: Claimed) -> str:
         return CreditStatus.PENDING
 
 
-def _send(services: Runtime, claimed: Claimed) -> str:
+def _send(services: Runtime, claimed: Claimed, record: Record) -> str:
     credit_id = claimed.id
     port, ref = products.port(claimed.product), claimed.delivery.ref
     try:
@@ -232,7 +236,7 @@ def _send(services: Runtime, claimed: Claimed) -> str:
     except TargetProtocolError as exc:
         log.error("credit %s: the %s broke the protocol (%s); will ask about the same ref", ref, port.system, exc)
         return _wait(services, credit_id, Waiting.PROTOCOL)
-    return _record(services, credit_id, answer)
+    return record(services, credit_id, answer)
 
 
 def _wait(services: Runtime, credit_id: int, why: str, after: timedelta | None = None) -> str:
@@ -263,35 +267,39 @@ def _wait(services: Runtime, credit_id: int, why: str, after: timedelta | None =
 
 
 def _record(services: Runtime, credit_id: int, answer: products.Delivered) -> str:
-    """The target system's answer, recorded with its notice in one transaction (once, whoever delivered): only the
-    ``pending`` row's own update returns it (with the payer's language), so a second recorder finds nothing to do."""
-    now = services.clock.utcnow()
+    """The target system's answer, recorded with its notice in one transaction (once, whoever delivered)."""
+    with services.session() as db, db.begin():
+        return _record_in(services, db, credit_id, answer, services.clock.utcnow())
+
+
+def _record_in(services: Runtime, db: Session, credit_id: int, answer: products.Delivered, now: datetime) -> str:
+    """Only the ``pending`` row's own update returns it (with the payer's language), so a second recorder finds
+    nothing to do."""
     if answer.ok:
         stmt, done = _DELIVERED, {"b_entry": answer.entry_id[:64], "b_balance": answer.balance_fen, "b_kwh": answer.kwh_after}
     else:
         stmt, done = _REFUSED, {"b_reason": answer.reason or "refused"}
-    with services.session() as db, db.begin():
-        c = db.connection().execute(stmt, {"b_id": credit_id, "b_now": now, **done}).one_or_none()
-        if c is None:
-            return str(db.execute(select(CardCredit.status).where(CardCredit.id == credit_id)).scalar_one())
-        port = products.port(c.product)
-        if answer.ok:
-            port.on_delivered(services, db, c)
-            return CreditStatus.DELIVERED
-        log.warning("credit %s refused by the %s (%s): listed for the service center", c.ref, port.system, c.reason)
-        notices.send(
-            db,
-            services.cfg,
-            port.refused_kind,
-            c.openid,
-            f"credit:{c.ref}:refused",
-            c.lang or "zh",
-            amount=c.amount_fen,
-            status=Said(f"{port.texts}refused_{c.reason}"),
-            advice=Said(f"{port.texts}refused_advice"),
-            time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
-        )
-        return CreditStatus.REFUSED
+    c = db.connection().execute(stmt, {"b_id": credit_id, "b_now": now, **done}).one_or_none()
+    if c is None:
+        return str(db.execute(select(CardCredit.status).where(CardCredit.id == credit_id)).scalar_one())
+    port = products.port(c.product)
+    if answer.ok:
+        port.on_delivered(services, db, c)
+        return CreditStatus.DELIVERED
+    log.warning("credit %s refused by the %s (%s): listed for the service center", c.ref, port.system, c.reason)
+    notices.send(
+        db,
+        services.cfg,
+        port.refused_kind,
+        c.openid,
+        f"credit:{c.ref}:refused",
+        c.lang or "zh",
+        amount=c.amount_fen,
+        status=Said(f"{port.texts}refused_{c.reason}"),
+        advice=Said(f"{port.texts}refused_advice"),
+        time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
+    )
+    return CreditStatus.REFUSED
 
 
 _RECORDED = tuple(
@@ -342,11 +350,21 @@ class AfterAnswer:
     """Deliveries handed over by requests that answer before delivering (``/pay/notify``): their credits are committed
     and claimed (``owe``), so the answer is safe; delivery follows at once on a few threads of this process. When those
     are all busy the request delivers itself, so a slow target system slows the notifies instead of piling up claims;
-    a process that dies meanwhile leaves claims that go stale, and the worker asks about their refs."""
+    a process that dies meanwhile leaves claims that go stale, and the worker asks about their refs.
+
+    The threads only call the target system: its answers are recorded by one recorder thread, every answer that came
+    in meanwhile in one transaction (group commit), so a busy process spends one transaction, not one per answer, and
+    one database connection, not one per delivery thread. An answer stays claimed until it is recorded; a batch that
+    fails to record leaves each of its credits waiting for a try that asks about its ref, as a failed ``_record``
+    does."""
 
     def __init__(self, threads: int = DELIVER_THREADS) -> None:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deliver")
         self.room = threading.BoundedSemaphore(2 * threads)
+        self.recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
+        self.lock = threading.Lock()
+        self.answers: list[tuple[int, products.Delivered, str]] = []
+        self.recording = False
 
     def deliver(self, services: Runtime, claimed: Claimed | None) -> None:
         if claimed is None:
@@ -354,11 +372,46 @@ class AfterAnswer:
         if not self.room.acquire(blocking=False):
             deliver_now(services, claimed)
             return
-        self.pool.submit(deliver_now, services, claimed).add_done_callback(lambda _: self.room.release())
+        future = self.pool.submit(_deliver_claimed, services, claimed, self._handed(claimed.delivery.target))
+        future.add_done_callback(lambda _: self.room.release())
+
+    def _handed(self, target: str) -> Record:
+        def record(services: Runtime, credit_id: int, answer: products.Delivered) -> str:
+            with self.lock:
+                self.answers.append((credit_id, answer, target))
+                if self.recording:
+                    return CreditStatus.PENDING
+                self.recording = True
+            self.recorder.submit(self._record_waiting, services)
+            return CreditStatus.PENDING
+
+        return record
+
+    def _record_waiting(self, services: Runtime) -> None:
+        while True:
+            with self.lock:
+                batch, self.answers = self.answers, []
+                if not batch:
+                    self.recording = False
+                    return
+            # rows locked in one order (the target's, as the receipt locks the room or card), so batches of two
+            # processes cannot deadlock
+            batch.sort(key=lambda a: (a[2], a[0]))
+            try:
+                with services.session() as db, db.begin():
+                    now = services.clock.utcnow()
+                    for credit_id, answer, _ in batch:
+                        _record_in(services, db, credit_id, answer, now)
+            except Exception:
+                log.exception("%d answers not recorded; each credit's next try asks the target system about its ref", len(batch))
+                for credit_id, _, _ in batch:
+                    with contextlib.suppress(Exception):
+                        _wait(services, credit_id, Waiting.NO_ANSWER)
 
     def close(self) -> None:
-        """Let the deliveries under way finish (each is bounded by the target system's timeout)."""
+        """Let the deliveries under way finish (each is bounded by the target system's timeout), then their recording."""
         self.pool.shutdown(wait=True)
+        self.recorder.shutdown(wait=True)
 
 
 def deliver_due(services: Runtime, limit: int = 2000) -> dict[str, int]:

@@ -6,6 +6,12 @@ emulator's recharge log."""
 
 from __future__ import annotations
 
+import json
+import re
+import socket
+import socketserver
+import struct
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -15,7 +21,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from bot import credits, outbox, power
-from bot.adapters.electricity import ElectricityProtocolError, HttpElectricity
+from bot.adapters.electricity import ElectricityNoAnswer, ElectricityProtocolError, HttpElectricity
 from bot.clock import SCHOOL_TZ
 from bot.emulator.electricity import room_ids
 from bot.topup import settle_stuck_orders
@@ -157,6 +163,34 @@ def test_with_every_delivery_thread_busy_the_request_delivers_itself(live):
         assert recharge_log(live) == [owed.ref]
     finally:
         after.close()
+
+
+def test_answers_of_many_deliveries_are_recorded_together_each_once(live):
+    """The delivery threads only call the electricity system; one recorder writes the answers that came in meanwhile
+    in one transaction: every credit delivered once, one receipt each, the rooms' new readings kept."""
+    card_id = student(live, OPENID)
+    now = live.services.clock.utcnow()
+    rooms = room_ids()[:24]
+    with live.session() as db, db.begin():
+        claimed = [
+            credits.owe(
+                live.services,
+                db,
+                credits.Owed(f"P{i:016d}", CreditChannel.WECHAT_PAY, Product.POWER, room, card_id, "20230001", OPENID, 2000, 0, now),
+            )
+            for i, room in enumerate(rooms)
+        ]
+        db.execute(insert(PowerRoom), [{"room_id": r, "label": r, "threshold_kwh": Decimal(10)} for r in rooms])
+    after = credits.AfterAnswer(threads=8)
+    for c in claimed:
+        after.deliver(live.services, c)
+    after.close()
+    refs = [f"P{i:016d}" for i in range(len(rooms))]
+    assert sorted(recharge_log(live)) == refs
+    assert {delivery(live, ref).status for ref in refs} == {CreditStatus.DELIVERED}
+    assert sorted(n.dedup_key for n in notices_of(live, "power_receipt")) == [f"power:{ref}:receipt" for ref in refs]
+    with live.session() as db:
+        assert db.execute(select(PowerRoom.room_id).where(PowerRoom.remaining_kwh.is_(None))).all() == []
 
 
 def test_electricity_system_down_then_back_delivers_once(live):
@@ -363,3 +397,54 @@ def test_power1_is_signed_and_answers_are_checked(live):
         forged.recharge("TFORGED0001", "E01-0101", 100, datetime.now(UTC))
     assert recharge_log(live) == []
     assert len(good.readings(["E01-0101", "X", "W25-2020"])) == 2  # unknown rooms left out
+
+
+class _Flaky(socketserver.ThreadingTCPServer):
+    """A power/1 server that resets its first ``drop`` connections once it has read their request (a kept-alive
+    connection closed under the client), then answers every recharge it is sent, or never answers (``silent``)."""
+
+    daemon_threads = allow_reuse_address = True
+
+    def __init__(self, drop: int, silent: bool = False) -> None:
+        self.drop, self.silent, self.bodies = drop, silent, []
+        super().__init__(("127.0.0.1", 0), _FlakyHandler)
+
+
+class _FlakyHandler(socketserver.StreamRequestHandler):
+    server: _Flaky
+
+    def handle(self) -> None:
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += self.rfile.read(1)
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        self.server.bodies.append(json.loads(self.rfile.read(length)))
+        if self.server.silent:
+            time.sleep(2)
+            return
+        if self.server.drop:
+            self.server.drop -= 1
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+            return
+        body = json.dumps({"result": "ok", "entry_id": "PW1", "kwh": "35.71", "remaining_kwh": "47.71"}).encode()
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("drop", "silent", "outcome"), [(1, False, "ok"), (2, False, "no answer"), (0, True, "no answer")])
+def test_a_connection_reset_before_the_answer_is_sent_again_once_a_timeout_never(drop, silent, outcome):
+    """A recharge is idempotent by its ref, so a connection the server reset before answering is tried once more on a
+    new one, with the same body; a second reset, or a timeout (the server may still be working), is no answer."""
+    server = _Flaky(drop, silent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = HttpElectricity(f"http://127.0.0.1:{server.server_address[1]}", "s" * 32, 0.5)
+        try:
+            answer = client.recharge("BP0001", ROOM, 2000, datetime.now(UTC))
+        except ElectricityNoAnswer:
+            answer = None
+        assert ("ok" if answer and answer.remaining_kwh == Decimal("47.71") else "no answer") == outcome
+        assert [b["ref"] for b in server.bodies] == ["BP0001"] * (1 if silent else 2)
+    finally:
+        server.shutdown()
+        server.server_close()
