@@ -354,16 +354,16 @@ class AfterAnswer:
 
     The threads only call the target system: its answers are recorded by one recorder thread, every answer that came
     in meanwhile in one transaction (group commit), so a busy process spends one transaction, not one per answer, and
-    one database connection, not one per delivery thread. An answer stays claimed until it is recorded; a batch that
-    fails to record leaves each of its credits waiting for a try that asks about its ref, as a failed ``_record``
-    does."""
+    one database connection, not one per delivery thread. A delivery holds its place (``room``) until its answer is
+    recorded, so a slow database slows the notifies too; a batch that fails to record leaves each of its credits
+    waiting for a try that asks about its ref, as a failed ``_record`` does."""
 
     def __init__(self, threads: int = DELIVER_THREADS) -> None:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deliver")
         self.room = threading.BoundedSemaphore(2 * threads)
         self.recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
         self.lock = threading.Lock()
-        self.answers: list[tuple[int, products.Delivered, str]] = []
+        self.answers: list[tuple[str, int, products.Delivered]] = []  # (target, credit id, answer)
         self.recording = False
 
     def deliver(self, services: Runtime, claimed: Claimed | None) -> None:
@@ -372,20 +372,25 @@ class AfterAnswer:
         if not self.room.acquire(blocking=False):
             deliver_now(services, claimed)
             return
-        future = self.pool.submit(_deliver_claimed, services, claimed, self._handed(claimed.delivery.target))
-        future.add_done_callback(lambda _: self.room.release())
+        self.pool.submit(self._deliver, services, claimed)
 
-    def _handed(self, target: str) -> Record:
-        def record(services: Runtime, credit_id: int, answer: products.Delivered) -> str:
+    def _deliver(self, services: Runtime, claimed: Claimed) -> None:
+        handed = False
+
+        def hand(services: Runtime, credit_id: int, answer: products.Delivered) -> str:
+            nonlocal handed
             with self.lock:
-                self.answers.append((credit_id, answer, target))
-                if self.recording:
-                    return CreditStatus.PENDING
-                self.recording = True
-            self.recorder.submit(self._record_waiting, services)
-            return CreditStatus.PENDING
+                self.answers.append((claimed.delivery.target, credit_id, answer))
+                handed, start, self.recording = True, not self.recording, True
+            if start:
+                self.recorder.submit(self._record_waiting, services)
+            return CreditStatus.PENDING  # until the recorder has it
 
-        return record
+        try:
+            _deliver_claimed(services, claimed, hand)
+        finally:
+            if not handed:  # the target system did not answer: nothing to record
+                self.room.release()
 
     def _record_waiting(self, services: Runtime) -> None:
         while True:
@@ -394,19 +399,22 @@ class AfterAnswer:
                 if not batch:
                     self.recording = False
                     return
-            # rows locked in one order (the target's, as the receipt locks the room or card), so batches of two
-            # processes cannot deadlock
-            batch.sort(key=lambda a: (a[2], a[0]))
+            # rows locked in one order (the target's, as the receipt locks the room or the card), so the batches of
+            # two processes cannot deadlock
+            batch.sort(key=lambda a: (a[0], a[1]))
             try:
                 with services.session() as db, db.begin():
                     now = services.clock.utcnow()
-                    for credit_id, answer, _ in batch:
+                    for _, credit_id, answer in batch:
                         _record_in(services, db, credit_id, answer, now)
             except Exception:
                 log.exception("%d answers not recorded; each credit's next try asks the target system about its ref", len(batch))
-                for credit_id, _, _ in batch:
+                for _, credit_id, _ in batch:
                     with contextlib.suppress(Exception):
                         _wait(services, credit_id, Waiting.NO_ANSWER)
+            finally:
+                for _ in batch:
+                    self.room.release()
 
     def close(self) -> None:
         """Let the deliveries under way finish (each is bounded by the target system's timeout), then their recording."""

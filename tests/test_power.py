@@ -400,13 +400,14 @@ def test_power1_is_signed_and_answers_are_checked(live):
 
 
 class _Flaky(socketserver.ThreadingTCPServer):
-    """A power/1 server that resets its first ``drop`` connections once it has read their request (a kept-alive
-    connection closed under the client), then answers every recharge it is sent, or never answers (``silent``)."""
+    """A power/1 server over real sockets that does, call by call, what ``plan`` says: ``reset`` (the connection
+    reset once the request is read, nothing done: a kept-alive connection closed under the client), ``lost`` (the
+    recharge made, then reset), ``silent`` (no answer within the client's timeout); then answers as power/1 does."""
 
     daemon_threads = allow_reuse_address = True
 
-    def __init__(self, drop: int, silent: bool = False) -> None:
-        self.drop, self.silent, self.bodies = drop, silent, []
+    def __init__(self, plan: list[str]) -> None:
+        self.plan, self.seen, self.made = plan, [], {}
         super().__init__(("127.0.0.1", 0), _FlakyHandler)
 
 
@@ -417,25 +418,52 @@ class _FlakyHandler(socketserver.StreamRequestHandler):
         head = b""
         while not head.endswith(b"\r\n\r\n"):
             head += self.rfile.read(1)
-        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
-        self.server.bodies.append(json.loads(self.rfile.read(length)))
-        if self.server.silent:
-            time.sleep(2)
+        method, path = head.decode().split(" ")[:2]
+        length = re.search(r"(?i)content-length: *(\d+)", head.decode())
+        body = json.loads(self.rfile.read(int(length.group(1)))) if length else None
+        self.server.seen.append(f"{method} {path.removeprefix('/power/v1')}")
+        step = self.server.plan.pop(0) if self.server.plan else "answer"
+        if step == "silent":
+            time.sleep(1)
             return
-        if self.server.drop:
-            self.server.drop -= 1
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+        answer: dict[str, object] = {"error": "unknown_ref"}
+        if method == "POST" and step != "reset":
+            answer = self.server.made.setdefault(body["ref"], {"result": "ok", "entry_id": "PW1", "kwh": "35.71", "remaining_kwh": "47.71"})
+        elif path.startswith("/power/v1/recharges/"):
+            answer = self.server.made.get(path.rsplit("/", 1)[1], answer)
+        elif path.startswith("/power/v1/rooms/"):
+            answer = {
+                "room_id": ROOM,
+                "label": LABEL,
+                "remaining_kwh": "1.00",
+                "price_fen_per_kwh": 56,
+                "read_at": "2026-12-01T08:00:00+08:00",
+                "open": True,
+            }
+        if step in ("reset", "lost"):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # closed with RST
             return
-        body = json.dumps({"result": "ok", "entry_id": "PW1", "kwh": "35.71", "remaining_kwh": "47.71"}).encode()
-        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        data = json.dumps(answer).encode()
+        status = b"404 Not Found" if answer.get("error") else b"200 OK"
+        self.wfile.write(
+            b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (status, len(data), data)
+        )
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize(("drop", "silent", "outcome"), [(1, False, "ok"), (2, False, "no answer"), (0, True, "no answer")])
-def test_a_connection_reset_before_the_answer_is_sent_again_once_a_timeout_never(drop, silent, outcome):
-    """A recharge is idempotent by its ref, so a connection the server reset before answering is tried once more on a
-    new one, with the same body; a second reset, or a timeout (the server may still be working), is no answer."""
-    server = _Flaky(drop, silent)
+@pytest.mark.parametrize(
+    ("plan", "seen", "outcome"),
+    [
+        (["reset"], ["POST /recharges", "GET /recharges/BP0001", "POST /recharges"], "ok"),  # never arrived: sent again
+        (["lost"], ["POST /recharges", "GET /recharges/BP0001"], "ok"),  # made, answer lost: asked, not sent again
+        (["reset", "answer", "reset"], ["POST /recharges", "GET /recharges/BP0001", "POST /recharges"], "no answer"),
+        (["silent"], ["POST /recharges"], "no answer"),  # timed out: the server may still be at it, left to the next try
+    ],
+)
+def test_a_recharge_reset_before_its_answer_is_asked_about_at_once(plan, seen, outcome):
+    """A recharge whose connection was reset before any answer (a kept-alive connection the server timed out as we
+    reused it) is asked about by its ref at once, and sent again, with the same ref, only when it never arrived."""
+    server = _Flaky(plan)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         client = HttpElectricity(f"http://127.0.0.1:{server.server_address[1]}", "s" * 32, 0.5)
@@ -444,7 +472,10 @@ def test_a_connection_reset_before_the_answer_is_sent_again_once_a_timeout_never
         except ElectricityNoAnswer:
             answer = None
         assert ("ok" if answer and answer.remaining_kwh == Decimal("47.71") else "no answer") == outcome
-        assert [b["ref"] for b in server.bodies] == ["BP0001"] * (1 if silent else 2)
+        assert server.seen == seen and len(server.made) == (outcome == "ok")
+        server.plan[:] = ["reset"]
+        assert client.room(ROOM).label == LABEL  # a read is simply sent again
+        assert server.seen[-2:] == [f"GET /rooms/{ROOM}"] * 2
     finally:
         server.shutdown()
         server.server_close()

@@ -62,6 +62,10 @@ class ElectricityNoAnswer(ElectricityError, TargetNoAnswer):
     pass
 
 
+class ElectricityReset(ElectricityNoAnswer):
+    """The connection was closed or reset before any answer (a kept-alive one the server timed out as we reused it)."""
+
+
 class ElectricityProtocolError(ElectricityError, TargetProtocolError):
     pass
 
@@ -187,16 +191,17 @@ class HttpElectricity:
         *,
         not_found: str = "",
         timeout: float | None = None,
+        again: bool = True,
     ) -> dict[str, Any] | None:
         """The answer object; None for a 404 carrying the ``not_found`` error this call allows.
 
-        A kept-alive connection the server closed or reset before answering (its idle timeout crossing our reuse)
-        is tried once more on a new connection: every power/1 call is safe to repeat (a recharge is idempotent by its
-        ``ref``, and answers the first answer). A call that timed out is not: its outcome stays unknown."""
+        A call whose connection was closed or reset before any answer is sent once more on a new connection when it
+        changes nothing (``again``: every call but a recharge), else raises ``ElectricityReset``. A call that timed out
+        is never sent again here: the server may still be at it."""
         target = path + ("?" + urlencode(query, quote_via=quote, safe="") if query else "")
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() if body is not None else b""
         wait = timeout or self.timeout
-        for last in (False, True):
+        for last in (False, True) if again else (True,):
             headers = POWER.sign(self.secret, method, self.base_path + target, raw)
             if body is not None:
                 headers["Content-Type"] = "application/json"
@@ -212,7 +217,7 @@ class HttpElectricity:
                 break
             except urllib3.exceptions.ProtocolError as exc:
                 if last:
-                    raise ElectricityNoAnswer(f"{type(exc).__name__}: {exc}") from None
+                    raise ElectricityReset(f"{type(exc).__name__}: {exc}") from None
             except urllib3.exceptions.HTTPError as exc:
                 raise ElectricityNoAnswer(type(exc).__name__) from None
         try:
@@ -257,7 +262,10 @@ class HttpElectricity:
         if amount_fen <= 0 or paid_at.tzinfo is None:
             raise ValueError("a recharge needs a positive amount and an aware paid_at")
         body = {"ref": ref, "room_id": room_id, "amount_fen": amount_fen, "paid_at": paid_at.isoformat()}
-        return _recharge(self._call("POST", "/recharges", body=body))
+        try:
+            return _recharge(self._call("POST", "/recharges", body=body, again=False))
+        except ElectricityReset:  # unknown: asked at once, and sent once more (the same ref) only if it never arrived
+            return self.recharge_status(ref) or _recharge(self._call("POST", "/recharges", body=body, again=False))
 
     def recharge_status(self, ref: str) -> Recharge | None:
         data = self._call("GET", f"/recharges/{quote(ref, safe='')}", not_found="unknown_ref")
