@@ -207,10 +207,10 @@ def deliver(services: Runtime, credit_id: int) -> str:
     return _deliver_claimed(services, claimed)
 
 
-Record = Callable[["Runtime", int, products.Delivered], str]
+Recorder = Callable[["Runtime", int, products.Delivered], str]
 
 
-def _deliver_claimed(services: Runtime, claimed: Claimed, record: Record | None = None) -> str:
+def _deliver_claimed(services: Runtime, claimed: Claimed, record: Recorder | None = None) -> str:
     try:
         return _send(services, claimed, record or _record)
     except Exception:
@@ -221,7 +221,7 @@ def _deliver_claimed(services: Runtime, claimed: Claimed, record: Record | None 
         return CreditStatus.PENDING
 
 
-def _send(services: Runtime, claimed: Claimed, record: Record) -> str:
+def _send(services: Runtime, claimed: Claimed, record: Recorder) -> str:
     credit_id = claimed.id
     port, ref = products.port(claimed.product), claimed.delivery.ref
     try:
