@@ -354,9 +354,9 @@ class AfterAnswer:
 
     The threads only call the target system: its answers are recorded by one recorder thread, every answer that came
     in meanwhile in one transaction (group commit), so a busy process spends one transaction, not one per answer, and
-    one database connection, not one per delivery thread. A delivery holds its place (``room``) until its answer is
-    recorded, so a slow database slows the notifies too; a batch that fails to record leaves each of its credits
-    waiting for a try that asks about its ref, as a failed ``_record`` does."""
+    one database connection, not one per delivery thread. At most ``4 × threads`` answers wait for it; beyond that a
+    thread records its own answer (a slow database slows the deliveries, answers never pile up). A batch that fails
+    to record leaves each of its credits waiting for a try that asks about its ref, as a failed ``_record`` does."""
 
     def __init__(self, threads: int = DELIVER_THREADS) -> None:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deliver")
@@ -364,6 +364,7 @@ class AfterAnswer:
         self.recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
         self.lock = threading.Lock()
         self.answers: list[tuple[str, int, products.Delivered]] = []  # (target, credit id, answer)
+        self.backlog = 4 * threads
         self.recording = False
 
     def deliver(self, services: Runtime, claimed: Claimed | None) -> None:
@@ -372,25 +373,23 @@ class AfterAnswer:
         if not self.room.acquire(blocking=False):
             deliver_now(services, claimed)
             return
-        self.pool.submit(self._deliver, services, claimed)
+        future = self.pool.submit(_deliver_claimed, services, claimed, self._handed(claimed.delivery.target))
+        future.add_done_callback(lambda _: self.room.release())
 
-    def _deliver(self, services: Runtime, claimed: Claimed) -> None:
-        handed = False
-
+    def _handed(self, target: str) -> Recorder:
         def hand(services: Runtime, credit_id: int, answer: products.Delivered) -> str:
-            nonlocal handed
             with self.lock:
-                self.answers.append((claimed.delivery.target, credit_id, answer))
-                handed, start, self.recording = True, not self.recording, True
+                behind = len(self.answers) >= self.backlog
+                if not behind:
+                    self.answers.append((target, credit_id, answer))
+                    start, self.recording = not self.recording, True
+            if behind:
+                return _record(services, credit_id, answer)
             if start:
                 self.recorder.submit(self._record_waiting, services)
             return CreditStatus.PENDING  # until the recorder has it
 
-        try:
-            _deliver_claimed(services, claimed, hand)
-        finally:
-            if not handed:  # the target system did not answer: nothing to record
-                self.room.release()
+        return hand
 
     def _record_waiting(self, services: Runtime) -> None:
         while True:
@@ -412,9 +411,6 @@ class AfterAnswer:
                 for _, credit_id, _ in batch:
                     with contextlib.suppress(Exception):
                         _wait(services, credit_id, Waiting.NO_ANSWER)
-            finally:
-                for _ in batch:
-                    self.room.release()
 
     def close(self) -> None:
         """Let the deliveries under way finish (each is bounded by the target system's timeout), then their recording."""
