@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import ColumnElement, Table, bindparam, insert, or_, select, update
@@ -328,6 +329,46 @@ _DELIVERED = _PENDING.values(
     status=CreditStatus.DELIVERED, entry_id=bindparam("b_entry"), balance_fen=bindparam("b_balance"), kwh_after=bindparam("b_kwh"), **_DONE
 ).returning(*_RECORDED, _LANG)
 _REFUSED = _PENDING.values(status=CreditStatus.REFUSED, reason=bindparam("b_reason"), **_DONE).returning(*_RECORDED, _LANG)
+_DELIVERED_MANY = _PENDING.values(
+    status=CreditStatus.DELIVERED, entry_id=bindparam("b_entry"), balance_fen=bindparam("b_balance"), kwh_after=bindparam("b_kwh"), **_DONE
+)
+_PENDING_ROWS = (
+    select(_CREDITS.c.id, *_RECORDED, _LANG)
+    .where(_CREDITS.c.id.in_(bindparam("b_ids", expanding=True)), _CREDITS.c.status == CreditStatus.PENDING)
+    .order_by(_CREDITS.c.id)
+    .with_for_update(of=_CREDITS)
+)
+
+
+def _record_batch(services: Runtime, db: Session, batch: list[tuple[str, int, products.Delivered]]) -> None:
+    """Answers of several credits recorded in the caller's transaction, in a few statements whatever their number: the
+    still ``pending`` rows locked and read in one query (a row another recorder moved meanwhile is not among them, so
+    its receipt is not sent twice), moved to ``delivered`` in one executed UPDATE, their receipts by their product's
+    ``on_delivered_many``. Refusals (rare) are recorded one by one."""
+    now = services.clock.utcnow()
+    ok = {credit_id: answer for _, credit_id, answer in batch if answer.ok}
+    for _, credit_id, answer in batch:
+        if not answer.ok:
+            _record_in(services, db, credit_id, answer, now)
+    if not ok:
+        return
+    conn = db.connection()
+    rows = conn.execute(_PENDING_ROWS, {"b_ids": sorted(ok)}).all()
+    if not rows:
+        return
+    conn.execute(
+        _DELIVERED_MANY,
+        [
+            {"b_id": r.id, "b_now": now, "b_entry": ok[r.id].entry_id[:64], "b_balance": ok[r.id].balance_fen, "b_kwh": ok[r.id].kwh_after}
+            for r in rows
+        ],
+    )
+    by_product: dict[str, list[SimpleNamespace]] = {}
+    for r in sorted(rows, key=lambda r: (r.target, r.id)):  # rows the receipts lock, locked in one order
+        c = SimpleNamespace(**{**r._asdict(), "balance_fen": ok[r.id].balance_fen, "kwh_after": ok[r.id].kwh_after})
+        by_product.setdefault(c.product, []).append(c)
+    for product, delivered in by_product.items():
+        products.port(product).on_delivered_many(services, db, delivered)
 
 
 def remember_balance(db: Session, cardholder_id: int, balance_fen: int, as_of: datetime) -> None:
@@ -403,9 +444,7 @@ class AfterAnswer:
             batch.sort(key=lambda a: (a[0], a[1]))
             try:
                 with services.session() as db, db.begin():
-                    now = services.clock.utcnow()
-                    for _, credit_id, answer in batch:
-                        _record_in(services, db, credit_id, answer, now)
+                    _record_batch(services, db, batch)
             except Exception:
                 log.exception("%d answers not recorded; each credit's next try asks the target system about its ref", len(batch))
                 for _, credit_id, _ in batch:
