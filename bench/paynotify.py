@@ -11,7 +11,8 @@ retries from two servers at once. The bot answers once the payment and its credi
   bot's own ledger in the same database), credited inside the payment's transaction, so before the answer;
 - power: electricity for a dorm room (product ``power``, target a room id of the emulator's electricity system), each
   one signed power/1 recharge over HTTP to the emulator's electricity system (one gunicorn process), sent right after
-  the answer by the server's delivery threads (``bot.credits.AfterAnswer``).
+  the answer by the server's delivery threads (``bot.credits.AfterAnswer``; the answers that came in meanwhile
+  recorded in one transaction by one recorder thread per worker).
 
 A row's time runs from its first notify to its last payment's delivery, so payments delivered/s count both ways alike.
 

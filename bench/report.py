@@ -147,7 +147,8 @@ def _paynotify(pn: dict[str, Any], checks: list[tuple[str, str, str]]) -> list[s
         "the same database), credited inside the payment's transaction, before the answer; an electricity order (product `power`, "
         "a room id as target) goes out as one signed power/1 recharge over HTTP to the emulator's electricity system (one gunicorn "
         "process, also WeChat's emulator: its CPU is the electricity system's share of the cores), sent right after the answer by "
-        "the server's delivery threads. A row's time runs from its first notify to its last payment's delivery (the wait after the "
+        "the server's delivery threads (their answers recorded together by one recorder thread per worker). "
+        "A row's time runs from its first notify to its last payment's delivery (the wait after the "
         "last answer is the tail column); CPU per payment is the server's (all workers) over the row, divided by payments delivered.",
         "",
         "| product | notifies | notifies/s | payments delivered/s | tail s | p50 ms | p99 ms | failed | delivered exactly once | "

@@ -21,11 +21,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import ColumnElement, Table, bindparam, insert, or_, select, update
@@ -206,9 +208,12 @@ def deliver(services: Runtime, credit_id: int) -> str:
     return _deliver_claimed(services, claimed)
 
 
-def _deliver_claimed(services: Runtime, claimed: Claimed) -> str:
+Recorder = Callable[["Runtime", int, products.Delivered], str]
+
+
+def _deliver_claimed(services: Runtime, claimed: Claimed, record: Recorder | None = None) -> str:
     try:
-        return _send(services, claimed)
+        return _send(services, claimed, record or _record)
     except Exception:
         # the target may have taken it (our own database failed us): release for a try that asks about the ref
         log.exception("credit %s: delivery failed unexpectedly; the next try asks the target system about it", claimed.delivery.ref)
@@ -217,7 +222,7 @@ def _deliver_claimed(services: Runtime, claimed: Claimed) -> str:
         return CreditStatus.PENDING
 
 
-def _send(services: Runtime, claimed: Claimed) -> str:
+def _send(services: Runtime, claimed: Claimed, record: Recorder) -> str:
     credit_id = claimed.id
     port, ref = products.port(claimed.product), claimed.delivery.ref
     try:
@@ -232,7 +237,7 @@ def _send(services: Runtime, claimed: Claimed) -> str:
     except TargetProtocolError as exc:
         log.error("credit %s: the %s broke the protocol (%s); will ask about the same ref", ref, port.system, exc)
         return _wait(services, credit_id, Waiting.PROTOCOL)
-    return _record(services, credit_id, answer)
+    return record(services, credit_id, answer)
 
 
 def _wait(services: Runtime, credit_id: int, why: str, after: timedelta | None = None) -> str:
@@ -263,35 +268,39 @@ def _wait(services: Runtime, credit_id: int, why: str, after: timedelta | None =
 
 
 def _record(services: Runtime, credit_id: int, answer: products.Delivered) -> str:
-    """The target system's answer, recorded with its notice in one transaction (once, whoever delivered): only the
-    ``pending`` row's own update returns it (with the payer's language), so a second recorder finds nothing to do."""
-    now = services.clock.utcnow()
+    """The target system's answer, recorded with its notice in one transaction (once, whoever delivered)."""
+    with services.session() as db, db.begin():
+        return _record_in(services, db, credit_id, answer, services.clock.utcnow())
+
+
+def _record_in(services: Runtime, db: Session, credit_id: int, answer: products.Delivered, now: datetime) -> str:
+    """Only the ``pending`` row's own update returns it (with the payer's language), so a second recorder finds
+    nothing to do."""
     if answer.ok:
         stmt, done = _DELIVERED, {"b_entry": answer.entry_id[:64], "b_balance": answer.balance_fen, "b_kwh": answer.kwh_after}
     else:
         stmt, done = _REFUSED, {"b_reason": answer.reason or "refused"}
-    with services.session() as db, db.begin():
-        c = db.connection().execute(stmt, {"b_id": credit_id, "b_now": now, **done}).one_or_none()
-        if c is None:
-            return str(db.execute(select(CardCredit.status).where(CardCredit.id == credit_id)).scalar_one())
-        port = products.port(c.product)
-        if answer.ok:
-            port.on_delivered(services, db, c)
-            return CreditStatus.DELIVERED
-        log.warning("credit %s refused by the %s (%s): listed for the service center", c.ref, port.system, c.reason)
-        notices.send(
-            db,
-            services.cfg,
-            port.refused_kind,
-            c.openid,
-            f"credit:{c.ref}:refused",
-            c.lang or "zh",
-            amount=c.amount_fen,
-            status=Said(f"{port.texts}refused_{c.reason}"),
-            advice=Said(f"{port.texts}refused_advice"),
-            time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
-        )
-        return CreditStatus.REFUSED
+    c = db.connection().execute(stmt, {"b_id": credit_id, "b_now": now, **done}).one_or_none()
+    if c is None:
+        return str(db.execute(select(CardCredit.status).where(CardCredit.id == credit_id)).scalar_one())
+    port = products.port(c.product)
+    if answer.ok:
+        port.on_delivered(services, db, c)
+        return CreditStatus.DELIVERED
+    log.warning("credit %s refused by the %s (%s): listed for the service center", c.ref, port.system, c.reason)
+    notices.send(
+        db,
+        services.cfg,
+        port.refused_kind,
+        c.openid,
+        f"credit:{c.ref}:refused",
+        c.lang or "zh",
+        amount=c.amount_fen,
+        status=Said(f"{port.texts}refused_{c.reason}"),
+        advice=Said(f"{port.texts}refused_advice"),
+        time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
+    )
+    return CreditStatus.REFUSED
 
 
 _RECORDED = tuple(
@@ -320,6 +329,46 @@ _DELIVERED = _PENDING.values(
     status=CreditStatus.DELIVERED, entry_id=bindparam("b_entry"), balance_fen=bindparam("b_balance"), kwh_after=bindparam("b_kwh"), **_DONE
 ).returning(*_RECORDED, _LANG)
 _REFUSED = _PENDING.values(status=CreditStatus.REFUSED, reason=bindparam("b_reason"), **_DONE).returning(*_RECORDED, _LANG)
+_DELIVERED_MANY = _PENDING.values(
+    status=CreditStatus.DELIVERED, entry_id=bindparam("b_entry"), balance_fen=bindparam("b_balance"), kwh_after=bindparam("b_kwh"), **_DONE
+)
+_PENDING_ROWS = (
+    select(_CREDITS.c.id, *_RECORDED, _LANG)
+    .where(_CREDITS.c.id.in_(bindparam("b_ids", expanding=True)), _CREDITS.c.status == CreditStatus.PENDING)
+    .order_by(_CREDITS.c.id)
+    .with_for_update(of=_CREDITS)
+)
+
+
+def _record_batch(services: Runtime, db: Session, batch: list[tuple[str, int, products.Delivered]]) -> None:
+    """Answers of several credits recorded in the caller's transaction, in a few statements whatever their number: the
+    still ``pending`` rows locked and read in one query (a row another recorder moved meanwhile is not among them, so
+    its receipt is not sent twice), moved to ``delivered`` in one executed UPDATE, their receipts by their product's
+    ``on_delivered_many``. Refusals (rare) are recorded one by one."""
+    now = services.clock.utcnow()
+    ok = {credit_id: answer for _, credit_id, answer in batch if answer.ok}
+    for _, credit_id, answer in batch:
+        if not answer.ok:
+            _record_in(services, db, credit_id, answer, now)
+    if not ok:
+        return
+    conn = db.connection()
+    rows = conn.execute(_PENDING_ROWS, {"b_ids": sorted(ok)}).all()
+    if not rows:
+        return
+    conn.execute(
+        _DELIVERED_MANY,
+        [
+            {"b_id": r.id, "b_now": now, "b_entry": ok[r.id].entry_id[:64], "b_balance": ok[r.id].balance_fen, "b_kwh": ok[r.id].kwh_after}
+            for r in rows
+        ],
+    )
+    by_product: dict[str, list[SimpleNamespace]] = {}
+    for r in sorted(rows, key=lambda r: (r.target, r.id)):  # rows the receipts lock, locked in one order
+        c = SimpleNamespace(**{**r._asdict(), "balance_fen": ok[r.id].balance_fen, "kwh_after": ok[r.id].kwh_after})
+        by_product.setdefault(c.product, []).append(c)
+    for product, delivered in by_product.items():
+        products.port(product).on_delivered_many(services, db, delivered)
 
 
 def remember_balance(db: Session, cardholder_id: int, balance_fen: int, as_of: datetime) -> None:
@@ -342,11 +391,22 @@ class AfterAnswer:
     """Deliveries handed over by requests that answer before delivering (``/pay/notify``): their credits are committed
     and claimed (``owe``), so the answer is safe; delivery follows at once on a few threads of this process. When those
     are all busy the request delivers itself, so a slow target system slows the notifies instead of piling up claims;
-    a process that dies meanwhile leaves claims that go stale, and the worker asks about their refs."""
+    a process that dies meanwhile leaves claims that go stale, and the worker asks about their refs.
+
+    The threads only call the target system: its answers are recorded by one recorder thread, every answer that came
+    in meanwhile in one transaction (group commit), so a busy process spends one transaction, not one per answer, and
+    one database connection, not one per delivery thread. At most ``4 × threads`` answers wait for it; beyond that a
+    thread records its own answer (a slow database slows the deliveries, answers never pile up). A batch that fails
+    to record leaves each of its credits waiting for a try that asks about its ref, as a failed ``_record`` does."""
 
     def __init__(self, threads: int = DELIVER_THREADS) -> None:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deliver")
         self.room = threading.BoundedSemaphore(2 * threads)
+        self.recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
+        self.lock = threading.Lock()
+        self.answers: list[tuple[str, int, products.Delivered]] = []  # (target, credit id, answer)
+        self.backlog = 4 * threads
+        self.recording = False
 
     def deliver(self, services: Runtime, claimed: Claimed | None) -> None:
         if claimed is None:
@@ -354,11 +414,47 @@ class AfterAnswer:
         if not self.room.acquire(blocking=False):
             deliver_now(services, claimed)
             return
-        self.pool.submit(deliver_now, services, claimed).add_done_callback(lambda _: self.room.release())
+        future = self.pool.submit(_deliver_claimed, services, claimed, self._handed(claimed.delivery.target))
+        future.add_done_callback(lambda _: self.room.release())
+
+    def _handed(self, target: str) -> Recorder:
+        def hand(services: Runtime, credit_id: int, answer: products.Delivered) -> str:
+            with self.lock:
+                behind = len(self.answers) >= self.backlog
+                if not behind:
+                    self.answers.append((target, credit_id, answer))
+                    start, self.recording = not self.recording, True
+            if behind:
+                return _record(services, credit_id, answer)
+            if start:
+                self.recorder.submit(self._record_waiting, services)
+            return CreditStatus.PENDING  # until the recorder has it
+
+        return hand
+
+    def _record_waiting(self, services: Runtime) -> None:
+        while True:
+            with self.lock:
+                batch, self.answers = self.answers, []
+                if not batch:
+                    self.recording = False
+                    return
+            # rows locked in one order (the target's, as the receipt locks the room or the card), so the batches of
+            # two processes cannot deadlock
+            batch.sort(key=lambda a: (a[0], a[1]))
+            try:
+                with services.session() as db, db.begin():
+                    _record_batch(services, db, batch)
+            except Exception:
+                log.exception("%d answers not recorded; each credit's next try asks the target system about its ref", len(batch))
+                for _, credit_id, _ in batch:
+                    with contextlib.suppress(Exception):
+                        _wait(services, credit_id, Waiting.NO_ANSWER)
 
     def close(self) -> None:
-        """Let the deliveries under way finish (each is bounded by the target system's timeout)."""
+        """Let the deliveries under way finish (each is bounded by the target system's timeout), then their recording."""
         self.pool.shutdown(wait=True)
+        self.recorder.shutdown(wait=True)
 
 
 def deliver_due(services: Runtime, limit: int = 2000) -> dict[str, int]:

@@ -29,6 +29,7 @@ from bot.notices import Said
 from bot.topup import CreatedOrder, create_order
 from models import PowerRoom, SavedRoom, WechatUser
 from models.enums import Product
+from models.ledger import queue_notices_once
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -42,9 +43,6 @@ _ROOMS = cast(Table, PowerRoom.__table__)
 _STORE_READING = (  # one statement, executed for a whole batch of readings
     update(_ROOMS).where(_ROOMS.c.room_id == bindparam("b_id")).values(remaining_kwh=bindparam("b_kwh"), read_at=bindparam("b_at"))
 )
-
-_NEW_READING = _STORE_READING.returning(_ROOMS.c.label)  # a recharge's answer, with the room's label for its receipt
-_ROOM_LABEL = select(_ROOMS.c.label).where(_ROOMS.c.room_id == bindparam("b_id"))
 
 
 def refused(code: str, status: int = 400, **values: Any) -> UserError:
@@ -182,21 +180,38 @@ def order(services: Runtime, openid: str, room_id: Any, amount_fen: Any, mode: A
 
 def receipt(services: Runtime, db: Session, c: Any) -> None:
     """The electricity system took the recharge: remember the room's new kWh and tell the payer (in ``c.lang``)."""
-    if c.kwh_after is None:
-        label = db.connection().execute(_ROOM_LABEL, {"b_id": c.target}).scalar_one_or_none()
-    else:
-        label = db.connection().execute(_NEW_READING, {"b_id": c.target, "b_kwh": c.kwh_after, "b_at": services.clock.utcnow()}).scalar_one_or_none()
-    notices.send(
+    receipts(services, db, [c])
+
+
+def receipts(services: Runtime, db: Session, delivered: list[Any]) -> None:
+    """``receipt`` for several recharges at once (the delivery recorder's batch): the new readings in one executed
+    statement, the rooms' labels in one query, the notices in one executed INSERT."""
+    conn = db.connection()
+    at = services.clock.utcnow()
+    read = sorted((c for c in delivered if c.kwh_after is not None), key=lambda c: c.target)  # rows locked in one order
+    if read:
+        conn.execute(_STORE_READING, [{"b_id": c.target, "b_kwh": c.kwh_after, "b_at": at} for c in read])
+    labels = dict(conn.execute(select(_ROOMS.c.room_id, _ROOMS.c.label).where(_ROOMS.c.room_id.in_({c.target for c in delivered}))).tuples().all())
+    queue_notices_once(
         db,
-        services.cfg,
-        "power_receipt",
-        c.openid,
-        f"power:{c.ref}:receipt",
-        getattr(c, "lang", None),
-        room=label or c.target,
-        amount=c.amount_fen,
-        kwh=Said("power_kwh", {"kwh": str(c.kwh_after if c.kwh_after is not None else "—")}),
-        time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
+        [
+            (
+                notices.build(
+                    db,
+                    services.cfg,
+                    "power_receipt",
+                    c.openid,
+                    f"power:{c.ref}:receipt",
+                    getattr(c, "lang", None),
+                    room=labels.get(c.target) or c.target,
+                    amount=c.amount_fen,
+                    kwh=Said("power_kwh", {"kwh": str(c.kwh_after if c.kwh_after is not None else "—")}),
+                    time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
+                ),
+                f"power:{c.ref}:receipt",
+            )
+            for c in delivered
+        ],
     )
 
 

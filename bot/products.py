@@ -102,6 +102,9 @@ class Port(Protocol):
     def on_delivered(self, services: Runtime, db: Session, c: Any) -> None:
         """``c``: the delivered credit as ``bot.credits`` recorded it (its columns, and ``lang``, the payer's)."""
 
+    def on_delivered_many(self, services: Runtime, db: Session, delivered: list[Any]) -> None:
+        """``on_delivered`` for several credits recorded in one transaction, in as few statements as it can."""
+
 
 class CardPort:
     product = Product.CARD
@@ -180,6 +183,10 @@ class CardPort:
                 time=f"{to_local(c.paid_at):%Y-%m-%d %H:%M}",
             )
 
+    def on_delivered_many(self, services: Runtime, db: Session, delivered: list[Any]) -> None:
+        for c in delivered:
+            self.on_delivered(services, db, c)
+
 
 def _card(answer: Credit) -> Delivered:
     if answer.result is CreditResult.OK:
@@ -235,6 +242,11 @@ class PowerPort:
         from bot.power import receipt  # bot.power builds on this registry
 
         receipt(services, db, c)
+
+    def on_delivered_many(self, services: Runtime, db: Session, delivered: list[Any]) -> None:
+        from bot.power import receipts  # bot.power builds on this registry
+
+        receipts(services, db, delivered)
 
 
 def _power(answer: Recharge) -> Delivered:

@@ -124,18 +124,28 @@ _QUEUE_ONCE = {
 
 def queue_notice_once(session: Session, notice: Notice, default_key: str) -> None:
     """``queue_notice`` in one statement (INSERT … ON CONFLICT (dedup_key) DO NOTHING), for callers that need no row."""
+    queue_notices_once(session, [(notice, default_key)])
+
+
+def queue_notices_once(session: Session, notices: list[tuple[Notice, str]]) -> None:
+    """``queue_notice_once`` for several notices, executed together (one round trip with psycopg's pipeline)."""
     conn = session.connection()
-    values = {
-        "dedup_key": (notice.dedup_key or f"{default_key}:{notice.kind}:{notice.openid}")[:128],
-        "openid": notice.openid,
-        "kind": notice.kind,
-        "data": notice.data,
-        "url": notice.url,
-        "urgent": notice.urgent,
-        "status": NoticeStatus.PENDING,
-        "next_attempt_at": utcnow(),
-    }
-    conn.execute(_QUEUE_ONCE[conn.dialect.name], values)
+    now = utcnow()
+    values = [
+        {
+            "dedup_key": (notice.dedup_key or f"{default_key}:{notice.kind}:{notice.openid}")[:128],
+            "openid": notice.openid,
+            "kind": notice.kind,
+            "data": notice.data,
+            "url": notice.url,
+            "urgent": notice.urgent,
+            "status": NoticeStatus.PENDING,
+            "next_attempt_at": now,
+        }
+        for notice, default_key in notices
+    ]
+    if values:
+        conn.execute(_QUEUE_ONCE[conn.dialect.name], values)
 
 
 def post_entry(

@@ -6,6 +6,12 @@ emulator's recharge log."""
 
 from __future__ import annotations
 
+import json
+import re
+import socket
+import socketserver
+import struct
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -15,7 +21,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from bot import credits, outbox, power
-from bot.adapters.electricity import ElectricityProtocolError, HttpElectricity
+from bot.adapters.electricity import ElectricityNoAnswer, ElectricityProtocolError, HttpElectricity
 from bot.clock import SCHOOL_TZ
 from bot.emulator.electricity import room_ids
 from bot.topup import settle_stuck_orders
@@ -157,6 +163,34 @@ def test_with_every_delivery_thread_busy_the_request_delivers_itself(live):
         assert recharge_log(live) == [owed.ref]
     finally:
         after.close()
+
+
+def test_answers_of_many_deliveries_are_recorded_together_each_once(live):
+    """The delivery threads only call the electricity system; one recorder writes the answers that came in meanwhile
+    in one transaction: every credit delivered once, one receipt each, the rooms' new readings kept."""
+    card_id = student(live, OPENID)
+    now = live.services.clock.utcnow()
+    rooms = room_ids()[:24]
+    with live.session() as db, db.begin():
+        claimed = [
+            credits.owe(
+                live.services,
+                db,
+                credits.Owed(f"P{i:016d}", CreditChannel.WECHAT_PAY, Product.POWER, room, card_id, "20230001", OPENID, 2000, 0, now),
+            )
+            for i, room in enumerate(rooms)
+        ]
+        db.execute(insert(PowerRoom), [{"room_id": r, "label": r, "threshold_kwh": Decimal(10)} for r in rooms])
+    after = credits.AfterAnswer(threads=8)
+    for c in claimed:
+        after.deliver(live.services, c)
+    after.close()
+    refs = [f"P{i:016d}" for i in range(len(rooms))]
+    assert sorted(recharge_log(live)) == refs
+    assert {delivery(live, ref).status for ref in refs} == {CreditStatus.DELIVERED}
+    assert sorted(n.dedup_key for n in notices_of(live, "power_receipt")) == [f"power:{ref}:receipt" for ref in refs]
+    with live.session() as db:
+        assert db.execute(select(PowerRoom.room_id).where(PowerRoom.remaining_kwh.is_(None))).all() == []
 
 
 def test_electricity_system_down_then_back_delivers_once(live):
@@ -363,3 +397,85 @@ def test_power1_is_signed_and_answers_are_checked(live):
         forged.recharge("TFORGED0001", "E01-0101", 100, datetime.now(UTC))
     assert recharge_log(live) == []
     assert len(good.readings(["E01-0101", "X", "W25-2020"])) == 2  # unknown rooms left out
+
+
+class _Flaky(socketserver.ThreadingTCPServer):
+    """A power/1 server over real sockets that does, call by call, what ``plan`` says: ``reset`` (the connection
+    reset once the request is read, nothing done: a kept-alive connection closed under the client), ``lost`` (the
+    recharge made, then reset), ``silent`` (no answer within the client's timeout); then answers as power/1 does."""
+
+    daemon_threads = allow_reuse_address = True
+
+    def __init__(self, plan: list[str]) -> None:
+        self.plan, self.seen, self.made = plan, [], {}
+        super().__init__(("127.0.0.1", 0), _FlakyHandler)
+
+
+class _FlakyHandler(socketserver.StreamRequestHandler):
+    server: _Flaky
+
+    def handle(self) -> None:
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += self.rfile.read(1)
+        method, path = head.decode().split(" ")[:2]
+        length = re.search(r"(?i)content-length: *(\d+)", head.decode())
+        body = json.loads(self.rfile.read(int(length.group(1)))) if length else None
+        self.server.seen.append(f"{method} {path.removeprefix('/power/v1')}")
+        step = self.server.plan.pop(0) if self.server.plan else "answer"
+        if step == "silent":
+            time.sleep(1)
+            return
+        answer: dict[str, object] = {"error": "unknown_ref"}
+        if method == "POST" and step != "reset":
+            answer = self.server.made.setdefault(body["ref"], {"result": "ok", "entry_id": "PW1", "kwh": "35.71", "remaining_kwh": "47.71"})
+        elif path.startswith("/power/v1/recharges/"):
+            answer = self.server.made.get(path.rsplit("/", 1)[1], answer)
+        elif path.startswith("/power/v1/rooms/"):
+            answer = {
+                "room_id": ROOM,
+                "label": LABEL,
+                "remaining_kwh": "1.00",
+                "price_fen_per_kwh": 56,
+                "read_at": "2026-12-01T08:00:00+08:00",
+                "open": True,
+            }
+        if step in ("reset", "lost"):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # closed with RST
+            return
+        data = json.dumps(answer).encode()
+        status = b"404 Not Found" if answer.get("error") else b"200 OK"
+        self.wfile.write(
+            b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (status, len(data), data)
+        )
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("plan", "seen", "outcome"),
+    [
+        (["reset"], ["POST /recharges", "GET /recharges/BP0001", "POST /recharges"], "ok"),  # never arrived: sent again
+        (["lost"], ["POST /recharges", "GET /recharges/BP0001"], "ok"),  # made, answer lost: asked, not sent again
+        (["reset", "answer", "reset"], ["POST /recharges", "GET /recharges/BP0001", "POST /recharges"], "no answer"),
+        (["silent"], ["POST /recharges"], "no answer"),  # timed out: the server may still be at it, left to the next try
+    ],
+)
+def test_a_recharge_reset_before_its_answer_is_asked_about_at_once(plan, seen, outcome):
+    """A recharge whose connection was reset before any answer (a kept-alive connection the server timed out as we
+    reused it) is asked about by its ref at once, and sent again, with the same ref, only when it never arrived."""
+    server = _Flaky(plan)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = HttpElectricity(f"http://127.0.0.1:{server.server_address[1]}", "s" * 32, 0.5)
+        try:
+            answer = client.recharge("BP0001", ROOM, 2000, datetime.now(UTC))
+        except ElectricityNoAnswer:
+            answer = None
+        assert ("ok" if answer and answer.remaining_kwh == Decimal("47.71") else "no answer") == outcome
+        assert server.seen == seen and len(server.made) == (outcome == "ok")
+        server.plan[:] = ["reset"]
+        assert client.room(ROOM).label == LABEL  # a read is simply sent again
+        assert server.seen[-2:] == [f"GET /rooms/{ROOM}"] * 2
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -15,13 +15,13 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
-import requests
+import urllib3
 
 from bot.adapters.answers import StrictReader
 from bot.adapters.cardsys_signing import POWER
-from bot.adapters.keepalive import keepalive_session
+from bot.adapters.keepalive import keepalive_pool
 from bot.adapters.target import TargetNoAnswer, TargetProtocolError, TargetUnavailable
 
 if TYPE_CHECKING:
@@ -60,6 +60,10 @@ class ElectricityUnavailable(ElectricityError, TargetUnavailable):
 
 class ElectricityNoAnswer(ElectricityError, TargetNoAnswer):
     pass
+
+
+class ElectricityReset(ElectricityNoAnswer):
+    """The connection was closed or reset before any answer (a kept-alive one the server timed out as we reused it)."""
 
 
 class ElectricityProtocolError(ElectricityError, TargetProtocolError):
@@ -172,10 +176,11 @@ class HttpElectricity:
 
     def __init__(self, base_url: str, secret: str, timeout: float = 5.0, read_timeout: float | None = None) -> None:
         self.base = base_url.rstrip("/") + "/power/v1"
+        self.base_path = urlsplit(self.base).path  # what the signature covers: the request target as sent
         self.secret = secret
         self.timeout = timeout
         self.read_timeout = min(timeout, read_timeout or timeout)  # a student is waiting on the page
-        self.http = keepalive_session(self.base)
+        self.http = keepalive_pool(self.base)
 
     def _call(
         self,
@@ -186,35 +191,52 @@ class HttpElectricity:
         *,
         not_found: str = "",
         timeout: float | None = None,
+        again: bool = True,
     ) -> dict[str, Any] | None:
-        """The answer object; None for a 404 carrying the ``not_found`` error this call allows."""
-        url = self.base + path + ("?" + urlencode(query, quote_via=quote, safe="") if query else "")
+        """The answer object; None for a 404 carrying the ``not_found`` error this call allows.
+
+        A call whose connection was closed or reset before any answer is sent once more on a new connection when it
+        changes nothing (``again``: every call but a recharge), else raises ``ElectricityReset``. A call that timed out
+        is never sent again here: the server may still be at it."""
+        target = path + ("?" + urlencode(query, quote_via=quote, safe="") if query else "")
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode() if body is not None else b""
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        prep = self.http.prepare_request(requests.Request(method, url, data=raw or None, headers=headers))
-        prep.headers.update(POWER.sign(self.secret, method, prep.path_url, raw))
         wait = timeout or self.timeout
+        for last in (False, True) if again else (True,):
+            headers = POWER.sign(self.secret, method, self.base_path + target, raw)
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            try:
+                r = self.http.request(
+                    method,
+                    self.base + target,
+                    body=raw or None,
+                    headers=headers,
+                    timeout=urllib3.Timeout(connect=min(2.0, wait), read=wait),
+                    redirect=False,
+                )
+                break
+            except urllib3.exceptions.ProtocolError as exc:
+                if last:
+                    raise ElectricityReset(f"{type(exc).__name__}: {exc}") from None
+            except urllib3.exceptions.HTTPError as exc:
+                raise ElectricityNoAnswer(type(exc).__name__) from None
         try:
-            r = self.http.send(prep, timeout=(min(2.0, wait), wait), allow_redirects=False)
-        except requests.RequestException as exc:
-            raise ElectricityNoAnswer(type(exc).__name__) from None
-        try:
-            data = r.json()
+            data = json.loads(r.data)
         except ValueError:
             data = None
-        if r.status_code == 503 and isinstance(data, dict) and data.get("error") == "unavailable":
+        if r.status == 503 and isinstance(data, dict) and data.get("error") == "unavailable":
             retry = data.get("retry_after")
             if not isinstance(retry, int) or isinstance(retry, bool) or retry < 0:
                 raise ElectricityProtocolError(f"503 unavailable without an integer retry_after: {retry!r}")
             raise ElectricityUnavailable(retry)
-        if r.status_code >= 500:
-            raise ElectricityNoAnswer(f"HTTP {r.status_code}")
-        if r.status_code == 404 and not_found and isinstance(data, dict) and data.get("error") == not_found:
+        if r.status >= 500:
+            raise ElectricityNoAnswer(f"HTTP {r.status}")
+        if r.status == 404 and not_found and isinstance(data, dict) and data.get("error") == not_found:
             return None
-        if r.status_code == 401:
+        if r.status == 401:
             raise ElectricityProtocolError("401: the electricity system refused our signature (check [electricity] secret and the clock)")
-        if r.status_code != 200 or not isinstance(data, dict):
-            raise ElectricityProtocolError(f"HTTP {r.status_code} {r.text[:200]!r}")
+        if r.status != 200 or not isinstance(data, dict):
+            raise ElectricityProtocolError(f"HTTP {r.status} {r.data[:200].decode(errors='replace')!r}")
         return data
 
     def places(self, parent: str = "") -> list[Place]:
@@ -240,7 +262,10 @@ class HttpElectricity:
         if amount_fen <= 0 or paid_at.tzinfo is None:
             raise ValueError("a recharge needs a positive amount and an aware paid_at")
         body = {"ref": ref, "room_id": room_id, "amount_fen": amount_fen, "paid_at": paid_at.isoformat()}
-        return _recharge(self._call("POST", "/recharges", body=body))
+        try:
+            return _recharge(self._call("POST", "/recharges", body=body, again=False))
+        except ElectricityReset:  # unknown: asked at once, and sent once more (the same ref) only if it never arrived
+            return self.recharge_status(ref) or _recharge(self._call("POST", "/recharges", body=body, again=False))
 
     def recharge_status(self, ref: str) -> Recharge | None:
         data = self._call("GET", f"/recharges/{quote(ref, safe='')}", not_found="unknown_ref")
