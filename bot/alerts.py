@@ -1,10 +1,11 @@
 """Alerts the student chooses (提醒设置): each spend, a low balance, a large spend; queued from the card's entries.
 
-The transaction that records a new terminal entry (bot.card_entries) marks it ``alerts_due`` when an account of its
-card chose alerts; a replayed entry is not recorded, so not marked. The worker's pass (``queue_due``) takes the marked
-spends a batch at a time and queues their alerts in the transaction that clears their marks: an alert exists exactly
-when its entry does, never lost, never twice. A canteen's noon costs one account query and one INSERT per batch, not
-two statements per entry while the card is locked. The outbox sends them. Rules:
+The transaction that records a new terminal entry (bot.card_entries) marks it ``alerts_due`` (a ledger entry when an
+account of its card chose alerts, a remote card system's spend always); a replayed entry is not recorded, so not
+marked. The worker's pass (``queue_due``) takes the marked spends a batch at a time and queues their alerts in the
+transaction that clears their marks: an alert exists exactly when its entry does, never lost, never twice. A
+canteen's noon costs one account query and one INSERT per batch, not two statements per entry while the card is
+locked. The outbox sends them. Rules:
 
 - **Spends merge**: a spend alert waits ``merge_minutes`` in the outbox (``next_attempt_at``); spends arriving
   meanwhile, or while quiet hours hold it, are added to that row (total, count, the latest balance) instead of a new
@@ -333,8 +334,9 @@ class _New:
         spends.add(amount, spend.merchant, after)
 
     def add(self, who: _Reader, kind: str, dedup: str, hold: timedelta | None = None, merged: dict[str, int] | None = None, **values: Any) -> None:
-        """One alert row unless the account's daily cap is reached; ``hold`` delays it (spends merging), ``merged``
-        keeps the running total and count beside the told values (not template fields, so never sent)."""
+        """One alert row unless the account's daily cap is reached; ``hold`` delays it (spends merging: such a row
+        counted against the cap when its first spend came, in ``alert``), ``merged`` keeps the running total and count
+        beside the told values (not template fields, so never sent)."""
         if hold is None:
             if who.left <= 0:
                 return

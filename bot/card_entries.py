@@ -11,8 +11,9 @@ posted; its ``balance_after_fen`` is remembered (when no newer balance is known)
 top-up, exactly once per ``entry_id`` (``CardEntryPush`` keeps the entry; the attempt's ``trigger_key`` is unique).
 Nothing is refused for the card's state or balance: the card system already let the terminal do it.
 
-Either way a new spend whose card's accounts chose alerts is marked ``alerts_due`` in the same transaction; the worker
-queues those alerts a batch at a time (bot.alerts.queue_due), so the entry itself costs no more than its posting.
+Either way a new spend is marked ``alerts_due`` in the same transaction (with the ledger, when an account of its card
+chose alerts, asked with the balance move; a remote card system's spends, all of them); the worker queues the alerts
+a batch at a time (bot.alerts.queue_due), so the entry itself costs no more than its posting.
 """
 
 from __future__ import annotations
@@ -77,17 +78,20 @@ class Recorded:
 # chose alerts; most entries then need no statement but their own. PostgreSQL returns both with the balance move.
 # SQLite cannot: SQLAlchemy renders the columns of a RETURNING clause's subqueries without their tables, so it asks
 # them in a SELECT of its own.
-_NEXT = (threshold_of(Cardholder.id).label("autodebit_threshold"), alerts.chosen_by(Cardholder.id).label("alerted"))
-_MOVE = {"postgresql": MOVE_BY_NO.returning(*_NEXT)}
-_ASK = select(threshold_of(bindparam("card")).label("autodebit_threshold"), alerts.chosen_by(bindparam("card")).label("alerted"))
+def _next(card: Any) -> tuple[Any, Any]:
+    return threshold_of(card).label("autodebit_threshold"), alerts.chosen_by(card).label("alerted")
+
+
+_MOVE = {"postgresql": MOVE_BY_NO.returning(*_next(Cardholder.id))}
+_ASK = select(*_next(bindparam("card")))
 
 
 def record_entry(services: Runtime, entry: CardEntry) -> Recorded:
     """Post the entry once and open the auto top-up it calls for; a replay changes nothing and reports the same attempt.
 
-    Core statements on one connection (balance and lock with what the card needs next, the entry, the alerts if
-    chosen): this runs once per card push, a canteen's noon is thousands a minute. An ORM session is opened only when
-    the card fell below its auto top-up threshold."""
+    Core statements on one connection (balance and lock with what the card needs next, the entry, marked for alerts
+    if chosen): this runs once per card push, a canteen's noon is thousands a minute. An ORM session is opened only
+    when the card fell below its auto top-up threshold."""
     if services.card_system.remote:
         return _notified(services, entry)
     debit = entry.amount_fen < 0
