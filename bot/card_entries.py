@@ -12,7 +12,7 @@ top-up, exactly once per ``entry_id`` (``CardEntryPush`` keeps the entry; the at
 Nothing is refused for the card's state or balance: the card system already let the terminal do it.
 
 Either way a new spend is marked ``alerts_due`` in the same transaction (with the ledger, when an account of its card
-chose alerts, asked with the balance move; a remote card system's spends, all of them); the worker queues the alerts
+chose alerts, asked with the card's row lock; a remote card system's spends, all of them); the worker queues the alerts
 a batch at a time (bot.alerts.queue_due), so the entry itself costs no more than its posting.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, select
 
 from bot import alerts
 from bot.autodebit import next_window, open_attempt, process_attempt, threshold_of
@@ -30,16 +30,18 @@ from bot.cards import can_transact
 from bot.credits import remember_balance
 from bot.errors import UserError
 from models import (
-    MOVE_BY_NO,
     AutodebitAttempt,
+    Booked,
     CardEntryPush,
     Cardholder,
     InsufficientBalance,
+    KeyReused,
     LockedCard,
+    NoSuchCard,
     Replayed,
-    book_entry,
+    TerminalEntry,
+    book_entries,
     lock_card,
-    move_balance,
 )
 from models.enums import AttemptStatus, EntryKind
 
@@ -74,64 +76,88 @@ class Recorded:
     autodebit: dict[str, Any] | None
 
 
-# What a spend asks next of its card: the auto top-up threshold (NULL: none signed) and whether an account of it
-# chose alerts; most entries then need no statement but their own. PostgreSQL returns both with the balance move.
-# SQLite cannot: SQLAlchemy renders the columns of a RETURNING clause's subqueries without their tables, so it asks
-# them in a SELECT of its own.
-def _next(card: Any) -> tuple[Any, Any]:
-    return threshold_of(card).label("autodebit_threshold"), alerts.chosen_by(card).label("alerted")
+# What a spend asks next of its card, read with its row lock: the auto top-up threshold (NULL: none signed) and
+# whether an account of it chose alerts; most entries then need no statement but the batch's own.
+_NEXT = (threshold_of(Cardholder.id).label("autodebit_threshold"), alerts.chosen_by(Cardholder.id).label("alerted"))
 
 
-_MOVE = {"postgresql": MOVE_BY_NO.returning(*_next(Cardholder.id))}
-_ASK = select(*_next(bindparam("card")))
+@dataclass(frozen=True)
+class PostedEntry:
+    """What the batch did for one entry: booked (with the attempt it opened, if any) or replayed."""
+
+    card_id: int
+    duplicate: bool
+    balance_after_fen: int
+    attempt_id: int | None = None
 
 
 def record_entry(services: Runtime, entry: CardEntry) -> Recorded:
     """Post the entry once and open the auto top-up it calls for; a replay changes nothing and reports the same attempt.
 
-    Core statements on one connection (balance and lock with what the card needs next, the entry, marked for alerts
-    if chosen): this runs once per card push, a canteen's noon is thousands a minute. An ORM session is opened only
-    when the card fell below its auto top-up threshold."""
+    The entries pushed at the same moment are posted together (``Runtime.terminal_entries``, bot.group_commit): a
+    canteen's noon is thousands a minute, and one transaction for all that wait is what keeps up with it. The auto
+    top-up the entry opened is carried out here, after the commit, by this request alone."""
     if services.card_system.remote:
         return _notified(services, entry)
-    debit = entry.amount_fen < 0
-    card: LockedCard | None = None
-    attempt_id: int | None = None
-    try:
-        with services.engine.begin() as conn:
-            today = services.clock.today()
-            moving = _MOVE.get(conn.dialect.name, MOVE_BY_NO)
-            card = move_balance(conn, entry.student_no, entry.amount_fen, moving, today=today)  # rolled back unless the entry is new
-            if card is None:
-                raise refused("unknown_card", 404)
-            if debit and can_transact(card, today, services.cfg) is not None:
-                raise refused("card_blocked", state=card.status)
-            asked = card.row if moving is not MOVE_BY_NO else conn.execute(_ASK, {"card": card.id, "today": today}).one()
-            kind = EntryKind.SPEND if debit else EntryKind.ADJUST
-            try:
-                book_entry(
-                    conn,
-                    card,
-                    entry.amount_fen,
-                    kind,
-                    f"card:{entry.entry_id}",
-                    description=entry.merchant,
-                    ref=entry.entry_id,
-                    at=entry.at,
-                    alerts_due=debit and bool(asked.alerted),
-                )
-            except InsufficientBalance:
-                raise refused("insufficient_balance") from None
-            threshold = asked.autodebit_threshold
-            if debit and threshold is not None and card.balance_fen < threshold:
-                attempt_id = _open_attempt(services, conn, card, f"entry:{entry.entry_id}")
-    except Replayed as first:
-        assert card is not None
-        if first.cardholder_id != card.id:
-            raise refused("entry_id_reused") from None
-        return _answer(services, entry.entry_id, card.id, True, first.balance_after_fen, first.balance_after_fen, None)
-    after = card.balance_fen
-    return _answer(services, entry.entry_id, card.id, False, after, after, attempt_id)
+    posted = services.terminal_entries.submit(entry)
+    return _answer(services, entry.entry_id, posted.card_id, posted.duplicate, posted.balance_after_fen, posted.balance_after_fen, posted.attempt_id)
+
+
+def post_batch(services: Runtime, batch: list[CardEntry]) -> list[PostedEntry | Exception]:
+    """One transaction for entries pushed together (``ledger.book_entries``): each is decided alone — a refused one
+    gets its own error — and a spend that leaves its card below the auto top-up threshold opens the attempt in the
+    same transaction, so no debit can forget it."""
+    today = services.clock.today()
+
+    def check(card: LockedCard, entry: TerminalEntry) -> UserError | None:
+        if entry.amount_fen < 0 and can_transact(card, today, services.cfg) is not None:
+            return refused("card_blocked", state=card.status)
+        return None
+
+    attempts: dict[int, int | None] = {}
+
+    def open_attempts(conn: Connection, outcomes: list[Booked | Exception]) -> None:
+        for i, (entry, out) in enumerate(zip(batch, outcomes, strict=True)):
+            if isinstance(out, Booked) and entry.amount_fen < 0:
+                threshold = out.row.autodebit_threshold
+                if threshold is not None and out.card.balance_fen < threshold:
+                    attempts[i] = _open_attempt(services, conn, out.card, f"entry:{entry.entry_id}")
+
+    outcomes = book_entries(
+        services.engine,
+        [
+            TerminalEntry(
+                e.student_no,
+                e.amount_fen,
+                EntryKind.SPEND if e.amount_fen < 0 else EntryKind.ADJUST,
+                f"card:{e.entry_id}",
+                e.merchant,
+                e.entry_id,
+                e.at,
+            )
+            for e in batch
+        ],
+        columns=_NEXT,
+        params={"today": today},
+        check=check,
+        alerts_due=lambda row, e: e.amount_fen < 0 and bool(row.alerted),
+        then=open_attempts,
+    )
+    return [_posted(out, attempts.get(i)) for i, out in enumerate(outcomes)]
+
+
+def _posted(out: Booked | Exception, attempt_id: int | None) -> PostedEntry | Exception:
+    if isinstance(out, Booked):
+        return PostedEntry(out.card.id, False, out.card.balance_fen, attempt_id)
+    if isinstance(out, Replayed):
+        return PostedEntry(out.cardholder_id, True, out.balance_after_fen)
+    if isinstance(out, NoSuchCard):
+        return refused("unknown_card", 404)
+    if isinstance(out, KeyReused):
+        return refused("entry_id_reused")
+    if isinstance(out, InsufficientBalance):
+        return refused("insufficient_balance")
+    return out
 
 
 def _open_attempt(services: Runtime, conn: Connection, card: LockedCard, trigger_key: str) -> int | None:

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from bot.adapters.electricity import Electricity
     from bot.adapters.pay import PayClient
     from bot.adapters.wechat_api import WeChatAPI
+    from bot.card_entries import CardEntry, PostedEntry
     from bot.credits import AfterAnswer
+    from bot.group_commit import GroupCommit
 
 
 @dataclass
@@ -55,6 +57,14 @@ class Runtime:
         from bot.credits import AfterAnswer
 
         return AfterAnswer()
+
+    @cached_property
+    def terminal_entries(self) -> GroupCommit[CardEntry, PostedEntry]:
+        """The card pushes of this process, posted together when they arrive together (bot.card_entries)."""
+        from bot.card_entries import post_batch
+        from bot.group_commit import GroupCommit
+
+        return GroupCommit(lambda batch: post_batch(self, batch))
 
     @cached_property
     def wechat(self) -> WeChatAPI:

@@ -2,14 +2,13 @@
 
 ``post_entry`` locks the card row, refuses a second entry with the same idempotency key, writes the
 entry, moves the balance and queues the notices — all inside the caller's transaction, so either
-everything lands or nothing does. ``move_balance`` + ``book_entry`` are the same rule for the terminals'
-entries (bot.card_entries, one per card push) in two Core statements and no ORM objects: the balance moved first
-(which locks the card), then the entry written with ``INSERT … ON CONFLICT DO NOTHING``; a replay or a balance below
-zero rolls the move back.
+everything lands or nothing does. ``book_entries`` is the same rule for the terminals' entries (bot.card_entries,
+one per card push, gathered by bot.group_commit): a batch in four Core statements and no ORM objects.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, cast
@@ -20,12 +19,13 @@ from sqlalchemy import (
     CheckConstraint,
     Connection,
     DateTime,
+    Engine,
     ForeignKey,
     Index,
     Integer,
     String,
     Table,
-    Update,
+    any_,
     bindparam,
     func,
     insert,
@@ -252,85 +252,176 @@ def post_credit(
 
 @dataclass(frozen=True)
 class LockedCard:
-    """A card row locked by ``move_balance``: what the entry rules read (bot.cards), without an ORM object."""
+    """A card row locked by ``book_entries``: what the entry rules read (bot.cards), without an ORM object.
+    ``balance_fen`` is the balance right after the entry it is handed with."""
 
     id: int
     status: str
     left_on: date | None
     balance_fen: int
-    row: Any = None  # the whole row ``move_balance``'s statement returned: with a caller's own columns beside the card's
 
 
 class Replayed(Exception):
-    """``book_entry`` found its key used: nothing may change, so the caller's transaction must roll back the balance
-    ``move_balance`` moved (raising this out of it does). Carries the first entry's card and balance."""
+    """``book_entries`` found the entry's key used, on the same card: nothing changed. Carries the first entry's
+    card and balance."""
 
     def __init__(self, cardholder_id: int, balance_after_fen: int) -> None:
         super().__init__(cardholder_id, balance_after_fen)
         self.cardholder_id, self.balance_after_fen = cardholder_id, balance_after_fen
 
 
-MOVE_BY_NO = (
-    update(Cardholder)
-    .where(Cardholder.student_no == bindparam("no"))
-    .values(balance_fen=Cardholder.balance_fen + bindparam("amount"))
-    .returning(Cardholder.id, Cardholder.status, Cardholder.left_on, Cardholder.balance_fen)
-)
-_NEW_ENTRY = {
-    name: dialect.insert(LedgerEntry).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(LedgerEntry.id)
-    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
-}
-_USED_KEY = select(LedgerEntry.cardholder_id, LedgerEntry.balance_after_fen).where(LedgerEntry.idempotency_key == bindparam("key"))
+class NoSuchCard(Exception):
+    """No card has the entry's student number."""
 
 
-def move_balance(conn: Connection, student_no: str, amount_fen: int, stmt: Update = MOVE_BY_NO, **params: Any) -> LockedCard | None:
-    """The first half of ``book_entry``: one ``UPDATE … RETURNING`` locks the card with this number and moves its
-    balance (the new one is returned); None: no such card. Only ``book_entry`` may follow in the same transaction.
-    ``stmt`` is ``MOVE_BY_NO`` with more columns returned (``params`` bind theirs): what the caller asks of the card
-    next comes back in the same round trip (``LockedCard.row``)."""
-    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen == 0:
-        raise ValueError("amount_fen must be a non-zero integer")
-    row = conn.execute(stmt, {"no": student_no, "amount": amount_fen, **params}).first()
-    return LockedCard(row.id, row.status, row.left_on, row.balance_fen, row) if row is not None else None
+class KeyReused(Exception):
+    """The entry's key was used for another card's entry."""
 
 
-def book_entry(
-    conn: Connection,
-    card: LockedCard,
-    amount_fen: int,
-    kind: str,
-    idempotency_key: str,
+@dataclass(frozen=True)
+class TerminalEntry:
+    """One entry a card's terminal made, for ``book_entries``; ``at`` is naive UTC."""
+
+    student_no: str
+    amount_fen: int
+    kind: str
+    idempotency_key: str
+    description: str
+    ref: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Booked:
+    """An entry written: its card (balance right after it) and the card's row with the caller's columns."""
+
+    card: LockedCard
+    row: Any
+
+
+class _KeyRaced(Exception):
+    """An entry's key was written meanwhile by a transaction that did not lock this card (a key reused for another
+    card's entry): the batch is rolled back and read again, which then finds the key."""
+
+
+def _among(column: Any, name: str, dialect: str) -> Any:
+    """``column IN (the list bound as name)``: on PostgreSQL ``= ANY(array)``, one statement text whatever the list's
+    length, so it is prepared once; SQLite expands the list."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+_DIALECTS = {"postgresql": postgresql, "sqlite": sqlite}
+
+
+@functools.cache
+def _statements(dialect: str, columns: tuple[Any, ...]) -> tuple[Any, Any, Any]:
+    """``book_entries``'s statements, composed once per dialect and caller's columns: the cards locked, the keys
+    used, the new entries (executed for many rows: prepared once, pipelined on PostgreSQL)."""
+    lock = (
+        select(_HOLDERS.c.id, _HOLDERS.c.student_no, _HOLDERS.c.status, _HOLDERS.c.left_on, _HOLDERS.c.balance_fen, *columns)
+        .where(_among(_HOLDERS.c.student_no, "nos", dialect))
+        .order_by(_HOLDERS.c.id)
+        .with_for_update()
+    )
+    used = select(_ENTRIES.c.idempotency_key, _ENTRIES.c.cardholder_id, _ENTRIES.c.balance_after_fen).where(
+        _among(_ENTRIES.c.idempotency_key, "keys", dialect)
+    )
+    new = _DIALECTS[dialect].insert(LedgerEntry).on_conflict_do_nothing(index_elements=["idempotency_key"]).execution_options(preserve_rowcount=True)
+    return lock, used, new
+
+
+RACED_TRIES = 3
+
+
+def book_entries(
+    engine: Engine,
+    entries: list[TerminalEntry],
     *,
-    description: str,
-    ref: str | None,
-    at: datetime,
-    alerts_due: bool = False,
-) -> None:
-    """``post_entry`` for the terminals' entries, after ``move_balance`` in the same transaction: the entry for that
-    move, written with ``INSERT … ON CONFLICT DO NOTHING`` on its key. A key used before raises ``Replayed``, a
-    balance below zero ``InsufficientBalance`` (a replay is told first, as ``post_entry`` does): raised out of the
-    transaction, both roll the move back. Two statements for a new entry, against ``post_entry``'s five.
-    ``alerts_due`` marks the entry for the alerts worker (``bot.alerts.queue_due``)."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown entry kind {kind!r}")
-    if card.balance_fen >= 0:
-        values = {
-            "cardholder_id": card.id,
-            "amount_fen": amount_fen,
-            "balance_after_fen": card.balance_fen,
-            "kind": kind,
-            "idempotency_key": idempotency_key,
-            "description": description[:128],
-            "ref": ref,
-            "created_at": at,
-            "alerts_due": True if alerts_due else None,
-        }
-        if conn.execute(_NEW_ENTRY[conn.dialect.name], values).first() is not None:
-            return
-    used = conn.execute(_USED_KEY, {"key": idempotency_key}).first()
-    if used is not None:
-        raise Replayed(used.cardholder_id, used.balance_after_fen)
-    raise InsufficientBalance(f"balance {card.balance_fen - amount_fen} < {-amount_fen}")
+    columns: tuple[Any, ...] = (),
+    params: dict[str, Any] | None = None,
+    check: Any = None,
+    alerts_due: Any = None,
+    then: Any = None,
+) -> list[Booked | Exception]:
+    """``post_entry`` for the terminals' entries, many in one transaction (bot.group_commit gathers them): one outcome
+    per entry, in order — ``Booked``, or the exception that entry alone raises (``NoSuchCard``, ``Replayed``,
+    ``KeyReused``, what ``check`` refused, ``InsufficientBalance``); a refused entry changes nothing and does not
+    stop the others.
+
+    Four statements for the whole batch: the cards locked in id order (two batches cannot deadlock; the other paths
+    lock one card), with ``columns`` (the caller's correlated subqueries on the card, ``params`` bind them); the keys
+    already used; the new balances; the new entries. Each entry is decided in order against its card's running
+    balance, so two spends of one card in one batch are booked one after the other. ``check(card, entry)`` returns
+    an exception refusing the entry, or None; ``alerts_due(row, entry)`` marks it for the alerts worker;
+    ``then(conn, outcomes)`` runs in the same transaction after the writes (an auto top-up to open)."""
+    for _ in range(RACED_TRIES):
+        try:
+            with engine.begin() as conn:
+                outcomes = _book(conn, entries, columns, params or {}, check, alerts_due)
+                if then is not None:
+                    then(conn, outcomes)
+                return outcomes
+        except _KeyRaced:
+            continue
+    raise RuntimeError("entry keys kept being written meanwhile")
+
+
+@dataclass(frozen=True)
+class _Used:
+    cardholder_id: int
+    balance_after_fen: int
+
+
+def _book(conn: Connection, entries: list[TerminalEntry], columns: tuple[Any, ...], params: dict[str, Any], check: Any, alerts_due: Any) -> Any:
+    lock, keys_used, insert_new = _statements(conn.dialect.name, columns)
+    cards = {row.student_no: row for row in conn.execute(lock, {"nos": sorted({e.student_no for e in entries}), **params})}
+    used: dict[str, Any] = {row.idempotency_key: row for row in conn.execute(keys_used, {"keys": sorted({e.idempotency_key for e in entries})})}
+    balances: dict[int, int] = {}
+    rows: list[dict[str, Any]] = []
+    outcomes: list[Booked | Exception] = []
+    for e in entries:
+        if not isinstance(e.amount_fen, int) or isinstance(e.amount_fen, bool) or e.amount_fen == 0 or e.kind not in KINDS:
+            outcomes.append(ValueError(f"bad entry: {e.amount_fen!r} {e.kind!r}"))
+            continue
+        row = cards.get(e.student_no)
+        if row is None:
+            outcomes.append(NoSuchCard(e.student_no))
+            continue
+        first = used.get(e.idempotency_key)
+        if first is not None:
+            outcomes.append(Replayed(first.cardholder_id, first.balance_after_fen) if first.cardholder_id == row.id else KeyReused(e.idempotency_key))
+            continue
+        before = balances.get(row.id, row.balance_fen)
+        card = LockedCard(row.id, row.status, row.left_on, before + e.amount_fen)
+        refused = check(card, e) if check is not None else None
+        if refused is None and card.balance_fen < 0:
+            refused = InsufficientBalance(f"balance {before} < {-e.amount_fen}")
+        if refused is not None:
+            outcomes.append(refused)
+            continue
+        balances[row.id] = card.balance_fen
+        used[e.idempotency_key] = _Used(row.id, card.balance_fen)  # the same key again in this batch is its replay
+        rows.append(
+            {
+                "cardholder_id": row.id,
+                "amount_fen": e.amount_fen,
+                "balance_after_fen": card.balance_fen,
+                "kind": e.kind,
+                "idempotency_key": e.idempotency_key,
+                "description": e.description[:128],
+                "ref": e.ref,
+                "created_at": e.at,
+                "alerts_due": True if alerts_due is not None and alerts_due(row, e) else None,
+            }
+        )
+        outcomes.append(Booked(card, row))
+    if rows:
+        conn.execute(_MOVE, [{"b_id": card_id, "b_balance": balance} for card_id, balance in balances.items()])
+        if conn.execute(insert_new, rows).rowcount != len(rows):
+            raise _KeyRaced()
+    return outcomes
 
 
 def ledger_sum(session: Session, cardholder_id: int) -> int:
