@@ -25,6 +25,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    and_,
     any_,
     bindparam,
     func,
@@ -300,8 +301,9 @@ class Booked:
 
 
 class _KeyRaced(Exception):
-    """An entry's key was written meanwhile by a transaction that did not lock this card (a key reused for another
-    card's entry): the batch is rolled back and read again, which then finds the key."""
+    """An entry's key was written by a transaction the batch's reading did not see (a key used for another card's
+    entry, or one written after the reading's snapshot): the batch is rolled back and done again, reading the keys
+    used on any card, which then finds it."""
 
 
 def _among(column: Any, name: str, dialect: str) -> Any:
@@ -317,13 +319,25 @@ _DIALECTS = {"postgresql": postgresql, "sqlite": sqlite}
 
 @functools.cache
 def _statements(dialect: str, columns: tuple[Any, ...]) -> tuple[Any, Any, Any]:
-    """``book_entries``'s statements, composed once per dialect and caller's columns: the cards locked, the keys
-    used, the new entries (executed for many rows: prepared once, pipelined on PostgreSQL)."""
+    """``book_entries``'s statements, composed once per dialect and caller's columns: the cards locked with the
+    batch's keys they already hold (one row per such key), the keys used on any card, the new entries (executed for
+    many rows: prepared once, pipelined on PostgreSQL)."""
+    held = and_(_ENTRIES.c.cardholder_id == _HOLDERS.c.id, _among(_ENTRIES.c.idempotency_key, "keys", dialect))
     lock = (
-        select(_HOLDERS.c.id, _HOLDERS.c.student_no, _HOLDERS.c.status, _HOLDERS.c.left_on, _HOLDERS.c.balance_fen, *columns)
+        select(
+            _HOLDERS.c.id,
+            _HOLDERS.c.student_no,
+            _HOLDERS.c.status,
+            _HOLDERS.c.left_on,
+            _HOLDERS.c.balance_fen,
+            *columns,
+            _ENTRIES.c.idempotency_key.label("used_key"),
+            _ENTRIES.c.balance_after_fen.label("used_balance_after_fen"),
+        )
+        .select_from(_HOLDERS.outerjoin(_ENTRIES, held))
         .where(_among(_HOLDERS.c.student_no, "nos", dialect))
         .order_by(_HOLDERS.c.id)
-        .with_for_update()
+        .with_for_update(of=_HOLDERS)
     )
     used = select(_ENTRIES.c.idempotency_key, _ENTRIES.c.cardholder_id, _ENTRIES.c.balance_after_fen).where(
         _among(_ENTRIES.c.idempotency_key, "keys", dialect)
@@ -350,16 +364,18 @@ def book_entries(
     ``KeyReused``, what ``check`` refused, ``InsufficientBalance``); a refused entry changes nothing and does not
     stop the others.
 
-    Four statements for the whole batch: the cards locked in id order (two batches cannot deadlock; the other paths
-    lock one card), with ``columns`` (the caller's correlated subqueries on the card, ``params`` bind them); the keys
-    already used; the new balances; the new entries. Each entry is decided in order against its card's running
-    balance, so two spends of one card in one batch are booked one after the other. ``check(card, entry)`` returns
+    Three statements for the whole batch: the cards locked in id order (two batches cannot deadlock; the other paths
+    lock one card) with the batch's keys each already holds and ``columns`` (the caller's correlated subqueries on
+    the card, ``params`` bind them); the new entries; the new balances. Each entry is decided in order against its
+    card's running balance, so two spends of one card in one batch are booked one after the other. A key the batch
+    did not see (used on another card, or written after the statement's snapshot) makes the entries' INSERT skip a
+    row: the batch is rolled back and done again, reading the keys used on any card. ``check(card, entry)`` returns
     an exception refusing the entry, or None; ``alerts_due(row, entry)`` marks it for the alerts worker;
     ``then(conn, outcomes)`` runs in the same transaction after the writes (an auto top-up to open)."""
-    for _ in range(RACED_TRIES):
+    for attempt in range(RACED_TRIES):
         try:
             with engine.begin() as conn:
-                outcomes = _book(conn, entries, columns, params or {}, check, alerts_due)
+                outcomes = _book(conn, entries, columns, params or {}, check, alerts_due, any_card=attempt > 0)
                 if then is not None:
                     then(conn, outcomes)
                 return outcomes
@@ -374,10 +390,19 @@ class _Used:
     balance_after_fen: int
 
 
-def _book(conn: Connection, entries: list[TerminalEntry], columns: tuple[Any, ...], params: dict[str, Any], check: Any, alerts_due: Any) -> Any:
+def _book(
+    conn: Connection, entries: list[TerminalEntry], columns: tuple[Any, ...], params: dict[str, Any], check: Any, alerts_due: Any, *, any_card: bool
+) -> Any:
     lock, keys_used, insert_new = _statements(conn.dialect.name, columns)
-    cards = {row.student_no: row for row in conn.execute(lock, {"nos": sorted({e.student_no for e in entries}), **params})}
-    used: dict[str, Any] = {row.idempotency_key: row for row in conn.execute(keys_used, {"keys": sorted({e.idempotency_key for e in entries})})}
+    keys = sorted({e.idempotency_key for e in entries})
+    cards: dict[str, Any] = {}
+    used: dict[str, Any] = {}
+    for found in conn.execute(lock, {"nos": sorted({e.student_no for e in entries}), "keys": keys, **params}):
+        cards.setdefault(found.student_no, found)
+        if found.used_key is not None:
+            used[found.used_key] = _Used(found.id, found.used_balance_after_fen)
+    if any_card:
+        used.update({found.idempotency_key: found for found in conn.execute(keys_used, {"keys": keys})})
     balances: dict[int, int] = {}
     rows: list[dict[str, Any]] = []
     outcomes: list[Booked | Exception] = []
@@ -418,9 +443,9 @@ def _book(conn: Connection, entries: list[TerminalEntry], columns: tuple[Any, ..
         )
         outcomes.append(Booked(card, row))
     if rows:
-        conn.execute(_MOVE, [{"b_id": card_id, "b_balance": balance} for card_id, balance in balances.items()])
         if conn.execute(insert_new, rows).rowcount != len(rows):
             raise _KeyRaced()
+        conn.execute(_MOVE, [{"b_id": card_id, "b_balance": balance} for card_id, balance in balances.items()])
     return outcomes
 
 
