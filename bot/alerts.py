@@ -162,7 +162,7 @@ def _accounts(cards: Any, *columns: Any) -> Any:
 
 def chosen_by(cardholder_id: Any) -> Any:
     """Whether an account of the card (a column or parameter) may get alerts, as an EXISTS: asked with the entry's
-    balance move, it spares most entries (cards nobody asked alerts for) the account query."""
+    row lock, it spares most entries (cards nobody asked alerts for) the account query."""
     return _accounts(Binding.cardholder_id == cardholder_id, AlertSettings.openid).exists()
 
 
