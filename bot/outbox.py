@@ -6,10 +6,12 @@ exists exactly when its change does. ``drain_once`` then:
 1. **claims** a batch (``pending``, due, not leased; non-urgent ones wait out ``quiet_hours``) by stamping a lease
    (``claimed_by``/``claimed_until``) in one UPDATE — ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, SQLite's write
    lock elsewhere — so several workers never take the same row;
-2. per row, marks it ``sending`` and **commits before calling WeChat**, sends, and marks the outcome: ``sent``,
+2. marks rows ``sending`` and **commits before calling WeChat** — a few at a time (``SENDING_GROUP``, one UPDATE),
+   each thread taking its next rows from the batch — then sends each, and marks the outcome: ``sent``,
    ``pending`` again with exponential backoff (network errors, 5xx, -1, 45009, token errors left after WeChatAPI's
    one refresh), ``undeliverable`` (43004 not following, 43101 template refused, 40003; an alert's pauses the
-   account's alerts, bot.alerts) or ``failed`` (template or data refused, attempts used up). Several threads send at once (``SEND_THREADS``).
+   account's alerts, bot.alerts) or ``failed`` (template or data refused, attempts used up). Several threads send at
+   once (``SEND_THREADS``).
 
 **The msgid is the only link between a notice and WeChat's delivery report** (TEMPLATESENDJOBFINISH). The moment a
 send returns, one pipelined Redis write keeps row→msgid and msgid→row (``remember_send``); the database records
@@ -19,8 +21,9 @@ it up. Both sides write their half and read the other's in one Redis transaction
 the first: no report is lost, also when it arrives before the send is recorded.
 
 A row left ``sending`` after its lease ran out (its worker died) is settled by ``recover_expired``: with a msgid in
-Redis, WeChat accepted it and it is ``sent`` (with its report if one came). Without one its send got **no answer** —
-like a send that timed out, which waits ``unconfirmed`` for ``CONFIRM_WAIT`` first. WeChat may or may not have sent
+Redis, WeChat accepted it and it is ``sent`` (with its report if one came). Without one its send got **no answer**
+(or, marked with its group, was never made) — like a send that timed out, which waits ``unconfirmed`` for
+``CONFIRM_WAIT`` first. WeChat may or may not have sent
 it and has no idempotency key, and no report can be matched to a send without its msgid. The rule: WeChat reports
 every send within seconds, so if no report for that user arrived since the send began that no other notice
 explains (its msgid is not one of ours), WeChat did not send it and the row goes back to ``pending``; if such a
@@ -35,7 +38,9 @@ import json
 import logging
 import random
 import secrets
+import threading
 import unicodedata
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -57,6 +62,8 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 CONFIRM_WAIT = timedelta(seconds=30)  # WeChat's job-finish report normally follows a send within seconds
 SEND_THREADS = 8
+SENDING_GROUP = 5  # rows marked ``sending`` in one UPDATE before their sends; a dead worker leaves a group's unsent rows to recovery
+RENEW_AFTER = timedelta(seconds=10)  # a group's rows still to send after slow sends get a fresh lease before theirs
 MARK_EVERY = 10
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 3600
@@ -98,13 +105,30 @@ def drain_once(services: Runtime, worker_id: str) -> int:
     rows = claim(services, token)
     if not rows:
         return 0
-    n = min(SEND_THREADS, len(rows))
+    groups = _Groups(rows, SENDING_GROUP)
+    n = min(SEND_THREADS, -(-len(rows) // SENDING_GROUP))
     if n == 1:
-        _send_slice(services, token, rows)
-    else:
+        _send_groups(services, token, groups)
+    else:  # every thread takes the next group when done with its last: no thread idles while another has a long slice
         with ThreadPoolExecutor(max_workers=n, thread_name_prefix="outbox") as pool:
-            list(pool.map(lambda part: _send_slice(services, token, part), [rows[i::n] for i in range(n)]))
+            list(pool.map(lambda _: _send_groups(services, token, groups), range(n)))
     return len(rows)
+
+
+class _Groups:
+    """A claimed batch handed out ``size`` rows at a time to the sending threads."""
+
+    def __init__(self, rows: list[Any], size: int) -> None:
+        self._parts = iter([rows[i : i + size] for i in range(0, len(rows), size)])
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        while True:
+            with self._lock:
+                part = next(self._parts, None)
+            if part is None:
+                return
+            yield part
 
 
 def claim(services: Runtime, token: str) -> list[Any]:
@@ -137,8 +161,15 @@ def claim(services: Runtime, token: str) -> list[Any]:
 _O = OutboxNotice
 _SENDING = (
     update(_O)
-    .where(_O.id == bindparam("rid"), _O.status == NoticeStatus.PENDING, _O.claimed_by == bindparam("tok"))
+    .where(_O.id.in_(bindparam("rids", expanding=True)), _O.status == NoticeStatus.PENDING, _O.claimed_by == bindparam("tok"))
     .values(status=NoticeStatus.SENDING, attempts=_O.attempts + 1, claimed_until=bindparam("until"))
+    .returning(_O.id)
+)
+_RENEW = (
+    update(_O)
+    .where(_O.id.in_(bindparam("rids", expanding=True)), _O.status == NoticeStatus.SENDING, _O.claimed_by == bindparam("tok"))
+    .values(claimed_until=bindparam("until"))
+    .returning(_O.id)
 )
 _SENT = (
     update(_O)
@@ -168,34 +199,53 @@ def mark_sent(services: Runtime, conn: Connection, token: str, sent: list[tuple[
         conn.execute(_SENT, [{"rid": rid, "m": msgid[:32] or None, "tok": token, "at": at, "ds": ds} for rid, msgid, ds in sent])
 
 
-def _send_slice(services: Runtime, token: str, rows: list[Any]) -> None:
-    """Send rows one by one, each marked ``sending`` (committed) first; each success is kept in Redis at once and
-    recorded in the database every ``MARK_EVERY`` sends (``recover_expired`` settles a dead worker's by msgid)."""
+def _send_groups(services: Runtime, token: str, groups: _Groups) -> None:
+    """Send the rows of each group in turn, the group marked ``sending`` (committed) first; each success is kept in
+    Redis at once and recorded in the database every ``MARK_EVERY`` sends (``recover_expired`` settles a dead worker's
+    by msgid)."""
     sent: list[tuple[int, str, str | None]] = []
-    with services.engine.connect() as conn:  # one connection for the slice; no transaction is open while sending
+    with services.engine.connect() as conn:  # one connection for the thread; no transaction is open while sending
         if conn.dialect.name != "sqlite":  # each mark is one statement: autocommit saves BEGIN/COMMIT round trips
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        for row in rows:
-            try:
-                msgid = _send_one(services, conn, token, row)
-            except Exception:
-                log.exception("notice %s: unexpected error while sending; its lease will run out and it is checked then", row.id)
-                continue
-            if msgid is not None:
-                sent.append((row.id, msgid, remember_send(services, row.id, row.openid, msgid)))
-                services.metrics.notices.labels(kind=row.kind, outcome=NoticeStatus.SENT).inc()
-            if len(sent) >= MARK_EVERY:
-                mark_sent(services, conn, token, sent)
-                sent = []
+        for group in groups:
+            for row in _in_sending(services, conn, token, group):
+                try:
+                    msgid = _send_one(services, conn, token, row)
+                except Exception:
+                    log.exception("notice %s: unexpected error while sending; its lease will run out and it is checked then", row.id)
+                    continue
+                if msgid is not None:
+                    sent.append((row.id, msgid, remember_send(services, row.id, row.openid, msgid)))
+                    services.metrics.notices.labels(kind=row.kind, outcome=NoticeStatus.SENT).inc()
+                if len(sent) >= MARK_EVERY:
+                    mark_sent(services, conn, token, sent)
+                    sent = []
         if sent:
             mark_sent(services, conn, token, sent)
 
 
-def _send_one(services: Runtime, conn: Connection, token: str, row: Any) -> str | None:
-    """The msgid when WeChat accepted it; None when the row was handled otherwise (or is no longer ours)."""
+def _in_sending(services: Runtime, conn: Connection, token: str, group: list[Any]) -> Iterator[Any]:
+    """The rows of ``group`` we hold, one by one, marked ``sending`` (committed) together before the first is sent.
+    When earlier sends were slow (``RENEW_AFTER``), the rest get a fresh lease first, so that every send starts with
+    most of a lease, as when each row was marked alone; a row no longer ours (its lease ran out and another worker
+    settled it) is left out."""
+    rows, until = _mark(services, conn, _SENDING, token, group)
+    while rows:
+        if _now(services) > until - LEASE + RENEW_AFTER:
+            rows, until = _mark(services, conn, _RENEW, token, rows)
+            continue
+        yield rows.pop(0)
+
+
+def _mark(services: Runtime, conn: Connection, stmt: Any, token: str, rows: list[Any]) -> tuple[list[Any], datetime]:
+    until = _now(services) + LEASE
     with conn.begin():
-        if not conn.execute(_SENDING, {"rid": row.id, "tok": token, "until": _now(services) + LEASE}).rowcount:
-            return None
+        held = set(conn.execute(stmt, {"rids": [row.id for row in rows], "tok": token, "until": until}).scalars())
+    return [row for row in rows if row.id in held], until
+
+
+def _send_one(services: Runtime, conn: Connection, token: str, row: Any) -> str | None:
+    """The msgid when WeChat accepted it; None when the row was handled otherwise. The row is ``sending`` (ours)."""
     try:
         template_id, data = template_payload(services, row.kind, row.data or {})
     except KeyError:

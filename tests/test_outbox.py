@@ -212,10 +212,12 @@ def test_killed_worker_whose_send_got_no_answer_but_a_report_came_leaves_it_unce
 
     monkeypatch.setattr(api, "send_template", send_then_die)
     monkeypatch.setattr(outbox, "SEND_THREADS", 1)
+    monkeypatch.setattr(outbox, "SENDING_GROUP", 2)
     with pytest.raises(Killed):
         drain_once(live.services, "doomed")
     monkeypatch.setattr(api, "send_template", real_send)
-    assert [row(live, r).status for r in rest] == ["pending"] * 3  # claimed by the dead worker, never started
+    # claimed by the dead worker: the one marked with the first, and the others, never started
+    assert [row(live, r).status for r in rest] == ["sending", "pending", "pending"]
     assert drain(live, "survivor") == 0  # the dead worker's lease still holds them
     wait_for(lambda: any(p["openid"] == OPENID for p in live.emulator.pushes))  # its report, with an unknown msgid
     live.services.clock.shift(timedelta(minutes=2))
@@ -224,6 +226,30 @@ def test_killed_worker_whose_send_got_no_answer_but_a_report_came_leaves_it_unce
     assert r.status == "uncertain" and str(templates(live, OPENID)[0]["msgid"]) in r.last_error and r.msgid is None
     assert [row(live, r).status for r in rest] == ["sent"] * 3
     assert [len(templates(live, o)) for o in (OPENID, *others)] == [1, 1, 1, 1]  # nobody got one twice
+
+
+def test_a_group_whose_lease_ran_out_during_slow_sends_leaves_the_rows_another_worker_took(live, monkeypatch):
+    """Rows are marked ``sending`` a group at a time; when the first sends of a group are slow enough for the lease
+    of the rest to run out and another worker to settle and send them, the slow worker must not send them again."""
+    openids = [f"oOutboxSlow{i:013d}" for i in range(3)]
+    follow(live, *openids)
+    ids = [queue(live, o, key=o) for o in openids]
+    real_remember = outbox.remember_send
+    monkeypatch.setattr(outbox, "SEND_THREADS", 1)
+    monkeypatch.setattr(outbox, "SENDING_GROUP", 3)
+
+    def slow_after_first(services, row_id, openid, msgid):
+        report = real_remember(services, row_id, openid, msgid)
+        if openid == openids[0]:  # then the worker stalls past the lease: another worker recovers the group
+            monkeypatch.setattr(outbox, "remember_send", real_remember)
+            live.services.clock.shift(outbox.LEASE + timedelta(seconds=1))
+            assert drain(live, "other") == 2
+        return report
+
+    monkeypatch.setattr(outbox, "remember_send", slow_after_first)
+    assert drain_once(live.services, "slow") == 3
+    assert [len(templates(live, o)) for o in openids] == [1, 1, 1]
+    assert {row(live, i).status for i in ids} == {"sent"}
 
 
 def test_two_workers_never_send_one_notice_twice(live):
