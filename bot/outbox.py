@@ -14,11 +14,11 @@ exists exactly when its change does. ``drain_once`` then:
    once (``SEND_THREADS``).
 
 **The msgid is the only link between a notice and WeChat's delivery report** (TEMPLATESENDJOBFINISH). The moment a
-send returns, one pipelined Redis write keeps row→msgid and msgid→row (``remember_send``); the database records
+send returns, one Redis script call keeps row→msgid and msgid→row (``remember_send``); the database records
 ``sent`` for up to ``MARK_EVERY`` sends at once, which halves the database work per notice. A report is applied to
 the row with its msgid (``record_job_finish``); one that finds none is kept by msgid, and a send recorded later picks
-it up. Both sides write their half and read the other's in one Redis transaction, so whichever comes second sees
-the first: no report is lost, also when it arrives before the send is recorded.
+it up. Both sides write their half and read the other's atomically (a Redis script, a MULTI/EXEC pipeline), so
+whichever comes second sees the first: no report is lost, also when it arrives before the send is recorded.
 
 A row left ``sending`` after its lease ran out (its worker died) is settled by ``recover_expired``: with a msgid in
 Redis, WeChat accepted it and it is ``sent`` (with its report if one came). Without one its send got **no answer**
@@ -34,6 +34,7 @@ send WeChat accepted whose report never reached us (our endpoint down through al
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -308,16 +309,26 @@ def remember_send(services: Runtime, row_id: int, openid: str, msgid: str) -> st
     report if it came before (None otherwise, or when Redis is down: the database mark still follows)."""
     if not msgid:
         return None
-    pipe = services.store.r.pipeline()
-    pipe.set(_key(services, "sent", msgid), row_id, ex=REPORT_TTL)
-    pipe.set(_key(services, "row", row_id), msgid, ex=REPORT_TTL)
-    pipe.get(_key(services, "report", msgid))
+    keys = [_key(services, "sent", msgid), _key(services, "row", row_id), _key(services, "report", msgid)]
     try:
-        report = pipe.execute()[-1]
+        report = _remember_script(services.store.r)(keys=keys, args=[row_id, msgid, REPORT_TTL])
     except redis.RedisError as exc:
         log.warning("notice %s: msgid not kept in Redis (%s); a worker death before the mark would leave it uncertain", row_id, type(exc).__name__)
         return None
     return _report_status(report, openid)
+
+
+# remember_send's two writes and its read as one script: atomic like a MULTI/EXEC pipeline, one command instead of five
+_REMEMBER = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return redis.call('GET', KEYS[3])
+"""
+
+
+@functools.lru_cache(maxsize=16)
+def _remember_script(r: redis.Redis) -> Any:
+    return r.register_script(_REMEMBER)
 
 
 def recorded_send(services: Runtime, msgid: str) -> int | None:

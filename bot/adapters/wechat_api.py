@@ -188,7 +188,7 @@ class WeChatAPI:
         (module docstring); network errors are urllib3's own (no retries, no redirects: ``_call`` decides)."""
         raw = json.dumps(body, ensure_ascii=False).encode()  # raw UTF-8: WeChat refuses \uXXXX escapes (40033)
         target = f"{self.client.API_BASE_URL}{endpoint}?access_token={quote(self.client.access_token, safe='')}"
-        res = self.http.request("POST", target, body=raw, headers=_JSON, timeout=self._timeout, redirect=False)
+        res = self.http.urlopen("POST", target, body=raw, headers=_JSON, timeout=self._timeout, redirect=False)
         if res.status >= 400:  # requests' raise_for_status in wechatpy: no errcode
             raise WeChatClientException(None, None, client=self.client)
         try:
