@@ -1,13 +1,14 @@
 """Sending the notice outbox as WeChat template messages: never lost, never sent twice.
 
 Rows are written by ``post_entry``/``queue_notice`` in the transaction of the change they report, so a notice
-exists exactly when its change does. ``drain_once`` then:
+exists exactly when its change does. ``drain`` (the worker's; ``drain_once`` is one batch of it) then:
 
 1. **claims** a batch (``pending``, due, not leased; non-urgent ones wait out ``quiet_hours``) by stamping a lease
    (``claimed_by``/``claimed_until``) in one UPDATE — ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, SQLite's write
-   lock elsewhere — so several workers never take the same row;
+   lock elsewhere — so several workers never take the same row; the next batch is claimed while the last one's
+   final rows are still being sent;
 2. marks rows ``sending`` and **commits before calling WeChat** — a few at a time (``SENDING_GROUP``, one UPDATE),
-   each thread taking its next rows from the batch — then sends each, and marks the outcome: ``sent``,
+   each thread taking its next rows as it finishes its last — then sends each, and marks the outcome: ``sent``,
    ``pending`` again with exponential backoff (network errors, 5xx, -1, 45009, token errors left after WeChatAPI's
    one refresh), ``undeliverable`` (43004 not following, 43101 template refused, 40003; an alert's pauses the
    account's alerts, bot.alerts) or ``failed`` (template or data refused, attempts used up). Several threads send at
@@ -41,6 +42,7 @@ import random
 import secrets
 import threading
 import unicodedata
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -101,35 +103,71 @@ def _now(services: Runtime) -> datetime:
 
 def drain_once(services: Runtime, worker_id: str) -> int:
     """Send one batch of due notices; returns how many rows were handled (0 = nothing due)."""
-    recover_expired(services)
-    token = f"{worker_id[:48]}:{secrets.token_hex(4)}"
-    rows = claim(services, token)
-    if not rows:
-        return 0
-    groups = _Groups(rows, SENDING_GROUP)
-    n = min(SEND_THREADS, -(-len(rows) // SENDING_GROUP))
-    if n == 1:
-        _send_groups(services, token, groups)
-    else:  # every thread takes the next group when done with its last: no thread idles while another has a long slice
-        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="outbox") as pool:
-            list(pool.map(lambda _: _send_groups(services, token, groups), range(n)))
-    return len(rows)
+    return drain(services, worker_id, max_batches=1)
 
 
-class _Groups:
-    """A claimed batch handed out ``size`` rows at a time to the sending threads."""
+def drain(services: Runtime, worker_id: str, max_batches: int = 1000) -> int:
+    """Send due notices until none is left (at most ``max_batches`` claims); returns how many rows were handled.
 
-    def __init__(self, rows: list[Any], size: int) -> None:
-        self._parts = iter([rows[i : i + size] for i in range(0, len(rows), size)])
-        self._lock = threading.Lock()
+    The ``SEND_THREADS`` threads take groups of rows as they finish their last (``_Feed``); the next batch is claimed
+    while the last groups of the one before are still being sent, so no thread waits on the slowest of a batch or
+    on a claim while there is work."""
+    feed = _Feed(services, worker_id, max_batches)
+    if SEND_THREADS == 1:
+        _send_groups(services, feed)
+    else:
+        with ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="outbox") as pool:
+            list(pool.map(lambda _: _send_groups(services, feed), range(SEND_THREADS)))
+    return feed.handled
 
-    def __iter__(self) -> Iterator[list[Any]]:
+
+class _Feed:
+    """Claimed rows handed out ``SENDING_GROUP`` at a time, each group with its claim's token. The thread that finds
+    no more than ``SEND_THREADS`` groups left claims the next batch (``recover_expired`` first, as every pass does);
+    the others go on sending meanwhile, or wait for it when nothing is left. Ends when a claim finds nothing due or
+    ``max_batches`` were claimed."""
+
+    def __init__(self, services: Runtime, worker_id: str, max_batches: int) -> None:
+        self.services, self.worker_id, self.batches_left = services, worker_id, max_batches
+        self.handled = 0
+        self._groups: deque[tuple[str, list[Any]]] = deque()
+        self._cond = threading.Condition()
+        self._claiming = False
+        self._done = False
+
+    def __iter__(self) -> Iterator[tuple[str, list[Any]]]:
         while True:
-            with self._lock:
-                part = next(self._parts, None)
-            if part is None:
-                return
-            yield part
+            with self._cond:
+                while True:
+                    claim_now = len(self._groups) <= SEND_THREADS and not self._done and not self._claiming
+                    if claim_now or self._groups or self._done:
+                        break
+                    self._cond.wait()
+                if claim_now:
+                    self._claiming = True
+                elif self._groups:
+                    item = self._groups.popleft()
+                else:
+                    return
+            if claim_now:
+                self._claim()
+            else:
+                yield item
+
+    def _claim(self) -> None:
+        rows: list[Any] = []
+        token = f"{self.worker_id[:48]}:{secrets.token_hex(4)}"
+        try:
+            recover_expired(self.services)
+            rows = claim(self.services, token)
+        finally:  # a failed claim (database down) ends the feed; the error reaches the caller
+            with self._cond:
+                self._claiming = False
+                self._groups.extend((token, rows[i : i + SENDING_GROUP]) for i in range(0, len(rows), SENDING_GROUP))
+                self.handled += len(rows)
+                self.batches_left -= 1
+                self._done = self._done or not rows or self.batches_left <= 0
+                self._cond.notify_all()
 
 
 def claim(services: Runtime, token: str) -> list[Any]:
@@ -148,10 +186,14 @@ def claim(services: Runtime, token: str) -> list[Any]:
         .order_by(o.next_attempt_at, o.id)
         .limit(cfg.batch_size)
         .with_for_update(skip_locked=True)
+        # computed once: planned as a subquery, a nested-loop join re-ran it for each row, each run skipping the rows
+        # the UPDATE had just claimed, so one claim took every due row instead of ``batch_size``
+        .cte("due")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     stmt = (
         update(o)
-        .where(o.id.in_(due.scalar_subquery()), o.status == NoticeStatus.PENDING)
+        .where(o.id.in_(select(due.c.id)), o.status == NoticeStatus.PENDING)
         .values(claimed_by=token, claimed_until=now + LEASE)
         .returning(o.id, o.openid, o.kind, o.data, o.url, o.attempts)
     )
@@ -200,15 +242,20 @@ def mark_sent(services: Runtime, conn: Connection, token: str, sent: list[tuple[
         conn.execute(_SENT, [{"rid": rid, "m": msgid[:32] or None, "tok": token, "at": at, "ds": ds} for rid, msgid, ds in sent])
 
 
-def _send_groups(services: Runtime, token: str, groups: _Groups) -> None:
+def _send_groups(services: Runtime, feed: _Feed) -> None:
     """Send the rows of each group in turn, the group marked ``sending`` (committed) first; each success is kept in
-    Redis at once and recorded in the database every ``MARK_EVERY`` sends (``recover_expired`` settles a dead worker's
-    by msgid)."""
+    Redis at once and recorded in the database every ``MARK_EVERY`` sends of one claim (``recover_expired`` settles a
+    dead worker's by msgid)."""
     sent: list[tuple[int, str, str | None]] = []
+    held = ""  # the claim token the rows in ``sent`` were sent under
     with services.engine.connect() as conn:  # one connection for the thread; no transaction is open while sending
         if conn.dialect.name != "sqlite":  # each mark is one statement: autocommit saves BEGIN/COMMIT round trips
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        for group in groups:
+        for token, group in feed:
+            if sent and token != held:
+                mark_sent(services, conn, held, sent)
+                sent = []
+            held = token
             for row in _in_sending(services, conn, token, group):
                 try:
                     msgid = _send_one(services, conn, token, row)
@@ -222,7 +269,7 @@ def _send_groups(services: Runtime, token: str, groups: _Groups) -> None:
                     mark_sent(services, conn, token, sent)
                     sent = []
         if sent:
-            mark_sent(services, conn, token, sent)
+            mark_sent(services, conn, held, sent)
 
 
 def _in_sending(services: Runtime, conn: Connection, token: str, group: list[Any]) -> Iterator[Any]:

@@ -252,6 +252,34 @@ def test_a_group_whose_lease_ran_out_during_slow_sends_leaves_the_rows_another_w
     assert {row(live, i).status for i in ids} == {"sent"}
 
 
+def test_a_claim_takes_at_most_a_batch(make_live):
+    """The due rows are picked once (a materialized CTE): as a subquery PostgreSQL re-ran them per row of a
+    nested-loop join, each run skipping the rows just claimed, and one claim took all 35 (the outbox is small or
+    never analyzed, so that plan is the usual one)."""
+    live = make_live(notices={"batch_size": 10})
+    for i in range(35):
+        queue(live, f"oOutboxClaim{i:012d}", key=str(i))
+    assert len(outbox.claim(live.services, "first")) == 10
+    assert len(outbox.claim(live.services, "second")) == 10
+    assert sorted(n.claimed_by or "" for n in notices(live)).count("") == 15
+
+
+def test_a_drain_claims_batch_after_batch_while_sending_up_to_its_bound(make_live):
+    """``drain`` (what ``cardbot worker`` runs) claims the next batch while the last is still being sent, each batch
+    under its own lease token, and stops after ``max_batches`` claims so the worker's jobs get their turn."""
+    live = make_live(notices={"batch_size": 10})
+    openids = [f"oOutboxBatch{i:012d}" for i in range(35)]
+    follow(live, *openids)
+    for o in openids:
+        queue(live, o, key=o)
+    assert outbox.drain(live.services, "w", max_batches=2) == 20
+    assert sum(n.status == "sent" for n in notices(live)) == 20
+    assert outbox.drain(live.services, "w") == 15
+    assert [len(templates(live, o)) for o in openids] == [1] * 35
+    assert {n.status for n in notices(live)} == {"sent"} and len({n.msgid for n in notices(live)}) == 35
+    assert outbox.drain(live.services, "w") == 0
+
+
 def test_two_workers_never_send_one_notice_twice(live):
     openids = [f"oOutboxMany{i:013d}" for i in range(60)]
     follow(live, *openids)
