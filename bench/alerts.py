@@ -145,7 +145,11 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, env_vars: d
     counts = _counts(engine)
     sent = counts.get("sent", 0)
     per_s = sent / drained["seconds"] if drained["seconds"] else 0.0
-    report(f"alerts drain, 2 worker processes: {sent} sent in {drained['seconds']:.2f} s = {per_s:.0f}/s; statuses {counts}")
+    worker_ms = 1000 * drained["cpu_s"] / sent if sent else float("nan")
+    report(
+        f"alerts drain, 2 worker processes: {sent} sent in {drained['seconds']:.2f} s = {per_s:.0f}/s, "
+        f"worker CPU {worker_ms:.2f} ms each; statuses {counts}"
+    )
     return {
         "entries": n,
         "queue_seconds": with_alerts,
@@ -159,6 +163,7 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, env_vars: d
         "queued": queued,
         "drain_seconds": drained["seconds"],
         "drain_per_s": per_s,
+        "drain_worker_cpu_ms_per_notice": worker_ms,
         "statuses": counts,
         "targets": {"queue < 10 s": with_alerts < TARGET_QUEUE_S, "drain ≥ 500/s": per_s >= TARGET_DRAIN_PER_S},
         "note": f"record_entry from {PROCESSES} processes of {pusher.THREADS} threads (the card system's concurrent pushes as "

@@ -1,7 +1,7 @@
 """One worker process for the bench (``python -m bench.drainer [credits|alerts]``), like one ``cardbot worker``.
 
 Config comes from CARDBOT_* variables. It builds its services, says ``ready``, waits for ``go`` on stdin (so
-process start-up is not timed), then calls ``bot.outbox.drain_once`` (``credits``: ``bot.credits.deliver_due``;
+process start-up is not timed), then calls ``bot.outbox.drain`` (as ``cardbot worker`` does; ``credits``: ``bot.credits.deliver_due``;
 ``alerts``: ``bot.alerts.queue_due``, until also told ``done``) until two calls in a row find nothing, and prints one
 JSON line: items handled, seconds (``alerts``: to the end of the last batch that found spends), and its own CPU
 seconds.
@@ -21,7 +21,7 @@ def main() -> None:
     from bot.alerts import queue_due
     from bot.config import load_config
     from bot.credits import deliver_due
-    from bot.outbox import drain_once
+    from bot.outbox import drain
     from bot.runtime import build_runtime
 
     services = build_runtime(load_config())
@@ -46,7 +46,7 @@ def main() -> None:
         elif mode == "alerts":
             n = queue_due(services)
         else:
-            n = drain_once(services, worker_id)
+            n = drain(services, worker_id)
         handled += n
         if n == 0:
             idle += 1

@@ -1,6 +1,6 @@
 """Row 3a: how fast the worker drains the notice outbox into the emulator's template-message API.
 
-Pending ``topup_receipt`` notices are bulk-inserted the way ``post_entry`` queues them; ``bot.outbox.drain_once``
+Pending ``topup_receipt`` notices are bulk-inserted the way ``post_entry`` queues them; ``bot.outbox.drain``
 (what ``cardbot worker`` runs) is called until nothing is left, against the emulator over real HTTP (token from
 the emulator, every send checked for follower, template id and field lengths). The emulator runs in one
 gunicorn process; its job-finish push back to /wechat is off so only the drain is measured.
@@ -27,14 +27,14 @@ RECEIPT = {"amount": "50.00元", "fee": "0.15元", "balance": "123.45元", "time
 
 def _drain_all(services: Any, workers: int, deadline_s: float) -> float:
     """Drain in this process (``workers`` threads); used for the profile, where py-spy watches this process."""
-    from bot.outbox import drain_once
+    from bot.outbox import drain
 
     stop = time.monotonic() + deadline_s
 
     def loop(worker_id: str) -> None:
         idle = 0
         while time.monotonic() < stop and idle < 2:
-            if drain_once(services, worker_id) == 0:
+            if drain(services, worker_id) == 0:
                 idle += 1
                 time.sleep(0.05)
             else:
@@ -129,7 +129,7 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, emulator_pi
         )
     result: dict[str, Any] = {
         "runs": runs,
-        "note": "Each worker is a separate process running `bot.outbox.drain_once` in a loop, as `cardbot worker` does; the rate is "
+        "note": "Each worker is a separate process running `bot.outbox.drain` in a loop, as `cardbot worker` does; the rate is "
         "notices sent over the time from the start signal to the last `sent_at`. Each send is a real HTTP call to the emulator's "
         "/cgi-bin/message/template/send (token checked, follower checked, template fields checked). Worker CPU: 100% = one core.",
     }

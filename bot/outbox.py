@@ -1,26 +1,30 @@
 """Sending the notice outbox as WeChat template messages: never lost, never sent twice.
 
 Rows are written by ``post_entry``/``queue_notice`` in the transaction of the change they report, so a notice
-exists exactly when its change does. ``drain_once`` then:
+exists exactly when its change does. ``drain`` (the worker's; ``drain_once`` is one batch of it) then:
 
 1. **claims** a batch (``pending``, due, not leased; non-urgent ones wait out ``quiet_hours``) by stamping a lease
    (``claimed_by``/``claimed_until``) in one UPDATE — ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, SQLite's write
-   lock elsewhere — so several workers never take the same row;
-2. per row, marks it ``sending`` and **commits before calling WeChat**, sends, and marks the outcome: ``sent``,
+   lock elsewhere — so several workers never take the same row; the next batch is claimed while the last one's
+   final rows are still being sent;
+2. marks rows ``sending`` and **commits before calling WeChat** — a few at a time (``SENDING_GROUP``, one UPDATE),
+   each thread taking its next rows as it finishes its last — then sends each, and marks the outcome: ``sent``,
    ``pending`` again with exponential backoff (network errors, 5xx, -1, 45009, token errors left after WeChatAPI's
    one refresh), ``undeliverable`` (43004 not following, 43101 template refused, 40003; an alert's pauses the
-   account's alerts, bot.alerts) or ``failed`` (template or data refused, attempts used up). Several threads send at once (``SEND_THREADS``).
+   account's alerts, bot.alerts) or ``failed`` (template or data refused, attempts used up). Several threads send at
+   once (``SEND_THREADS``).
 
 **The msgid is the only link between a notice and WeChat's delivery report** (TEMPLATESENDJOBFINISH). The moment a
-send returns, one pipelined Redis write keeps row→msgid and msgid→row (``remember_send``); the database records
+send returns, one Redis script call keeps row→msgid and msgid→row (``remember_send``); the database records
 ``sent`` for up to ``MARK_EVERY`` sends at once, which halves the database work per notice. A report is applied to
 the row with its msgid (``record_job_finish``); one that finds none is kept by msgid, and a send recorded later picks
-it up. Both sides write their half and read the other's in one Redis transaction, so whichever comes second sees
-the first: no report is lost, also when it arrives before the send is recorded.
+it up. Both sides write their half and read the other's atomically (a Redis script, a MULTI/EXEC pipeline), so
+whichever comes second sees the first: no report is lost, also when it arrives before the send is recorded.
 
 A row left ``sending`` after its lease ran out (its worker died) is settled by ``recover_expired``: with a msgid in
-Redis, WeChat accepted it and it is ``sent`` (with its report if one came). Without one its send got **no answer** —
-like a send that timed out, which waits ``unconfirmed`` for ``CONFIRM_WAIT`` first. WeChat may or may not have sent
+Redis, WeChat accepted it and it is ``sent`` (with its report if one came). Without one its send got **no answer**
+(or, marked with its group, was never made) — like a send that timed out, which waits ``unconfirmed`` for
+``CONFIRM_WAIT`` first. WeChat may or may not have sent
 it and has no idempotency key, and no report can be matched to a send without its msgid. The rule: WeChat reports
 every send within seconds, so if no report for that user arrived since the send began that no other notice
 explains (its msgid is not one of ours), WeChat did not send it and the row goes back to ``pending``; if such a
@@ -31,11 +35,15 @@ send WeChat accepted whose report never reached us (our endpoint down through al
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
 import secrets
+import threading
 import unicodedata
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -57,6 +65,8 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 CONFIRM_WAIT = timedelta(seconds=30)  # WeChat's job-finish report normally follows a send within seconds
 SEND_THREADS = 8
+SENDING_GROUP = 5  # rows marked ``sending`` in one UPDATE before their sends; a dead worker leaves a group's unsent rows to recovery
+RENEW_AFTER = timedelta(seconds=10)  # a group's rows still to send after slow sends get a fresh lease before theirs
 MARK_EVERY = 10
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 3600
@@ -93,18 +103,71 @@ def _now(services: Runtime) -> datetime:
 
 def drain_once(services: Runtime, worker_id: str) -> int:
     """Send one batch of due notices; returns how many rows were handled (0 = nothing due)."""
-    recover_expired(services)
-    token = f"{worker_id[:48]}:{secrets.token_hex(4)}"
-    rows = claim(services, token)
-    if not rows:
-        return 0
-    n = min(SEND_THREADS, len(rows))
-    if n == 1:
-        _send_slice(services, token, rows)
+    return drain(services, worker_id, max_batches=1)
+
+
+def drain(services: Runtime, worker_id: str, max_batches: int = 1000) -> int:
+    """Send due notices until none is left (at most ``max_batches`` claims); returns how many rows were handled.
+
+    The ``SEND_THREADS`` threads take groups of rows as they finish their last (``_Feed``); the next batch is claimed
+    while the last groups of the one before are still being sent, so no thread waits on the slowest of a batch or
+    on a claim while there is work."""
+    feed = _Feed(services, worker_id, max_batches)
+    if SEND_THREADS == 1:
+        _send_groups(services, feed)
     else:
-        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="outbox") as pool:
-            list(pool.map(lambda part: _send_slice(services, token, part), [rows[i::n] for i in range(n)]))
-    return len(rows)
+        with ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="outbox") as pool:
+            list(pool.map(lambda _: _send_groups(services, feed), range(SEND_THREADS)))
+    return feed.handled
+
+
+class _Feed:
+    """Claimed rows handed out ``SENDING_GROUP`` at a time, each group with its claim's token. The thread that finds
+    no more than ``SEND_THREADS`` groups left claims the next batch (``recover_expired`` first, as every pass does);
+    the others go on sending meanwhile, or wait for it when nothing is left. Ends when a claim finds nothing due or
+    ``max_batches`` were claimed."""
+
+    def __init__(self, services: Runtime, worker_id: str, max_batches: int) -> None:
+        self.services, self.worker_id, self.batches_left = services, worker_id, max_batches
+        self.handled = 0
+        self._groups: deque[tuple[str, list[Any]]] = deque()
+        self._cond = threading.Condition()
+        self._claiming = False
+        self._done = False
+
+    def __iter__(self) -> Iterator[tuple[str, list[Any]]]:
+        while True:
+            with self._cond:
+                while True:
+                    claim_now = len(self._groups) <= SEND_THREADS and not self._done and not self._claiming
+                    if claim_now or self._groups or self._done:
+                        break
+                    self._cond.wait()
+                if claim_now:
+                    self._claiming = True
+                elif self._groups:
+                    item = self._groups.popleft()
+                else:
+                    return
+            if claim_now:
+                self._claim()
+            else:
+                yield item
+
+    def _claim(self) -> None:
+        rows: list[Any] = []
+        token = f"{self.worker_id[:48]}:{secrets.token_hex(4)}"
+        try:
+            recover_expired(self.services)
+            rows = claim(self.services, token)
+        finally:  # a failed claim (database down) ends the feed; the error reaches the caller
+            with self._cond:
+                self._claiming = False
+                self._groups.extend((token, rows[i : i + SENDING_GROUP]) for i in range(0, len(rows), SENDING_GROUP))
+                self.handled += len(rows)
+                self.batches_left -= 1
+                self._done = self._done or not rows or self.batches_left <= 0
+                self._cond.notify_all()
 
 
 def claim(services: Runtime, token: str) -> list[Any]:
@@ -123,10 +186,14 @@ def claim(services: Runtime, token: str) -> list[Any]:
         .order_by(o.next_attempt_at, o.id)
         .limit(cfg.batch_size)
         .with_for_update(skip_locked=True)
+        # computed once: planned as a subquery, a nested-loop join re-ran it for each row, each run skipping the rows
+        # the UPDATE had just claimed, so one claim took every due row instead of ``batch_size``
+        .cte("due")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     stmt = (
         update(o)
-        .where(o.id.in_(due.scalar_subquery()), o.status == NoticeStatus.PENDING)
+        .where(o.id.in_(select(due.c.id)), o.status == NoticeStatus.PENDING)
         .values(claimed_by=token, claimed_until=now + LEASE)
         .returning(o.id, o.openid, o.kind, o.data, o.url, o.attempts)
     )
@@ -137,8 +204,15 @@ def claim(services: Runtime, token: str) -> list[Any]:
 _O = OutboxNotice
 _SENDING = (
     update(_O)
-    .where(_O.id == bindparam("rid"), _O.status == NoticeStatus.PENDING, _O.claimed_by == bindparam("tok"))
+    .where(_O.id.in_(bindparam("rids", expanding=True)), _O.status == NoticeStatus.PENDING, _O.claimed_by == bindparam("tok"))
     .values(status=NoticeStatus.SENDING, attempts=_O.attempts + 1, claimed_until=bindparam("until"))
+    .returning(_O.id)
+)
+_RENEW = (
+    update(_O)
+    .where(_O.id.in_(bindparam("rids", expanding=True)), _O.status == NoticeStatus.SENDING, _O.claimed_by == bindparam("tok"))
+    .values(claimed_until=bindparam("until"))
+    .returning(_O.id)
 )
 _SENT = (
     update(_O)
@@ -168,34 +242,58 @@ def mark_sent(services: Runtime, conn: Connection, token: str, sent: list[tuple[
         conn.execute(_SENT, [{"rid": rid, "m": msgid[:32] or None, "tok": token, "at": at, "ds": ds} for rid, msgid, ds in sent])
 
 
-def _send_slice(services: Runtime, token: str, rows: list[Any]) -> None:
-    """Send rows one by one, each marked ``sending`` (committed) first; each success is kept in Redis at once and
-    recorded in the database every ``MARK_EVERY`` sends (``recover_expired`` settles a dead worker's by msgid)."""
+def _send_groups(services: Runtime, feed: _Feed) -> None:
+    """Send the rows of each group in turn, the group marked ``sending`` (committed) first; each success is kept in
+    Redis at once and recorded in the database every ``MARK_EVERY`` sends of one claim (``recover_expired`` settles a
+    dead worker's by msgid)."""
     sent: list[tuple[int, str, str | None]] = []
-    with services.engine.connect() as conn:  # one connection for the slice; no transaction is open while sending
+    held = ""  # the claim token the rows in ``sent`` were sent under
+    with services.engine.connect() as conn:  # one connection for the thread; no transaction is open while sending
         if conn.dialect.name != "sqlite":  # each mark is one statement: autocommit saves BEGIN/COMMIT round trips
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        for row in rows:
-            try:
-                msgid = _send_one(services, conn, token, row)
-            except Exception:
-                log.exception("notice %s: unexpected error while sending; its lease will run out and it is checked then", row.id)
-                continue
-            if msgid is not None:
-                sent.append((row.id, msgid, remember_send(services, row.id, row.openid, msgid)))
-                services.metrics.notices.labels(kind=row.kind, outcome=NoticeStatus.SENT).inc()
-            if len(sent) >= MARK_EVERY:
-                mark_sent(services, conn, token, sent)
+        for token, group in feed:
+            if sent and token != held:
+                mark_sent(services, conn, held, sent)
                 sent = []
+            held = token
+            for row in _in_sending(services, conn, token, group):
+                try:
+                    msgid = _send_one(services, conn, token, row)
+                except Exception:
+                    log.exception("notice %s: unexpected error while sending; its lease will run out and it is checked then", row.id)
+                    continue
+                if msgid is not None:
+                    sent.append((row.id, msgid, remember_send(services, row.id, row.openid, msgid)))
+                    services.metrics.notices.labels(kind=row.kind, outcome=NoticeStatus.SENT).inc()
+                if len(sent) >= MARK_EVERY:
+                    mark_sent(services, conn, token, sent)
+                    sent = []
         if sent:
-            mark_sent(services, conn, token, sent)
+            mark_sent(services, conn, held, sent)
+
+
+def _in_sending(services: Runtime, conn: Connection, token: str, group: list[Any]) -> Iterator[Any]:
+    """The rows of ``group`` we hold, one by one, marked ``sending`` (committed) together before the first is sent.
+    When earlier sends were slow (``RENEW_AFTER``), the rest get a fresh lease first, so that every send starts with
+    most of a lease, as when each row was marked alone; a row no longer ours (its lease ran out and another worker
+    settled it) is left out."""
+    rows, until = _mark(services, conn, _SENDING, token, group)
+    while rows:
+        if _now(services) > until - LEASE + RENEW_AFTER:
+            rows, until = _mark(services, conn, _RENEW, token, rows)
+            continue
+        yield rows.pop(0)
+
+
+def _mark(services: Runtime, conn: Connection, stmt: Any, token: str, rows: list[Any]) -> tuple[list[Any], datetime]:
+    until = _now(services) + LEASE
+    with conn.begin():
+        held = set(conn.execute(stmt, {"rids": [row.id for row in rows], "tok": token, "until": until}).scalars())
+    return [row for row in rows if row.id in held], until
 
 
 def _send_one(services: Runtime, conn: Connection, token: str, row: Any) -> str | None:
-    """The msgid when WeChat accepted it; None when the row was handled otherwise (or is no longer ours)."""
-    with conn.begin():
-        if not conn.execute(_SENDING, {"rid": row.id, "tok": token, "until": _now(services) + LEASE}).rowcount:
-            return None
+    """The msgid when WeChat accepted it; None when the row was handled otherwise. The row is ``sending`` (ours)."""
     try:
         template_id, data = template_payload(services, row.kind, row.data or {})
     except KeyError:
@@ -258,16 +356,26 @@ def remember_send(services: Runtime, row_id: int, openid: str, msgid: str) -> st
     report if it came before (None otherwise, or when Redis is down: the database mark still follows)."""
     if not msgid:
         return None
-    pipe = services.store.r.pipeline()
-    pipe.set(_key(services, "sent", msgid), row_id, ex=REPORT_TTL)
-    pipe.set(_key(services, "row", row_id), msgid, ex=REPORT_TTL)
-    pipe.get(_key(services, "report", msgid))
+    keys = [_key(services, "sent", msgid), _key(services, "row", row_id), _key(services, "report", msgid)]
     try:
-        report = pipe.execute()[-1]
+        report = _remember_script(services.store.r)(keys=keys, args=[row_id, msgid, REPORT_TTL])
     except redis.RedisError as exc:
         log.warning("notice %s: msgid not kept in Redis (%s); a worker death before the mark would leave it uncertain", row_id, type(exc).__name__)
         return None
     return _report_status(report, openid)
+
+
+# remember_send's two writes and its read as one script: atomic like a MULTI/EXEC pipeline, one command instead of five
+_REMEMBER = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return redis.call('GET', KEYS[3])
+"""
+
+
+@functools.lru_cache(maxsize=16)
+def _remember_script(r: redis.Redis) -> Any:
+    return r.register_script(_REMEMBER)
 
 
 def recorded_send(services: Runtime, msgid: str) -> int | None:

@@ -78,13 +78,7 @@ def drain_all(services: Runtime, worker_id: str, max_batches: int = 1000) -> int
     (bounded, so jobs still get their turn)."""
     credits.deliver_due(services)
     alerts.queue_due(services)
-    total = 0
-    for _ in range(max_batches):
-        n = outbox.drain_once(services, worker_id)
-        total += n
-        if n == 0:
-            break
-    return total
+    return outbox.drain(services, worker_id, max_batches)
 
 
 def run(services: Runtime, worker_id: str, interval: float, stop: threading.Event) -> None:

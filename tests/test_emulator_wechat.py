@@ -6,13 +6,14 @@ The emulator must answer exactly like WeChat (errcodes, limits), so the bot's er
 from __future__ import annotations
 
 import json
+import socket
 import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 import menus
-from bot.adapters.wechat_api import WeChatAPIError
+from bot.adapters.wechat_api import WeChatAPI, WeChatAPIError
 
 OPENID = "oEmuUser000000000000001"
 
@@ -250,7 +251,28 @@ def test_template_fault_injection(make_live):
     with pytest.raises(WeChatAPIError) as exc:  # unanswered: not retried, since WeChat may have sent it
         api.send_template(OPENID, "TPL_TOPUP_RECEIPT", data)
     assert exc.value.maybe_sent is True
+    sent = live.emulator.calls_today("template")
+    live.emulator.faults["template"] = ["garbage", 0]
+    with pytest.raises(WeChatAPIError) as exc:  # answered, but not with WeChat's JSON: it may have sent it
+        api.send_template(OPENID, "TPL_TOPUP_RECEIPT", data)
+    assert exc.value.maybe_sent is True and exc.value.errcode is None
+    assert live.emulator.faults["template"] == [0]  # asked once: a call that may have been sent is not repeated
+    live.emulator.faults.pop("template")
     assert api.send_template(OPENID, "TPL_TOPUP_RECEIPT", data)  # faults consumed: normal again
+    assert live.emulator.calls_today("template") == sent + 1
+
+
+def test_template_send_that_cannot_connect_was_surely_not_sent(live):
+    """The template message's own HTTP path (urllib3's pool, not wechatpy's requests): a refused connection never
+    reached WeChat, so it is tried once more and then reported as not sent (the outbox retries it later)."""
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = WeChatAPI(live.cfg.wechat.model_copy(update={"api_base_url": f"http://127.0.0.1:{port}"}), live.services.store)
+    api.client.session.set(api.client.access_token_key, "EMUtokenheldinredis", 7200)
+    with pytest.raises(WeChatAPIError) as exc:
+        api.send_template(OPENID, "TPL_TOPUP_RECEIPT", _receipt()["data"])
+    assert exc.value.errcode is None and exc.value.maybe_sent is False and "ConnectionError" in exc.value.errmsg
 
 
 # --- customer-service messages -----------------------------------------------------------

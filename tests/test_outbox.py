@@ -212,10 +212,12 @@ def test_killed_worker_whose_send_got_no_answer_but_a_report_came_leaves_it_unce
 
     monkeypatch.setattr(api, "send_template", send_then_die)
     monkeypatch.setattr(outbox, "SEND_THREADS", 1)
+    monkeypatch.setattr(outbox, "SENDING_GROUP", 2)
     with pytest.raises(Killed):
         drain_once(live.services, "doomed")
     monkeypatch.setattr(api, "send_template", real_send)
-    assert [row(live, r).status for r in rest] == ["pending"] * 3  # claimed by the dead worker, never started
+    # claimed by the dead worker: the one marked with the first, and the others, never started
+    assert [row(live, r).status for r in rest] == ["sending", "pending", "pending"]
     assert drain(live, "survivor") == 0  # the dead worker's lease still holds them
     wait_for(lambda: any(p["openid"] == OPENID for p in live.emulator.pushes))  # its report, with an unknown msgid
     live.services.clock.shift(timedelta(minutes=2))
@@ -224,6 +226,58 @@ def test_killed_worker_whose_send_got_no_answer_but_a_report_came_leaves_it_unce
     assert r.status == "uncertain" and str(templates(live, OPENID)[0]["msgid"]) in r.last_error and r.msgid is None
     assert [row(live, r).status for r in rest] == ["sent"] * 3
     assert [len(templates(live, o)) for o in (OPENID, *others)] == [1, 1, 1, 1]  # nobody got one twice
+
+
+def test_a_group_whose_lease_ran_out_during_slow_sends_leaves_the_rows_another_worker_took(live, monkeypatch):
+    """Rows are marked ``sending`` a group at a time; when the first sends of a group are slow enough for the lease
+    of the rest to run out and another worker to settle and send them, the slow worker must not send them again."""
+    openids = [f"oOutboxSlow{i:013d}" for i in range(3)]
+    follow(live, *openids)
+    ids = [queue(live, o, key=o) for o in openids]
+    real_remember = outbox.remember_send
+    monkeypatch.setattr(outbox, "SEND_THREADS", 1)
+    monkeypatch.setattr(outbox, "SENDING_GROUP", 3)
+
+    def slow_after_first(services, row_id, openid, msgid):
+        report = real_remember(services, row_id, openid, msgid)
+        if openid == openids[0]:  # then the worker stalls past the lease: another worker recovers the group
+            monkeypatch.setattr(outbox, "remember_send", real_remember)
+            live.services.clock.shift(outbox.LEASE + timedelta(seconds=1))
+            assert drain(live, "other") == 2
+        return report
+
+    monkeypatch.setattr(outbox, "remember_send", slow_after_first)
+    assert drain_once(live.services, "slow") == 3
+    assert [len(templates(live, o)) for o in openids] == [1, 1, 1]
+    assert {row(live, i).status for i in ids} == {"sent"}
+
+
+def test_a_claim_takes_at_most_a_batch(make_live):
+    """The due rows are picked once (a materialized CTE): as a subquery PostgreSQL re-ran them per row of a
+    nested-loop join, each run skipping the rows just claimed, and one claim took all 35 (the outbox is small or
+    never analyzed, so that plan is the usual one)."""
+    live = make_live(notices={"batch_size": 10})
+    for i in range(35):
+        queue(live, f"oOutboxClaim{i:012d}", key=str(i))
+    assert len(outbox.claim(live.services, "first")) == 10
+    assert len(outbox.claim(live.services, "second")) == 10
+    assert sorted(n.claimed_by or "" for n in notices(live)).count("") == 15
+
+
+def test_a_drain_claims_batch_after_batch_while_sending_up_to_its_bound(make_live):
+    """``drain`` (what ``cardbot worker`` runs) claims the next batch while the last is still being sent, each batch
+    under its own lease token, and stops after ``max_batches`` claims so the worker's jobs get their turn."""
+    live = make_live(notices={"batch_size": 10})
+    openids = [f"oOutboxBatch{i:012d}" for i in range(35)]
+    follow(live, *openids)
+    for o in openids:
+        queue(live, o, key=o)
+    assert outbox.drain(live.services, "w", max_batches=2) == 20
+    assert sum(n.status == "sent" for n in notices(live)) == 20
+    assert outbox.drain(live.services, "w") == 15
+    assert [len(templates(live, o)) for o in openids] == [1] * 35
+    assert {n.status for n in notices(live)} == {"sent"} and len({n.msgid for n in notices(live)}) == 35
+    assert outbox.drain(live.services, "w") == 0
 
 
 def test_two_workers_never_send_one_notice_twice(live):

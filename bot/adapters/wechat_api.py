@@ -1,14 +1,24 @@
 """WeChat API client: wechatpy's WeChatClient with one shared access_token in Redis, refreshed from one
 place under a lock, timeouts on every call, and a bounded retry (wechatpy's own auto_retry recurses
 without limit, so it is off).
+
+One call goes around wechatpy: the template message, the outbox's hot path (hundreds a second in an alerts burst).
+Through wechatpy and requests, request preparation, cookies, hooks and adapters cost more CPU than the call
+(about half of the worker's per notice). ``_post_json`` posts it on urllib3's pool itself (``keepalive_pool``)
+and keeps wechatpy's semantics exactly: the token as ``access_token`` in the query, the body JSON with raw UTF-8,
+an HTTP error status raised as ``WeChatClientException(None)``, a non-zero errcode as ``WeChatClientException``
+with it — so ``_call``'s one token refresh, its errcode mapping and ``maybe_sent`` apply unchanged. The token is
+wechatpy's (``_Client.access_token``); every other call still goes through wechatpy.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from typing import Any
+from urllib.parse import quote
 
 import redis
 import requests
@@ -17,12 +27,14 @@ from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.redisstorage import RedisStorage
 
+from bot.adapters.keepalive import keepalive_pool
 from bot.adapters.store import Store
 from bot.config import WeChatConfig
 
 log = logging.getLogger(__name__)
 
 TOKEN_ERRORS = {40001, 40014, 42001}
+_JSON = {"Content-Type": "application/json; charset=utf-8"}
 # How long a process reuses the shared token it read from Redis before reading it again. Safe because WeChat keeps a
 # replaced token valid for 5 minutes after a refresh; a token error drops it at once (``WeChatAPI._call``).
 TOKEN_REUSE_SECONDS = 60.0
@@ -39,9 +51,13 @@ class WeChatAPIError(Exception):
         self.maybe_sent = maybe_sent
 
 
+class _Unreadable(Exception):
+    """WeChat answered 200 with something that is not a JSON object: it may have acted on the call."""
+
+
 def _never_sent(exc: BaseException) -> bool:
     """True only when the request surely did not reach WeChat (connect timeout, connection refused)."""
-    if isinstance(exc, requests.ConnectTimeout):
+    if isinstance(exc, requests.ConnectTimeout | urllib3.exceptions.ConnectTimeoutError):  # urllib3's covers NewConnectionError
         return True
     if isinstance(exc, requests.ConnectionError):
         reason = exc.args[0] if exc.args else None
@@ -120,6 +136,8 @@ class WeChatAPI:
         self.cfg = cfg
         self.store = store
         self.client = _Client(cfg, store)
+        self.http = keepalive_pool(cfg.api_base_url)  # the template message's own pool (module docstring)
+        self._timeout = urllib3.Timeout(connect=min(2.0, cfg.request_timeout_seconds), read=cfg.request_timeout_seconds)
 
     def _call(self, fn: Any, *args: Any, idempotent: bool = True, **kwargs: Any) -> Any:
         """Refresh the token once and retry once on token errors; one retry on network errors, but for a
@@ -141,7 +159,7 @@ class WeChatAPI:
                     time.sleep(0.2)
                     continue
                 raise WeChatAPIError(code, str(exc.errmsg or "")) from None
-            except (requests.RequestException, redis.lock.LockError) as exc:
+            except (requests.RequestException, urllib3.exceptions.HTTPError, _Unreadable, redis.lock.LockError) as exc:
                 unsent = _never_sent(exc)
                 if not net_retried and (idempotent or unsent):
                     net_retried = True
@@ -157,8 +175,32 @@ class WeChatAPI:
         return self._call(self.client.message.send_text, openid, content, idempotent=False)
 
     def send_template(self, openid: str, template_id: str, data: dict[str, Any], url: str | None = None) -> str:
-        res = self._call(self.client.message.send_template, openid, template_id, data, url, idempotent=False)
+        """The msgid WeChat gave the message (its delivery report carries it). Posted by ``_post_json``, the same
+        request wechatpy's ``message.send_template`` makes (``url`` left out when None)."""
+        body: dict[str, Any] = {"touser": openid, "template_id": template_id, "data": data}
+        if url is not None:
+            body["url"] = url
+        res = self._call(self._post_json, "message/template/send", body, idempotent=False)
         return str(res.get("msgid", ""))
+
+    def _post_json(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` to ``/cgi-bin/<endpoint>`` on urllib3's pool, raising what wechatpy's ``client.post`` raises
+        (module docstring); network errors are urllib3's own (no retries, no redirects: ``_call`` decides)."""
+        raw = json.dumps(body, ensure_ascii=False).encode()  # raw UTF-8: WeChat refuses \uXXXX escapes (40033)
+        target = f"{self.client.API_BASE_URL}{endpoint}?access_token={quote(self.client.access_token, safe='')}"
+        res = self.http.urlopen("POST", target, body=raw, headers=_JSON, timeout=self._timeout, redirect=False)
+        if res.status >= 400:  # requests' raise_for_status in wechatpy: no errcode
+            raise WeChatClientException(None, None, client=self.client)
+        try:
+            result = json.loads(res.data.decode("utf-8", "ignore"), strict=False)
+        except ValueError:
+            result = None
+        if not isinstance(result, dict):
+            raise _Unreadable(f"HTTP {res.status}, no JSON object")
+        errcode = int(result.get("errcode") or 0)
+        if errcode:
+            raise WeChatClientException(errcode, result.get("errmsg", errcode), client=self.client)
+        return result
 
     def create_menu(self, menu: dict[str, Any]) -> dict[str, Any]:
         return self._call(self.client.menu.create, menu)

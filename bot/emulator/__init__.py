@@ -17,6 +17,7 @@ def init_app(app: Flask) -> None:
     from bot.emulator import bank, cardsys, electricity, pay, simulator, wechat_api
 
     app.register_blueprint(wechat_api.bp)
+    app.wsgi_app = wechat_api.TemplateSend(app.wsgi_app, cfg, app.extensions["emulator"])  # type: ignore[method-assign]
     app.extensions["wechat"].observe(wechat_api.follows_observer(app.extensions["emulator"]))
     for part in (pay, bank, cardsys, electricity, simulator):
         part.init_app(app)

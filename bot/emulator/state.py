@@ -1,11 +1,11 @@
 """In-memory state of the emulated WeChat platform (one per app; guarded by a lock).
 
 Time comes from ``now()`` so tests can move it (``clock_offset``) to expire tokens, codes and windows.
-``faults`` lets tests make an endpoint fail: ``faults["template"] = 45009`` (an errcode), ``"5xx"``, ``"timeout"``
-or ``"hang"`` (held until ``released`` is set, then -1, nothing done); a list (``[45009, 0]``) is consumed one entry
-per call (0 = behave normally). Template sends also know ``template_slow`` (sent, answered too late),
-``template_status`` (the delivery report's status) and ``template_report_first`` (the report is pushed before the send
-is answered).
+``faults`` lets tests make an endpoint fail: ``faults["template"] = 45009`` (an errcode), ``"5xx"``, ``"timeout"``,
+``"garbage"`` (a 200 that is not JSON) or ``"hang"`` (held until ``released`` is set, then -1, nothing done); a list
+(``[45009, 0]``) is consumed one entry per call (0 = behave normally). Template sends also know ``template_slow``
+(sent, answered too late), ``template_status`` (the delivery report's status) and ``template_report_first`` (the
+report is pushed before the send is answered).
 """
 
 from __future__ import annotations

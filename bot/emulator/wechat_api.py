@@ -12,11 +12,13 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from flask import Blueprint, Response, current_app, redirect, request
+from werkzeug.wsgi import get_input_stream
 
 import menus
 from bot.config import Config
@@ -96,12 +98,29 @@ def config() -> Config:
     return current_app.extensions["cardbot"].cfg
 
 
+Answer = tuple[int, str, bytes]  # status, content type, body: an answer built without Flask (``TemplateSend``)
+_JSON_TYPE = "application/json"
+
+
 def _json(obj: dict[str, Any], status: int = 200) -> Response:
-    return Response(json.dumps(obj, ensure_ascii=False), status=status, mimetype="application/json")
+    return Response(json.dumps(obj, ensure_ascii=False), status=status, mimetype=_JSON_TYPE)
 
 
 def _err(code: int, msg: str | None = None) -> Response:
-    return _json({"errcode": code, "errmsg": msg or ERRMSG.get(code, "error")})
+    return _json(_error_body(code, msg))
+
+
+def _error_body(code: int, msg: str | None = None) -> dict[str, Any]:
+    return {"errcode": code, "errmsg": msg or ERRMSG.get(code, "error")}
+
+
+def _err_answer(code: int, msg: str | None = None) -> Answer:
+    return 200, _JSON_TYPE, json.dumps(_error_body(code, msg), ensure_ascii=False).encode()
+
+
+def _as_response(answer: Answer) -> Response:
+    status, ctype, body = answer
+    return Response(body, status=status, mimetype=ctype)
 
 
 def _app_ok(appid: str | None, secret: str | None) -> bool:
@@ -116,18 +135,25 @@ def _token_check() -> Response | None:
 
 def _fault(name: str) -> Response | None:
     """An injected failure for this call, if a test asked for one (see ``EmulatorState.faults``)."""
-    fault = state().take_fault(name)
+    answer = fault_answer(config(), state(), name)
+    return None if answer is None else _as_response(answer)
+
+
+def fault_answer(cfg: Config, st: EmulatorState, name: str) -> Answer | None:
+    fault = st.take_fault(name)
     if not fault:
         return None
     if fault == "5xx":
-        return Response("<html><body>502 Bad Gateway</body></html>", status=502, mimetype="text/html")
+        return 502, "text/html", b"<html><body>502 Bad Gateway</body></html>"
     if fault == "timeout":
-        time.sleep(config().wechat.request_timeout_seconds + 0.5)
-        return _err(-1)
+        time.sleep(cfg.wechat.request_timeout_seconds + 0.5)
+        return _err_answer(-1)
     if fault == "hang":  # the call never gets through, however long the caller waits; ends with a system error
-        state().released.wait(HANG_MAX_SECONDS)
-        return _err(-1)
-    return _err(int(fault))
+        st.released.wait(HANG_MAX_SECONDS)
+        return _err_answer(-1)
+    if fault == "garbage":  # a 200 that is not WeChat's JSON (a proxy's page): the caller cannot tell what happened
+        return 200, "text/html", b"<html><body>OK</body></html>"
+    return _err_answer(int(fault))
 
 
 def _body_json() -> dict[str, Any] | Response:
@@ -483,33 +509,63 @@ def _template_data_error(data: Any, fields: set[str]) -> str | None:
     return None
 
 
-@bp.post("/cgi-bin/message/template/send")
-def template_send() -> Response:
-    if (bad := _token_check() or _fault("template")) is not None:
+TEMPLATE_SEND = "/cgi-bin/message/template/send"
+
+
+class TemplateSend:
+    """``POST /cgi-bin/message/template/send`` answered here, every other request passed on to ``app`` (Flask).
+
+    The outbox's drain calls it hundreds of times a second on the same cores as the bot (bench row 3c), so it is plain
+    WSGI in front of Flask, as the bot's own ``/wechat`` is (bot.chat.webhook): no request context, routing, session
+    or response objects — the emulator's answer is WeChat's JSON, which carries none of the bot's headers. What it
+    checks is unchanged (``template_send``); the template fields are read from the config once."""
+
+    def __init__(self, app: Any, cfg: Config, st: EmulatorState) -> None:
+        self.app, self.cfg, self.st = app, cfg, st
+        self.fields = template_fields(cfg)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") != TEMPLATE_SEND or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        token = next((v for k, v in parse_qsl(environ.get("QUERY_STRING", "")) if k == "access_token"), None)
+        status, ctype, body = template_send(self.cfg, self.st, self.fields, token, get_input_stream(environ).read())
+        start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def template_send(cfg: Config, st: EmulatorState, known: dict[str, set[str]], token: str | None, raw: bytes) -> Answer:
+    """WeChat's template send: token, injected fault, body, openid, template, follower, refusal, data, url, quota;
+    then the message is delivered and its job-finish report pushed back (``auto_deliver_pushes``)."""
+    if code := st.check_token(token):
+        return _err_answer(code)
+    if (bad := fault_answer(cfg, st, "template")) is not None:
         return bad
-    body = _body_json()
-    if isinstance(body, Response):
-        return body
-    cfg = config()
+    if not raw:
+        return _err_answer(44002)
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return _err_answer(47001)
+    if not isinstance(body, dict):
+        return _err_answer(47001)
     openid = body.get("touser", "")
     if not isinstance(openid, str) or not OPENID.match(openid):
-        return _err(40003)
+        return _err_answer(40003)
     template_id = body.get("template_id")
-    fields = template_fields(cfg).get(template_id) if isinstance(template_id, str) else None
+    fields = known.get(template_id) if isinstance(template_id, str) else None
     if fields is None:
-        return _err(40037)
-    st = state()
+        return _err_answer(40037)
     if openid not in st.followers:
-        return _err(43004)
+        return _err_answer(43004)
     if (openid, template_id) in st.refused_templates:
-        return _err(43101)
+        return _err_answer(43101)
     if problem := _template_data_error(body.get("data"), fields):
-        return _err(47001 if problem == "data format error" else 47003, problem)
+        return _err_answer(47001 if problem == "data format error" else 47003, problem)
     url = body.get("url")
     if url not in (None, "") and (not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https")):
-        return _err(47003, "argument invalid! url invalid")
+        return _err_answer(47003, "argument invalid! url invalid")
     if not st.count_call("template", cfg.emulator.template_daily_quota):
-        return _err(45009)
+        return _err_answer(45009)
     msgid = st.next_msgid()
     data = {k: v["value"] for k, v in body["data"].items()}
     item = {"kind": "template", "template_id": template_id, "data": data, "url": url or "", "msgid": msgid}
@@ -522,8 +578,8 @@ def template_send() -> Response:
         else:
             threading.Thread(target=push_event, args=(cfg, st, openid, xml, cfg.emulator.push_delay_seconds), daemon=True).start()
     if st.take_fault("template_slow"):  # sent, but the answer comes too late: the caller sees a timeout
-        time.sleep(config().wechat.request_timeout_seconds + 0.5)
-    return _json({"errcode": 0, "errmsg": "ok", "msgid": msgid})
+        time.sleep(cfg.wechat.request_timeout_seconds + 0.5)
+    return 200, _JSON_TYPE, json.dumps({"errcode": 0, "errmsg": "ok", "msgid": msgid}).encode()
 
 
 def job_finish_xml(openid: str, msgid: int | str, status: str, create_time: int | None = None) -> str:
