@@ -7,8 +7,8 @@ for one spend per card from ``PROCESSES`` processes of ``bench.pusher.THREADS`` 
 concurrent pushes arrive at the bot's gunicorn workers in production (several worker processes; one GIL-bound
 process is not what production runs): each entry posts to the ledger and, its card's accounts having chosen alerts,
 is marked ``alerts_due`` in the same transaction. Beside the pushers one worker process (``bench.drainer alerts``,
-as a ``cardbot worker``'s pass) queues the marked spends' alerts a batch at a time (``bot.alerts.queue_due``); the
-alerts are queued when that worker has done the last marked spend. Measured twice, without and with alerts chosen,
+as ``cardbot worker`` runs: a pass, then its 1 s interval) queues the marked spends' alerts a batch at a time
+(``bot.alerts.queue_due``); the alerts are queued when that worker has done the last marked spend. Measured twice, without and with alerts chosen,
 so the row shows what the alerts add; the CPU per entry is the pushing processes', the alerts worker's and the
 database's. The drain phase releases the held (merging) spend alerts and runs the same worker processes as the
 outbox row (``bench.outbox._drain_processes``) against the emulator's template API.
@@ -169,7 +169,7 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, env_vars: d
         "note": f"record_entry from {PROCESSES} processes of {pusher.THREADS} threads (the card system's concurrent pushes as "
         f"{PROCESSES} gunicorn workers take them, without HTTP and signature checks; production runs several worker processes, "
         "not one GIL-bound process), one alerts worker beside them queuing the marked spends' alerts a batch at a time "
-        "(`bot.alerts.queue_due`); queued = when it finished the last one. PostgreSQL on the same machine. CPU per entry: the pushing "
-        "processes', the alerts worker's and their PostgreSQL server processes'; two cores take 10,000 entries in 10 s only if "
-        "they add up to under 2 ms per entry.",
+        "(`bot.alerts.queue_due`, a pass every second as `cardbot worker` runs); queued = when it finished the last one. "
+        "PostgreSQL on the same machine. CPU per entry: the pushing processes', the alerts worker's and their PostgreSQL "
+        "server processes'; two cores take 10,000 entries in 10 s only if they add up to under 2 ms per entry.",
     }

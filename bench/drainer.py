@@ -2,9 +2,9 @@
 
 Config comes from CARDBOT_* variables. It builds its services, says ``ready``, waits for ``go`` on stdin (so
 process start-up is not timed), then calls ``bot.outbox.drain`` (as ``cardbot worker`` does; ``credits``: ``bot.credits.deliver_due``;
-``alerts``: ``bot.alerts.queue_due``, until also told ``done``) until two calls in a row find nothing, and prints one
-JSON line: items handled, seconds (``alerts``: to the end of the last batch that found spends), and its own CPU
-seconds.
+``alerts``: ``bot.alerts.queue_due``, until also told ``done``, waiting ``WORKER_INTERVAL`` after each pass as
+``cardbot worker`` does) until two calls in a row find nothing, and prints one JSON line: items handled, seconds
+(``alerts``: to the end of the last batch that found spends), and its own CPU seconds.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import resource
 import sys
 import threading
 import time
+
+WORKER_INTERVAL = 1.0  # ``cardbot worker``'s default --interval: a worker waits this long after each pass
 
 
 def main() -> None:
@@ -45,6 +47,7 @@ def main() -> None:
             n = sum(deliver_due(services).values())
         elif mode == "alerts":
             n = queue_due(services)
+            time.sleep(WORKER_INTERVAL)
         else:
             n = drain(services, worker_id)
         handled += n

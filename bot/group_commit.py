@@ -4,8 +4,9 @@ A canteen at noon pushes thousands of card entries a minute, each its own reques
 transaction each, every entry pays for BEGIN, its statements, COMMIT and a WAL flush; written together, the threads
 waiting at the same moment share them. No extra thread and no timer: the first request to arrive writes (it leads);
 the ones arriving while it writes wait, and when it is done the first of them leads the next batch with everything
-that came meanwhile. A lone request writes at once, so an idle bot answers as fast as before; a busy one writes
-bigger batches, never waits for a batch to fill.
+that came meanwhile. A leader yields the interpreter once before taking the queue, so threads the last batch woke
+that are ready with their next request join it. A lone request writes at once, so an idle bot answers as fast as
+before; a busy one writes bigger batches, never waits for a batch to fill.
 
 ``write(items)`` returns one outcome per item, in order: a value, or an exception instance, which is raised in that
 item's request only. An exception raised by ``write`` itself (the database went away) is raised in every request of
@@ -15,6 +16,7 @@ the batch: nothing of it was written.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar, cast
 
@@ -58,6 +60,7 @@ class GroupCommit(Generic[Item, Out]):
 
     def _lead(self) -> None:
         """Write every request waiting now (its own first), wake them, and hand the lead to the next one waiting."""
+        time.sleep(0)  # let the threads the last batch woke, ready with their next request, join this one
         with self._lock:
             batch, self._queue = self._queue[: self._max], self._queue[self._max :]
         try:
