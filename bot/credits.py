@@ -182,13 +182,17 @@ def _claim_due(services: Runtime, n: int) -> list[Claimed]:
         .order_by(CardCredit.next_try_at, CardCredit.id)
         .limit(n)
         .with_for_update(skip_locked=True)
+        # computed once (bot.outbox.claim's reason): as a subquery a nested-loop join re-ran it per row, each run
+        # skipping the rows the UPDATE had just claimed, and one claim took every due credit instead of ``n``
+        .cte("due")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     with services.session() as db, db.begin():
         rows = (
             db.connection()
             .execute(
                 update(CardCredit)
-                .where(CardCredit.id.in_(due.scalar_subquery()), *_claimable(now))
+                .where(CardCredit.id.in_(select(due.c.id)), *_claimable(now))
                 .values(claimed_at=now, tries=CardCredit.tries + 1)
                 .returning(*_CLAIMED)
             )

@@ -258,3 +258,18 @@ def test_three_workers_passing_at_once_take_each_credit_once(cs_live):
     assert {c.tries for c in credit_rows(live)} == {1}
     assert cs_balance(live) == 10000 + sum(100 + i for i in range(n))
     assert len(notices_of(live, "topup_receipt")) == n
+
+
+def test_a_claim_takes_at_most_the_credits_asked_for(cs_live):
+    """The due credits are picked once (a materialized CTE), as the outbox's claim: as a subquery PostgreSQL may re-run
+    them per row of a nested-loop join, each run skipping the rows just claimed, and one claim would take them all."""
+    live = cs_live
+    with live.session() as db, db.begin():
+        card = db.get(Cardholder, student(live, OPENID, student_no=NO))
+        now = live.services.clock.utcnow()
+        for i in range(35):
+            credits.owe(live.services, db, owed(card, f"CLAIM{i:03d}", 100 + i, now), claim=False)
+    first = credits._claim_due(live.services, 10)
+    assert [c.delivery.ref for c in first] == [f"CLAIM{i:03d}" for i in range(10)]
+    assert len(credits._claim_due(live.services, 10)) == 10
+    assert sum(c.claimed_at is None for c in credit_rows(live)) == 15
