@@ -3,12 +3,13 @@
 ``post_entry`` locks the card row, refuses a second entry with the same idempotency key, writes the
 entry, moves the balance and queues the notices — all inside the caller's transaction, so either
 everything lands or nothing does. ``book_entries`` is the same rule for the terminals' entries (bot.card_entries,
-one per card push, gathered by bot.group_commit): a batch in four Core statements and no ORM objects.
+one per card push, gathered by bot.group_commit): a batch in three Core statements and no ORM objects.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, cast
@@ -355,9 +356,9 @@ def book_entries(
     *,
     columns: tuple[Any, ...] = (),
     params: dict[str, Any] | None = None,
-    check: Any = None,
-    alerts_due: Any = None,
-    then: Any = None,
+    check: Callable[[LockedCard, TerminalEntry], Exception | None] | None = None,
+    alerts_due: Callable[[Any, TerminalEntry], bool] | None = None,
+    then: Callable[[Connection, list[Booked | Exception]], None] | None = None,
 ) -> list[Booked | Exception]:
     """``post_entry`` for the terminals' entries, many in one transaction (bot.group_commit gathers them): one outcome
     per entry, in order — ``Booked``, or the exception that entry alone raises (``NoSuchCard``, ``Replayed``,
@@ -391,8 +392,15 @@ class _Used:
 
 
 def _book(
-    conn: Connection, entries: list[TerminalEntry], columns: tuple[Any, ...], params: dict[str, Any], check: Any, alerts_due: Any, *, any_card: bool
-) -> Any:
+    conn: Connection,
+    entries: list[TerminalEntry],
+    columns: tuple[Any, ...],
+    params: dict[str, Any],
+    check: Callable[[LockedCard, TerminalEntry], Exception | None] | None,
+    alerts_due: Callable[[Any, TerminalEntry], bool] | None,
+    *,
+    any_card: bool,
+) -> list[Booked | Exception]:
     lock, keys_used, insert_new = _statements(conn.dialect.name, columns)
     keys = sorted({e.idempotency_key for e in entries})
     cards: dict[str, Any] = {}
