@@ -156,16 +156,21 @@ def fault_answer(cfg: Config, st: EmulatorState, name: str) -> Answer | None:
     return _err_answer(int(fault))
 
 
-def _body_json() -> dict[str, Any] | Response:
-    """The JSON object sent, or WeChat's error answer for an empty or malformed body."""
-    raw = request.get_data()
+def _parsed(raw: bytes) -> dict[str, Any] | int:
+    """The JSON object sent, or WeChat's errcode for an empty (44002) or malformed (47001) body."""
     if not raw:
-        return _err(44002)
+        return 44002
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return _err(47001)
-    return body if isinstance(body, dict) else _err(47001)
+        return 47001
+    return body if isinstance(body, dict) else 47001
+
+
+def _body_json() -> dict[str, Any] | Response:
+    """The JSON object sent, or WeChat's error answer for an empty or malformed body."""
+    body = _parsed(request.get_data())
+    return _err(body) if isinstance(body, int) else body
 
 
 # --- what WeChat knows of its users ------------------------------------------------
@@ -540,14 +545,9 @@ def template_send(cfg: Config, st: EmulatorState, known: dict[str, set[str]], to
         return _err_answer(code)
     if (bad := fault_answer(cfg, st, "template")) is not None:
         return bad
-    if not raw:
-        return _err_answer(44002)
-    try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return _err_answer(47001)
-    if not isinstance(body, dict):
-        return _err_answer(47001)
+    body = _parsed(raw)
+    if isinstance(body, int):
+        return _err_answer(body)
     openid = body.get("touser", "")
     if not isinstance(openid, str) or not OPENID.match(openid):
         return _err_answer(40003)
