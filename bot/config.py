@@ -29,7 +29,7 @@ _SECRETS = (
     "wechat.encoding_aes_key",
     "pay.apiv3_key",
 )
-_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-(?:([01]\d|2[0-3]):([0-5]\d)|(24):(00))$")
 
 
 # An address the bot appends paths to: kept without a trailing slash.
@@ -41,41 +41,48 @@ class ConfigError(Exception):
 
 
 class TimeWindow:
-    """A daily window such as ``06:00-20:40``; it may wrap midnight (``23:00-07:00``).
+    """A daily window such as ``06:00-20:40``, end excluded; it may wrap midnight (``23:00-07:00``).
 
-    A plain class (not a model) so an environment override is read as text, not JSON.
+    ``24:00`` ends a window at midnight, so ``00:00-24:00`` is the whole day (``00:00-00:00`` is empty, and
+    ``00:00-23:59`` would shut for the day's last minute). A plain class (not a model) so an environment override is
+    read as text, not JSON.
     """
 
-    __slots__ = ("start", "end")
+    __slots__ = ("start", "end", "to_midnight")
 
-    def __init__(self, start: time, end: time) -> None:
+    def __init__(self, start: time, end: time, *, to_midnight: bool = False) -> None:
         self.start = start
-        self.end = end
+        self.end = time(0, 0) if to_midnight else end
+        self.to_midnight = to_midnight
 
     @classmethod
     def parse(cls, text: str) -> TimeWindow:
         m = _WINDOW.match(str(text).strip())
         if not m:
-            raise ValueError(f"expected HH:MM-HH:MM, got {text!r}")
-        h1, m1, h2, m2 = (int(g) for g in m.groups())
-        return cls(time(h1, m1), time(h2, m2))
+            raise ValueError(f"expected HH:MM-HH:MM (the end may be 24:00), got {text!r}")
+        h1, m1 = int(m[1]), int(m[2])
+        if m[5]:
+            return cls(time(h1, m1), time(0, 0), to_midnight=True)
+        return cls(time(h1, m1), time(int(m[3]), int(m[4])))
 
     def contains(self, t: time) -> bool:
+        if self.to_midnight and self.start == time(0, 0):
+            return True
         if self.start <= self.end:
             return self.start <= t < self.end
         return t >= self.start or t < self.end
 
     def __str__(self) -> str:
-        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+        return f"{self.start:%H:%M}-{'24:00' if self.to_midnight else format(self.end, '%H:%M')}"
 
     def __repr__(self) -> str:
         return f"TimeWindow({str(self)!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TimeWindow) and (self.start, self.end) == (other.start, other.end)
+        return isinstance(other, TimeWindow) and (self.start, self.end, self.to_midnight) == (other.start, other.end, other.to_midnight)
 
     def __hash__(self) -> int:
-        return hash((self.start, self.end))
+        return hash((self.start, self.end, self.to_midnight))
 
     @classmethod
     def __get_pydantic_core_schema__(cls, _source: Any, _handler: Any) -> Any:

@@ -280,7 +280,7 @@ def flow_live(request: pytest.FixtureRequest, make_live: Any) -> LiveApp:
     the emulator's card system keeps real time and the bot's clock is therefore not frozen there. No test here waits
     out a timeout, so it is 3 s: the emulator answers from the test's own process, which a loaded machine can hold
     past 1 s (a binding was once answered "the card system did not answer")."""
-    return make_live(cardsystem={"adapter": request.param, "timeout_seconds": 3.0}, autodebit={"bank_hours": "00:00-23:59"})
+    return make_live(cardsystem={"adapter": request.param, "timeout_seconds": 3.0}, autodebit={"bank_hours": "00:00-24:00"})
 
 
 # --- WeChat Pay -------------------------------------------------------------------------------------------

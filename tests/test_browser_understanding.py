@@ -14,7 +14,7 @@ from tests.support.browser import playwright
 
 pytestmark = pytest.mark.browser
 expect = playwright().expect
-LIVE_CONFIG = {"support": {"transfer": True, "days": [1, 2, 3, 4, 5, 6, 7], "hours": "00:00-23:59"}}
+LIVE_CONFIG = {"support": {"transfer": True, "days": [1, 2, 3, 4, 5, 6, 7], "hours": "00:00-24:00"}}
 
 
 def _say(page, text: str) -> None:

@@ -159,7 +159,7 @@ def test_duplicate_notifies_at_once_make_one_credit_and_one_card_system_credit(c
 
 
 def test_auto_top_up_waiting_for_the_card_system_is_not_opened_again(make_live):
-    live = make_live(cardsystem={"adapter": "http", "timeout_seconds": 1.0}, autodebit={"bank_hours": "00:00-23:59"})
+    live = make_live(cardsystem={"adapter": "http", "timeout_seconds": 1.0}, autodebit={"bank_hours": "00:00-24:00"})
     _frozen(live)
     card_id = ad.student(live, OPENID, student_no=NO, balance_fen=10000)
     ad.signed(live, OPENID, bank_balance_fen=100_000)

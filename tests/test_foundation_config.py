@@ -41,6 +41,8 @@ def test_toml_file_and_env_override(tmp_path, monkeypatch):
     [
         ("[topup]\nsingle_limit = 'lots'\n", "topup.single_limit"),
         ("[autodebit]\nbank_hours = '25:00-26:00'\n", "autodebit.bank_hours"),
+        ("[autodebit]\nbank_hours = '24:00-06:00'\n", "autodebit.bank_hours"),
+        ("[autodebit]\nbank_hours = '06:00-24:30'\n", "autodebit.bank_hours"),
         ("[wechat]\nencoding_aes_key = 'short'\n", "wechat.encoding_aes_key"),
         ("[pay]\napiv3_key = 'too-short'\n", "pay.apiv3_key"),
         ("[binding]\nmax_failures = 0\n", "binding.max_failures"),
@@ -55,6 +57,27 @@ def test_bad_values_name_the_key(tmp_path, toml, key):
     with pytest.raises(ConfigError) as err:
         load_config(f)
     assert key in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "inside", "outside"),
+    [
+        ("06:00-20:40", ["06:00", "20:39:59"], ["05:59:59", "20:40", "00:00"]),
+        ("23:00-07:00", ["23:00", "23:59:59", "00:00", "06:59"], ["07:00", "22:59"]),
+        ("22:00-24:00", ["22:00", "23:59:59"], ["00:00", "21:59"]),
+        ("00:00-24:00", ["00:00", "12:00", "23:59:59.999999"], []),
+        ("00:00-23:59", ["00:00"], ["23:59:30"]),
+        ("00:00-00:00", [], ["00:00", "12:00", "23:59"]),
+    ],
+)
+def test_a_window_holds_its_start_not_its_end_and_24_00_ends_the_day(text, inside, outside):
+    from datetime import time
+
+    cfg = Config.model_validate({"autodebit": {"bank_hours": text}})
+    window = cfg.autodebit.bank_hours
+    assert str(window) == text
+    assert all(window.contains(time.fromisoformat(t)) for t in inside)
+    assert not any(window.contains(time.fromisoformat(t)) for t in outside)
 
 
 def test_bad_env_value_names_the_key(monkeypatch):

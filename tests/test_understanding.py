@@ -113,7 +113,7 @@ def test_english_user_gets_english_answers(live, wx):
     assert reply.content.startswith("Sorry, I did not understand") and "top-up not arrived" in reply.content
 
 
-LIVE_CONFIG = {"support": {"transfer": True, "days": [1, 2, 3, 4, 5, 6, 7], "hours": "00:00-23:59"}}
+LIVE_CONFIG = {"support": {"transfer": True, "days": [1, 2, 3, 4, 5, 6, 7], "hours": "00:00-24:00"}}
 
 
 def test_person_asked_for_is_handed_to_customer_service(live, wx, wx_aes):

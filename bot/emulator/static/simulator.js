@@ -273,12 +273,6 @@
   async function paySheet(params, cb, w) {
     $("pay-amount").textContent = "¥ —";
     $("pay-payee").textContent = boot.account;
-    $("paysheet").hidden = false;
-    const info = await api(`prepay?package=${encodeURIComponent(params.package || "")}`);
-    if (info.status === 200) {
-      $("pay-amount").textContent = "¥" + yuan(info.data.total_fen);
-      $("pay-payee").textContent = info.data.payee;
-    }
     const finish = async (outcome) => {
       $("pay-confirm").onclick = $("pay-cancel").onclick = $("pay-cancel-2").onclick = null;
       $("paysheet").hidden = true;
@@ -293,8 +287,18 @@
       } catch (e) { /* the pay emulator is not there: report a failure as WeChat would */ }
       answer(w, cb, res);
     };
-    $("pay-confirm").onclick = () => finish("success");
+    // Cancel answers from the moment the sheet shows; paying waits until the sheet shows what it pays.
     $("pay-cancel").onclick = $("pay-cancel-2").onclick = () => finish("cancel");
+    $("pay-confirm").disabled = true;
+    $("paysheet").hidden = false;
+    const info = await api(`prepay?package=${encodeURIComponent(params.package || "")}`);
+    if ($("paysheet").hidden) return;
+    if (info.status === 200) {
+      $("pay-amount").textContent = "¥" + yuan(info.data.total_fen);
+      $("pay-payee").textContent = info.data.payee;
+    }
+    $("pay-confirm").onclick = () => finish("success");
+    $("pay-confirm").disabled = false;
   }
 
   // --- users, follow, encryption, the canteen terminal --------------------------------------
