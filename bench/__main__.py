@@ -154,7 +154,7 @@ def _run_section(
 
         bot = start("bot-pay", "bench.apps:bot_app()", port=bot_port, extra_env=PRODUCTION)
         try:
-            return paynotify.run(settings, cfg, services, bot, say, emulator_pid)
+            return paynotify.run(settings, cfg, services, bot, say, emulator_pid, start, PRODUCTION)
         finally:
             bot.stop()
     if section == "outbox":

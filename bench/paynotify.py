@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import text
 
 from bench import data
-from bench.env import Server, Settings
+from bench.env import Server, Settings, free_port
 from bench.runner import profile_server, run_load
 from bot.clock import SCHOOL_TZ
 from bot.config import Config
@@ -44,7 +44,7 @@ from bot.emulator.pay import Order, signed_notify
 
 AMOUNT_FEN, FEE_FEN = 5000, 15  # a quick card top-up of 50 yuan and its fee
 POWER_FEN = 5000  # 50 yuan of electricity (no fee)
-CARD_TAG, POWER_TAG = "n", "w"  # order numbers ``B{tag}00000001…``, the refs each row counts
+CARD_TAG, POWER_TAG, CARD_HTTP_TAG = "n", "w", "h"  # order numbers ``B{tag}00000001…``, the refs each row counts
 WARM = 100  # payments of each product made before the rows, not counted
 
 
@@ -83,12 +83,25 @@ def build_notifies(
     return out
 
 
-def run(settings: Settings, cfg: Config, services: Any, bot: Server, report: Callable[[str], None], emulator_pid: int) -> dict[str, Any]:
+def run(
+    settings: Settings,
+    cfg: Config,
+    services: Any,
+    bot: Server,
+    report: Callable[[str], None],
+    emulator_pid: int,
+    start: Callable[..., Server],
+    production: dict[str, str],
+) -> dict[str, Any]:
     n = 300 if settings.quick else 3000
     engine = services.engine
-    # payers: cards 1..n top up their own card, n+1..2n pay for a room each, then the warm-up's, then the profile's
+    # payers: cards 1..n top up their own card, n+1..2n pay for a room each, then the warm-up's, then the profiles',
+    # then the top-ups of the card row over cardsys/1 (with its own warm-up)
     warm_card, warm_power, profile_card = 2 * n + 1, 2 * n + WARM + 1, 2 * n + 2 * WARM + 1
-    data.add_cardholders(engine, 1, profile_card + 999)
+    profiled = 1000 if not settings.quick else 300
+    profile_power = profile_card + profiled
+    over_http = profile_power + profiled
+    data.add_cardholders(engine, 1, over_http + n + WARM - 1)
     rooms = room_ids()
     cards = _card_orders(engine, 1, n, CARD_TAG)
     power = _power_orders(engine, n + 1, rooms[:n], POWER_TAG)
@@ -112,7 +125,8 @@ def run(settings: Settings, cfg: Config, services: Any, bot: Server, report: Cal
         _answered(engine, POWER_TAG, n),
         lambda: _power_delivered(services, engine, n + 1, n, day),
     )
-    for key in ("card", "power"):
+    result["card_http"] = _card_over_cardsys(settings, cfg, start, production, report, over_http, n)
+    for key in ("card", "power", "card_http"):
         r = result[key]
         report(
             f"pay notify ({key}): {r['notifies_per_s']:.0f} notifies/s ({r['payments_per_s']:.0f} payments delivered/s), "
@@ -120,9 +134,77 @@ def run(settings: Settings, cfg: Config, services: Any, bot: Server, report: Cal
             f"({r['check']})"
         )
     if settings.profile:
-        more = _card_orders(engine, profile_card, 1000 if not settings.quick else 300, "p")
-        result["profile"] = profile_server(settings, "paynotify", bot, _card_notifies(cfg, more, profile_card), 4 if settings.quick else 8, once=True)
+        seconds = 4 if settings.quick else 8
+        more = _card_orders(engine, profile_card, profiled, "p")
+        result["profile"] = profile_server(settings, "paynotify", bot, _card_notifies(cfg, more, profile_card), seconds, once=True)
+        rooms_more = rooms[n + WARM : n + WARM + profiled]
+        more = _power_orders(engine, profile_power, rooms_more, "q")
+        result["profile_power"] = profile_server(settings, "paynotify-power", bot, _power_notifies(cfg, more, profile_power), seconds, once=True)
     return result
+
+
+def _card_over_cardsys(
+    settings: Settings, cfg: Config, start: Callable[..., Server], production: dict[str, str], report: Callable[[str], None], first: int, n: int
+) -> dict[str, Any]:
+    """The card row again, with the card system a school runs: cardsys/1 over HTTP (``[cardsystem] adapter = "http"``)
+    to the emulator's card system in its own gunicorn process (one worker, as many threads as the electricity
+    system's), so a top-up is delivered as an electricity payment is: right after the answer, by the delivery threads.
+    Cards ``first``..``first + n - 1`` pay the row, the next ``WARM`` the warm-up; the card system has an account for each."""
+    from bot.runtime import build_runtime
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/emulator"
+    cardsys = start(
+        "paynotify-cardsys",
+        "bench.apps:cardsys_app()",
+        port=port,
+        workers=1,
+        threads=16,
+        extra_env={"CARDBOT_BENCH_CARDSYS_ACCOUNTS": str(first + n + WARM)},
+    )
+    cs_env = {"CARDBOT_CARDSYSTEM__ADAPTER": "http", "CARDBOT_CARDSYSTEM__API_BASE_URL": url}
+    cs_services = build_runtime(cfg.model_copy(update={"cardsystem": cfg.cardsystem.model_copy(update={"adapter": "http", "api_base_url": url})}))
+    try:
+        bot = start("bot-pay-cs", "bench.apps:bot_app()", extra_env={**production, **cs_env})
+        try:
+            engine = cs_services.engine
+            warm = _card_notifies(cfg, _card_orders(engine, first + n, WARM, "x"), first + n)
+            run_load(settings, "paynotify-cs-warmup", bot, warm, once=True, warmup=0, duration=600)
+            orders = _card_orders(engine, first, n, CARD_HTTP_TAG)
+            data.analyze(engine)
+            day = _school_day(cs_services)
+            return notify_row(
+                settings,
+                "paynotify-cs",
+                bot,
+                cardsys.proc.pid,
+                _card_notifies(cfg, orders, first),
+                _answered(engine, CARD_HTTP_TAG, n),
+                lambda: _card_delivered_over_http(cs_services, n, day),
+            )
+        finally:
+            bot.stop()
+    finally:
+        cs_services.close()
+        cardsys.stop()
+
+
+def _card_delivered_over_http(services: Any, n: int, since: date) -> dict[str, Any]:
+    """Counted on our side and at the card system, which lists credits by school day (the row may span two)."""
+    like = f"B{CARD_HTTP_TAG}%"
+    with services.engine.connect() as conn:
+        paid = conn.execute(text("SELECT count(*) FROM topup_orders WHERE status = 'paid' AND order_no LIKE :p"), {"p": like}).scalar_one()
+        by_status = _credits(conn, "card", like)
+        receipts = conn.execute(
+            text("SELECT count(*) FROM outbox_notices WHERE kind = 'topup_receipt' AND dedup_key LIKE :k"), {"k": f"topup:{like}"}
+        ).scalar_one()
+    made = Counter(r.ref for day in {since, _school_day(services)} for r in services.card_system.credits_on(day) if r.ref.startswith(like[:-1]))
+    twice = sum(1 for c in made.values() if c > 1)
+    return {
+        "delivered": by_status.get("delivered", 0),
+        "exactly_once": len(made) == paid == receipts == n and twice == 0 and by_status == {"delivered": n},
+        "check": f"card system (cardsys/1): {len(made)} refs credited, {twice} twice; ours: {paid} orders paid, credits {by_status}, {receipts} receipts",
+    }
 
 
 def _card_orders(engine: Any, first_card: int, count: int, tag: str) -> list[str]:

@@ -402,6 +402,33 @@ def test_power1_is_signed_and_answers_are_checked(live):
     assert len(good.readings(["E01-0101", "X", "W25-2020"])) == 2  # unknown rooms left out
 
 
+def test_the_emulators_recharge_call_checks_signature_nonce_and_body_before_it_recharges(live):
+    """``POST /power/v1/recharges`` is answered in front of Flask (``Recharges``); it keeps power/1's checks."""
+    import requests
+
+    from bot.adapters.cardsys_signing import POWER
+
+    path, secret = "/emulator/power/v1/recharges", live.services.cfg.electricity.secret
+
+    def post(body: bytes, headers: dict[str, str] | None = None, ctype: str = "application/json") -> requests.Response:
+        signed = headers or POWER.sign(secret, "POST", path, body)
+        return requests.post(live.url + path, data=body, headers={**signed, "Content-Type": ctype}, timeout=5)
+
+    good = json.dumps({"ref": "TWSGI0001", "room_id": "E01-0101", "amount_fen": 560}).encode()
+    headers = POWER.sign(secret, "POST", path, good)
+    first = post(good, headers)
+    assert first.status_code == 200 and first.json()["result"] == "ok" and first.json()["kwh"] == "10.00"
+    replayed = post(good, headers)  # the same nonce again
+    assert replayed.status_code == 401 and replayed.json()["error"] == "unauthorized"
+    assert post(good, POWER.sign("not-the-secret", "POST", path, good)).status_code == 401
+    again = post(good)  # signed afresh: the first answer, nothing recharged twice
+    assert again.status_code == 200 and again.json() == first.json()
+    assert post(b"{not json").json() == {"error": "invalid_request", "message": "a JSON object is required"}
+    assert post(good.replace(b"TWSGI0001", b"TWSGI0002"), ctype="text/plain").status_code == 400
+    assert post(json.dumps({"ref": "bad ref!", "room_id": "E01-0101", "amount_fen": 1}).encode()).status_code == 400
+    assert recharge_log(live) == ["TWSGI0001"]
+
+
 class _Flaky(socketserver.ThreadingTCPServer):
     """A power/1 server over real sockets that does, call by call, what ``plan`` says: ``reset`` (the connection
     reset once the request is read, nothing done: a kept-alive connection closed under the client), ``lost`` (the

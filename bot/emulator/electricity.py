@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import json
 import re
 import threading
 import time
@@ -30,9 +31,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
 from decimal import ROUND_DOWN, Decimal
+from http import HTTPStatus
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, request
+from werkzeug.datastructures import EnvironHeaders
+from werkzeug.wsgi import get_input_stream
 
 from bot.adapters import cardsys_signing
 from bot.adapters.cardsys_signing import POWER
@@ -40,6 +44,7 @@ from bot.clock import SCHOOL_TZ
 from bot.emulator.state import pop_fault
 
 bp = Blueprint("emulator_power", __name__, url_prefix="/emulator/power")
+RECHARGES = "/emulator/power/v1/recharges"
 
 CAMPUSES = {"E": "东区 East", "W": "西区 West"}
 BUILDINGS, FLOORS, ROOMS = 25, 20, 20
@@ -154,47 +159,54 @@ def _state() -> PowerState:
     return current_app.extensions["emulator_power"]
 
 
-def _bad(message: str) -> tuple[Response, int]:
-    return jsonify(error="invalid_request", message=message), 400
+Answer = tuple[dict[str, Any], int]  # the JSON object and the status of one power/1 answer
+
+
+def _bad(message: str) -> Answer:
+    return {"error": "invalid_request", "message": message}, 400
+
+
+def _unauthorized(svc: Any, environ: dict[str, Any], headers: Any, raw: bytes) -> Answer | None:
+    problem = POWER.verify(
+        svc.cfg.electricity.secret,
+        environ.get("REQUEST_METHOD", ""),
+        cardsys_signing.request_target(environ),
+        headers,
+        raw,
+        POWER.nonce_claimer(svc.store, "emulator"),
+    )
+    return ({"error": "unauthorized", "message": problem}, 401) if problem else None
 
 
 @bp.before_request
 def _authenticate() -> Any:
     if not request.path.startswith(f"{bp.url_prefix}/v1/"):
         return None
-    svc = current_app.extensions["cardbot"]
-    problem = POWER.verify(
-        svc.cfg.electricity.secret,
-        request.method,
-        cardsys_signing.request_target(request.environ),
-        request.headers,
-        request.get_data(),
-        POWER.nonce_claimer(svc.store, "emulator"),
-    )
-    if problem:
-        return jsonify(error="unauthorized", message=problem), 401
-    return None
+    return _unauthorized(current_app.extensions["cardbot"], request.environ, request.headers, request.get_data())
 
 
-def _call(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _guarded(st: PowerState, name: str, timeout_s: float, work: Callable[[], Answer]) -> Answer:
     """The maintenance window and the fault set for ``name`` around one protocol call."""
+    fault = st.take_fault(name)
+    wait = st.in_window()
+    if wait or fault == "maintenance":
+        return {"error": "unavailable", "retry_after": wait or 600}, 503
+    if fault == "5xx":
+        return {"error": "internal"}, 500
+    if fault == "slow":
+        time.sleep(timeout_s + 0.5)
+    answer = work()
+    if fault == "lost":
+        return {"error": "bad_gateway"}, 502
+    return answer
 
-    def wrap(view: Callable[..., Any]) -> Callable[..., Any]:
+
+def _call(name: str) -> Callable[[Callable[..., Answer]], Callable[..., Answer]]:
+    def wrap(view: Callable[..., Answer]) -> Callable[..., Answer]:
         @functools.wraps(view)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            st = _state()
-            fault = st.take_fault(name)
-            wait = st.in_window()
-            if wait or fault == "maintenance":
-                return jsonify(error="unavailable", retry_after=wait or 600), 503
-            if fault == "5xx":
-                return jsonify(error="internal"), 500
-            if fault == "slow":
-                time.sleep(current_app.extensions["cardbot"].cfg.electricity.timeout_seconds + 0.5)
-            answer = view(*args, **kwargs)
-            if fault == "lost":
-                return jsonify(error="bad_gateway"), 502
-            return answer
+        def run(*args: Any, **kwargs: Any) -> Answer:
+            timeout_s = current_app.extensions["cardbot"].cfg.electricity.timeout_seconds
+            return _guarded(_state(), name, timeout_s, lambda: view(*args, **kwargs))
 
         return run
 
@@ -203,47 +215,71 @@ def _call(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 @bp.get("/v1/places")
 @_call("places")
-def places() -> Any:
+def places() -> Answer:
     parent = request.args.get("parent", "")
     if parent == "":
-        return jsonify(places=[{"id": c, "name": n, "kind": "campus"} for c, n in CAMPUSES.items()])
+        return {"places": [{"id": c, "name": n, "kind": "campus"} for c, n in CAMPUSES.items()]}, 200
     if parent in CAMPUSES:
-        return jsonify(places=[{"id": f"{parent}{b:02d}", "name": f"{b}号楼 Building {b}", "kind": "building"} for b in range(1, BUILDINGS + 1)])
+        return {"places": [{"id": f"{parent}{b:02d}", "name": f"{b}号楼 Building {b}", "kind": "building"} for b in range(1, BUILDINGS + 1)]}, 200
     if re.fullmatch(r"[EW]\d{2}", parent) and 1 <= int(parent[1:]) <= BUILDINGS:
-        return jsonify(places=[{"id": f"{parent}-{f:02d}", "name": f"{f}层 Floor {f}", "kind": "floor"} for f in range(1, FLOORS + 1)])
+        return {"places": [{"id": f"{parent}-{f:02d}", "name": f"{f}层 Floor {f}", "kind": "floor"} for f in range(1, FLOORS + 1)]}, 200
     if re.fullmatch(r"[EW]\d{2}-\d{2}", parent) and 1 <= int(parent[1:3]) <= BUILDINGS and 1 <= int(parent[4:]) <= FLOORS:
         floor = int(parent[4:])
-        return jsonify(places=[{"id": f"{parent}{r:02d}", "name": f"{floor}{r:02d}", "kind": "room"} for r in range(1, ROOMS + 1)])
-    return jsonify(error="unknown_place"), 404
+        return {"places": [{"id": f"{parent}{r:02d}", "name": f"{floor}{r:02d}", "kind": "room"} for r in range(1, ROOMS + 1)]}, 200
+    return {"error": "unknown_place"}, 404
 
 
 @bp.get("/v1/rooms/<room_id>")
 @_call("room")
-def room(room_id: str) -> Any:
+def room(room_id: str) -> Answer:
     if not _valid(room_id):
-        return jsonify(error="unknown_room"), 404
+        return {"error": "unknown_room"}, 404
     st = _state()
     with st.lock:
         reading = st.reading(room_id)
-        return jsonify(reading | {"label": label(room_id), "price_fen_per_kwh": PRICE_FEN_PER_KWH, "open": st.meter(room_id).open})
+        return reading | {"label": label(room_id), "price_fen_per_kwh": PRICE_FEN_PER_KWH, "open": st.meter(room_id).open}, 200
 
 
 @bp.post("/v1/readings")
 @_call("readings")
-def readings() -> Any:
+def readings() -> Answer:
     body = request.get_json(silent=True)
     rooms = body.get("rooms") if isinstance(body, dict) else None
     if not isinstance(rooms, list) or len(rooms) > 500 or not all(isinstance(r, str) for r in rooms):
         return _bad("rooms must be a list of at most 500 room ids")
     st = _state()
     with st.lock:
-        return jsonify(readings=[st.reading(r) for r in rooms if _valid(r)])
+        return {"readings": [st.reading(r) for r in rooms if _valid(r)]}, 200
 
 
-@bp.post("/v1/recharges")
-@_call("recharge")
-def recharge() -> Any:
-    body, st = request.get_json(silent=True), _state()
+class Recharges:
+    """``POST /emulator/power/v1/recharges`` answered here, every other request passed on to ``app`` (Flask).
+
+    The payment hall's delivery threads send recharges on the same cores as the bot (bench row 2, electricity), so
+    this call is plain WSGI in front of Flask, as WeChat's template send is (``wechat_api.TemplateSend``): the same
+    signature, window and fault checks, in the same order, without Flask's request context, routing or response."""
+
+    def __init__(self, app: Any, svc: Any, st: PowerState) -> None:
+        self.app, self.svc, self.st = app, svc, st
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") != RECHARGES or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        raw = get_input_stream(environ).read()
+        answer, status = _unauthorized(self.svc, environ, EnvironHeaders(environ), raw) or _guarded(
+            self.st, "recharge", self.svc.cfg.electricity.timeout_seconds, lambda: recharge(self.st, environ, raw)
+        )
+        body = json.dumps(answer).encode()
+        start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def recharge(st: PowerState, environ: dict[str, Any], raw: bytes) -> Answer:
+    """One recharge, idempotent by ``ref`` for ever: the first answer is the answer to every later try."""
+    try:
+        body = json.loads(raw) if str(environ.get("CONTENT_TYPE", "")).startswith("application/json") else None
+    except ValueError:
+        body = None
     if not isinstance(body, dict):
         return _bad("a JSON object is required")
     ref, room_id, amount = body.get("ref"), body.get("room_id"), body.get("amount_fen")
@@ -251,7 +287,7 @@ def recharge() -> Any:
         return _bad(f"ref must match {REF.pattern}")
     with st.lock:
         if ref in st.recharges:
-            return jsonify(st.recharges[ref])
+            return st.recharges[ref], 200
         if not isinstance(room_id, str) or not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
             return _bad("room_id and a positive integer amount_fen are required")
         kwh = (Decimal(amount) / PRICE_FEN_PER_KWH).quantize(CENT, ROUND_DOWN)
@@ -269,21 +305,21 @@ def recharge() -> Any:
             answer = {"result": "ok", "entry_id": entry_id, "kwh": str(kwh), "remaining_kwh": str(m.kwh)}
             st.recharge_log.append({"ref": ref, "room_id": room_id, "amount_fen": amount, "entry_id": entry_id, "at": now})
         st.recharges[ref] = answer
-        return jsonify(answer)
+        return answer, 200
 
 
 @bp.get("/v1/recharges/<ref>")
 @_call("recharge_status")
-def recharge_status(ref: str) -> Any:
+def recharge_status(ref: str) -> Answer:
     st = _state()
     with st.lock:
         answer = st.recharges.get(ref)
-    return jsonify(answer) if answer is not None else (jsonify(error="unknown_ref"), 404)
+    return (answer, 200) if answer is not None else ({"error": "unknown_ref"}, 404)
 
 
 @bp.get("/v1/recharges")
 @_call("recharges")
-def recharges_on() -> Any:
+def recharges_on() -> Answer:
     try:
         day = date.fromisoformat(request.args.get("date", ""))
     except ValueError:
@@ -291,11 +327,11 @@ def recharges_on() -> Any:
     st = _state()
     with st.lock:
         rows = [r for r in st.recharge_log if datetime.fromtimestamp(r["at"], SCHOOL_TZ).date() == day]
-        return jsonify(recharges=[{**r, "at": _iso(r["at"])} for r in rows])
+        return {"recharges": [{**r, "at": _iso(r["at"])} for r in rows]}, 200
 
 
 @bp.post("/meters/<room_id>")
-def meter(room_id: str) -> Any:
+def meter(room_id: str) -> Answer:
     """Emulator only: set a meter (the simulator's "use power" button, tests)."""
     body = request.get_json(silent=True)
     if not _valid(room_id) or not isinstance(body, dict):
@@ -307,9 +343,10 @@ def meter(room_id: str) -> Any:
         return _bad("open must be true or false")
     st = _state()
     st.set_meter(room_id, kwh, open=is_open)
-    return jsonify(st.reading(room_id))
+    return st.reading(room_id), 200
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["emulator_power"] = PowerState()
+    st = app.extensions["emulator_power"] = PowerState()
     app.register_blueprint(bp)
+    app.wsgi_app = Recharges(app.wsgi_app, app.extensions["cardbot"], st)  # type: ignore[method-assign]
