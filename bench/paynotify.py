@@ -203,7 +203,8 @@ def _card_delivered_over_http(services: Any, n: int, since: date) -> dict[str, A
     return {
         "delivered": by_status.get("delivered", 0),
         "exactly_once": len(made) == paid == receipts == n and twice == 0 and by_status == {"delivered": n},
-        "check": f"card system (cardsys/1): {len(made)} refs credited, {twice} twice; ours: {paid} orders paid, credits {by_status}, {receipts} receipts",
+        "check": f"card system (cardsys/1): {len(made)} refs credited, {twice} twice; "
+        f"ours: {paid} orders paid, credits {by_status}, {receipts} receipts",
     }
 
 
