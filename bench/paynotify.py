@@ -46,6 +46,7 @@ AMOUNT_FEN, FEE_FEN = 5000, 15  # a quick card top-up of 50 yuan and its fee
 POWER_FEN = 5000  # 50 yuan of electricity (no fee)
 CARD_TAG, POWER_TAG, CARD_HTTP_TAG = "n", "w", "h"  # order numbers ``B{tag}00000001…``, the refs each row counts
 WARM = 100  # payments of each product made before the rows, not counted
+PROFILED = 1000  # payments of each row's profile, not counted
 
 
 def build_notifies(
@@ -98,10 +99,10 @@ def run(
     # payers: cards 1..n top up their own card, n+1..2n pay for a room each, then the warm-up's, then the profiles',
     # then the top-ups of the card row over cardsys/1 (with its own warm-up)
     warm_card, warm_power, profile_card = 2 * n + 1, 2 * n + WARM + 1, 2 * n + 2 * WARM + 1
-    profiled = 1000 if not settings.quick else 300
+    profiled = PROFILED if not settings.quick else 300
     profile_power = profile_card + profiled
     over_http = profile_power + profiled
-    data.add_cardholders(engine, 1, over_http + n + WARM - 1)
+    data.add_cardholders(engine, 1, over_http + n + WARM + PROFILED - 1)
     rooms = room_ids()
     cards = _card_orders(engine, 1, n, CARD_TAG)
     power = _power_orders(engine, n + 1, rooms[:n], POWER_TAG)
@@ -160,7 +161,7 @@ def _card_over_cardsys(
         port=port,
         workers=1,
         threads=16,
-        extra_env={"CARDBOT_BENCH_CARDSYS_ACCOUNTS": str(first + n + WARM)},
+        extra_env={"CARDBOT_BENCH_CARDSYS_ACCOUNTS": str(first + n + WARM + PROFILED)},
     )
     cs_env = {"CARDBOT_CARDSYSTEM__ADAPTER": "http", "CARDBOT_CARDSYSTEM__API_BASE_URL": url}
     cs_services = build_runtime(cfg.model_copy(update={"cardsystem": cfg.cardsystem.model_copy(update={"adapter": "http", "api_base_url": url})}))
@@ -173,7 +174,7 @@ def _card_over_cardsys(
             orders = _card_orders(engine, first, n, CARD_HTTP_TAG)
             data.analyze(engine)
             day = _school_day(cs_services)
-            return notify_row(
+            row = notify_row(
                 settings,
                 "paynotify-cs",
                 bot,
@@ -182,6 +183,12 @@ def _card_over_cardsys(
                 _answered(engine, CARD_HTTP_TAG, n),
                 lambda: _card_delivered_over_http(cs_services, n, day),
             )
+            if settings.profile:
+                more = _card_orders(engine, first + n + WARM, PROFILED, "y")
+                row["profile"] = profile_server(
+                    settings, "paynotify-cs", bot, _card_notifies(cfg, more, first + n + WARM), 4 if settings.quick else 8, once=True
+                )
+            return row
         finally:
             bot.stop()
     finally:

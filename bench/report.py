@@ -202,6 +202,7 @@ def _paynotify(pn: dict[str, Any], checks: list[tuple[str, str, str]]) -> list[s
         lines
         + _profile("Profile of pay notify (card row)", pn.get("profile"))
         + _profile("Profile of pay notify (electricity row)", pn.get("profile_power"))
+        + _profile("Profile of pay notify (card row over cardsys/1)", (over_http or {}).get("profile"))
     )
 
 

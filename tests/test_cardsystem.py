@@ -22,6 +22,7 @@ from bot.adapters.cardsystem import (
     Credit,
     CreditResult,
     HolderKind,
+    HttpCardSystem,
     LossAction,
     LossResult,
     Refusal,
@@ -251,3 +252,44 @@ def test_terminal_swipe_is_pushed_to_the_bot_signed(cs_live):
     assert push["response"]["entry_id"] == r.json()["entry"]["entry_id"]
     assert emu_balance(cs_live, ZHANG[0]) == 8750
     assert balance(cs_live, card_id) == 8750
+
+
+def _cardsys1(server, method: str, path: str, body, act: bool) -> tuple[int, dict[str, object]]:
+    """What a cardsys/1 server answers (``tests.support.flaky``): a credit is made once per ref."""
+    if method == "POST" and act:
+        return 200, server.made.setdefault(body["ref"], {"result": "ok", "entry_id": "E1", "balance_fen": 12345})
+    if path.startswith("/cardsys/v1/credits/") and (made := server.made.get(path.rsplit("/", 1)[1])):
+        return 200, made
+    if path.startswith("/cardsys/v1/credits?"):
+        return 200, {"credits": []}
+    return 404, {"error": "unknown_ref"}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("plan", "seen", "outcome"),
+    [
+        (["reset"], ["POST /credits", "GET /credits/T0001", "POST /credits"], "ok"),  # never arrived: sent again
+        (["lost"], ["POST /credits", "GET /credits/T0001"], "ok"),  # made, answer lost: asked, not sent again
+        (["lost", "reset"], ["POST /credits", "GET /credits/T0001", "GET /credits/T0001"], "ok"),  # a read is sent again
+        (["reset", "answer", "reset"], ["POST /credits", "GET /credits/T0001", "POST /credits"], "no answer"),
+        (["silent"], ["POST /credits"], "no answer"),  # timed out: the card system may still be at it, left to the next try
+    ],
+)
+def test_a_credit_reset_before_its_answer_is_asked_about_at_once(plan, seen, outcome):
+    """A credit whose connection was reset before any answer (a kept-alive connection the card system timed out as
+    we reused it) is asked about by its ref at once, and sent again, with the same ref, only when it never arrived;
+    before, it waited for the worker's next try, minutes for a student who had just paid."""
+    from tests.support.flaky import serving
+
+    with serving(plan, _cardsys1, "/cardsys/v1") as server:
+        client = HttpCardSystem(server.url, "s" * 32, 0.5)
+        try:
+            answer = client.credit("T0001", "20230001", 5000, Channel.WECHAT_PAY, datetime.now(SCHOOL_TZ))
+        except CardSystemNoAnswer:
+            answer = None
+        assert ("ok" if answer and answer.balance_fen == 12345 else "no answer") == outcome
+        assert server.seen == seen and len(server.made) == (outcome == "ok")
+        server.plan[:] = ["reset"]
+        assert client.credits_on(date(2026, 12, 1)) == []
+        assert server.seen[-2:] == ["GET /credits?date=2026-12-01"] * 2

@@ -7,11 +7,6 @@ emulator's recharge log."""
 from __future__ import annotations
 
 import json
-import re
-import socket
-import socketserver
-import struct
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -28,6 +23,7 @@ from bot.topup import settle_stuck_orders
 from models import PowerRoom, SavedRoom, TopupOrder
 from models.enums import CreditChannel, CreditStatus, NoticeStatus, Product
 from tests.support.credits import credit, credits_cli, reconcile_cli, refunds_at_wechat, topup
+from tests.support.flaky import serving
 from tests.support.power import (
     ROOM,
     answered,
@@ -429,55 +425,22 @@ def test_the_emulators_recharge_call_checks_signature_nonce_and_body_before_it_r
     assert recharge_log(live) == ["TWSGI0001"]
 
 
-class _Flaky(socketserver.ThreadingTCPServer):
-    """A power/1 server over real sockets that does, call by call, what ``plan`` says: ``reset`` (the connection
-    reset once the request is read, nothing done: a kept-alive connection closed under the client), ``lost`` (the
-    recharge made, then reset), ``silent`` (no answer within the client's timeout); then answers as power/1 does."""
-
-    daemon_threads = allow_reuse_address = True
-
-    def __init__(self, plan: list[str]) -> None:
-        self.plan, self.seen, self.made = plan, [], {}
-        super().__init__(("127.0.0.1", 0), _FlakyHandler)
-
-
-class _FlakyHandler(socketserver.StreamRequestHandler):
-    server: _Flaky
-
-    def handle(self) -> None:
-        head = b""
-        while not head.endswith(b"\r\n\r\n"):
-            head += self.rfile.read(1)
-        method, path = head.decode().split(" ")[:2]
-        length = re.search(r"(?i)content-length: *(\d+)", head.decode())
-        body = json.loads(self.rfile.read(int(length.group(1)))) if length else None
-        self.server.seen.append(f"{method} {path.removeprefix('/power/v1')}")
-        step = self.server.plan.pop(0) if self.server.plan else "answer"
-        if step == "silent":
-            time.sleep(1)
-            return
-        answer: dict[str, object] = {"error": "unknown_ref"}
-        if method == "POST" and step != "reset":
-            answer = self.server.made.setdefault(body["ref"], {"result": "ok", "entry_id": "PW1", "kwh": "35.71", "remaining_kwh": "47.71"})
-        elif path.startswith("/power/v1/recharges/"):
-            answer = self.server.made.get(path.rsplit("/", 1)[1], answer)
-        elif path.startswith("/power/v1/rooms/"):
-            answer = {
-                "room_id": ROOM,
-                "label": LABEL,
-                "remaining_kwh": "1.00",
-                "price_fen_per_kwh": 56,
-                "read_at": "2026-12-01T08:00:00+08:00",
-                "open": True,
-            }
-        if step in ("reset", "lost"):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # closed with RST
-            return
-        data = json.dumps(answer).encode()
-        status = b"404 Not Found" if answer.get("error") else b"200 OK"
-        self.wfile.write(
-            b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (status, len(data), data)
-        )
+def _power1(server, method: str, path: str, body, act: bool) -> tuple[int, dict[str, object]]:
+    """What a power/1 server answers (``tests.support.flaky``): a recharge is made once per ref."""
+    if method == "POST" and act:
+        return 200, server.made.setdefault(body["ref"], {"result": "ok", "entry_id": "PW1", "kwh": "35.71", "remaining_kwh": "47.71"})
+    if path.startswith("/power/v1/recharges/") and (made := server.made.get(path.rsplit("/", 1)[1])):
+        return 200, made
+    if path.startswith("/power/v1/rooms/"):
+        return 200, {
+            "room_id": ROOM,
+            "label": LABEL,
+            "remaining_kwh": "1.00",
+            "price_fen_per_kwh": 56,
+            "read_at": "2026-12-01T08:00:00+08:00",
+            "open": True,
+        }
+    return 404, {"error": "unknown_ref"}
 
 
 @pytest.mark.unit
@@ -493,10 +456,8 @@ class _FlakyHandler(socketserver.StreamRequestHandler):
 def test_a_recharge_reset_before_its_answer_is_asked_about_at_once(plan, seen, outcome):
     """A recharge whose connection was reset before any answer (a kept-alive connection the server timed out as we
     reused it) is asked about by its ref at once, and sent again, with the same ref, only when it never arrived."""
-    server = _Flaky(plan)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        client = HttpElectricity(f"http://127.0.0.1:{server.server_address[1]}", "s" * 32, 0.5)
+    with serving(plan, _power1, "/power/v1") as server:
+        client = HttpElectricity(server.url, "s" * 32, 0.5)
         try:
             answer = client.recharge("BP0001", ROOM, 2000, datetime.now(UTC))
         except ElectricityNoAnswer:
@@ -506,6 +467,3 @@ def test_a_recharge_reset_before_its_answer_is_asked_about_at_once(plan, seen, o
         server.plan[:] = ["reset"]
         assert client.room(ROOM).label == LABEL  # a read is simply sent again
         assert server.seen[-2:] == [f"GET /rooms/{ROOM}"] * 2
-    finally:
-        server.shutdown()
-        server.server_close()

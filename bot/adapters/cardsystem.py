@@ -98,6 +98,10 @@ class CardSystemNoAnswer(CardSystemError, TargetNoAnswer):
     pass
 
 
+class CardSystemReset(CardSystemNoAnswer):
+    """The connection was closed or reset before any answer (a kept-alive one the server timed out as we reused it)."""
+
+
 class CardSystemProtocolError(CardSystemError, TargetProtocolError):
     pass
 
@@ -295,6 +299,10 @@ class HttpCardSystem:
         wait = timeout or self.timeout
         try:
             return self.http.send(prep, timeout=(min(2.0, wait), wait), allow_redirects=False)
+        except requests.Timeout as exc:
+            raise CardSystemNoAnswer(type(exc).__name__) from None
+        except requests.ConnectionError as exc:
+            raise CardSystemReset(type(exc).__name__) from None
         except requests.RequestException as exc:
             raise CardSystemNoAnswer(type(exc).__name__) from None
 
@@ -308,8 +316,16 @@ class HttpCardSystem:
         not_found: str = "",
         timeout: float | None = None,
     ) -> dict[str, Any] | None:
-        """The answer object; None for a 404 carrying the ``not_found`` error the page allows for this call."""
-        r = self.send(self.prepare(method, path, query, body), timeout)
+        """The answer object; None for a 404 carrying the ``not_found`` error the page allows for this call.
+
+        A read (GET) whose connection was closed or reset before any answer is sent once more (signed afresh); any
+        other call raises ``CardSystemReset`` then, and a call that timed out is never sent again here."""
+        try:
+            r = self.send(self.prepare(method, path, query, body), timeout)
+        except CardSystemReset:
+            if method != "GET":
+                raise
+            r = self.send(self.prepare(method, path, query, body), timeout)
         data = raise_for_maintenance(r)
         if r.status_code >= 500:
             raise CardSystemNoAnswer(f"HTTP {r.status_code}")
@@ -360,7 +376,12 @@ class HttpCardSystem:
         if amount_fen <= 0 or paid_at.tzinfo is None:
             raise ValueError("a credit needs a positive amount and an aware paid_at")
         body = {"ref": ref, "student_no": student_no, "amount_fen": amount_fen, "channel": Channel(channel).value, "paid_at": paid_at.isoformat()}
-        data = self._call("POST", "/credits", body=body)
+        try:
+            data = self._call("POST", "/credits", body=body)
+        except CardSystemReset:  # unknown: asked at once, and sent once more (the same ref) only if it never arrived
+            if (known := self.credit_status(ref)) is not None:
+                return known
+            data = self._call("POST", "/credits", body=body)
         assert data is not None
         return _credit(data)
 
