@@ -106,6 +106,20 @@ def truncate_all(engine: Any) -> None:
 
 
 # --- config for the bot processes ---------------------------------------------------------------------------
+def tree_cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and its children (a gunicorn master and its workers)."""
+    total = 0.0
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return total
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -244,14 +258,7 @@ class Server:
         return total / 2**20
 
     def cpu_seconds(self) -> float:
-        total = 0.0
-        for pid in [self.proc.pid, *self.worker_pids()]:
-            try:
-                t = psutil.Process(pid).cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return tree_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -30,12 +30,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import psutil
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import text
 
 from bench import data
-from bench.env import Server, Settings, free_port
+from bench.env import Server, Settings, free_port, tree_cpu_seconds
 from bench.runner import profile_server, run_load
 from bot.clock import SCHOOL_TZ
 from bot.config import Config
@@ -247,10 +246,9 @@ def notify_row(
     (``delivered()``: ``delivered`` payments, ``exactly_once``, ``check`` — the evidence in words). Payments delivered/s
     run from the first notify to the last delivery. The emulator's CPU is the electricity system's share of the two
     cores (the card row's card system is in PostgreSQL's)."""
-    emulator = psutil.Process(emulator_pid)
-    e0 = _cpu_seconds(emulator)
+    e0 = tree_cpu_seconds(emulator_pid)
     r = run_load(settings, name, bot, reqs, once=True, warmup=0, duration=600, settled=answered)
-    emulator_cpu = _cpu_seconds(emulator) - e0
+    emulator_cpu = tree_cpu_seconds(emulator_pid) - e0
     counted = delivered()
     payments = max(1, counted["delivered"])
     return {
@@ -343,11 +341,6 @@ def _credits(conn: Any, product: str, like: str) -> dict[str, int]:
         text("SELECT status, count(*) FROM card_credits WHERE product = :product AND ref LIKE :p GROUP BY status"), {"product": product, "p": like}
     )
     return {status: count for status, count in rows.all()}
-
-
-def _cpu_seconds(proc: psutil.Process) -> float:
-    """User and system CPU of a gunicorn master and its workers."""
-    return sum(t.user + t.system for t in (p.cpu_times() for p in [proc, *proc.children(recursive=True)]))
 
 
 def _school_day(services: Any) -> date:

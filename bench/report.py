@@ -206,6 +206,34 @@ def _paynotify(pn: dict[str, Any], checks: list[tuple[str, str, str]]) -> list[s
     )
 
 
+def _power_sweep(pw: dict[str, Any], checks: list[tuple[str, str, str]]) -> list[str]:
+    lines = [
+        "### Low-power sweep",
+        "",
+        f"`bot.power.sweep_low(services)` as the worker calls it, over {pw['rooms']:,} rooms each kept by one account: every room "
+        "read from the emulator's electricity system over power/1 (500 rooms a call), the rooms below their threshold (10 kWh) "
+        "alerted once a day through the outbox. The second run reads every room again and alerts nobody.",
+        "",
+        "| run | rooms read | rooms alerted | notices queued | seconds | sweep CPU s | electricity system CPU s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for i, run in enumerate(pw["runs"], 1):
+        lines.append(
+            f"| {i} | {run['read']:,} | {run['alerted']:,} | {run['notices']:,} | {_f(run['seconds'], '.2f')} | {_f(run['cpu_s'], '.2f')} | "
+            f"{_f(run['emulator_cpu_s'], '.2f')} |"
+        )
+    lines += ["", f"Check: {pw['check']} ({_yes(pw['ok'])}).", ""]
+    first = pw["runs"][0]
+    checks.append(
+        (
+            f"low-power sweep over {pw['rooms']:,} rooms < 10 s, each low room alerted once",
+            f"{_f(first['seconds'], '.2f')} s",
+            _ok(first["seconds"] < 10 and pw["ok"]),
+        )
+    )
+    return lines
+
+
 TRACE_BEFORE = [
     "Before the hot-path rework (issue #18; commit 999d499, same trace): 5 SQL statements, 1 COMMIT and 3 ROLLBACK over 4 "
     "pool checkouts, each pinged (`pool_pre_ping`), each transaction opened by its own BEGIN: about 17 PostgreSQL round trips; "
@@ -364,6 +392,8 @@ def render(res: dict[str, Any]) -> str:
             for label in ("sweep", "emulator (bank)"):
                 if label in prof:
                     lines += _profile(f"Profile of the 1% sweep again, {label} process", prof[label])
+            if pw := sw.get("power"):
+                lines += _power_sweep(pw, checks)
     cs = res.get("cardsys")
     if cs is not None:
         lines += _cardsys(cs, checks)

@@ -1,9 +1,14 @@
-"""Row 3b: the periodic auto top-up sweep over 100k cards with active agreements.
+"""Row 3b: the periodic auto top-up sweep over 100k cards with active agreements, and the low-power sweep over the
+electricity system's 20,000 rooms.
 
 Cards, bindings and agreements are bulk-inserted with SQL; one card in ``LOW_EVERY`` is below its threshold (the
 ones a trigger missed, which the sweep exists to catch). The sweep is timed as the worker runs it, bank calls
 included (the emulator's sandbox bank, over HTTP). The business clock is pinned to 10:00 school time today, inside
 ``[autodebit] bank_hours``: outside them the sweep only leaves every attempt waiting, which measures nothing.
+
+The low-power sweep (``bot.power.sweep_low``, as the worker runs it) reads every kept room from the emulator's
+electricity system over power/1 (500 rooms a call) and alerts the rooms below their threshold (10 kWh) once a day:
+20,000 rooms, each kept by one account; run twice, the second run reads them all again and alerts nobody.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import data
-from bench.env import Settings
+from bench.env import Settings, tree_cpu_seconds
 from bot.clock import SCHOOL_TZ
 from bot.config import Config
 
@@ -77,7 +82,30 @@ def run(settings: Settings, cfg: Config, services: Any, report: Any, emulator_pi
             settings, "sweep", {"sweep": os.getpid(), "emulator (bank)": emulator_pid}, lambda: sweep(services), servers=("emulator (bank)",)
         )
     services.clock.freeze(None)
+    result["power"] = power_sweep(services, report, emulator_pid)
     return result
+
+
+def power_sweep(services: Any, report: Any, emulator_pid: int) -> dict[str, Any]:
+    from bot import power
+    from bot.emulator.electricity import label, room_ids
+
+    rooms = room_ids()
+    data.add_rooms(services.engine, 1, {r: label(r) for r in rooms})
+    data.analyze(services.engine)
+    runs = []
+    for _ in range(2):
+        t0, cpu0, e0 = time.perf_counter(), time.process_time(), tree_cpu_seconds(emulator_pid)
+        out = power.sweep_low(services)
+        seconds = time.perf_counter() - t0
+        runs.append({**out, "seconds": seconds, "cpu_s": time.process_time() - cpu0, "emulator_cpu_s": tree_cpu_seconds(emulator_pid) - e0})
+        report(f"low-power sweep: {len(rooms)} rooms kept, {seconds:.2f} s, returned {out!r}")
+    with services.engine.connect() as conn:
+        notices = conn.execute(text("SELECT count(*) FROM outbox_notices WHERE kind = 'power_low'")).scalar_one()
+    first = runs[0]
+    ok = first["read"] == len(rooms) and runs[1]["read"] == len(rooms) and notices == first["alerted"] > 0 and runs[1]["alerted"] == 0
+    check = f"{notices} low-power notices queued for {first['alerted']} rooms alerted; the second run alerted {runs[1]['alerted']}"
+    return {"rooms": len(rooms), "runs": runs, "ok": ok, "check": check}
 
 
 def _lower(engine: Any, every: int) -> int:

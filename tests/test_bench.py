@@ -100,7 +100,7 @@ def test_cardsys_section_reports_a_credit_counted_twice_as_missed() -> None:
 
 
 @pytest.mark.unit
-def test_paynotify_section_holds_the_power_row_to_the_card_row() -> None:
+def test_paynotify_section_holds_the_power_row_to_the_card_row_over_http() -> None:
     card = {
         "requests": 600,
         "notifies_per_s": 500.0,
@@ -116,18 +116,40 @@ def test_paynotify_section_holds_the_power_row_to_the_card_row() -> None:
         "exactly_once": True,
         "check": "card system: 300 entries",
     }
-    base = {"orders": 300, "concurrency": 16, "card": card}
+    over_http = {**card, "payments_per_s": 200.0, "check": "card system (cardsys/1): 300 refs"}
+    base = {"orders": 300, "concurrency": 16, "card": card, "card_http": over_http}
     checks: list[tuple[str, str, str]] = []
-    lines = report._paynotify({**base, "power": {**card, "payments_per_s": 190.0, "check": "electricity system: 300 refs"}}, checks)
+    lines = report._paynotify({**base, "power": {**card, "payments_per_s": 170.0, "check": "electricity system: 300 refs"}}, checks)
     assert [line.split(" | ")[0] for line in lines if line.startswith("| card") or line.startswith("| dorm")] == [
         "| card top-up → card system (the bot's ledger)",
         "| dorm electricity → electricity system (power/1 over HTTP)",
+        "| card top-up → card system (cardsys/1 over HTTP)",
     ]
     assert "- dorm electricity → electricity system (power/1 over HTTP): electricity system: 300 refs" in lines
-    assert checks[1][1:] == ("190/s = 0.76×", "**missed**")
+    assert checks[1][1:] == ("170/s = 0.85× of 200/s", "**missed**")
+    assert any(line.endswith("no network call): 0.68×.") for line in lines)  # the ledger row's ratio, told, not a line
     checks = []
     report._paynotify({**base, "power": {**card, "payments_per_s": 240.0, "exactly_once": False}}, checks)
     assert [c[2] for c in checks] == ["met", "**missed**"]  # fast enough, but a room recharged twice
     checks = []
-    report._paynotify({**base, "power": {**card, "payments_per_s": 240.0}}, checks)
-    assert [c[1:] for c in checks] == [("500/s", "met"), ("240/s = 0.96×", "met")]
+    report._paynotify({**base, "power": {**card, "payments_per_s": 190.0}, "card_http": {**over_http, "exactly_once": False}}, checks)
+    assert [c[2] for c in checks] == ["met", "**missed**"]  # the row it is held to delivered a credit twice
+    checks = []
+    report._paynotify({**base, "power": {**card, "payments_per_s": 190.0}}, checks)
+    assert [c[1:] for c in checks] == [("500/s", "met"), ("190/s = 0.95× of 200/s", "met")]
+    checks = []
+    report._paynotify({k: v for k, v in base.items() if k != "card_http"} | {"power": card}, checks)
+    assert [c[0] for c in checks] == ["pay notify ≥ 300/s, each payment delivered once"]  # no row to hold it to
+
+
+@pytest.mark.unit
+def test_the_sweep_section_holds_the_low_power_sweep_to_10_seconds_and_one_alert_a_room() -> None:
+    runs = [{"read": 20000, "alerted": 842, "notices": 842, "seconds": 1.2, "cpu_s": 0.6, "emulator_cpu_s": 0.3}]
+    runs.append({**runs[0], "alerted": 0, "notices": 0})
+    checks: list[tuple[str, str, str]] = []
+    lines = report._power_sweep({"rooms": 20000, "runs": runs, "ok": True, "check": "842 notices"}, checks)
+    assert "| 1 | 20,000 | 842 | 842 | 1.20 | 0.60 | 0.30 |" in lines
+    checks.clear()
+    report._power_sweep({"rooms": 20000, "runs": [{**runs[0], "seconds": 10.5}, runs[1]], "ok": True, "check": ""}, checks)
+    report._power_sweep({"rooms": 20000, "runs": runs, "ok": False, "check": "alerted twice"}, checks)
+    assert [c[2] for c in checks] == ["**missed**", "**missed**"]

@@ -341,7 +341,8 @@ def test_reconcile_both_products_in_one_day(live):
     assert "our credits and the card system's agree" in result.output
 
 
-def test_the_low_power_sweep_over_20000_rooms_takes_under_10_seconds(live):
+def test_the_low_power_sweep_reads_all_20000_rooms_and_alerts_each_low_room_once(live):
+    """Its speed (< 10 s) is the bench's sweep section; here, that all 20,000 rooms are read and alerted right."""
     ids = room_ids()
     assert len(ids) == 20_000
     with live.session() as db, db.begin():
@@ -349,12 +350,9 @@ def test_the_low_power_sweep_over_20000_rooms_takes_under_10_seconds(live):
         db.execute(
             insert(SavedRoom), [{"openid": f"oSweep{i % 5000:018d}", "room_id": r, "created_at": datetime(2026, 1, 1)} for i, r in enumerate(ids)]
         )
-    started = time.perf_counter()
     done = power.sweep_low(live.services)
-    took = time.perf_counter() - started
-    print(f"low-power sweep over {done['read']} rooms: {took:.2f} s, {done['alerted']} rooms alerted, {done['notices']} notices")
     assert done["read"] == 20_000 and done["alerted"] > 0 and done["notices"] == done["alerted"]
-    assert took < 10
+    assert power.sweep_low(live.services) == {"read": 20_000, "alerted": 0, "notices": 0}  # once a day
     with live.session() as db:
         assert db.execute(select(PowerRoom).where(PowerRoom.read_at.is_(None))).first() is None
 
