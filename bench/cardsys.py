@@ -3,6 +3,10 @@
 
 (a) A BALANCE click on the ``http`` card system: the bot served by gunicorn, its balance reply one
     ``GET /accounts/{student_no}`` to the card system (bot/balances.py), at a fixed 100 req/s.
+(d) A lost-card report (#14: one reply, < 1 s p99): ``LOSS_REPORTS`` students each tap 挂失 (not timed), then
+    answer 确认 at a fixed ``LOSS_RATE``/s, timed: the card marked lost at the card system (``POST
+    /accounts/{student_no}/loss``), the report recorded, every bound account's notice queued, the reply. Counted
+    afterwards: one report per card, each ``lost``.
 (b) Credit delivery: pending credits due now, delivered by ``bot.credits.deliver_due`` as the worker calls it, pass
     after pass until none is left; credits per second.
 (c) A backlog of 20,000 credits paid over a 4-hour maintenance window (pending, ``waiting_for = maintenance``, due at
@@ -22,7 +26,7 @@ from sqlalchemy import text
 from bench import data
 from bench.env import Server, Settings, free_port
 from bench.runner import run_load
-from bench.webhook import click_requests, pusher
+from bench.webhook import click_requests, create_time, pusher, text_requests
 from bot.config import Config
 
 LATENCY_MS = 20
@@ -30,6 +34,7 @@ CARDS = 2000
 RATE = 100
 BACKLOG = 20_000
 WINDOW_HOURS = 4
+LOSS_REPORTS, LOSS_RATE = 400, 20  # the last cards report their card lost, 20 a second
 
 
 def run(
@@ -63,6 +68,7 @@ def run(
         bot = start("bot-cs", "bench.apps:bot_app()", extra_env={**production, **cs_env})
         try:
             result["a"] = _balance_clicks(settings, cfg, bot, report)
+            result["d"] = _loss_reports(settings, cfg, engine, bot, report)
         finally:
             bot.stop()
         # the same bot in this process (as its worker), on the http card system
@@ -100,6 +106,33 @@ def _balance_clicks(settings: Settings, cfg: Config, bot: Server, report: Callab
     out = run_load(settings, "cs_balance", bot, reqs, rate=RATE, duration=duration)
     out["probe"] = probe.content
     report(f"(a) BALANCE at {RATE}/s: p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms")
+    return out
+
+
+def _loss_reports(settings: Settings, cfg: Config, engine: Any, bot: Server, report: Callable[[str], None]) -> dict[str, Any]:
+    first = CARDS - (100 if settings.quick else LOSS_REPORTS) + 1
+    probe_user, *users = [data.openid(i) for i in range(first, CARDS + 1)]
+    p = pusher(cfg, "plain", bot)
+    p.click(probe_user, "LOSS", create_time=create_time(probe_user))
+    probe = p.text(probe_user, "确认")
+    if "已挂失" not in probe.content:
+        return {"error": f"the probe report was not answered as done: {probe.content[:120]!r}"}
+    asked = run_load(settings, "cs_loss_ask", bot, click_requests(cfg, "plain", "LOSS", users, len(users)), once=True, warmup=0, duration=600)
+    confirms = text_requests(cfg, users, ["确认"] * len(users))
+    out = run_load(settings, "cs_loss", bot, confirms, rate=LOSS_RATE, once=True, warmup=0, duration=len(users) / LOSS_RATE + 60)
+    with engine.connect() as conn:
+        by_status = dict(
+            conn.execute(
+                text("SELECT status, count(*) FROM card_losses WHERE cardholder_id BETWEEN :a AND :b GROUP BY status"), {"a": first, "b": CARDS}
+            ).all()
+        )
+    cards = CARDS - first + 1
+    out["reports"] = len(users)
+    out["asked_failed"] = sum(v for k, v in asked["statuses"].items() if not str(k).startswith("2")) + sum(asked["errors"].values())
+    out["exactly_once"] = by_status == {"lost": cards}
+    out["check"] = f"{cards} cards (the probe's included): reports by status {by_status}"
+    out["probe"] = probe.content
+    report(f"(d) loss reports at {LOSS_RATE}/s: p50 {out['p50_ms']:.1f} ms, p99 {out['p99_ms']:.1f} ms, {out['check']}")
     return out
 
 

@@ -100,6 +100,32 @@ def test_cardsys_section_reports_a_credit_counted_twice_as_missed() -> None:
 
 
 @pytest.mark.unit
+def test_cardsys_section_holds_the_loss_report_to_one_second_and_one_report_a_card() -> None:
+    d = {
+        "throughput": 20.0,
+        "p50_ms": 60.0,
+        "p99_ms": 180.0,
+        "statuses": {"200": 399},
+        "errors": {},
+        "loadgen_cpu_pct": 1.0,
+        "server_cpu_pct": 30.0,
+        "backend_cpu_pct": 5.0,
+        "server_cpu_ms_per_req": 9.0,
+        "exactly_once": True,
+        "check": "400 cards (the probe's included): reports by status {'lost': 400}",
+    }
+    base = {"latency_ms": 20, "threads": 16}
+    checks: list[tuple[str, str, str]] = []
+    lines = report._cardsys({**base, "d": d}, checks)
+    assert any(line.startswith("| (d) lost-card report") and "| 180.0 |" in line for line in lines)
+    assert checks == [("lost-card report answered < 1 s p99 (card system at 20 ms), one report a card", "180.0 ms", "met")]
+    checks.clear()
+    report._cardsys({**base, "d": {**d, "p99_ms": 1200.0}}, checks)
+    report._cardsys({**base, "d": {**d, "exactly_once": False}}, checks)
+    assert [c[2] for c in checks] == ["**missed**", "**missed**"]
+
+
+@pytest.mark.unit
 def test_paynotify_section_holds_the_power_row_to_the_card_row_over_http() -> None:
     card = {
         "requests": 600,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from typing import Any
 
 import requests
@@ -197,9 +196,10 @@ def test_report_in_english_and_not_bound(flow_live: Any) -> None:
     assert "reported lost" in say(wx, OWNER, "balance")
 
 
-def test_lost_answer_is_settled_by_the_same_ref_and_reports_answer_fast(cs_live: Any) -> None:
+def test_lost_answer_is_settled_by_the_same_ref_and_reports_repeat_on_a_slow_card_system(cs_live: Any) -> None:
     """http: the card system marks the card lost but the answer is lost on the way; the student is asked to try again,
-    and the retry sends the same ref (one report, one notice). With the card system at 20 ms a report answers < 1 s."""
+    and the retry sends the same ref (one report, one notice). Then report and cancel again with the card system at
+    20 ms; how fast a report answers then (< 1 s p99) is the bench's row 5 (d)."""
     live = cs_live
     open_card(live, 10000)
     wx = live.pusher()
@@ -218,12 +218,9 @@ def test_lost_answer_is_settled_by_the_same_ref_and_reports_answer_fast(cs_live:
     assert [ref for ref in cardsys.losses if ref.startswith("LOSS")] == [pending.ref]
 
     cardsys.latency = 0.02
-    took = []
-    for _ in range(5):
+    for _ in range(3):
         say(wx, OWNER, "解挂")
         assert "已解除挂失" in say(wx, OWNER, PASSWORD)
         say(wx, OWNER, "挂失")
-        started = time.perf_counter()
         assert "已挂失" in say(wx, OWNER, "确认")
-        took.append(time.perf_counter() - started)
-    assert max(took) < 1.0, took
+    assert [r.status for r in reports(live)] == [LossStatus.FOUND] * 3 + [LossStatus.LOST]
