@@ -27,7 +27,7 @@ from models import CardCredit, OutboxNotice, TopupOrder
 from models.db import make_sessionmaker
 from tests.support.delivery import NO, credit_log, cs_balance, notify_paid, paid_order
 from tests.support.reliability import PASSWORD, REDIS_URL, bindings_of, click, new_card, on_postgres, tally, timed
-from tests.support.topup import Phone, card, emu_pay, logged_in, notify, order_row, student, transaction
+from tests.support.topup import Phone, card, emu_pay, logged_in, notify, order_row, student, transaction, wait_for
 
 OPENID = "oReliabilityFault0000001"
 SORRY = t("zh", "service_unavailable")
@@ -267,9 +267,15 @@ def test_postgres_backends_terminated_mid_run(make_live, database_url):
     phone = logged_in(live, OPENID)
     engine = create_engine(database_url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        n = conn.execute(
-            text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-        ).scalar_one()
+        others = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ended = list(conn.execute(text(others)).scalars())
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:ended AS int[])) AS pid"), {"ended": ended})
+        # pg_terminate_backend only signals: as after a restart, the next request comes once those backends are gone
+        # (the pool then finds each socket closed at checkout); a read in a dying backend's last milliseconds is
+        # answered "busy", as test_balance_click_behind_a_table_lock_is_answered_in_time shows for a stuck read
+        gone = text("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = ANY(:ended)")
+        assert wait_for(lambda: conn.execute(gone, {"ended": ended}).scalar_one(), timeout=5)
+    n = len(ended)
     engine.dispose()
     assert n >= 1
     tally("faults injected", n)
