@@ -34,7 +34,7 @@ CARDS = 2000
 RATE = 100
 BACKLOG = 20_000
 WINDOW_HOURS = 4
-LOSS_REPORTS, LOSS_RATE = 400, 20  # the last cards report their card lost, 20 a second
+LOSS_REPORTS, LOSS_RATE = 400, 20  # cards of their own (after the credits' 1..CARDS) reported lost, 20 a second
 
 
 def run(
@@ -51,7 +51,7 @@ def run(
     from bot.runtime import build_runtime
 
     engine = services.engine
-    data.add_cardholders(engine, 1, CARDS)
+    data.add_cardholders(engine, 1, CARDS + LOSS_REPORTS)
     data.analyze(engine)
     port = free_port()
     cs_env = {"CARDBOT_CARDSYSTEM__ADAPTER": "http", "CARDBOT_CARDSYSTEM__API_BASE_URL": f"http://127.0.0.1:{port}/emulator"}
@@ -61,7 +61,7 @@ def run(
         port=port,
         workers=1,
         threads=32,
-        extra_env={"CARDBOT_BENCH_CARDSYS_LATENCY_MS": str(LATENCY_MS), "CARDBOT_BENCH_CARDSYS_ACCOUNTS": str(CARDS)},
+        extra_env={"CARDBOT_BENCH_CARDSYS_LATENCY_MS": str(LATENCY_MS), "CARDBOT_BENCH_CARDSYS_ACCOUNTS": str(CARDS + LOSS_REPORTS)},
     )
     result: dict[str, Any] = {"latency_ms": LATENCY_MS, "threads": credits.DELIVER_THREADS}
     try:
@@ -110,8 +110,8 @@ def _balance_clicks(settings: Settings, cfg: Config, bot: Server, report: Callab
 
 
 def _loss_reports(settings: Settings, cfg: Config, engine: Any, bot: Server, report: Callable[[str], None]) -> dict[str, Any]:
-    first = CARDS - (100 if settings.quick else LOSS_REPORTS) + 1
-    probe_user, *users = [data.openid(i) for i in range(first, CARDS + 1)]
+    first, last = CARDS + 1, CARDS + (100 if settings.quick else LOSS_REPORTS)
+    probe_user, *users = [data.openid(i) for i in range(first, last + 1)]
     p = pusher(cfg, "plain", bot)
     p.click(probe_user, "LOSS", create_time=create_time(probe_user))
     probe = p.text(probe_user, "确认")
@@ -123,10 +123,10 @@ def _loss_reports(settings: Settings, cfg: Config, engine: Any, bot: Server, rep
     with engine.connect() as conn:
         by_status = dict(
             conn.execute(
-                text("SELECT status, count(*) FROM card_losses WHERE cardholder_id BETWEEN :a AND :b GROUP BY status"), {"a": first, "b": CARDS}
+                text("SELECT status, count(*) FROM card_losses WHERE cardholder_id BETWEEN :a AND :b GROUP BY status"), {"a": first, "b": last}
             ).all()
         )
-    cards = CARDS - first + 1
+    cards = last - first + 1
     out["reports"] = len(users)
     out["asked_failed"] = sum(v for k, v in asked["statuses"].items() if not str(k).startswith("2")) + sum(asked["errors"].values())
     out["exactly_once"] = by_status == {"lost": cards}
