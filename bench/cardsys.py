@@ -54,7 +54,7 @@ def run(
     data.add_cardholders(engine, 1, CARDS + LOSS_REPORTS)
     data.analyze(engine)
     port = free_port()
-    cs_env = {"CARDBOT_CARDSYSTEM__ADAPTER": "http", "CARDBOT_CARDSYSTEM__API_BASE_URL": f"http://127.0.0.1:{port}/emulator"}
+    cs_env, cs_cfg = on_http_card_system(cfg, f"http://127.0.0.1:{port}/emulator")
     cardsys = start(
         "cardsys",
         "bench.apps:cardsys_app()",
@@ -72,9 +72,6 @@ def run(
         finally:
             bot.stop()
         # the same bot in this process (as its worker), on the http card system
-        cs_cfg = cfg.model_copy(
-            update={"cardsystem": cfg.cardsystem.model_copy(update={"adapter": "http", "api_base_url": cs_env["CARDBOT_CARDSYSTEM__API_BASE_URL"]})}
-        )
         cs_services = build_runtime(cs_cfg)
         try:
             day = cs_services.clock.now().astimezone(SCHOOL_TZ).date()
@@ -94,6 +91,12 @@ def run(
     finally:
         cardsys.stop()
     return result
+
+
+def on_http_card_system(cfg: Config, url: str) -> tuple[dict[str, str], Config]:
+    """The bot on the ``http`` card system at ``url``: the environment for a bot server, the config for this process."""
+    env = {"CARDBOT_CARDSYSTEM__ADAPTER": "http", "CARDBOT_CARDSYSTEM__API_BASE_URL": url}
+    return env, cfg.model_copy(update={"cardsystem": cfg.cardsystem.model_copy(update={"adapter": "http", "api_base_url": url})})
 
 
 def _balance_clicks(settings: Settings, cfg: Config, bot: Server, report: Callable[[str], None]) -> dict[str, Any]:

@@ -101,7 +101,7 @@ def run(
     profiled = PROFILED if not settings.quick else 300
     profile_power = profile_card + profiled
     over_http = profile_power + profiled
-    data.add_cardholders(engine, 1, over_http + n + WARM + PROFILED - 1)
+    data.add_cardholders(engine, 1, over_http + n + WARM + profiled - 1)
     rooms = room_ids()
     cards = _card_orders(engine, 1, n, CARD_TAG)
     power = _power_orders(engine, n + 1, rooms[:n], POWER_TAG)
@@ -125,7 +125,7 @@ def run(
         _answered(engine, POWER_TAG, n),
         lambda: _power_delivered(services, engine, n + 1, n, day),
     )
-    result["card_http"] = _card_over_cardsys(settings, cfg, start, production, report, over_http, n)
+    result["card_http"] = _card_over_cardsys(settings, cfg, start, production, over_http, n, profiled)
     for key in ("card", "power", "card_http"):
         r = result[key]
         report(
@@ -134,7 +134,7 @@ def run(
             f"({r['check']})"
         )
     if settings.profile:
-        seconds = 4 if settings.quick else 8
+        seconds = _profile_seconds(settings)
         more = _card_orders(engine, profile_card, profiled, "p")
         result["profile"] = profile_server(settings, "paynotify", bot, _card_notifies(cfg, more, profile_card), seconds, once=True)
         rooms_more = rooms[n + WARM : n + WARM + profiled]
@@ -144,12 +144,14 @@ def run(
 
 
 def _card_over_cardsys(
-    settings: Settings, cfg: Config, start: Callable[..., Server], production: dict[str, str], report: Callable[[str], None], first: int, n: int
+    settings: Settings, cfg: Config, start: Callable[..., Server], production: dict[str, str], first: int, n: int, profiled: int
 ) -> dict[str, Any]:
     """The card row again, with the card system a school runs: cardsys/1 over HTTP (``[cardsystem] adapter = "http"``)
     to the emulator's card system in its own gunicorn process (one worker, as many threads as the electricity
     system's), so a top-up is delivered as an electricity payment is: right after the answer, by the delivery threads.
-    Cards ``first``..``first + n - 1`` pay the row, the next ``WARM`` the warm-up; the card system has an account for each."""
+    Cards ``first``..``first + n - 1`` pay the row, the next ``WARM`` the warm-up, then ``profiled`` the profile; the
+    card system has an account for each."""
+    from bench.cardsys import on_http_card_system
     from bot.runtime import build_runtime
 
     port = free_port()
@@ -160,10 +162,10 @@ def _card_over_cardsys(
         port=port,
         workers=1,
         threads=16,
-        extra_env={"CARDBOT_BENCH_CARDSYS_ACCOUNTS": str(first + n + WARM + PROFILED)},
+        extra_env={"CARDBOT_BENCH_CARDSYS_ACCOUNTS": str(first + n + WARM + profiled)},
     )
-    cs_env = {"CARDBOT_CARDSYSTEM__ADAPTER": "http", "CARDBOT_CARDSYSTEM__API_BASE_URL": url}
-    cs_services = build_runtime(cfg.model_copy(update={"cardsystem": cfg.cardsystem.model_copy(update={"adapter": "http", "api_base_url": url})}))
+    cs_env, cs_cfg = on_http_card_system(cfg, url)
+    cs_services = build_runtime(cs_cfg)
     try:
         bot = start("bot-pay-cs", "bench.apps:bot_app()", extra_env={**production, **cs_env})
         try:
@@ -183,9 +185,9 @@ def _card_over_cardsys(
                 lambda: _card_delivered_over_http(cs_services, n, day),
             )
             if settings.profile:
-                more = _card_orders(engine, first + n + WARM, PROFILED, "y")
+                more = _card_orders(engine, first + n + WARM, profiled, "y")
                 row["profile"] = profile_server(
-                    settings, "paynotify-cs", bot, _card_notifies(cfg, more, first + n + WARM), 4 if settings.quick else 8, once=True
+                    settings, "paynotify-cs", bot, _card_notifies(cfg, more, first + n + WARM), _profile_seconds(settings), once=True
                 )
             return row
         finally:
@@ -193,6 +195,10 @@ def _card_over_cardsys(
     finally:
         cs_services.close()
         cardsys.stop()
+
+
+def _profile_seconds(settings: Settings) -> float:
+    return 4 if settings.quick else 8
 
 
 def _card_delivered_over_http(services: Any, n: int, since: date) -> dict[str, Any]:

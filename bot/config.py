@@ -52,7 +52,7 @@ class TimeWindow:
 
     def __init__(self, start: time, end: time, *, to_midnight: bool = False) -> None:
         self.start = start
-        self.end = time(0, 0) if to_midnight else end
+        self.end = end
         self.to_midnight = to_midnight
 
     @classmethod

@@ -44,7 +44,7 @@ from bot.clock import SCHOOL_TZ
 from bot.emulator.state import pop_fault
 
 bp = Blueprint("emulator_power", __name__, url_prefix="/emulator/power")
-RECHARGES = "/emulator/power/v1/recharges"
+RECHARGES = f"{bp.url_prefix}/v1/recharges"
 
 CAMPUSES = {"E": "东区 East", "W": "西区 West"}
 BUILDINGS, FLOORS, ROOMS = 25, 20, 20
